@@ -1,0 +1,68 @@
+// corio/net/tcp_listener.hpp - a listening TCP socket with awaitable accept.
+#pragma once
+
+#include <string_view>
+#include <system_error>
+
+#include "corio/detail/file_descriptor.hpp"
+#include "corio/detail/io_operation.hpp"
+#include "corio/net/endpoint.hpp"
+#include "corio/net/tcp_stream.hpp"
+
+namespace corio::net {
+
+/// Awaiter of tcp_listener::accept: the accepted stream (empty after an error in the error_code
+/// form). The peer's address is available from the stream's remote_endpoint().
+class accept_operation : public detail::io_operation {
+ public:
+  accept_operation(int fd, std::error_code* ec) noexcept;
+  tcp_stream await_resume();
+
+ private:
+  endpoint peer_;
+};
+
+/// A TCP socket bound to a local endpoint and listening. Move-only; the descriptor is closed
+/// exactly once. bind() sets SO_REUSEADDR (so a restarted server can bind while old connections
+/// sit in TIME_WAIT) and, for IPv6, IPV6_V6ONLY. Operations on a closed or moved-from listener
+/// throw std::system_error(EBADF).
+///
+/// Accepting is an io_uring IORING_OP_ACCEPT; accepted descriptors are close-on-exec. When the
+/// process runs out of descriptors, accept fails with EMFILE (or ENFILE) and the pending
+/// connection stays in the backlog: back off (sleep) and retry, as samples/http_hello does.
+/// Several tasks may accept on one listener at once.
+class tcp_listener {
+ public:
+  tcp_listener() noexcept = default;
+  tcp_listener(tcp_listener&&) noexcept = default;
+  tcp_listener& operator=(tcp_listener&&) noexcept = default;
+  ~tcp_listener() = default;
+
+  /// Creates, binds and listens. `local` is a numeric endpoint ("127.0.0.1:8080", "[::1]:0");
+  /// port 0 picks a free port (see local_endpoint()). `backlog` is listen(2)'s, capped by the
+  /// kernel's somaxconn. Throws std::system_error: EINVAL for an unparsable endpoint,
+  /// EADDRINUSE, EACCES, EMFILE, ...
+  static tcp_listener bind(std::string_view local, int backlog = 4096);
+  static tcp_listener bind(const endpoint& local, int backlog = 4096);
+
+  /// Waits for the next connection; `co_await` yields the stream.
+  [[nodiscard]] accept_operation accept() { return accept_operation{checked_fd(), nullptr}; }
+  /// As accept(), reporting failure (EMFILE, ENFILE, ECONNABORTED, ...) in `ec`.
+  [[nodiscard]] accept_operation accept(std::error_code& ec) noexcept {
+    return accept_operation{socket_.get(), &ec};
+  }
+
+  /// The bound address, with the real port when bound to port 0. Throws std::system_error.
+  [[nodiscard]] endpoint local_endpoint() const;
+
+  /// Closes the socket now; idempotent. Must not be called while an accept is in flight.
+  void close() noexcept { socket_.reset(); }
+  [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
+  [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
+
+ private:
+  int checked_fd() const;
+  detail::file_descriptor socket_;
+};
+
+}  // namespace corio::net

@@ -1,0 +1,143 @@
+// corio/net/tcp_stream.hpp - a connected TCP socket with awaitable reads and writes.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include "corio/detail/file_descriptor.hpp"
+#include "corio/detail/io_operation.hpp"
+#include "corio/net/endpoint.hpp"
+
+namespace corio::net {
+
+class tcp_stream;
+
+/// Awaiter of tcp_stream::read_some: the number of bytes read, 0 at end of stream.
+class read_some_operation : public detail::io_operation {
+ public:
+  read_some_operation(int fd, std::span<std::byte> buffer, std::error_code* ec) noexcept;
+  std::size_t await_resume() {
+    auto n = finish();
+    return n < 0 ? 0 : static_cast<std::size_t>(n);
+  }
+};
+
+/// Awaiter of tcp_stream::write_all: the number of bytes written, which is all of them unless an
+/// error was reported through the error_code form.
+class write_all_operation : public detail::io_operation {
+ public:
+  write_all_operation(int fd, std::span<const std::byte> data, std::error_code* ec) noexcept;
+  bool await_ready() const noexcept { return request_.result < 0 || request_.length == 0; }
+  std::size_t await_resume() {
+    finish();
+    return request_.transferred;
+  }
+
+ private:
+  static bool on_complete(detail::io_request& request, int result) noexcept;
+};
+
+/// Awaiter of tcp_stream::connect: the connected stream (empty after an error in the error_code
+/// form).
+class connect_operation : public detail::io_operation {
+ public:
+  connect_operation(const endpoint& remote, std::error_code* ec) noexcept;
+  tcp_stream await_resume();
+
+ private:
+  endpoint remote_;
+  detail::file_descriptor socket_;
+};
+
+/// Which directions shutdown() closes (shutdown(2)'s SHUT_RD, SHUT_WR, SHUT_RDWR).
+enum class shutdown_type { receive, send, both };
+
+/// A connected TCP socket. Move-only; the descriptor is closed exactly once, by close() or the
+/// destructor. Every operation has a throwing form (std::system_error carrying the errno) and a
+/// form taking `std::error_code&` for paths that must not throw; that form clears the code on
+/// success. Operations on a closed or moved-from stream throw std::system_error(EBADF) (the
+/// error_code forms report EBADF).
+///
+/// One task may read while another writes on the same stream; two concurrent reads (or two
+/// concurrent writes) are not supported. Writes never raise SIGPIPE: a peer that reset the
+/// connection is an EPIPE or ECONNRESET error. Reads and writes are awaitables that must be
+/// `co_await`ed inside a task on a runtime; each is one io_uring operation (IORING_OP_RECV,
+/// IORING_OP_SEND with MSG_NOSIGNAL), the data stays in the caller's buffer until it completes.
+/// Buffers must stay alive until the co_await returns (they do, when they live in the task).
+class tcp_stream {
+ public:
+  tcp_stream() noexcept = default;
+  /// Adopts a connected stream socket.
+  explicit tcp_stream(detail::file_descriptor socket) noexcept : socket_(std::move(socket)) {}
+  tcp_stream(tcp_stream&&) noexcept = default;
+  tcp_stream& operator=(tcp_stream&&) noexcept = default;
+  ~tcp_stream() = default;
+
+  /// Connects to `remote`; `co_await` yields the stream. Throws std::system_error
+  /// (ECONNREFUSED, ENETUNREACH, EMFILE, ...).
+  [[nodiscard]] static connect_operation connect(const endpoint& remote) noexcept {
+    return connect_operation{remote, nullptr};
+  }
+  /// As connect(remote), reporting failure in `ec` and yielding an empty stream.
+  [[nodiscard]] static connect_operation connect(const endpoint& remote, std::error_code& ec) noexcept {
+    return connect_operation{remote, &ec};
+  }
+
+  /// Reads at least one byte into `buffer` once some are available; yields the count, or 0 at end
+  /// of stream (the peer shut down its side) or for an empty buffer.
+  [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer) {
+    return read_some_operation{checked_fd(), buffer, nullptr};
+  }
+  [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
+    return read_some_operation{socket_.get(), buffer, &ec};
+  }
+  [[nodiscard]] read_some_operation read_some(std::span<char> buffer) {
+    return read_some(std::as_writable_bytes(buffer));
+  }
+  [[nodiscard]] read_some_operation read_some(std::span<char> buffer, std::error_code& ec) noexcept {
+    return read_some(std::as_writable_bytes(buffer), ec);
+  }
+
+  /// Writes all of `data`, in as many sends as the kernel needs; yields the byte count. In the
+  /// error_code form the count tells how much was written before the error.
+  [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data) {
+    return write_all_operation{checked_fd(), data, nullptr};
+  }
+  [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data, std::error_code& ec) noexcept {
+    return write_all_operation{socket_.get(), data, &ec};
+  }
+  [[nodiscard]] write_all_operation write_all(std::string_view data) {
+    return write_all(std::as_bytes(std::span{data.data(), data.size()}));
+  }
+  [[nodiscard]] write_all_operation write_all(std::string_view data, std::error_code& ec) noexcept {
+    return write_all(std::as_bytes(std::span{data.data(), data.size()}), ec);
+  }
+
+  /// Shuts down one or both directions (a FIN for `send`); does not close the descriptor.
+  void shutdown(shutdown_type how = shutdown_type::both);
+  void shutdown(shutdown_type how, std::error_code& ec) noexcept;
+
+  /// Closes the descriptor now (the destructor would otherwise). Idempotent: closing a closed stream
+  /// does nothing. Must not be called while an operation on this stream is in flight.
+  void close() noexcept { socket_.reset(); }
+
+  /// Turns Nagle's algorithm off (`true`) or on (TCP_NODELAY).
+  void set_nodelay(bool on);
+  void set_nodelay(bool on, std::error_code& ec) noexcept;
+
+  /// The local and the peer's address. Throw std::system_error (EBADF on a closed stream).
+  [[nodiscard]] endpoint local_endpoint() const;
+  [[nodiscard]] endpoint remote_endpoint() const;
+
+  [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
+  /// The descriptor, -1 when closed. Ownership stays with the stream.
+  [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
+
+ private:
+  int checked_fd() const;
+  detail::file_descriptor socket_;
+};
+
+}  // namespace corio::net

@@ -1,0 +1,197 @@
+// corio/runtime.hpp - the M:N runtime: workers, run queues, reactors; block_on and run.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/spawn.hpp"
+#include "corio/task.hpp"
+
+namespace corio {
+
+/// How a runtime is built. Every field has a usable default.
+struct runtime_options {
+  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
+  unsigned workers = 0;
+  /// Submission queue entries of each worker's io_uring ring (rounded up to a power of two by the
+  /// kernel); the completion queue is twice as large. Bounded to [8, 32768].
+  unsigned ring_entries = 1024;
+  /// Called with the exception of a task that finished by throwing while nobody held its
+  /// join_handle (a detached task). Runs on the worker that finished the task; must not throw.
+  /// Default: one line on stderr, through fmt, and the runtime carries on.
+  std::function<void(std::exception_ptr)> unhandled_exception{};
+};
+
+/// Counters of one worker since start. Each is written only by its worker and read with relaxed
+/// loads, so a snapshot is consistent per counter, not across counters.
+struct worker_stats {
+  std::uint64_t polls = 0;          ///< tasks resumed from the run queues
+  std::uint64_t steals = 0;         ///< tasks taken from another worker's queue
+  std::uint64_t injections = 0;     ///< tasks taken from the injection queue
+  std::uint64_t parks = 0;          ///< times the worker slept in its reactor
+  std::uint64_t wakes = 0;          ///< wake-ups this worker sent to parked workers
+  std::uint64_t io_submitted = 0;   ///< I/O operations handed to the reactor
+  std::uint64_t io_completed = 0;   ///< I/O completions reaped
+  std::uint64_t timers_fired = 0;   ///< sleeps that expired
+};
+
+/// A snapshot of a runtime's counters.
+struct runtime_stats {
+  std::string backend;               ///< the reactor in use: "io_uring"
+  std::string backend_features;      ///< e.g. "single_issuer,defer_taskrun", or why a feature is off
+  std::uint64_t live_tasks = 0;      ///< spawned tasks that have not finished
+  std::vector<worker_stats> workers;
+};
+
+/// The M:N runtime: `options.workers` threads, each owning a run queue, an io_uring ring (created
+/// on that thread) and a timer heap; tasks spawned on it run on any worker and migrate by work
+/// stealing. The model is Go's scheduler (an M per P, local run queues, a global injection queue)
+/// and Tokio's multi-threaded runtime.
+///
+/// Construction starts the workers; it throws std::system_error when a worker cannot set up its
+/// io_uring ring (old kernel, seccomp, `kernel.io_uring_disabled`; the message says which errno),
+/// since the portable Asio reactor is not part of this release. Destruction (or shutdown()) stops
+/// the workers, cancels every operation still in a ring and reaps its completion, and only then
+/// destroys the frames of tasks that never finished (their destructors run, closing what they
+/// hold). Spawning is thread-safe; shutdown() and the destructor must not be called from one of the
+/// runtime's own workers.
+class runtime {
+ public:
+  explicit runtime(runtime_options options = {});
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Spawns `t` on this runtime from any thread (a worker's local queue when called from one of its
+  /// workers, the injection queue otherwise). Throws like corio::spawn.
+  template <class T>
+  join_handle<T> spawn(task<T> t) {
+    if (!t.valid()) throw std::invalid_argument("corio::runtime::spawn: empty task");
+    return join_handle<T>::spawn_on(impl_.get(), std::move(t));
+  }
+
+  /// Runs `t` on this runtime and blocks the calling thread until it finishes; returns its result
+  /// or rethrows its exception. Must not be called from one of this runtime's workers (it would
+  /// block a worker): throws std::logic_error there.
+  template <class T>
+  T block_on(task<T> t);
+
+  /// Stops the runtime as the destructor does; idempotent. Later spawns throw std::runtime_error.
+  void shutdown();
+
+  /// Number of worker threads.
+  [[nodiscard]] unsigned workers() const noexcept;
+
+  /// Counters and the reactor in use. Thread-safe.
+  [[nodiscard]] runtime_stats stats() const;
+
+ private:
+  std::unique_ptr<detail::runtime_impl> impl_;
+};
+
+namespace detail {
+
+/// A one-shot flag a plain thread can block on and a task can raise (mutex and condition
+/// variable; the raiser touches nothing after the unlock, so the waiter may free it at once).
+class blocking_signal {
+ public:
+  blocking_signal();
+  ~blocking_signal();
+  blocking_signal(const blocking_signal&) = delete;
+  blocking_signal& operator=(const blocking_signal&) = delete;
+  void raise() noexcept;
+  void wait() noexcept;
+
+ private:
+  struct state;
+  std::unique_ptr<state> state_;
+};
+
+/// Throws std::logic_error when the calling thread is a worker of `rt`.
+void check_not_on_worker(runtime_impl* rt);
+
+template <class T>
+struct block_on_result {
+  std::optional<T> value;
+  std::exception_ptr error;
+  T take() {
+    if (error) std::rethrow_exception(error);
+    return std::move(*value);
+  }
+};
+template <class T>
+struct block_on_result<T&> {
+  T* value = nullptr;
+  std::exception_ptr error;
+  T& take() {
+    if (error) std::rethrow_exception(error);
+    return *value;
+  }
+};
+template <>
+struct block_on_result<void> {
+  std::exception_ptr error;
+  void take() {
+    if (error) std::rethrow_exception(error);
+  }
+};
+
+// Parameters by value and raw pointers on purpose: GCC 12 mishandles references and captures in
+// coroutine lambdas (GCC PR 95599 lineage; C++ Core Guidelines CP.51).
+template <class T>
+task<void> block_on_root(task<T> t, block_on_result<T>* out, blocking_signal* done) {
+  // Raises the signal however the frame ends: finished, or destroyed by a runtime shutdown while
+  // suspended (then `out` keeps the operation_cancelled it was given).
+  struct raise_on_exit {
+    blocking_signal* signal;
+    ~raise_on_exit() { signal->raise(); }  // the last touch of *out and *done
+  } guard{done};
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(t);
+    } else if constexpr (std::is_reference_v<T>) {
+      out->value = std::addressof(co_await std::move(t));
+    } else {
+      out->value.emplace(co_await std::move(t));
+    }
+    out->error = nullptr;
+  } catch (...) {
+    out->error = std::current_exception();
+  }
+  t = task<T>{};  // the task's frame (its locals and arguments) is gone before block_on returns
+}
+
+}  // namespace detail
+
+template <class T>
+T runtime::block_on(task<T> t) {
+  detail::check_not_on_worker(impl_.get());
+  detail::block_on_result<T> result;
+  result.error = std::make_exception_ptr(operation_cancelled("corio: the runtime was shut down before the task finished"));
+  detail::blocking_signal done;
+  spawn(detail::block_on_root<T>(std::move(t), &result, &done)).detach();
+  done.wait();
+  return result.take();
+}
+
+/// Builds a runtime with `options`, runs `main_task` on it to completion, shuts the runtime down
+/// and returns the task's result: for `task<int>` its value, for `task<void>` 0. An exception from
+/// the task propagates out of run() after shutdown. The usual body of `main`.
+template <class T>
+auto run(task<T> main_task, runtime_options options = {}) {
+  runtime rt{std::move(options)};
+  if constexpr (std::is_void_v<T>) {
+    rt.block_on(std::move(main_task));
+    return 0;
+  } else {
+    return rt.block_on(std::move(main_task));
+  }
+}
+
+}  // namespace corio

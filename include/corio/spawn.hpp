@@ -1,0 +1,160 @@
+// corio/spawn.hpp - running a task independently: spawn() and join_handle<T>.
+#pragma once
+
+#include <coroutine>
+#include <stdexcept>
+#include <utility>
+
+#include "corio/errors.hpp"
+#include "corio/task.hpp"
+
+namespace corio {
+
+namespace detail {
+
+/// Makes `p` (the frame of a task that has not started) a root task of `rt`: sets its spawn
+/// state, registers it (so that shutdown can find it), and schedules it on the calling worker's
+/// run queue, or the injection queue when called from a thread that is not one of rt's workers.
+/// Throws std::logic_error when `rt` is null (spawn outside a runtime) and std::runtime_error
+/// when the runtime is shutting down; the frame is then left untouched for the caller to free.
+void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self);
+
+/// The runtime whose worker runs the calling thread, or null on any other thread.
+runtime_impl* current_runtime() noexcept;
+
+/// Untyped part of join_handle: reference-counting of the frame and the back-pointer that lets the
+/// runtime detach the handle from a frame it destroys at shutdown.
+class join_handle_base {
+ public:
+  join_handle_base(const join_handle_base&) = delete;
+  join_handle_base& operator=(const join_handle_base&) = delete;
+
+  /// True until the handle is joined, detached, or moved from.
+  [[nodiscard]] bool valid() const noexcept { return promise_ != nullptr; }
+
+  /// True once the task has finished (returned or thrown). Thread-safe; false on an empty handle.
+  [[nodiscard]] bool done() const noexcept {
+    return promise_ != nullptr &&
+           (promise_->spawn_.state.load(std::memory_order_acquire) & state_running) == 0;
+  }
+
+  /// Lets the task run on without a handle: its frame is freed when it finishes, and an exception
+  /// it throws goes to `runtime_options::unhandled_exception`. The destructor does the same
+  /// (Tokio's JoinHandle semantics). Idempotent. Not thread-safe against other uses of this handle.
+  void detach() noexcept {
+    if (promise_ != nullptr) release(std::exchange(promise_, nullptr), false);
+  }
+
+ protected:
+  join_handle_base() noexcept = default;
+  explicit join_handle_base(promise_base* p) noexcept : promise_(p) { p->spawn_.owner = this; }
+  join_handle_base(join_handle_base&& other) noexcept : promise_(std::exchange(other.promise_, nullptr)) {
+    if (promise_ != nullptr) promise_->spawn_.owner = this;
+  }
+  join_handle_base& operator=(join_handle_base&& other) noexcept {
+    if (this != &other) {
+      detach();
+      promise_ = std::exchange(other.promise_, nullptr);
+      if (promise_ != nullptr) promise_->spawn_.owner = this;
+    }
+    return *this;
+  }
+  ~join_handle_base() { detach(); }
+
+  /// Drops the handle's reference to the frame; destroys the frame when the task has finished.
+  /// `observed` tells whether the result (or exception) was taken by a join. Defined in lib.
+  static void release(promise_base* p, bool observed) noexcept;
+
+  /// Throws the right error for awaiting an empty handle.
+  [[noreturn]] void throw_empty() const;
+
+  promise_base* promise_ = nullptr;
+  bool orphaned_ = false;  ///< the runtime destroyed the task at shutdown
+
+  friend class runtime_impl;
+};
+
+}  // namespace detail
+
+/// The handle to a spawned task: `co_await` it for the task's result (or its exception, rethrown),
+/// `detach()` it, or drop it (which detaches). Move-only. Awaiting it a second time, or after
+/// detach(), throws std::logic_error; awaiting it after the runtime destroyed the task at shutdown
+/// throws corio::operation_cancelled. Awaiting is thread-safe against the task finishing on another
+/// worker: exactly one of the two resumes the joiner (one atomic word, as Tokio's task state).
+/// A join_handle must not outlive its runtime unless it was joined or detached.
+template <class T>
+class [[nodiscard("co_await the handle, or call detach()")]] join_handle : public detail::join_handle_base {
+ public:
+  join_handle() noexcept = default;
+  join_handle(join_handle&&) noexcept = default;
+  join_handle& operator=(join_handle&&) noexcept = default;
+  ~join_handle() = default;
+
+  class operation {
+   public:
+    explicit operation(join_handle& h) noexcept : handle_(h) {}
+    bool await_ready() const noexcept { return handle_.done(); }
+    bool await_suspend(std::coroutine_handle<> joiner) noexcept {
+      detail::promise_base& p = *handle_.promise_;
+      p.continuation_ = joiner;
+      // Publish the joiner; if the task already finished, resume at once instead.
+      return (p.spawn_.state.fetch_or(detail::state_joiner, std::memory_order_acq_rel) &
+              detail::state_running) != 0;
+    }
+    T await_resume() {
+      struct release_on_exit {
+        join_handle& h;
+        ~release_on_exit() { release(std::exchange(h.promise_, nullptr), true); }
+      } guard{handle_};
+      return handle_.typed().promise().take_result();
+    }
+
+   private:
+    join_handle& handle_;
+  };
+
+  /// Waits for the task and returns its result or rethrows its exception.
+  operation operator co_await() & {
+    if (promise_ == nullptr) throw_empty();
+    return operation{*this};
+  }
+  operation operator co_await() && {
+    if (promise_ == nullptr) throw_empty();
+    return operation{*this};
+  }
+
+ private:
+  template <class U>
+  friend join_handle<U> spawn(task<U> t);
+  friend class runtime;
+  using promise_type = detail::promise<T>;
+
+  explicit join_handle(promise_type& p) noexcept : join_handle_base(&p) {}
+  std::coroutine_handle<promise_type> typed() const noexcept {
+    return std::coroutine_handle<promise_type>::from_promise(*static_cast<promise_type*>(promise_));
+  }
+
+  static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t) {
+    auto h = t.release();
+    try {
+      detail::spawn_root(rt, h.promise(), h);
+    } catch (...) {
+      h.destroy();
+      throw;
+    }
+    return join_handle{h.promise()};
+  }
+};
+
+/// Spawns `t` as an independent task on the runtime that runs the caller, and returns its handle.
+/// The task is queued on the calling worker (Go's `go` statement, Tokio's `tokio::spawn`). Call it
+/// from a task; from any other thread use `runtime::spawn`. Throws std::logic_error outside a
+/// runtime, std::runtime_error while the runtime shuts down, std::invalid_argument for an empty
+/// task. Thread-safe.
+template <class T>
+join_handle<T> spawn(task<T> t) {
+  if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
+  return join_handle<T>::spawn_on(detail::current_runtime(), std::move(t));
+}
+
+}  // namespace corio

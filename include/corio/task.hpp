@@ -1,0 +1,214 @@
+// corio/task.hpp - the lazy coroutine task.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "corio/detail/frame_allocator.hpp"
+#include "corio/detail/transfer.hpp"
+
+namespace corio {
+
+template <class T>
+class task;
+template <class T>
+class join_handle;
+
+namespace detail {
+
+class runtime_impl;
+class join_handle_base;
+class promise_base;
+
+/// Bits of spawn_state::state. A spawned task's frame stays alive while either bit
+/// state_running or state_handle is set; whoever clears the last one destroys it.
+inline constexpr std::uint32_t state_running = 1;  ///< the task has not finished yet
+inline constexpr std::uint32_t state_handle = 2;   ///< a join_handle still refers to the frame
+inline constexpr std::uint32_t state_joiner = 4;   ///< a joiner is parked in `continuation_`
+
+/// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
+/// itself (no allocation per spawn), like the task header of Tokio's task cell.
+struct spawn_state {
+  std::atomic<std::uint32_t> state{0};
+  std::uint32_t shard = 0;                   ///< registry shard holding the task while it runs
+  runtime_impl* runtime = nullptr;           ///< non-null once spawned
+  join_handle_base* owner = nullptr;         ///< the join_handle referring to this frame, if any
+  promise_base* prev = nullptr;              ///< registry links (guarded by the shard's lock)
+  promise_base* next = nullptr;
+  std::coroutine_handle<> self{};            ///< the frame, for destroy() from the registry
+};
+
+/// Runs when a spawned task reaches its final suspend point: unregisters it, returns its joiner to
+/// resume (null when there is none) or, if nobody holds a join_handle, reports an unobserved exception to the
+/// runtime's handler and destroys the frame. Defined in lib/runtime.cpp.
+std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
+
+/// State shared by every promise type: the frame allocator, the continuation, the exception, and
+/// the spawn state. Not for direct use.
+class promise_base {
+ public:
+  static void* operator new(std::size_t bytes) { return frame_allocate(bytes); }
+  static void operator delete(void* frame, std::size_t bytes) noexcept {
+    frame_deallocate(frame, bytes);
+  }
+
+  /// Tasks are lazy: nothing runs until the task is awaited or spawned.
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
+      promise_base& p = self.promise();
+      if (p.spawn_.runtime != nullptr) {
+        // A spawned task: wake its joiner, or free the frame when nobody holds a handle.
+        std::coroutine_handle<> joiner = finish_spawned(p);
+        return joiner ? transfer(joiner) : std::noop_coroutine();
+      }
+      // The awaiter resumes by symmetric transfer (or the trampoline, see transfer.hpp).
+      return transfer(p.continuation_);
+    }
+    void await_resume() const noexcept {}
+  };
+  final_awaiter final_suspend() noexcept { return {}; }
+
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+  void rethrow_if_exception() const {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+
+  std::coroutine_handle<> continuation_{};  ///< the awaiting coroutine, or the joiner
+  std::exception_ptr exception_{};
+  spawn_state spawn_{};
+};
+
+template <class T>
+class promise final : public promise_base {
+ public:
+  task<T> get_return_object() noexcept;
+  template <class U = T>
+    requires std::is_convertible_v<U&&, T>
+  void return_value(U&& value) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    value_.emplace(std::forward<U>(value));
+  }
+  /// Moves the result out, or rethrows the task's exception.
+  T take_result() {
+    rethrow_if_exception();
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<T> value_{};
+};
+
+template <class T>
+class promise<T&> final : public promise_base {
+ public:
+  task<T&> get_return_object() noexcept;
+  void return_value(T& value) noexcept { value_ = std::addressof(value); }
+  T& take_result() {
+    rethrow_if_exception();
+    return *value_;
+  }
+
+ private:
+  T* value_ = nullptr;
+};
+
+template <>
+class promise<void> final : public promise_base {
+ public:
+  task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void take_result() { rethrow_if_exception(); }
+};
+
+}  // namespace detail
+
+/// A lazy, move-only coroutine producing a `T` (a value, a reference, or `void`).
+///
+/// Nothing runs until the task is either `co_await`ed by another coroutine, which then resumes by
+/// symmetric transfer when it finishes, or handed to `corio::spawn` / `runtime::spawn` to run as
+/// an independent task on the runtime's workers. An exception escaping the coroutine body is
+/// stored and rethrown in the awaiter (or the joiner of the spawned task). Destroying a task that
+/// never started destroys its frame and the arguments it holds. Frames come from the per-thread
+/// recycling allocator (detail/frame_allocator.hpp).
+///
+/// Not thread-safe: a task object is owned by one coroutine or thread at a time. Awaiting an empty
+/// (moved-from) task is undefined; `valid()` tells. Coroutine functions should take their
+/// parameters by value: a reference parameter dangles once the caller's argument dies before the
+/// lazy task runs (C++ Core Guidelines CP.51/CP.53).
+///
+/// Shape from cppcoro's `task<T>` (Lewis Baker) and P1056.
+template <class T = void>
+class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] task {
+ public:
+  using promise_type = detail::promise<T>;
+  using value_type = T;
+
+  task() noexcept = default;
+  explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      if (handle_) handle_.destroy();
+      handle_ = std::exchange(other.handle_, {});
+    }
+    return *this;
+  }
+  task(const task&) = delete;
+  task& operator=(const task&) = delete;
+  ~task() {
+    if (handle_) handle_.destroy();
+  }
+
+  /// True when the task holds a coroutine (it was not moved from and not released).
+  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+  /// The awaiter returned by `co_await task`: starts the task by symmetric transfer and resumes
+  /// the awaiting coroutine with the task's result, or rethrows its exception.
+  class operation {
+   public:
+    explicit operation(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    bool await_ready() const noexcept { return false; }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+      handle_.promise().continuation_ = awaiting;
+      return detail::transfer(handle_);
+    }
+    T await_resume() { return handle_.promise().take_result(); }
+
+   private:
+    std::coroutine_handle<promise_type> handle_;
+  };
+
+  operation operator co_await() & noexcept { return operation{handle_}; }
+  operation operator co_await() && noexcept { return operation{handle_}; }
+
+  /// Gives up ownership of the coroutine frame; used by spawn. Not for general use.
+  std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
+
+ private:
+  std::coroutine_handle<promise_type> handle_{};
+};
+
+namespace detail {
+template <class T>
+task<T> promise<T>::get_return_object() noexcept {
+  return task<T>{std::coroutine_handle<promise<T>>::from_promise(*this)};
+}
+template <class T>
+task<T&> promise<T&>::get_return_object() noexcept {
+  return task<T&>{std::coroutine_handle<promise<T&>>::from_promise(*this)};
+}
+inline task<void> promise<void>::get_return_object() noexcept {
+  return task<void>{std::coroutine_handle<promise<void>>::from_promise(*this)};
+}
+}  // namespace detail
+
+}  // namespace corio

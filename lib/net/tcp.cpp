@@ -1,0 +1,223 @@
+// lib/net/tcp.cpp - TCP listener and stream: socket set-up is synchronous, data moves through the
+// worker's reactor.
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "corio/detail/file_descriptor.hpp"
+#include "corio/net/tcp_listener.hpp"
+#include "corio/net/tcp_stream.hpp"
+
+namespace corio {
+
+namespace detail {
+int file_descriptor::reset(int fd) noexcept {
+  int error = 0;
+  if (fd_ >= 0 && ::close(fd_) != 0) error = errno;
+  fd_ = fd;
+  return error;
+}
+}  // namespace detail
+
+namespace net {
+namespace {
+
+[[noreturn]] void throw_errno(int error, const char* what) {
+  throw std::system_error(error, std::system_category(), what);
+}
+
+[[noreturn]] void throw_closed(const char* what) {
+  throw std::system_error(EBADF, std::system_category(),
+                          fmt::format("{}: the socket is closed or was moved from", what));
+}
+
+endpoint socket_name(int fd, bool peer, const char* what) {
+  if (fd < 0) throw_closed(what);
+  endpoint e;
+  socklen_t len = endpoint::capacity();
+  auto* sa = static_cast<sockaddr*>(e.data());
+  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) throw_errno(errno, what);
+  e.resize(len);
+  return e;
+}
+
+}  // namespace
+
+// --- operations ------------------------------------------------------------------------------
+
+read_some_operation::read_some_operation(int fd, std::span<std::byte> buffer, std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_stream::read_some") {
+  request_.opcode = detail::io_opcode::recv;
+  request_.fd = fd;
+  request_.buffer = buffer.data();
+  request_.length = buffer.size();
+  if (fd < 0) fail_early(EBADF);
+}
+
+write_all_operation::write_all_operation(int fd, std::span<const std::byte> data, std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_stream::write_all") {
+  request_.opcode = detail::io_opcode::send;
+  request_.fd = fd;
+  request_.buffer = const_cast<std::byte*>(data.data());  // only read by send
+  request_.length = data.size();
+  request_.on_complete = &write_all_operation::on_complete;
+  if (fd < 0) fail_early(EBADF);
+}
+
+bool write_all_operation::on_complete(detail::io_request& r, int result) noexcept {
+  if (result < 0 && result != -EINTR && result != -EAGAIN) {
+    r.result = result;
+    return true;
+  }
+  if (result == 0) {  // a stream socket that accepts nothing: treat as a broken pipe
+    r.result = -EPIPE;
+    return true;
+  }
+  if (result > 0) {
+    const auto n = static_cast<std::size_t>(result);
+    r.transferred += n;
+    r.buffer = static_cast<std::byte*>(r.buffer) + n;
+    r.length -= n;
+  }
+  if (r.length == 0) {
+    r.result = 0;
+    return true;
+  }
+  try {
+    detail::submit_io(r);  // a short send: the rest goes out before the task resumes
+  } catch (const std::system_error& e) {
+    r.result = -e.code().value();
+    return true;
+  }
+  return false;
+}
+
+connect_operation::connect_operation(const endpoint& remote, std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_stream::connect"), remote_(remote) {
+  request_.opcode = detail::io_opcode::connect;
+  if (!remote_.is_v4() && !remote_.is_v6()) {
+    fail_early(EAFNOSUPPORT);
+    return;
+  }
+  const int fd = ::socket(remote_.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    fail_early(errno);
+    return;
+  }
+  socket_ = detail::file_descriptor{fd};
+  request_.fd = fd;
+  request_.address = remote_.data();
+  request_.address_length = remote_.size();
+}
+
+tcp_stream connect_operation::await_resume() {
+  if (finish() < 0) return tcp_stream{};
+  return tcp_stream{std::move(socket_)};
+}
+
+accept_operation::accept_operation(int fd, std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_listener::accept") {
+  request_.opcode = detail::io_opcode::accept;
+  request_.fd = fd;
+  request_.address = peer_.data();
+  request_.address_length = endpoint::capacity();
+  if (fd < 0) fail_early(EBADF);
+}
+
+tcp_stream accept_operation::await_resume() {
+  const auto fd = finish();
+  if (fd < 0) return tcp_stream{};
+  return tcp_stream{detail::file_descriptor{static_cast<int>(fd)}};
+}
+
+// --- tcp_stream ------------------------------------------------------------------------------
+
+int tcp_stream::checked_fd() const {
+  if (!socket_.valid()) throw_closed("corio::net::tcp_stream");
+  return socket_.get();
+}
+
+void tcp_stream::shutdown(shutdown_type how) {
+  std::error_code ec;
+  shutdown(how, ec);
+  if (ec) throw std::system_error(ec, "corio::net::tcp_stream::shutdown");
+}
+
+void tcp_stream::shutdown(shutdown_type how, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!socket_.valid()) {
+    ec.assign(EBADF, std::system_category());
+    return;
+  }
+  const int native = how == shutdown_type::receive ? SHUT_RD : how == shutdown_type::send ? SHUT_WR : SHUT_RDWR;
+  if (::shutdown(socket_.get(), native) != 0) ec.assign(errno, std::system_category());
+}
+
+void tcp_stream::set_nodelay(bool on) {
+  std::error_code ec;
+  set_nodelay(on, ec);
+  if (ec) throw std::system_error(ec, "corio::net::tcp_stream::set_nodelay");
+}
+
+void tcp_stream::set_nodelay(bool on, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!socket_.valid()) {
+    ec.assign(EBADF, std::system_category());
+    return;
+  }
+  const int value = on ? 1 : 0;
+  if (::setsockopt(socket_.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) != 0) {
+    ec.assign(errno, std::system_category());
+  }
+}
+
+endpoint tcp_stream::local_endpoint() const {
+  return socket_name(socket_.get(), false, "corio::net::tcp_stream::local_endpoint");
+}
+
+endpoint tcp_stream::remote_endpoint() const {
+  return socket_name(socket_.get(), true, "corio::net::tcp_stream::remote_endpoint");
+}
+
+// --- tcp_listener ----------------------------------------------------------------------------
+
+tcp_listener tcp_listener::bind(std::string_view local, int backlog) {
+  return bind(endpoint::parse(local), backlog);
+}
+
+tcp_listener tcp_listener::bind(const endpoint& local, int backlog) {
+  if (!local.is_v4() && !local.is_v6()) {
+    throw std::system_error(EAFNOSUPPORT, std::system_category(), "corio::net::tcp_listener::bind");
+  }
+  const int fd = ::socket(local.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) throw_errno(errno, "corio::net::tcp_listener::bind: socket");
+  tcp_listener l;
+  l.socket_ = detail::file_descriptor{fd};
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (local.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, static_cast<const sockaddr*>(local.data()), local.size()) != 0) {
+    const int error = errno;
+    throw std::system_error(error, std::system_category(),
+                            fmt::format("corio::net::tcp_listener::bind {}", local.to_string()));
+  }
+  if (::listen(fd, backlog) != 0) throw_errno(errno, "corio::net::tcp_listener::bind: listen");
+  return l;
+}
+
+int tcp_listener::checked_fd() const {
+  if (!socket_.valid()) throw_closed("corio::net::tcp_listener");
+  return socket_.get();
+}
+
+endpoint tcp_listener::local_endpoint() const {
+  return socket_name(socket_.get(), false, "corio::net::tcp_listener::local_endpoint");
+}
+
+}  // namespace net
+}  // namespace corio

@@ -1,0 +1,60 @@
+// lib/reactor.hpp - the interface every reactor implements, one instance per worker.
+//
+// A reactor turns io_requests into completions. It belongs to one worker: submit(), poll(),
+// wait() and drain() run only on that worker's thread (an io_uring ring set up with
+// IORING_SETUP_SINGLE_ISSUER rejects any other thread); wake() is the one call other threads
+// make. The worker owns timers; the reactor only bounds its wait by the next deadline.
+// Implementations: uring_reactor (io_uring, Linux). The Asio implementation (one io_context per
+// worker) plugs in behind the same five calls.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "corio/detail/io_operation.hpp"
+
+namespace corio::detail {
+
+/// Where a reactor hands finished requests: the worker's run queue. Called on the owning thread.
+struct completion_sink {
+  void (*ready)(void* context, std::coroutine_handle<> waiter) noexcept;
+  void* context;
+};
+
+class reactor {
+ public:
+  virtual ~reactor() = default;
+
+  /// Queues `request`; it reaches the kernel at the next poll() or wait(). Owner thread only.
+  /// Throws std::system_error when the submission queue cannot take it even after a flush.
+  virtual void submit(io_request& request) = 0;
+
+  /// Submits what is queued and hands every completion already available to the sink, without
+  /// blocking. Returns the number of requests finished. Owner thread only.
+  virtual std::size_t poll() = 0;
+
+  /// As poll(), but when nothing is available blocks until a completion, a wake(), or `timeout`
+  /// (none: no bound). Returns the number of requests finished. Owner thread only.
+  virtual std::size_t wait(std::optional<std::chrono::nanoseconds> timeout) = 0;
+
+  /// Makes a wait() in progress (or the next one) return. Thread-safe, async-signal-safe.
+  virtual void wake() noexcept = 0;
+
+  /// Shutdown: cancels every request in flight and reaps all their completions without handing
+  /// them to the sink, so that their buffers (in task frames) can be freed. Owner thread only.
+  virtual void drain() noexcept = 0;
+
+  /// Requests submitted and not yet finished.
+  [[nodiscard]] virtual std::size_t in_flight() const noexcept = 0;
+
+  /// "io_uring" or "asio".
+  [[nodiscard]] virtual const char* name() const noexcept = 0;
+
+  /// Which optional features are on, comma-separated, for runtime_stats.
+  [[nodiscard]] virtual std::string features() const = 0;
+};
+
+}  // namespace corio::detail

@@ -1,0 +1,277 @@
+// lib/uring_reactor.cpp - the io_uring reactor (see uring_reactor.hpp).
+#include "uring_reactor.hpp"
+
+#include <fmt/format.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <system_error>
+
+namespace corio::detail {
+namespace {
+
+static_assert(sizeof(socklen_t) == sizeof(std::uint32_t), "io_request stores socklen_t as uint32_t");
+
+// user_data values that are not io_request addresses (those are at least 8-aligned and non-null).
+constexpr std::uint64_t tag_ignore = 0;  // cancellation requests: their own result is not needed
+constexpr std::uint64_t tag_wake = 1;    // the eventfd read that carries wake()
+
+// One prepare function per io_opcode, indexed by it: the reactor never switches on the kind.
+using prepare_fn = void (*)(io_uring_sqe*, io_request&) noexcept;
+
+void prepare_accept(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_accept(sqe, r.fd, static_cast<sockaddr*>(r.address),
+                       reinterpret_cast<socklen_t*>(&r.address_length), SOCK_CLOEXEC);
+}
+void prepare_connect(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_connect(sqe, r.fd, static_cast<const sockaddr*>(r.address), r.address_length);
+}
+void prepare_recv(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_recv(sqe, r.fd, r.buffer, r.length, static_cast<int>(r.flags));
+}
+void prepare_send(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_send(sqe, r.fd, r.buffer, r.length, static_cast<int>(r.flags | MSG_NOSIGNAL));
+}
+
+constexpr std::array<prepare_fn, 4> prepare_table{prepare_accept, prepare_connect, prepare_recv,
+                                                  prepare_send};
+static_assert(static_cast<std::size_t>(io_opcode::accept) == 0);
+static_assert(static_cast<std::size_t>(io_opcode::connect) == 1);
+static_assert(static_cast<std::size_t>(io_opcode::recv) == 2);
+static_assert(static_cast<std::size_t>(io_opcode::send) == 3);
+
+[[noreturn]] void throw_errno(int error, const char* what) {
+  throw std::system_error(error, std::system_category(), what);
+}
+
+// The opcodes this reactor needs, with the kernel release that brought them, for the message.
+struct required_op {
+  int opcode;
+  const char* name;
+};
+constexpr std::array<required_op, 6> required_ops{{
+    {IORING_OP_ACCEPT, "ACCEPT"},
+    {IORING_OP_CONNECT, "CONNECT"},
+    {IORING_OP_RECV, "RECV"},
+    {IORING_OP_SEND, "SEND"},
+    {IORING_OP_READ, "READ"},
+    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+}};
+
+}  // namespace
+
+uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sink) {
+  entries = std::clamp(entries, 8u, 32768u);
+  struct attempt {
+    unsigned flags;
+    const char* name;
+  };
+  // Newest first; each older kernel rejects the flags it does not know with EINVAL.
+  const std::array<attempt, 3> attempts{{
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+       "single_issuer,defer_taskrun"},
+      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, "coop_taskrun"},
+      {0, "plain"},
+  }};
+  int rc = -EINVAL;
+  for (const attempt& a : attempts) {
+    io_uring_params params{};
+    params.flags = a.flags | IORING_SETUP_CQSIZE;
+    params.cq_entries = entries * 2;
+    rc = io_uring_queue_init_params(entries, &ring_, &params);
+    if (rc == 0) {
+      features_ = a.name;
+      defer_taskrun_ = (a.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+      if ((params.features & IORING_FEAT_NODROP) == 0) features_ += ",cq_may_drop";
+      break;
+    }
+    if (rc != -EINVAL) break;  // ENOSYS, EPERM, ENOMEM: no flag combination will help
+  }
+  if (rc != 0) throw_errno(-rc, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
+
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+    for (const required_op& op : required_ops) {
+      if (io_uring_opcode_supported(probe, op.opcode) == 0) {
+        io_uring_free_probe(probe);
+        io_uring_queue_exit(&ring_);
+        throw std::system_error(EOPNOTSUPP, std::system_category(),
+                                fmt::format("corio: this kernel's io_uring lacks IORING_OP_{}", op.name));
+      }
+    }
+    io_uring_free_probe(probe);
+  }
+
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    const int error = errno;
+    io_uring_queue_exit(&ring_);
+    throw_errno(error, "corio: eventfd for the reactor's wake-ups");
+  }
+  arm_wake_read();
+}
+
+uring_reactor::~uring_reactor() {
+  io_uring_queue_exit(&ring_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+io_uring_sqe* uring_reactor::get_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    // Submission queue full: push it to the kernel and take a fresh entry.
+    const int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EBUSY && rc != -EAGAIN) throw_errno(-rc, "corio: io_uring_submit");
+    unsubmitted_ = 0;
+    sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) throw_errno(EBUSY, "corio: io_uring submission queue full");
+  }
+  ++unsubmitted_;
+  return sqe;
+}
+
+void uring_reactor::arm_wake_read() {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_buffer_, sizeof wake_buffer_, 0);
+  io_uring_sqe_set_data64(sqe, tag_wake);
+  wake_armed_ = true;
+}
+
+void uring_reactor::link(io_request& r) noexcept {
+  r.prev = nullptr;
+  r.next = head_;
+  if (head_ != nullptr) head_->prev = &r;
+  head_ = &r;
+  ++in_flight_;
+}
+
+void uring_reactor::unlink(io_request& r) noexcept {
+  if (r.prev != nullptr) r.prev->next = r.next;
+  else head_ = r.next;
+  if (r.next != nullptr) r.next->prev = r.prev;
+  r.prev = r.next = nullptr;
+  --in_flight_;
+}
+
+void uring_reactor::submit(io_request& request) {
+  io_uring_sqe* sqe = get_sqe();
+  prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
+  io_uring_sqe_set_data(sqe, &request);
+  link(request);
+}
+
+void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
+  if (user_data == tag_ignore) return;
+  if (user_data == tag_wake) {
+    wake_armed_ = false;
+    if (!draining_) arm_wake_read();  // the eventfd is re-armed for the next wake()
+    return;
+  }
+  auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
+  unlink(r);
+  if (draining_) {
+    // Shutdown: the frame is about to be destroyed, so the task is not resumed. A descriptor the
+    // kernel created anyway (an accept that won the race with its cancellation) is closed here,
+    // since nobody else will ever see it.
+    if (r.opcode == io_opcode::accept && result >= 0) ::close(result);
+    return;
+  }
+  if (r.on_complete != nullptr) {
+    if (!r.on_complete(r, result)) return;  // resubmitted itself
+  } else {
+    r.result = result;
+  }
+  sink_.ready(sink_.context, r.waiter);
+}
+
+std::size_t uring_reactor::reap() {
+  // Copy a batch out of the completion queue before handling it: handlers may submit.
+  std::array<io_uring_cqe*, 64> cqes{};
+  std::array<std::pair<std::uint64_t, int>, 64> batch{};
+  std::size_t finished = 0;
+  for (;;) {
+    const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes.data(), static_cast<unsigned>(cqes.size()));
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) batch[i] = {cqes[i]->user_data, cqes[i]->res};
+    io_uring_cq_advance(&ring_, n);
+    for (unsigned i = 0; i < n; ++i) {
+      complete(batch[i].first, batch[i].second);
+      finished += batch[i].first > tag_wake ? 1 : 0;
+    }
+    if (n < cqes.size()) break;
+  }
+  return finished;
+}
+
+std::size_t uring_reactor::poll() {
+  if (unsubmitted_ != 0 || defer_taskrun_) {
+    // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking
+    // for events; skip the system call when nothing is queued and nothing can be pending.
+    if (unsubmitted_ != 0 || in_flight_ != 0) {
+      const int rc = io_uring_submit_and_get_events(&ring_);
+      if (rc >= 0) unsubmitted_ = 0;
+    }
+  }
+  return reap();
+}
+
+std::size_t uring_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  if (std::size_t n = poll(); n != 0) return n;
+  io_uring_cqe* cqe = nullptr;
+  __kernel_timespec ts{};
+  __kernel_timespec* tsp = nullptr;
+  if (timeout) {
+    const auto ns = std::max<std::int64_t>(timeout->count(), 0);
+    ts.tv_sec = ns / 1'000'000'000;
+    ts.tv_nsec = ns % 1'000'000'000;
+    tsp = &ts;
+  }
+  const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, tsp, nullptr);
+  if (rc >= 0) unsubmitted_ = 0;
+  return reap();
+}
+
+void uring_reactor::wake() noexcept {
+  const std::uint64_t one = 1;
+  // EAGAIN means the counter is saturated: a wake is pending anyway.
+  [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void uring_reactor::drain() noexcept {
+  draining_ = true;
+  // Ask the kernel to cancel each request in flight (by its user_data: works on every kernel with
+  // ASYNC_CANCEL, unlike IORING_ASYNC_CANCEL_ANY), and the wake read.
+  auto cancel = [this](std::uint64_t user_data) noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) return;
+    }
+    io_uring_prep_cancel64(sqe, user_data, 0);
+    io_uring_sqe_set_data64(sqe, tag_ignore);
+    ++unsubmitted_;
+  };
+  for (io_request* r = head_; r != nullptr; r = r->next) cancel(reinterpret_cast<std::uintptr_t>(r));
+  if (wake_armed_) cancel(tag_wake);
+  // Reap until every request is back. Cancellation of socket operations completes at once; the
+  // bound only guards against a kernel that never answers (then the ring's teardown in the
+  // destructor waits for the kernel instead).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((in_flight_ != 0 || wake_armed_) && std::chrono::steady_clock::now() < give_up) {
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 100'000'000};
+    io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    unsubmitted_ = 0;
+    reap();
+  }
+  if (in_flight_ != 0) {
+    fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n", in_flight_);
+  }
+}
+
+}  // namespace corio::detail

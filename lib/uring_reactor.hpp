@@ -1,0 +1,63 @@
+// lib/uring_reactor.hpp - the io_uring reactor: one ring per worker.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "reactor.hpp"
+
+namespace corio::detail {
+
+/// A reactor over one io_uring ring, created on (and used only from) its worker's thread.
+///
+/// Setup tries IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1: completions are produced
+/// only when this thread asks, no inter-processor interrupts), then COOP_TASKRUN (5.19), then no
+/// flags, and records which one took. Wakes from other threads are writes to an eventfd that the
+/// ring always has a read armed on (io_uring_prep_read), so a wake is never lost: one that comes
+/// before the wait makes the wait return at once. Each io_opcode maps to one prepare function
+/// (see the table in uring_reactor.cpp); the completion loop is the same for all of them.
+/// Reference: io_uring(7), io_uring_setup(2), io_uring_enter(2), liburing 2.3.
+class uring_reactor final : public reactor {
+ public:
+  /// Creates the ring with `entries` submission entries. Throws std::system_error with the errno
+  /// of io_uring_queue_init_params (ENOSYS: no io_uring; EPERM: disabled by sysctl or seccomp;
+  /// ENOMEM: locked-memory limit) or of a missing required opcode (EOPNOTSUPP).
+  uring_reactor(unsigned entries, completion_sink sink);
+  ~uring_reactor() override;
+  uring_reactor(const uring_reactor&) = delete;
+  uring_reactor& operator=(const uring_reactor&) = delete;
+
+  void submit(io_request& request) override;
+  std::size_t poll() override;
+  std::size_t wait(std::optional<std::chrono::nanoseconds> timeout) override;
+  void wake() noexcept override;
+  void drain() noexcept override;
+  [[nodiscard]] std::size_t in_flight() const noexcept override { return in_flight_; }
+  [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
+  [[nodiscard]] std::string features() const override { return features_; }
+
+ private:
+  io_uring_sqe* get_sqe();
+  void arm_wake_read();
+  std::size_t reap();
+  void complete(std::uint64_t user_data, int result) noexcept;
+  void link(io_request& r) noexcept;
+  void unlink(io_request& r) noexcept;
+
+  io_uring ring_{};
+  completion_sink sink_;
+  int wake_fd_ = -1;
+  std::uint64_t wake_buffer_ = 0;
+  bool wake_armed_ = false;
+  bool draining_ = false;
+  bool defer_taskrun_ = false;
+  unsigned unsubmitted_ = 0;
+  std::size_t in_flight_ = 0;
+  io_request* head_ = nullptr;  // requests in flight, for cancellation at drain()
+  std::string features_;
+};
+
+}  // namespace corio::detail

@@ -1,0 +1,283 @@
+// Suite "net": endpoints, TCP listener and stream on the io_uring reactor.
+#include <corio/corio.hpp>
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using corio::net::endpoint;
+using corio::net::tcp_listener;
+using corio::net::tcp_stream;
+
+namespace {
+
+std::byte pattern_at(std::size_t offset, std::uint32_t seed) {
+  return static_cast<std::byte>((offset * 131 + seed + (offset >> 12)) & 0xff);
+}
+
+corio::task<void> echo_connection(tcp_stream s) {
+  std::array<std::byte, 16384> buf{};
+  for (;;) {
+    const std::size_t n = co_await s.read_some(buf);
+    if (n == 0) co_return;
+    co_await s.write_all({buf.data(), n});
+  }
+}
+
+corio::task<void> echo_server(tcp_listener* l, int connections) {
+  for (int i = 0; i < connections; ++i) {
+    corio::spawn(echo_connection(co_await l->accept())).detach();
+  }
+}
+
+corio::task<void> write_pattern(tcp_stream* s, std::size_t bytes, std::uint32_t seed) {
+  std::vector<std::byte> chunk(65536);
+  std::size_t sent = 0;
+  while (sent < bytes) {
+    const std::size_t n = std::min(chunk.size(), bytes - sent);
+    for (std::size_t i = 0; i < n; ++i) chunk[i] = pattern_at(sent + i, seed);
+    const std::size_t w = co_await s->write_all({chunk.data(), n});
+    sent += w;
+  }
+  s->shutdown(corio::net::shutdown_type::send);
+}
+
+struct echo_result {
+  std::size_t received = 0;
+  std::size_t mismatches = 0;
+};
+
+corio::task<echo_result> echo_client(endpoint server, std::size_t bytes, std::uint32_t seed) {
+  tcp_stream s = co_await tcp_stream::connect(server);
+  // One task writes while this one reads the same stream.
+  auto writer = corio::spawn(write_pattern(&s, bytes, seed));
+  echo_result r;
+  std::vector<std::byte> buf(32768);
+  for (;;) {
+    const std::size_t n = co_await s.read_some(buf);
+    if (n == 0) break;
+    for (std::size_t i = 0; i < n; ++i) r.mismatches += buf[i] != pattern_at(r.received + i, seed) ? 1 : 0;
+    r.received += n;
+  }
+  co_await writer;
+  co_return r;
+}
+
+corio::task<std::size_t> echo_many(int clients, std::size_t bytes) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  auto server = corio::spawn(echo_server(&l, clients));
+  std::vector<corio::join_handle<echo_result>> hs;
+  for (int i = 0; i < clients; ++i) hs.push_back(corio::spawn(echo_client(ep, bytes, static_cast<std::uint32_t>(i))));
+  std::size_t good = 0;
+  for (auto& h : hs) {
+    const echo_result r = co_await h;
+    good += (r.received == bytes && r.mismatches == 0) ? 1 : 0;
+  }
+  co_await server;
+  co_return good;
+}
+
+corio::task<std::error_code> connect_refused(endpoint ep, bool throwing) {
+  if (throwing) {
+    try {
+      (void)co_await tcp_stream::connect(ep);
+    } catch (const std::system_error& e) {
+      co_return e.code();
+    }
+    co_return std::error_code{};
+  }
+  std::error_code ec;
+  tcp_stream s = co_await tcp_stream::connect(ep, ec);
+  CHECK_FALSE(s.is_open());
+  co_return ec;
+}
+
+corio::task<int> moved_from_stream() {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream a = co_await tcp_stream::connect(l.local_endpoint());
+  tcp_stream b = std::move(a);
+  int checks = 0;
+  std::array<std::byte, 16> buf{};
+  try {
+    (void)co_await a.read_some(buf);
+  } catch (const std::system_error& e) {
+    checks += e.code() == std::errc::bad_file_descriptor ? 1 : 0;
+  }
+  try {
+    (void)co_await a.write_all(std::string_view{"x"});
+  } catch (const std::system_error& e) {
+    checks += e.code() == std::errc::bad_file_descriptor ? 1 : 0;
+  }
+  std::error_code ec;
+  const std::size_t n = co_await a.read_some(buf, ec);
+  checks += (n == 0 && ec == std::errc::bad_file_descriptor) ? 1 : 0;
+  const std::size_t w = co_await a.write_all(std::string_view{"x"}, ec);
+  checks += (w == 0 && ec == std::errc::bad_file_descriptor) ? 1 : 0;
+  CHECK_THROWS_AS((void)a.local_endpoint(), std::system_error);
+  tcp_listener l2 = std::move(l);
+  try {
+    (void)co_await l.accept();
+  } catch (const std::system_error& e) {
+    checks += e.code() == std::errc::bad_file_descriptor ? 1 : 0;
+  }
+  co_return checks;
+}
+
+corio::task<void> reset_after_accept(tcp_listener* l) {
+  tcp_stream s = co_await l->accept();
+  const linger lg{1, 0};  // close with RST
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  s.close();
+}
+
+corio::task<std::error_code> write_to_reset_peer() {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(reset_after_accept(&l));
+  tcp_stream s = co_await tcp_stream::connect(l.local_endpoint());
+  co_await server;
+  std::vector<std::byte> chunk(65536);
+  std::error_code ec;
+  for (int i = 0; i < 1000 && !ec; ++i) (void)co_await s.write_all(chunk, ec);
+  co_return ec;
+}
+
+corio::task<void> read_forever(tcp_stream s) {
+  std::array<std::byte, 64> buf{};
+  (void)co_await s.read_some(buf);
+  co_await corio::sleep_for(24h);
+}
+
+corio::task<void> accept_and_park(tcp_listener* l, int n) {
+  for (int i = 0; i < n; ++i) corio::spawn(read_forever(co_await l->accept())).detach();
+  co_await corio::sleep_for(24h);
+}
+
+corio::task<void> connect_and_park(endpoint ep) {
+  tcp_stream s = co_await tcp_stream::connect(ep);
+  std::array<std::byte, 64> buf{};
+  (void)co_await s.read_some(buf);
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("net");
+
+TEST_CASE("endpoints parse numeric IPv4 and IPv6 and reject everything else") {
+  CHECK(endpoint::parse("127.0.0.1:8080").to_string() == "127.0.0.1:8080");
+  CHECK(endpoint::parse("[::1]:80").to_string() == "[::1]:80");
+  CHECK(endpoint::parse("0.0.0.0:0").port() == 0);
+  CHECK(endpoint::parse("[::1]:65535").port() == 65535);
+  CHECK(endpoint::parse("10.1.2.3:1").is_v4());
+  CHECK(endpoint::parse("[::ffff:1.2.3.4]:1").is_v6());
+  for (const char* bad : {"", ":", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "localhost:80",
+                          "::1:80", "[::1]80", "[::1]:", "[]:80", "1.2.3:80", "1.2.3.4.5:80", "127.0.0.1:80x",
+                          "[::1]:8 0", " 127.0.0.1:80"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(endpoint::try_parse(bad).has_value());
+    try {
+      (void)endpoint::parse(bad);
+      FAIL("accepted");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == std::errc::invalid_argument);
+    }
+  }
+}
+
+TEST_CASE("200 concurrent clients echo their bytes back in order through a corio server") {
+  const auto before = corio_test::open_descriptors();
+  {
+    corio::runtime rt{{.workers = 2}};
+    const std::size_t bytes = corio_test::scaled(1 << 20);
+    CHECK(rt.block_on(echo_many(200, bytes)) == 200);
+  }
+  CHECK(corio_test::open_descriptors() == before);
+}
+
+TEST_CASE("the echo runs on 1 and 4 workers too") {
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(echo_many(20, corio_test::scaled(256 * 1024))) == 20);
+  }
+}
+
+TEST_CASE("connecting to a closed port fails with ECONNREFUSED, thrown or as an error_code") {
+  corio::runtime rt{{.workers = 1}};
+  endpoint ep;
+  {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    ep = l.local_endpoint();
+  }  // closed: nothing listens there now
+  CHECK(rt.block_on(connect_refused(ep, true)) == std::errc::connection_refused);
+  CHECK(rt.block_on(connect_refused(ep, false)) == std::errc::connection_refused);
+}
+
+TEST_CASE("binding to a port in use fails with EADDRINUSE") {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  CHECK(ep.port() != 0);
+  try {
+    (void)tcp_listener::bind(ep);
+    FAIL("bound twice");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::address_in_use);
+  }
+}
+
+TEST_CASE("binding to an unparsable address throws invalid_argument") {
+  CHECK_THROWS_AS((void)tcp_listener::bind("not an address"), std::system_error);
+  try {
+    (void)tcp_listener::bind("localhost:80");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::invalid_argument);
+  }
+}
+
+TEST_CASE("operations on moved-from sockets throw EBADF; the error_code forms report it") {
+  corio::runtime rt{{.workers = 1}};
+  CHECK(rt.block_on(moved_from_stream()) == 5);
+}
+
+TEST_CASE("writing to a peer that reset the connection is an error, never SIGPIPE") {
+  corio::runtime rt{{.workers = 2}};
+  const std::error_code ec = rt.block_on(write_to_reset_peer());
+  CHECK((ec == std::errc::broken_pipe || ec == std::errc::connection_reset));
+}
+
+TEST_CASE("shutting down the runtime with connections suspended in reads closes every descriptor") {
+  const auto before = corio_test::open_descriptors();
+  {
+    corio::runtime rt{{.workers = 2}};
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint ep = l.local_endpoint();
+    rt.spawn(accept_and_park(&l, 50)).detach();
+    for (int i = 0; i < 50; ++i) rt.spawn(connect_and_park(ep)).detach();
+    // Bounded wait until most I/O is in flight; correctness does not depend on it.
+    for (int i = 0; i < 2000 && rt.stats().live_tasks < 100; ++i) std::this_thread::sleep_for(1ms);
+    rt.shutdown();
+  }
+  CHECK(corio_test::open_descriptors() == before);
+}
+
+TEST_CASE("IPv6 loopback carries an echo where the machine has it") {
+  std::optional<tcp_listener> probe;
+  try {
+    probe.emplace(tcp_listener::bind("[::1]:0"));
+  } catch (const std::system_error&) {
+    MESSAGE("no IPv6 loopback here; skipped");
+    return;
+  }
+  CHECK(probe->local_endpoint().is_v6());
+}
+
+TEST_SUITE_END();

@@ -1,0 +1,231 @@
+// Suite "sched": the runtime - spawn/join, foreign threads, yield, exceptions, shutdown.
+#include <corio/corio.hpp>
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using corio_test::counted;
+using corio_test::scaled;
+
+namespace {
+
+corio::task<long> square(long i) { co_return i * i; }
+
+corio::task<long> spawn_many(long n) {
+  std::vector<corio::join_handle<long>> handles;
+  handles.reserve(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i) handles.push_back(corio::spawn(square(i)));
+  long sum = 0;
+  for (auto& h : handles) sum += co_await h;
+  co_return sum;
+}
+
+corio::task<long> tree(int depth) {
+  if (depth == 0) co_return 1;
+  auto a = corio::spawn(tree(depth - 1));
+  auto b = corio::spawn(tree(depth - 1));
+  co_return co_await a + co_await b;
+}
+
+corio::task<void> set_when_run(std::atomic<bool>* flag) {
+  flag->store(true);
+  co_return;
+}
+
+corio::task<int> spin_until_set(std::atomic<bool>* flag, int* yields) {
+  while (!flag->load()) {
+    ++*yields;
+    co_await corio::yield();
+  }
+  co_return *yields;
+}
+
+corio::task<int> yield_fairness_on_one_worker() {
+  std::atomic<bool> flag{false};
+  int yields = 0;
+  auto spinner = corio::spawn(spin_until_set(&flag, &yields));
+  auto setter = corio::spawn(set_when_run(&flag));
+  co_await setter;
+  co_return co_await spinner;
+}
+
+struct boom : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+corio::task<int> throw_after_yield() {
+  co_await corio::yield();
+  throw boom("boom");
+}
+
+corio::task<int> join_and_catch() {
+  auto h = corio::spawn(throw_after_yield());
+  try {
+    co_await h;
+  } catch (const boom&) {
+    co_return 1;
+  }
+  co_return 0;
+}
+
+corio::task<int> join_twice() {
+  auto h = corio::spawn(square(3));
+  long first = co_await h;
+  try {
+    co_await h;
+  } catch (const std::logic_error&) {
+    co_return static_cast<int>(first);
+  }
+  co_return -1;
+}
+
+corio::task<void> detached_thrower() {
+  co_await corio::yield();
+  throw boom("detached");
+}
+
+corio::task<void> hold_forever(counted guard) {
+  (void)guard;
+  co_await corio::sleep_for(24h);
+}
+
+corio::task<void> await_forever_child(counted guard) {
+  (void)guard;
+  co_await hold_forever(counted{99});
+}
+
+corio::task<void> join_a_sleeper(counted guard) {
+  (void)guard;
+  auto h = corio::spawn(hold_forever(counted{98}));
+  co_await h;
+}
+
+corio::task<int> block_on_inside(corio::runtime* rt) {
+  try {
+    rt->block_on(square(2));
+  } catch (const std::logic_error&) {
+    co_return 1;
+  }
+  co_return 0;
+}
+
+corio::task<void> spawn_from_task_outside() { co_return; }
+
+}  // namespace
+
+TEST_SUITE_BEGIN("sched");
+
+TEST_CASE("100,000 spawned tasks are all joined with the right sum on 1, 2 and 4 workers") {
+  const long n = static_cast<long>(scaled(100'000));
+  long expected = 0;
+  for (long i = 0; i < n; ++i) expected += i * i;
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(spawn_many(n)) == expected);
+    // block_on returns once the result is in; its own root task may still be finishing.
+    for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+    CHECK(rt.stats().live_tasks == 0);
+  }
+}
+
+TEST_CASE("a binary tree of spawns joins to the count of its leaves on several workers") {
+  corio::runtime rt{{.workers = 4}};
+  for (int i = 0; i < 5; ++i) CHECK(rt.block_on(tree(14)) == (1 << 14));
+}
+
+TEST_CASE("tasks spawned from foreign threads all run and are joined") {
+  corio::runtime rt{{.workers = 2}};
+  const long per_thread = static_cast<long>(scaled(20'000));
+  std::atomic<long> total{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&rt, &total, per_thread] {
+      for (long i = 0; i < per_thread; ++i) total += rt.block_on(square(2));
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(total.load() == 4 * per_thread * 4);
+}
+
+TEST_CASE("yield lets the other runnable tasks of a worker run") {
+  corio::runtime rt{{.workers = 1}};
+  // On one worker the spinner can only see the flag if yield lets the setter run.
+  CHECK(rt.block_on(yield_fairness_on_one_worker()) >= 1);
+}
+
+TEST_CASE("an exception thrown in a spawned task is rethrown in its joiner") {
+  corio::runtime rt{{.workers = 2}};
+  CHECK(rt.block_on(join_and_catch()) == 1);
+  CHECK_THROWS_AS(rt.block_on(throw_after_yield()), boom);
+}
+
+TEST_CASE("awaiting a join_handle twice throws std::logic_error") {
+  corio::runtime rt{{.workers = 1}};
+  CHECK(rt.block_on(join_twice()) == 9);
+}
+
+TEST_CASE("a detached task's exception goes to the runtime's handler") {
+  std::atomic<int> reported{0};
+  {
+    corio::runtime rt{{.workers = 2, .unhandled_exception = [&reported](std::exception_ptr e) {
+                         try {
+                           std::rethrow_exception(e);
+                         } catch (const boom&) {
+                           ++reported;
+                         }
+                       }}};
+    for (int i = 0; i < 10; ++i) rt.spawn(detached_thrower()).detach();
+    // Dropping a handle detaches too.
+    for (int i = 0; i < 10; ++i) (void)rt.spawn(detached_thrower());
+  }  // shutdown waits for nothing: the tasks may or may not have run; none may be reported twice
+  CHECK(reported.load() <= 20);
+}
+
+TEST_CASE("a detached task's exception is reported once it ran") {
+  std::atomic<int> reported{0};
+  corio::runtime rt{{.workers = 2, .unhandled_exception = [&reported](std::exception_ptr) { ++reported; }}};
+  for (int i = 0; i < 10; ++i) rt.spawn(detached_thrower()).detach();
+  // Wait (bounded) until every detached task has finished.
+  for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+  CHECK(rt.stats().live_tasks == 0);
+  CHECK(reported.load() == 10);
+}
+
+TEST_CASE("destroying the runtime with tasks still suspended destroys their frames") {
+  counted::reset();
+  {
+    corio::runtime rt{{.workers = 2}};
+    for (int i = 0; i < 50; ++i) rt.spawn(hold_forever(counted{i})).detach();
+    for (int i = 0; i < 50; ++i) (void)rt.spawn(await_forever_child(counted{i}));  // dropped: detached
+    std::vector<corio::join_handle<void>> kept;
+    for (int i = 0; i < 50; ++i) kept.push_back(rt.spawn(join_a_sleeper(counted{i})));
+    // Let them all reach their sleeps (bounded wait on the runtime's own counters).
+    for (int i = 0; i < 10'000 && rt.stats().live_tasks < 200; ++i) std::this_thread::sleep_for(1ms);
+    rt.shutdown();
+    for (auto& h : kept) CHECK_FALSE(h.valid());  // the runtime detached them from the frames
+  }
+  CHECK(counted::alive() == 0);
+}
+
+TEST_CASE("spawn outside a runtime and block_on on a worker are refused with logic_error") {
+  CHECK_THROWS_AS((void)corio::spawn(spawn_from_task_outside()), std::logic_error);
+  corio::runtime rt{{.workers = 1}};
+  corio::runtime* p = &rt;
+  CHECK(rt.block_on(block_on_inside(p)) == 1);
+}
+
+TEST_CASE("spawning on a runtime that was shut down throws") {
+  corio::runtime rt{{.workers = 1}};
+  rt.shutdown();
+  CHECK_THROWS_AS((void)rt.spawn(square(1)), std::runtime_error);
+}
+
+TEST_SUITE_END();

@@ -1,0 +1,70 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#ifndef CORIO_STRESS_SCALE
+#define CORIO_STRESS_SCALE 100
+#endif
+
+namespace corio_test {
+
+/// `full` scaled by the build's stress scale (percent; CI lowers it under sanitizers), at least 1.
+/// CORIO_STRESS_SCALE in the environment overrides the build's value.
+inline std::size_t scaled(std::size_t full) {
+  long scale = CORIO_STRESS_SCALE;
+  if (const char* env = std::getenv("CORIO_STRESS_SCALE")) scale = std::strtol(env, nullptr, 10);
+  const auto n = full * static_cast<std::size_t>(scale > 0 ? scale : 1) / 100;
+  return n == 0 ? 1 : n;
+}
+
+/// The seed for a randomized test: CORIO_TEST_SEED if set (to replay a failure), otherwise random.
+/// Printed through doctest so that a failing run shows it.
+inline std::uint64_t test_seed() {
+  std::uint64_t seed = 0;
+  if (const char* env = std::getenv("CORIO_TEST_SEED")) {
+    seed = std::strtoull(env, nullptr, 10);
+  } else {
+    seed = std::random_device{}();
+    seed = (seed << 32) ^ std::random_device{}();
+  }
+  MESSAGE("seed " << seed << " (replay with CORIO_TEST_SEED=" << seed << ")");
+  return seed;
+}
+
+/// Open descriptors of this process (entries of /proc/self/fd, minus the one used to list it).
+inline std::size_t open_descriptors() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n - 1;
+}
+
+/// Counts live instances: each constructed object is destroyed exactly once (cppcoro's counted).
+struct counted {
+  static inline std::atomic<long> constructed{0};
+  static inline std::atomic<long> destroyed{0};
+  static void reset() {
+    constructed = 0;
+    destroyed = 0;
+  }
+  static long alive() { return constructed.load() - destroyed.load(); }
+
+  int id = 0;
+  explicit counted(int i = 0) : id(i) { ++constructed; }
+  counted(const counted& o) : id(o.id) { ++constructed; }
+  counted(counted&& o) noexcept : id(o.id) { ++constructed; }
+  counted& operator=(const counted&) = default;
+  counted& operator=(counted&&) noexcept = default;
+  ~counted() { ++destroyed; }
+};
+
+}  // namespace corio_test

@@ -57,8 +57,7 @@ worker::worker(runtime_impl& rt, unsigned index)
 void worker::on_ready(void* self, std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(self);
   w->io_completed.add();
-  w->push(h);
-  if (w->queue_size() > 1) w->rt_.notify_one(w);
+  w->push(h);  // the worker loop wakes a peer once per batch of completions, not per completion
 }
 
 void worker::push(std::coroutine_handle<> h) {
@@ -114,10 +113,7 @@ std::size_t worker::fire_timers() {
     push(node->waiter);  // publishes the frame: node is not touched again
     ++fired;
   }
-  if (fired != 0) {
-    timers_fired.add(fired);
-    if (queue_size() > 1) rt_.notify_one(this);
-  }
+  timers_fired.add(fired);
   return fired;
 }
 
@@ -175,6 +171,7 @@ void worker::park() {
   parks.add();
   reactor_->wait(timeout);
   unpark();
+  if (queue_size() > 1) rt_.notify_one(this);
 }
 
 void worker::run() noexcept {
@@ -200,11 +197,14 @@ void worker::run() noexcept {
       if ((tick & 31) == 0) {  // keep I/O and timers flowing under a long run queue
         reactor_->poll();
         fire_timers();
+        if (queue_size() > 1) rt_.notify_one(this);
       }
       continue;
     }
-    if (reactor_->poll() != 0) continue;
-    if (fire_timers() != 0) continue;
+    if (reactor_->poll() != 0 || fire_timers() != 0) {
+      if (queue_size() > 1) rt_.notify_one(this);  // more than this worker runs next: share it
+      continue;
+    }
     park();
   }
   reactor_->drain();

@@ -1,7 +1,11 @@
 // Suite "net": endpoints, TCP listener and stream on the io_uring reactor.
 #include <corio/corio.hpp>
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -168,6 +172,25 @@ corio::task<void> connect_and_park(endpoint ep) {
   (void)co_await s.read_some(buf);
 }
 
+corio::task<std::vector<std::error_code>> accept_codes(tcp_listener* l, int n, std::vector<tcp_stream>* kept) {
+  std::vector<std::error_code> codes;
+  for (int i = 0; i < n; ++i) {
+    std::error_code ec;
+    tcp_stream s = co_await l->accept(ec);
+    codes.push_back(ec);
+    if (!ec) kept->push_back(std::move(s));
+  }
+  co_return codes;
+}
+
+/// A blocking client connect (it completes from the listener's backlog without an accept).
+int raw_connect(const endpoint& ep) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(::connect(fd, static_cast<const sockaddr*>(ep.data()), ep.size()) == 0);
+  return fd;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("net");
@@ -267,6 +290,41 @@ TEST_CASE("shutting down the runtime with connections suspended in reads closes 
     rt.shutdown();
   }
   CHECK(corio_test::open_descriptors() == before);
+}
+
+TEST_CASE("accept reports EMFILE as an error, and the connection waits in the backlog until a descriptor is free") {
+  corio::runtime rt{{.workers = 1}};
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  std::vector<int> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(raw_connect(ep));
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  std::vector<tcp_stream> kept;
+  std::vector<std::error_code> first;
+  {
+    // Room for exactly two more descriptors: new descriptors take the lowest free numbers, and
+    // the limit caps the number, not the count.
+    const int lowest_free = ::dup(0);
+    REQUIRE(lowest_free >= 0);
+    ::close(lowest_free);
+    REQUIRE(::fcntl(lowest_free + 1, F_GETFD) == -1);  // the next number is free too
+    rlimit tight = saved;
+    tight.rlim_cur = static_cast<rlim_t>(lowest_free) + 2;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+    first = rt.block_on(accept_codes(&l, 3, &kept));
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  }
+  REQUIRE(first.size() == 3);
+  CHECK_FALSE(first[0]);
+  CHECK_FALSE(first[1]);
+  CHECK(first[2] == std::errc::too_many_files_open);
+  // With the limit restored the waiting connections are accepted (as many as are left, so that a
+  // failure above cannot turn into a hang here).
+  const auto second = rt.block_on(accept_codes(&l, static_cast<int>(4 - kept.size()), &kept));
+  for (const auto& ec : second) CHECK_FALSE(ec);
+  CHECK(kept.size() == 4);
+  for (int fd : clients) ::close(fd);
 }
 
 TEST_CASE("IPv6 loopback carries an echo where the machine has it") {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|asan|tsan]
+#   release (default): g++, optimized, every suite.
+#   asan:  g++ -O0 with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included),
+#          stress tests at 10% of their iterations.
+#   tsan:  clang++-16 -O2 -g with ThreadSanitizer, stress tests at 10%.
+# Ends with one line "tests: N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-release}"
+common=(--wrap-mode=nodownload)
+case "$mode" in
+  release)
+    bash tools/deps.sh
+    dir=build-release
+    setup=(-Dbuildtype=release)
+    ;;
+  asan)
+    bash tools/deps.sh
+    dir=build-asan
+    setup=(-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dstress_scale=10
+           -Dbenchmarks=disabled)
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+    ;;
+  tsan)
+    bash tools/deps.sh clang-16 libclang-rt-16-dev
+    dir=build-tsan
+    setup=(-Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false -Dstress_scale=10
+           -Dbenchmarks=disabled)
+    export CXX=clang++-16 CC=clang-16
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:${TSAN_OPTIONS:-}"
+    ;;
+  *)
+    echo "usage: tools/test.sh [release|asan|tsan]" >&2
+    exit 2
+    ;;
+esac
+if [ -d "$dir" ]; then
+  meson setup --reconfigure "$dir" "${common[@]}" "${setup[@]}" >/dev/null
+else
+  meson setup "$dir" "${common[@]}" "${setup[@]}" >/dev/null
+fi
+ninja -C "$dir"
+status=0
+meson test -C "$dir" --print-errorlogs --num-processes 1 || status=$?
+python3 - "$dir/meson-logs/testlog.json" "$mode" "$dir/test-counts" <<'PY' || true
+import json, sys
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    counts["passed" if r == "OK" else "skipped" if r == "SKIP" else "failed"] += 1
+open(sys.argv[3], "w").write(f"{counts['passed']} {counts['failed']} {counts['skipped']}\n")
+print(f"mode {sys.argv[2]}:")
+print(f"tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+PY
+exit "$status"

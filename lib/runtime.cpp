@@ -8,6 +8,10 @@
 #include <condition_variable>
 #include <stdexcept>
 #include <typeinfo>
+#include <random>
+
+#include <pthread.h>
+#include <sched.h>
 
 #include "corio/errors.hpp"
 #include "corio/yield.hpp"
@@ -51,49 +55,70 @@ bool timer_after(const timer_node* a, const timer_node* b) noexcept {
 
 // --- worker ---------------------------------------------------------------------------------
 
-worker::worker(runtime_impl& rt, unsigned index)
-    : rt_(rt), index_(index), random_state_(0x9E3779B97F4A7C15ull * (index + 1)) {}
+namespace {
+constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the ring is served
+constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
+}  // namespace
+
+worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
+    : rt_(rt), index_(index), ring_(rt.options_.queue_capacity),
+      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h) noexcept {
   auto* w = static_cast<worker*>(self);
   w->io_completed.add();
-  w->push(h);  // the worker loop wakes a peer once per batch of completions, not per completion
+  w->schedule_local(h);
 }
 
-void worker::push(std::coroutine_handle<> h) {
-  std::lock_guard lock{queue_mutex_};
-  queue_.push_back(h);
-  queue_size_.store(queue_.size(), std::memory_order_seq_cst);
-}
-
-std::coroutine_handle<> worker::pop() {
-  if (queue_size_.load(std::memory_order_relaxed) == 0) return {};
-  std::lock_guard lock{queue_mutex_};
-  if (queue_.empty()) return {};
-  auto h = queue_.front();
-  queue_.pop_front();
-  queue_size_.store(queue_.size(), std::memory_order_seq_cst);
-  return h;
-}
-
-std::coroutine_handle<> worker::steal_into(worker& thief) {
-  if (queue_size_.load(std::memory_order_relaxed) == 0) return {};
-  std::vector<std::coroutine_handle<>> taken;
-  {
-    std::lock_guard lock{queue_mutex_};
-    const std::size_t n = (queue_.size() + 1) / 2;
-    if (n == 0) return {};
-    taken.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    queue_size_.store(queue_.size(), std::memory_order_seq_cst);
+void worker::schedule_local(std::coroutine_handle<> h) {
+  std::coroutine_handle<> displaced = std::exchange(lifo_, h);
+  if (!displaced) return;
+  if (!ring_.push(displaced)) {
+    // Deque full: its older half and this task go to the injection queue in one batch (Go's
+    // runqputslow), where idle workers find them.
+    overflow_batch_.clear();
+    ring_.take_half(overflow_batch_);
+    overflow_batch_.push_back(displaced);
+    rt_.inject_batch(overflow_batch_);
+    return;
   }
-  // Never hold two queue locks at once: two workers may steal from each other.
-  if (taken.size() > 1) {
-    std::lock_guard lock{thief.queue_mutex_};
-    thief.queue_.insert(thief.queue_.end(), taken.begin() + 1, taken.end());
-    thief.queue_size_.store(thief.queue_.size(), std::memory_order_seq_cst);
+  rt_.wakep(false);
+}
+
+void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
+
+void worker::link(promise_base& p) noexcept {
+  p.spawn_.prev = nullptr;
+  p.spawn_.next = registry_head_;
+  if (registry_head_ != nullptr) registry_head_->spawn_.prev = &p;
+  registry_head_ = &p;
+}
+
+void worker::unlink(promise_base& p) noexcept {
+  if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
+  else registry_head_ = p.spawn_.next;
+  if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
+  p.spawn_.prev = p.spawn_.next = nullptr;
+}
+
+void worker::push_remote_finished(promise_base& p) noexcept {
+  promise_base* head = remote_finished_.load(std::memory_order_relaxed);
+  do {
+    p.spawn_.remote_next = head;
+  } while (!remote_finished_.compare_exchange_weak(head, &p, std::memory_order_release,
+                                                   std::memory_order_relaxed));
+}
+
+void worker::drain_remote_finished() noexcept {
+  if (remote_finished_.load(std::memory_order_relaxed) == nullptr) return;
+  promise_base* p = remote_finished_.exchange(nullptr, std::memory_order_acquire);
+  while (p != nullptr) {
+    promise_base* next = p->spawn_.remote_next;
+    unlink(*p);
+    const std::uint32_t old = p->spawn_.state.fetch_and(~state_linked, std::memory_order_acq_rel);
+    if ((old & (state_running | state_handle)) == 0) destroy_spawned(*p);
+    p = next;
   }
-  return taken.front();
 }
 
 void worker::add_timer(timer_node& node) {
@@ -110,7 +135,7 @@ std::size_t worker::fire_timers() {
     std::pop_heap(timers_.begin(), timers_.end(), timer_after);
     timer_node* node = timers_.back();
     timers_.pop_back();
-    push(node->waiter);  // publishes the frame: node is not touched again
+    schedule_back(node->waiter);  // in deadline order; publishes the frame: node is not touched again
     ++fired;
   }
   timers_fired.add(fired);
@@ -122,46 +147,122 @@ std::optional<clock::time_point> worker::next_deadline() const {
   return timers_.front()->deadline;
 }
 
-std::coroutine_handle<> worker::find_work(std::uint32_t tick) {
-  if (tick % 61 == 0) {
+void worker::maintenance() {
+  reactor_->poll();
+  fire_timers();
+  drain_remote_finished();
+}
+
+std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
+  (void)tick;
+  if (--fairness_countdown_ == 0) {
+    fairness_countdown_ = 61;
+    // Fairness: the oldest work gets a turn even while new work keeps arriving (Go, Tokio).
+    if (!rt_.injection_empty()) {
+      if (auto h = rt_.pop_injection()) {
+        injections.add();
+        return h;
+      }
+    }
+    if (!fifo_.empty()) {
+      auto h = fifo_.front();
+      fifo_.pop_front();
+      return h;
+    }
+    if (auto h = ring_.steal()) return h;
+  }
+  if (lifo_ && lifo_runs_ < max_lifo_runs) {
+    ++lifo_runs_;
+    return std::exchange(lifo_, {});
+  }
+  lifo_runs_ = 0;
+  if (auto h = ring_.pop()) return h;
+  if (lifo_) return std::exchange(lifo_, {});
+  if (!fifo_.empty()) {
+    auto h = fifo_.front();
+    fifo_.pop_front();
+    return h;
+  }
+  if (!rt_.injection_empty()) {
     if (auto h = rt_.pop_injection()) {
       injections.add();
       return h;
     }
   }
-  if (auto h = pop()) return h;
-  if (auto h = rt_.pop_injection()) {
-    injections.add();
-    return h;
-  }
+  return {};
+}
+
+std::coroutine_handle<> worker::steal() {
   const std::size_t n = rt_.workers_.size();
-  if (n > 1) {
-    random_state_ ^= random_state_ << 13;  // xorshift64
-    random_state_ ^= random_state_ >> 7;
-    random_state_ ^= random_state_ << 17;
-    const std::size_t start = random_state_ % n;
-    for (std::size_t i = 0; i < n; ++i) {
-      worker& victim = *rt_.workers_[(start + i) % n];
-      if (&victim == this) continue;
-      if (auto h = victim.steal_into(*this)) {
-        steals.add();
-        return h;
-      }
+  if (n < 2) return {};
+  random_state_ ^= random_state_ << 13;  // xorshift64
+  random_state_ ^= random_state_ >> 7;
+  random_state_ ^= random_state_ << 17;
+  const std::size_t start = random_state_ % n;
+  for (std::size_t i = 0; i < n; ++i) {
+    worker& victim = *rt_.workers_[(start + i) % n];
+    if (&victim == this) continue;
+    if (auto h = victim.ring_.steal()) {
+      steals.add();
+      return h;
     }
   }
   return {};
 }
 
-void worker::park() {
-  parked_.store(true, std::memory_order_seq_cst);
-  rt_.parked_count_.fetch_add(1, std::memory_order_seq_cst);
-  auto unpark = [this] {
-    if (parked_.exchange(false, std::memory_order_seq_cst)) {
-      rt_.parked_count_.fetch_sub(1, std::memory_order_seq_cst);
+void worker::stop_spinning() noexcept {
+  spinning_ = false;
+  // The last spinner to find work wakes another, so that somebody keeps looking.
+  if (rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1) rt_.wakep(true);
+}
+
+std::coroutine_handle<> worker::find_work(std::uint32_t tick) {
+  if (auto h = next_local(tick)) return h;
+  // Completions and timers may make local work.
+  if (reactor_->poll() != 0 || fire_timers() != 0) {
+    if (auto h = next_local(tick)) return h;
+  }
+  drain_remote_finished();
+  const auto total = static_cast<std::uint32_t>(rt_.workers_.size());
+  if (!spinning_ && total > 1 &&
+      2 * rt_.spinning_.load(std::memory_order_seq_cst) < total - rt_.idle_count_.load(std::memory_order_seq_cst)) {
+    spinning_ = true;
+    rt_.spinning_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (spinning_) {
+    for (unsigned round = 0; round < rt_.options_.spin_limit; ++round) {
+      if (auto h = steal()) return h;
+      if (!rt_.injection_empty()) {
+        if (auto h = rt_.pop_injection()) {
+          injections.add();
+          return h;
+        }
+      }
     }
-  };
-  if (rt_.has_work() || rt_.stopping_.load(std::memory_order_seq_cst)) {
-    unpark();
+  }
+  park();
+  return {};
+}
+
+void worker::park() {
+  const bool was_spinning = spinning_;
+  if (spinning_) {
+    spinning_ = false;
+    rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
+  // Look once more at everything another worker could have pushed before it read idle_count.
+  bool work = !rt_.injection_empty() || rt_.stopping_.load(std::memory_order_seq_cst);
+  for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
+  if (work) {
+    if (rt_.remove_idle(*this)) {
+      if (was_spinning) {
+        spinning_ = true;
+        rt_.spinning_.fetch_add(1, std::memory_order_seq_cst);
+      }
+    } else {
+      spinning_ = true;  // a waker took us off the list and counted us as its spinner
+    }
     return;
   }
   std::optional<std::chrono::nanoseconds> timeout;
@@ -170,8 +271,9 @@ void worker::park() {
   }
   parks.add();
   reactor_->wait(timeout);
-  unpark();
-  if (queue_size() > 1) rt_.notify_one(this);
+  // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
+  // waker did, and made us the spinner.
+  if (!rt_.remove_idle(*this)) spinning_ = true;
 }
 
 void worker::run() noexcept {
@@ -188,24 +290,21 @@ void worker::run() noexcept {
   }
   rt_.worker_started(nullptr);
 
-  std::uint32_t tick = 0;
+  const std::uint32_t budget = rt_.options_.budget;
+  std::uint32_t tick = 1;
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
-    if (auto h = find_work(tick)) {
-      ++tick;
-      polls.add();
-      resume(h);
-      if ((tick & 31) == 0) {  // keep I/O and timers flowing under a long run queue
-        reactor_->poll();
-        fire_timers();
-        if (queue_size() > 1) rt_.notify_one(this);
-      }
-      continue;
-    }
-    if (reactor_->poll() != 0 || fire_timers() != 0) {
-      if (queue_size() > 1) rt_.notify_one(this);  // more than this worker runs next: share it
-      continue;
-    }
-    park();
+    std::coroutine_handle<> h = find_work(tick);
+    if (!h) continue;
+    if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
+    ++tick;
+    polls.add();
+    budget_ = budget;
+    resume(h);
+    if (tick % maintenance_interval == 0) maintenance();  // keep I/O and timers flowing under load
+  }
+  if (spinning_) {
+    spinning_ = false;
+    rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
   }
   reactor_->drain();
   this_worker = nullptr;
@@ -217,10 +316,11 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
   unsigned n = options_.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   options_.workers = n;
-  shard_count_ = n + 1;
-  shards_ = std::make_unique<registry_shard[]>(shard_count_);
+  if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
+  if (options_.spin_limit == 0) options_.spin_limit = 1;
   workers_.reserve(n);
-  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i));
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, options_.seed));
+  idle_.reserve(n);
 
   unsigned launched = 0;
   try {
@@ -239,6 +339,22 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
     shutdown();
     std::rethrow_exception(start_error_);
   }
+  if (options_.pin_workers) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      std::vector<int> cpus;
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+      }
+      for (std::size_t i = 0; i < workers_.size() && !cpus.empty(); ++i) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[i % cpus.size()], &one);
+        ::pthread_setaffinity_np(workers_[i]->thread_.native_handle(), sizeof one, &one);
+      }
+    }
+  }
 }
 
 runtime_impl::~runtime_impl() { shutdown(); }
@@ -253,20 +369,32 @@ void runtime_impl::worker_started(std::exception_ptr error) noexcept {
 void runtime_impl::schedule(std::coroutine_handle<> h) {
   worker* w = current_worker();
   if (w != nullptr && &w->runtime() == this) {
-    w->push(h);
-    if (w->queue_size() > 1) notify_one(w);
+    w->schedule_local(h);
     return;
   }
+  inject(h);
+}
+
+void runtime_impl::inject(std::coroutine_handle<> h) {
   {
     std::lock_guard lock{injection_mutex_};
     injection_.push_back(h);
     injection_size_.store(injection_.size(), std::memory_order_seq_cst);
   }
-  notify_one(nullptr);
+  wakep(true);
+}
+
+void runtime_impl::inject_batch(std::vector<std::coroutine_handle<>>& batch) {
+  {
+    std::lock_guard lock{injection_mutex_};
+    injection_.insert(injection_.end(), batch.begin(), batch.end());
+    injection_size_.store(injection_.size(), std::memory_order_seq_cst);
+  }
+  batch.clear();
+  wakep(true);
 }
 
 std::coroutine_handle<> runtime_impl::pop_injection() {
-  if (injection_size_.load(std::memory_order_relaxed) == 0) return {};
   std::lock_guard lock{injection_mutex_};
   if (injection_.empty()) return {};
   auto h = injection_.front();
@@ -275,49 +403,56 @@ std::coroutine_handle<> runtime_impl::pop_injection() {
   return h;
 }
 
-bool runtime_impl::has_work() const noexcept {
-  if (injection_size_.load(std::memory_order_seq_cst) != 0) return true;
-  for (const auto& w : workers_) {
-    if (w->queue_size() != 0) return true;
-  }
-  return false;
-}
-
-void runtime_impl::notify_one(worker* waker) noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (parked_count_.load(std::memory_order_seq_cst) == 0) return;
-  const std::size_t n = workers_.size();
-  const std::size_t start = wake_cursor_.fetch_add(1, std::memory_order_relaxed);
-  for (std::size_t i = 0; i < n; ++i) {
-    worker& w = *workers_[(start + i) % n];
-    if (&w == waker) continue;
-    if (w.parked_.load(std::memory_order_seq_cst) && w.parked_.exchange(false, std::memory_order_seq_cst)) {
-      parked_count_.fetch_sub(1, std::memory_order_seq_cst);
-      w.reactor_->wake();
-      if (waker != nullptr) waker->wakes.add();
-      return;
+void runtime_impl::wakep(bool fenced) noexcept {
+  if (fenced) std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (idle_count_.load(std::memory_order_seq_cst) == 0) return;
+  if (spinning_.load(std::memory_order_seq_cst) != 0) return;
+  std::uint32_t expected = 0;
+  if (!spinning_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
+  worker* w = nullptr;
+  {
+    std::lock_guard lock{idle_mutex_};
+    if (!idle_.empty()) {
+      w = idle_.back();
+      idle_.pop_back();
+      idle_count_.fetch_sub(1, std::memory_order_seq_cst);
     }
   }
+  if (w == nullptr) {
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  if (worker* self = current_worker(); self != nullptr && &self->runtime() == this) self->wakes.add();
+  w->reactor_->wake();  // w now counts as the spinner
 }
 
-void runtime_impl::register_task(promise_base& p) noexcept {
-  worker* w = current_worker();
-  const std::size_t shard =
-      (w != nullptr && &w->runtime() == this) ? w->index() : shard_count_ - 1;
-  p.spawn_.shard = static_cast<std::uint32_t>(shard);
-  registry_shard& s = shards_[shard];
-  std::lock_guard lock{s.mutex};
+void runtime_impl::add_idle(worker& w) {
+  std::lock_guard lock{idle_mutex_};
+  idle_.push_back(&w);
+  idle_count_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+bool runtime_impl::remove_idle(worker& w) {
+  std::lock_guard lock{idle_mutex_};
+  auto it = std::find(idle_.begin(), idle_.end(), &w);
+  if (it == idle_.end()) return false;
+  idle_.erase(it);
+  idle_count_.fetch_sub(1, std::memory_order_seq_cst);
+  return true;
+}
+
+void runtime_impl::register_foreign(promise_base& p) {
+  std::lock_guard lock{foreign_mutex_};
   p.spawn_.prev = nullptr;
-  p.spawn_.next = s.head;
-  if (s.head != nullptr) s.head->spawn_.prev = &p;
-  s.head = &p;
+  p.spawn_.next = foreign_head_;
+  if (foreign_head_ != nullptr) foreign_head_->spawn_.prev = &p;
+  foreign_head_ = &p;
 }
 
-void runtime_impl::unregister_task(promise_base& p) noexcept {
-  registry_shard& s = shards_[p.spawn_.shard];
-  std::lock_guard lock{s.mutex};
+void runtime_impl::unregister_foreign(promise_base& p) noexcept {
+  std::lock_guard lock{foreign_mutex_};
   if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
-  else s.head = p.spawn_.next;
+  else foreign_head_ = p.spawn_.next;
   if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
   p.spawn_.prev = p.spawn_.next = nullptr;
 }
@@ -353,20 +488,17 @@ void runtime_impl::shutdown() noexcept {
   for (auto& w : workers_) {
     if (w->thread_.joinable()) w->thread_.join();
   }
-  // No thread runs tasks any more and no ring holds a request: drop the queues and timers (they
-  // only point into frames), then destroy every task that never finished. Destroying a root frame
-  // destroys the tasks it awaits, and runs the destructors of its locals (closing sockets).
+  // No thread runs tasks any more and no ring holds a request: drop the queues (they only point
+  // into frames), settle the tasks that finished away from home, then destroy every task that never
+  // finished. Destroying a root frame destroys the tasks it awaits and runs the destructors of its
+  // locals (closing sockets); a join_handle still referring to it is emptied.
   {
     std::lock_guard lock{injection_mutex_};
     injection_.clear();
     injection_size_.store(0);
   }
-  for (std::size_t i = 0; i < shard_count_; ++i) {
-    promise_base* p = nullptr;
-    {
-      std::lock_guard lock{shards_[i].mutex};
-      p = std::exchange(shards_[i].head, nullptr);
-    }
+  for (auto& w : workers_) w->drain_remote_finished();
+  auto destroy_list = [](promise_base* p) {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
       if (join_handle_base* owner = std::exchange(p->spawn_.owner, nullptr)) {
@@ -376,29 +508,40 @@ void runtime_impl::shutdown() noexcept {
       p->spawn_.self.destroy();
       p = next;
     }
+  };
+  for (auto& w : workers_) destroy_list(std::exchange(w->registry_head_, nullptr));
+  {
+    std::lock_guard lock{foreign_mutex_};
+    destroy_list(std::exchange(foreign_head_, nullptr));
   }
-  live_tasks_.store(0);
   for (auto& w : workers_) w->reactor_.reset();
 }
 
 runtime_stats runtime_impl::stats() const {
   runtime_stats s;
-  s.live_tasks = live_tasks_.load(std::memory_order_relaxed);
+  s.seed = options_.seed;
+  std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);
+  std::uint64_t finished = foreign_finished_.load(std::memory_order_relaxed);
   for (const auto& w : workers_) {
     if (s.backend.empty()) {
       s.backend = w->reactor_name_;
       s.backend_features = w->reactor_features_;
     }
+    spawned += w->spawned.get();
+    finished += w->finished.get();
     s.workers.push_back(worker_stats{w->polls.get(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
-                                     w->timers_fired.get()});
+                                     w->timers_fired.get(), w->budget_yields.get()});
   }
+  s.live_tasks = shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);
   return s;
 }
 
 // --- spawn / join ---------------------------------------------------------------------------
 
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self) {
+  worker* w = current_worker();
+  if (rt == nullptr && w != nullptr) rt = &w->runtime();
   if (rt == nullptr) {
     throw std::logic_error("corio::spawn: called outside a task on a runtime; use runtime::spawn");
   }
@@ -407,31 +550,62 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self)
   }
   p.spawn_.runtime = rt;
   p.spawn_.self = self;
-  p.spawn_.state.store(state_running | state_handle, std::memory_order_relaxed);
-  rt->register_task(p);
-  rt->live_tasks_.fetch_add(1, std::memory_order_relaxed);
-  rt->schedule(self);  // publishes the frame: another worker may run it from here on
+  p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
+  if (w != nullptr && &w->runtime() == rt) {
+    p.spawn_.home = w->index();
+    w->link(p);
+    w->spawned.add();
+    w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
+    return;
+  }
+  p.spawn_.home = foreign_home;
+  rt->register_foreign(p);
+  rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
+  rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
 
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   runtime_impl& rt = *p.spawn_.runtime;
-  rt.unregister_task(p);
-  rt.live_tasks_.fetch_sub(1, std::memory_order_relaxed);
-  const std::uint32_t old = p.spawn_.state.fetch_and(~state_running, std::memory_order_acq_rel);
-  if ((old & state_joiner) != 0) return p.continuation_;  // the joiner frees the frame
-  if ((old & state_handle) == 0) {
-    if (p.exception_) rt.report_unhandled(p.exception_);
-    p.spawn_.self.destroy();
+  worker* w = current_worker();
+  std::uint32_t release = state_running;
+  if (p.spawn_.home == foreign_home) {
+    rt.unregister_foreign(p);
+    rt.foreign_finished_.fetch_add(1, std::memory_order_relaxed);
+    release |= state_linked;
+  } else if (w != nullptr && w->index() == p.spawn_.home && &w->runtime() == &rt) {
+    w->unlink(p);
+    release |= state_linked;
+  } else {
+    // Finished away from home: the home worker unlinks it later (no lock on the fast path).
+    rt.workers_[p.spawn_.home]->push_remote_finished(p);
   }
+  if (p.spawn_.home != foreign_home && w != nullptr) w->finished.add();
+  const std::uint32_t old = p.spawn_.state.fetch_and(~release, std::memory_order_acq_rel);
+  if ((old & state_joiner) != 0) return p.continuation_;  // the joiner frees the frame
+  if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
   return {};
+}
+
+void destroy_spawned(promise_base& p) noexcept {
+  if (p.exception_ && (p.spawn_.state.load(std::memory_order_relaxed) & state_observed) == 0) {
+    p.spawn_.runtime->report_unhandled(p.exception_);
+  }
+  p.spawn_.self.destroy();
 }
 
 void join_handle_base::release(promise_base* p, bool observed) noexcept {
   p->spawn_.owner = nullptr;
-  const std::uint32_t old = p->spawn_.state.fetch_and(~state_handle, std::memory_order_acq_rel);
-  if ((old & state_running) != 0) return;  // the task frees itself when it finishes
-  if (!observed && p->exception_) p->spawn_.runtime->report_unhandled(p->exception_);
-  p->spawn_.self.destroy();
+  std::uint32_t s = p->spawn_.state.load(std::memory_order_acquire);
+  if ((s & (state_running | state_linked)) == 0) {
+    // Nobody else refers to the frame any more: no atomic read-modify-write needed.
+    if (observed) p->spawn_.state.store(s | state_observed, std::memory_order_relaxed);
+    destroy_spawned(*p);
+    return;
+  }
+  // Clear the handle bit (and set observed) in one step: both flip.
+  const std::uint32_t flip = state_handle | (observed ? state_observed : 0);
+  s = p->spawn_.state.fetch_xor(flip, std::memory_order_acq_rel);
+  if ((s & (state_running | state_linked)) == 0) destroy_spawned(*p);
 }
 
 void join_handle_base::throw_empty() const {
@@ -444,8 +618,18 @@ void join_handle_base::throw_empty() const {
 void schedule_yield(std::coroutine_handle<> h) noexcept {
   worker* w = current_worker();
   assert(w != nullptr && "corio::yield outside a task on a runtime");
-  w->push(h);
-  if (w->queue_size() > 1) w->runtime().notify_one(w);
+  w->schedule_back(h);
+}
+
+bool coop_spend() noexcept {
+  worker* w = current_worker();
+  if (w == nullptr) return true;
+  if (w->budget_ == 0) {
+    w->budget_yields.add();
+    return false;
+  }
+  --w->budget_;
+  return true;
 }
 
 void add_timer(timer_node& node) { require_worker("corio::sleep_for/sleep_until").add_timer(node); }

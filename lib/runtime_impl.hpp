@@ -1,23 +1,46 @@
-// lib/runtime_impl.hpp - workers, run queues, the injection queue, parking, the task registry.
+// lib/runtime_impl.hpp - workers, run queues, the injection queue, spinning and parking, the task
+// registry.
 //
-// Scheduling (first slice; the lock-free queues come with the scheduler issue):
-// - Each worker has a FIFO run queue. A task woken on a worker (an I/O completion, a timer, a
-//   spawn, a joiner) is queued on that worker; threads that are not workers push to the
-//   runtime's injection queue.
-// - A worker takes work from: the injection queue every 61st task (so that it is never starved,
-//   as in Go's schedule() and Tokio), its own queue, the injection queue, then half of the queue
-//   of another worker picked at random (work stealing).
-// - With no work, it polls its reactor and its timers, and then parks in its reactor.
+// Where a runnable task goes (Go's runnext, Tokio's LIFO slot, a Chase-Lev deque):
+// - woken or spawned on a worker (I/O completions included): that worker's LIFO slot; the task
+//   that was in the slot moves to the bottom of the worker's deque (lib/run_queue.hpp). The slot
+//   belongs to its worker alone (no atomics; thieves never see it). A worker runs at most
+//   max_lifo_runs tasks from the slot in a row before it serves the deque, so two tasks waking
+//   each other cannot starve the rest.
+// - yield, and a task whose timer fired: the worker's FIFO list (owner-only, in order).
+// - from a thread that is not a worker: the injection queue (a mutex-protected deque).
+// - deque full: its older half and the displaced task move to the injection queue in one batch.
 //
-// Parking protocol (no lost wake-ups), a Dekker-style handshake on sequentially consistent
-// operations:
-//   parker: parked = true; ++parked_count; then look at every queue again; if any has work,
-//           un-park; else wait in the reactor (bounded by the next timer); then un-park.
-//   waker:  push the task; seq_cst fence; if parked_count > 0, find a worker whose `parked`
-//           it can exchange from true to false, decrement parked_count, and wake its reactor.
-// Either the parker's second look sees the pushed task, or the waker sees the parked worker.
-// A worker pushing onto its own queue wakes a peer only when its queue holds more than the task
-// it will run next (it runs that one itself: no wake needed for progress).
+// Where a worker takes work: every 61st task, the injection queue, its FIFO list and the top
+// (oldest) of its own deque first (fairness, as in Go's schedule() and Tokio); otherwise its LIFO
+// slot, the bottom of its deque, its FIFO list, the injection queue; then it polls its reactor and
+// timers; then it spins: steals the oldest task of a random victim, up to spin_limit rounds over
+// all victims; then it parks in its reactor.
+//
+// Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
+// - At most half of the busy workers spin at once: a worker becomes a spinner only while
+//   2 * spinning < workers - idle.
+// - Whoever makes work stealable (a push to a ring or to the injection queue) calls wakep():
+//   if no worker is spinning and one is idle, it claims the single "spinner slot" (CAS spinning
+//   0 -> 1), takes an idle worker off the idle list and wakes its reactor; that worker starts
+//   out spinning.
+// - A spinner that finds work stops spinning and, if it was the last spinner, calls wakep(): while
+//   work keeps appearing, somebody keeps looking for more.
+// - Parking: stop spinning, put yourself on the idle list (idle += 1, sequentially consistent),
+//   then look at the injection queue and every ring once more; if any has work, take yourself off
+//   the list and go back to work. Otherwise wait in the reactor, bounded by the next timer. A wake
+//   is an eventfd write the ring always has a read armed for, so a wake that arrives before the
+//   wait makes the wait return at once: no wake is lost.
+// - Why no task is stranded: a pusher stores the task, then reads `idle`; a parker increments
+//   `idle`, then reads the queues. With both orders sequentially consistent one of them sees the
+//   other. Pushes from a worker skip the fence (as Go's runqput does): a worker's own ring is
+//   never stranded, since its owner does not park while it has work; at worst a peer starts late.
+//   Pushes from outside (injection) are fenced.
+//
+// Registry: each spawned task is linked into its spawning worker's list (owner-only, no lock), so
+// that shutdown can destroy tasks that never finished. A task that finishes on another worker is
+// pushed onto its home's remote-finished stack (one CAS) and unlinked there later; tasks spawned
+// from outside the workers live in a mutex-protected list.
 #pragma once
 
 #include <atomic>
@@ -36,6 +59,7 @@
 #include "corio/runtime.hpp"
 #include "corio/time.hpp"
 #include "reactor.hpp"
+#include "run_queue.hpp"
 
 namespace corio::detail {
 
@@ -50,9 +74,11 @@ struct counter {
   std::uint64_t get() const noexcept { return value.load(std::memory_order_relaxed); }
 };
 
+inline constexpr std::uint32_t foreign_home = 0xffffffffu;
+
 class worker {
  public:
-  worker(runtime_impl& rt, unsigned index);
+  worker(runtime_impl& rt, unsigned index, std::uint64_t seed);
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
@@ -60,48 +86,63 @@ class worker {
   /// drain the reactor.
   void run() noexcept;
 
-  /// Queues `h` at the back of this worker's run queue. Thread-safe.
-  void push(std::coroutine_handle<> h);
-  /// Takes the front of this worker's queue, or null. Thread-safe.
-  std::coroutine_handle<> pop();
-  /// Moves half of this worker's queue (rounded up) to `thief`'s, and returns one of the moved
-  /// tasks for the thief to run at once (null when this queue was empty). Thread-safe.
-  std::coroutine_handle<> steal_into(worker& thief);
-  std::size_t queue_size() const noexcept { return queue_size_.load(std::memory_order_seq_cst); }
-
-  /// Timers of this worker (owner thread only).
+  // --- owner thread only -------------------------------------------------------------------
+  /// A task woken or spawned here: into the LIFO slot (the previous occupant goes to the ring).
+  void schedule_local(std::coroutine_handle<> h);
+  /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
+  /// LIFO slot and the deque, and every 61st task).
+  void schedule_back(std::coroutine_handle<> h);
   void add_timer(timer_node& node);
-  std::size_t fire_timers();
-  std::optional<clock::time_point> next_deadline() const;
+  void link(promise_base& p) noexcept;
+  void unlink(promise_base& p) noexcept;
+  /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
+  void drain_remote_finished() noexcept;
+
+  // --- any thread --------------------------------------------------------------------------
+  /// A task of this worker's registry finished on another worker (lock-free push).
+  void push_remote_finished(promise_base& p) noexcept;
+  run_queue& ring() noexcept { return ring_; }
 
   runtime_impl& runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
 
-  // Counters (see worker_stats).
-  counter polls, steals, injections, parks, wakes, io_submitted, io_completed, timers_fired;
+  // Counters (see worker_stats); spawned/finished count this worker's spawns and finishes.
+  counter polls, steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
+  counter spawned, finished;
 
   std::unique_ptr<reactor> reactor_;
-  std::atomic<bool> parked_{false};
   std::thread thread_;
   std::string reactor_name_;
   std::string reactor_features_;
+  std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
+  promise_base* registry_head_ = nullptr;
 
  private:
+  std::coroutine_handle<> next_local(std::uint32_t tick);
   std::coroutine_handle<> find_work(std::uint32_t tick);
+  std::coroutine_handle<> steal();
+  void stop_spinning() noexcept;
   void park();
+  std::size_t fire_timers();
+  std::optional<clock::time_point> next_deadline() const;
+  void maintenance();
   static void on_ready(void* self, std::coroutine_handle<> h) noexcept;
 
   runtime_impl& rt_;
   const unsigned index_;
-
-  mutable std::mutex queue_mutex_;
-  std::deque<std::coroutine_handle<>> queue_;
-  std::atomic<std::size_t> queue_size_{0};
+  run_queue ring_;
+  std::coroutine_handle<> lifo_{};
+  std::deque<std::coroutine_handle<>> fifo_;
+  std::uint32_t lifo_runs_ = 0;
+  std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
+  bool spinning_ = false;
+  std::atomic<promise_base*> remote_finished_{nullptr};
 
   // Min-heap on (deadline, sequence); timer_node lives in the sleeping task's frame.
   std::vector<timer_node*> timers_;
   std::uint64_t timer_sequence_ = 0;
   std::uint64_t random_state_;
+  std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 
 class runtime_impl {
@@ -111,16 +152,23 @@ class runtime_impl {
   runtime_impl(const runtime_impl&) = delete;
   runtime_impl& operator=(const runtime_impl&) = delete;
 
-  /// Makes `h` runnable: on the calling worker's queue when it is one of ours, otherwise on the
+  /// Makes `h` runnable: on the calling worker when it is one of ours, otherwise on the
   /// injection queue. Thread-safe.
   void schedule(std::coroutine_handle<> h);
-  /// Wakes one parked worker if there is one (see the protocol above). Thread-safe.
-  void notify_one(worker* waker) noexcept;
-  bool has_work() const noexcept;
+  void inject(std::coroutine_handle<> h);
+  void inject_batch(std::vector<std::coroutine_handle<>>& batch);
   std::coroutine_handle<> pop_injection();
+  bool injection_empty() const noexcept { return injection_size_.load(std::memory_order_seq_cst) == 0; }
 
-  void register_task(promise_base& p) noexcept;
-  void unregister_task(promise_base& p) noexcept;
+  /// Go's wakep(): starts a spinner if none spins and a worker is idle. `fenced` orders the
+  /// caller's push before the reads (needed for pushes that no worker owns). Thread-safe.
+  void wakep(bool fenced) noexcept;
+  /// Idle list (see the protocol above).
+  void add_idle(worker& w);
+  bool remove_idle(worker& w);  ///< false when a waker took it off already
+
+  void register_foreign(promise_base& p);
+  void unregister_foreign(promise_base& p) noexcept;
   void report_unhandled(std::exception_ptr e) noexcept;
 
   void shutdown() noexcept;
@@ -132,21 +180,21 @@ class runtime_impl {
   runtime_options options_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<bool> stopping_{false};
-  std::atomic<unsigned> parked_count_{0};
-  std::atomic<std::uint64_t> live_tasks_{0};
+  alignas(64) std::atomic<std::uint32_t> spinning_{0};
+  alignas(64) std::atomic<std::uint32_t> idle_count_{0};
+  std::atomic<std::uint64_t> foreign_spawned_{0};
+  std::atomic<std::uint64_t> foreign_finished_{0};
 
  private:
-  struct registry_shard {
-    std::mutex mutex;
-    promise_base* head = nullptr;
-  };
-
   mutable std::mutex injection_mutex_;
   std::deque<std::coroutine_handle<>> injection_;
-  std::atomic<std::size_t> injection_size_{0};
-  std::unique_ptr<registry_shard[]> shards_;
-  std::size_t shard_count_ = 0;
-  std::atomic<unsigned> wake_cursor_{0};
+  alignas(64) std::atomic<std::size_t> injection_size_{0};
+
+  std::mutex idle_mutex_;
+  std::vector<worker*> idle_;
+
+  std::mutex foreign_mutex_;
+  promise_base* foreign_head_ = nullptr;
 
   std::mutex start_mutex_;
   std::condition_variable start_cv_;
@@ -157,5 +205,8 @@ class runtime_impl {
 
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).
 worker* current_worker() noexcept;
+
+/// Destroys a spawned task's frame, first reporting an exception nobody observed.
+void destroy_spawned(promise_base& p) noexcept;
 
 }  // namespace corio::detail

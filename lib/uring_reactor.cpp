@@ -208,6 +208,9 @@ std::size_t uring_reactor::reap() {
 }
 
 std::size_t uring_reactor::poll() {
+  // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
+  // that one. Skip touching the rings at all (the common case of compute-only work).
+  if (unsubmitted_ == 0 && in_flight_ == 0) return 0;
   if (unsubmitted_ != 0 || defer_taskrun_) {
     // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking
     // for events; skip the system call when nothing is queued and nothing can be pending.

@@ -51,6 +51,7 @@ corio::task<int> yield_fairness_on_one_worker() {
   std::atomic<bool> flag{false};
   int yields = 0;
   auto spinner = corio::spawn(spin_until_set(&flag, &yields));
+  co_await corio::yield();  // the spinner starts and finds the flag clear
   auto setter = corio::spawn(set_when_run(&flag));
   co_await setter;
   co_return co_await spinner;

@@ -19,6 +19,19 @@ namespace corio {
 struct runtime_options {
   /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
   unsigned workers = 0;
+  /// Capacity of each worker's run queue (rounded up to a power of two, at least 4). When it is
+  /// full, half of it moves to the shared injection queue in one batch (Go: 256).
+  unsigned queue_capacity = 256;
+  /// Rounds over all other workers an idle worker makes trying to steal before it parks (Go: 4).
+  unsigned spin_limit = 4;
+  /// Cooperation budget: awaitables that could complete at once without suspending do so at most
+  /// this many times per turn of a task; the next one yields (Tokio's coop budget: 128).
+  unsigned budget = 128;
+  /// Pin worker i to CPU i modulo the CPUs this process may run on (sched_setaffinity). Failure
+  /// to pin is not an error (the worker runs unpinned; stats say so).
+  bool pin_workers = false;
+  /// Seed of the workers' random choices (steal victims, later select); 0 picks one at random.
+  std::uint64_t seed = 0;
   /// Submission queue entries of each worker's io_uring ring (rounded up to a power of two by the
   /// kernel); the completion queue is twice as large. Bounded to [8, 32768].
   unsigned ring_entries = 1024;
@@ -39,12 +52,14 @@ struct worker_stats {
   std::uint64_t io_submitted = 0;   ///< I/O operations handed to the reactor
   std::uint64_t io_completed = 0;   ///< I/O completions reaped
   std::uint64_t timers_fired = 0;   ///< sleeps that expired
+  std::uint64_t budget_yields = 0;  ///< awaits turned into yields by the cooperation budget
 };
 
 /// A snapshot of a runtime's counters.
 struct runtime_stats {
   std::string backend;               ///< the reactor in use: "io_uring"
   std::string backend_features;      ///< e.g. "single_issuer,defer_taskrun", or why a feature is off
+  std::uint64_t seed = 0;            ///< the seed in use (runtime_options::seed, or the one drawn)
   std::uint64_t live_tasks = 0;      ///< spawned tasks that have not finished
   std::vector<worker_stats> workers;
 };

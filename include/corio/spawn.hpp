@@ -12,15 +12,25 @@ namespace corio {
 
 namespace detail {
 
-/// Makes `p` (the frame of a task that has not started) a root task of `rt`: sets its spawn
-/// state, registers it (so that shutdown can find it), and schedules it on the calling worker's
-/// run queue, or the injection queue when called from a thread that is not one of rt's workers.
-/// Throws std::logic_error when `rt` is null (spawn outside a runtime) and std::runtime_error
-/// when the runtime is shutting down; the frame is then left untouched for the caller to free.
+/// Makes `p` (the frame of a task that has not started) a root task of `rt` (null: the runtime of
+/// the calling worker): sets its spawn state, registers it (so that shutdown can find it), and
+/// schedules it on the calling worker's LIFO slot, or the injection queue when called from a
+/// thread that is not one of rt's workers. Throws std::logic_error when there is no runtime (spawn
+/// outside a runtime) and std::runtime_error when the runtime is shutting down; the frame is then
+/// left untouched for the caller to free.
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self);
 
 /// The runtime whose worker runs the calling thread, or null on any other thread.
 runtime_impl* current_runtime() noexcept;
+
+/// Spends one unit of the calling worker's cooperation budget; false when it is spent, and the
+/// awaitable asking should suspend (and requeue) even though it could complete at once. The
+/// worker refills the budget (runtime_options::budget, default 128) each time it takes a task
+/// from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
+bool coop_spend() noexcept;
+
+/// Queues `h` at the back of the calling worker's run queue (defined in lib/runtime.cpp).
+void schedule_yield(std::coroutine_handle<> h) noexcept;
 
 /// Untyped part of join_handle: reference-counting of the frame and the back-pointer that lets the
 /// runtime detach the handle from a frame it destroys at shutdown.
@@ -61,8 +71,9 @@ class join_handle_base {
   }
   ~join_handle_base() { detach(); }
 
-  /// Drops the handle's reference to the frame; destroys the frame when the task has finished.
-  /// `observed` tells whether the result (or exception) was taken by a join. Defined in lib.
+  /// Drops the handle's reference to the frame; destroys the frame when the task has finished and
+  /// its home worker has let go of it. `observed` tells whether the result (or exception) was
+  /// taken by a join. Defined in lib.
   static void release(promise_base* p, bool observed) noexcept;
 
   /// Throws the right error for awaiting an empty handle.
@@ -93,8 +104,17 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
   class operation {
    public:
     explicit operation(join_handle& h) noexcept : handle_(h) {}
-    bool await_ready() const noexcept { return handle_.done(); }
+    /// Ready when the task finished, unless the worker's cooperation budget is spent (then the
+    /// joiner yields once first, see detail::coop_spend).
+    bool await_ready() noexcept {
+      ready_ = handle_.done();
+      return ready_ && detail::coop_spend();
+    }
     bool await_suspend(std::coroutine_handle<> joiner) noexcept {
+      if (ready_) {  // finished, but out of budget: requeue behind the runnable tasks
+        detail::schedule_yield(joiner);
+        return true;
+      }
       detail::promise_base& p = *handle_.promise_;
       p.continuation_ = joiner;
       // Publish the joiner; if the task already finished, resume at once instead.
@@ -111,6 +131,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 
    private:
     join_handle& handle_;
+    bool ready_ = false;
   };
 
   /// Waits for the task and returns its result or rethrows its exception.
@@ -154,7 +175,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 template <class T>
 join_handle<T> spawn(task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
-  return join_handle<T>::spawn_on(detail::current_runtime(), std::move(t));
+  return join_handle<T>::spawn_on(nullptr, std::move(t));  // null: the caller's runtime
 }
 
 }  // namespace corio

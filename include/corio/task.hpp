@@ -25,21 +25,24 @@ class runtime_impl;
 class join_handle_base;
 class promise_base;
 
-/// Bits of spawn_state::state. A spawned task's frame stays alive while either bit
-/// state_running or state_handle is set; whoever clears the last one destroys it.
-inline constexpr std::uint32_t state_running = 1;  ///< the task has not finished yet
-inline constexpr std::uint32_t state_handle = 2;   ///< a join_handle still refers to the frame
-inline constexpr std::uint32_t state_joiner = 4;   ///< a joiner is parked in `continuation_`
+/// Bits of spawn_state::state. A spawned task's frame stays alive while any of state_running,
+/// state_handle or state_linked is set; whoever clears the last of them destroys it.
+inline constexpr std::uint32_t state_running = 1;   ///< the task has not finished yet
+inline constexpr std::uint32_t state_handle = 2;    ///< a join_handle still refers to the frame
+inline constexpr std::uint32_t state_joiner = 4;    ///< a joiner is parked in `continuation_`
+inline constexpr std::uint32_t state_linked = 8;    ///< the task is in its home worker's registry
+inline constexpr std::uint32_t state_observed = 16; ///< a join took the result (or exception)
 
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell.
 struct spawn_state {
   std::atomic<std::uint32_t> state{0};
-  std::uint32_t shard = 0;                   ///< registry shard holding the task while it runs
+  std::uint32_t home = 0;                    ///< registry of this worker index (or the foreign one)
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
   join_handle_base* owner = nullptr;         ///< the join_handle referring to this frame, if any
-  promise_base* prev = nullptr;              ///< registry links (guarded by the shard's lock)
+  promise_base* prev = nullptr;              ///< registry links (owned by the home worker)
   promise_base* next = nullptr;
+  promise_base* remote_next = nullptr;       ///< link in the home worker's remote-finished stack
   std::coroutine_handle<> self{};            ///< the frame, for destroy() from the registry
 };
 

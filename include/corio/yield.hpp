@@ -7,7 +7,7 @@ namespace corio {
 
 namespace detail {
 /// Queues `h` at the back of the calling worker's run queue (behind every task already runnable
-/// there). Defined in lib/runtime.cpp. Must be called on a worker thread.
+/// there, never in its LIFO slot). Defined in lib/runtime.cpp. Must be called on a worker thread.
 void schedule_yield(std::coroutine_handle<> h) noexcept;
 }  // namespace detail
 

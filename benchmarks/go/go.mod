@@ -1,0 +1,3 @@
+module corio.local/benchmarks/go
+
+go 1.19

@@ -47,10 +47,6 @@ worker& require_worker(const char* what) {
   return *w;
 }
 
-bool timer_after(const timer_node* a, const timer_node* b) noexcept {
-  if (a->deadline != b->deadline) return a->deadline > b->deadline;
-  return a->sequence > b->sequence;
-}
 }  // namespace
 
 // --- worker ---------------------------------------------------------------------------------
@@ -122,29 +118,35 @@ void worker::drain_remote_finished() noexcept {
 }
 
 void worker::add_timer(timer_node& node) {
-  node.sequence = ++timer_sequence_;
-  timers_.push_back(&node);
-  std::push_heap(timers_.begin(), timers_.end(), timer_after);
+  node.entry.context = &node;
+  node.entry.deadline_tick = rt_.ticks_ceil(node.deadline);
+  wheel_.insert(node.entry);
+  if (rt_.manual_) publish_deadline();
+}
+
+void worker::publish_deadline() noexcept {
+  const auto next = wheel_.next_deadline();
+  published_deadline_.store(next ? *next : ~std::uint64_t{0}, std::memory_order_seq_cst);
 }
 
 std::size_t worker::fire_timers() {
-  if (timers_.empty()) return 0;
-  const auto now = clock::now();
-  std::size_t fired = 0;
-  while (!timers_.empty() && timers_.front()->deadline <= now) {
-    std::pop_heap(timers_.begin(), timers_.end(), timer_after);
-    timer_node* node = timers_.back();
-    timers_.pop_back();
-    schedule_back(node->waiter);  // in deadline order; publishes the frame: node is not touched again
-    ++fired;
-  }
+  if (wheel_.empty()) return 0;
+  const std::uint64_t now_tick = rt_.ticks_floor(rt_.now());
+  if (const auto next = wheel_.next_deadline(); !next || *next > now_tick) return 0;
+  // In deadline order, onto the FIFO list; each node is in a frame that is published by this and
+  // not touched again.
+  const std::size_t fired = wheel_.advance(now_tick, [this](timer_entry& e) {
+    schedule_back(static_cast<timer_node*>(e.context)->waiter);
+  });
   timers_fired.add(fired);
+  if (rt_.manual_) publish_deadline();
   return fired;
 }
 
 std::optional<clock::time_point> worker::next_deadline() const {
-  if (timers_.empty()) return std::nullopt;
-  return timers_.front()->deadline;
+  const auto next = wheel_.next_deadline();
+  if (!next) return std::nullopt;
+  return rt_.tick_time(*next);
 }
 
 void worker::maintenance() {
@@ -266,7 +268,10 @@ void worker::park() {
     return;
   }
   std::optional<std::chrono::nanoseconds> timeout;
-  if (auto deadline = next_deadline()) {
+  if (rt_.manual_) {
+    // Paused time moves only by advance() or, once every worker is idle, to the next timer.
+    if (rt_.idle_count_.load(std::memory_order_seq_cst) == rt_.workers_.size()) rt_.auto_advance();
+  } else if (auto deadline = next_deadline()) {
     timeout = std::max(std::chrono::nanoseconds{0}, *deadline - clock::now());
   }
   parks.add();
@@ -318,6 +323,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
   options_.workers = n;
   if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (options_.spin_limit == 0) options_.spin_limit = 1;
+  manual_ = options_.clock == clock_source::manual;
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, options_.seed));
   idle_.reserve(n);
@@ -424,6 +430,31 @@ void runtime_impl::wakep(bool fenced) noexcept {
   }
   if (worker* self = current_worker(); self != nullptr && &self->runtime() == this) self->wakes.add();
   w->reactor_->wake();  // w now counts as the spinner
+}
+
+void runtime_impl::advance_to(clock::time_point target) noexcept {
+  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
+  std::int64_t cur = manual_ns_.load(std::memory_order_acquire);
+  while (cur < ns && !manual_ns_.compare_exchange_weak(cur, ns, std::memory_order_acq_rel)) {
+  }
+  for (auto& w : workers_) {
+    if (w->reactor_) w->reactor_->wake();
+  }
+}
+
+void runtime_impl::auto_advance() noexcept {
+  std::uint64_t earliest = ~std::uint64_t{0};
+  for (auto& w : workers_) earliest = std::min(earliest, w->published_deadline_.load(std::memory_order_seq_cst));
+  if (earliest == ~std::uint64_t{0}) return;  // no timer anywhere: time stays
+  const auto target = tick_time(earliest);
+  if (target <= now()) {
+    // Due already (a worker raced into its park): just make sure it looks.
+    for (auto& w : workers_) {
+      if (w->reactor_) w->reactor_->wake();
+    }
+    return;
+  }
+  advance_to(target);
 }
 
 void runtime_impl::add_idle(worker& w) {
@@ -634,6 +665,11 @@ bool coop_spend() noexcept {
 
 void add_timer(timer_node& node) { require_worker("corio::sleep_for/sleep_until").add_timer(node); }
 
+clock::time_point runtime_now() noexcept {
+  worker* w = current_worker();
+  return w != nullptr ? w->runtime().now() : clock::now();
+}
+
 void submit_io(io_request& request) {
   worker& w = require_worker("corio I/O");
   w.reactor_->submit(request);
@@ -688,6 +724,18 @@ void runtime::shutdown() {
   if (!impl_) return;
   detail::check_not_on_worker(impl_.get());
   impl_->shutdown();
+}
+
+clock::time_point runtime::now() const noexcept { return impl_->now(); }
+
+void runtime::advance(clock::duration d) {
+  if (!impl_->manual_) throw std::logic_error("corio::runtime::advance: the runtime does not use manual_clock");
+  if (d <= clock::duration::zero()) return;
+  impl_->advance_to(impl_->now() + d);
+}
+
+bool sleep_operation::await_ready() const noexcept {
+  return node_.deadline <= now() && detail::coop_spend();
 }
 
 unsigned runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers_.size()); }

@@ -60,6 +60,7 @@
 #include "corio/time.hpp"
 #include "reactor.hpp"
 #include "run_queue.hpp"
+#include "timer_wheel.hpp"
 
 namespace corio::detail {
 
@@ -138,9 +139,15 @@ class worker {
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};
 
-  // Min-heap on (deadline, sequence); timer_node lives in the sleeping task's frame.
-  std::vector<timer_node*> timers_;
-  std::uint64_t timer_sequence_ = 0;
+  // Timers of tasks that slept on this worker (1 µs ticks since the runtime's origin).
+  timer_wheel wheel_{};
+  void publish_deadline() noexcept;
+
+ public:
+  /// Manual clock: this worker's earliest timer tick, for the runtime's auto-advance.
+  std::atomic<std::uint64_t> published_deadline_{~std::uint64_t{0}};
+
+ private:
   std::uint64_t random_state_;
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
@@ -177,7 +184,33 @@ class runtime_impl {
   // Worker start-up: each worker reports success or the exception of its reactor set-up.
   void worker_started(std::exception_ptr error) noexcept;
 
+  /// The runtime's time: steady_clock, or the manual time.
+  clock::time_point now() const noexcept {
+    if (!manual_) return clock::now();
+    return origin_ + std::chrono::nanoseconds{manual_ns_.load(std::memory_order_acquire)};
+  }
+  /// Timer ticks (1 µs) since the origin: rounded down for the current time, up for deadlines, so
+  /// that a timer fires when floor(now) >= ceil(deadline), never before its deadline.
+  std::uint64_t ticks_floor(clock::time_point t) const noexcept {
+    if (t <= origin_) return 0;
+    return static_cast<std::uint64_t>(std::chrono::floor<std::chrono::microseconds>(t - origin_).count());
+  }
+  std::uint64_t ticks_ceil(clock::time_point t) const noexcept {
+    if (t <= origin_) return 0;
+    return static_cast<std::uint64_t>(std::chrono::ceil<std::chrono::microseconds>(t - origin_).count());
+  }
+  clock::time_point tick_time(std::uint64_t tick) const noexcept {
+    return origin_ + std::chrono::microseconds{static_cast<std::int64_t>(tick)};
+  }
+  /// Manual clock: moves time forward to at least `target` (never back) and wakes every worker.
+  void advance_to(clock::time_point target) noexcept;
+  /// Manual clock, every worker idle: jump to the earliest timer of any worker.
+  void auto_advance() noexcept;
+
   runtime_options options_;
+  const clock::time_point origin_ = clock::now();
+  bool manual_ = false;
+  alignas(64) std::atomic<std::int64_t> manual_ns_{0};
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<bool> stopping_{false};
   alignas(64) std::atomic<std::uint32_t> spinning_{0};

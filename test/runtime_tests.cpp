@@ -119,6 +119,62 @@ corio::task<int> block_on_inside(corio::runtime* rt) {
 
 corio::task<void> spawn_from_task_outside() { co_return; }
 
+corio::task<void> note_turn(int* position, const int* progress) {
+  *position = *progress;
+  co_return;
+}
+
+corio::task<long> nothing() { co_return 1; }
+
+// Joins 1,000 tasks that have all finished: every join could complete at once. The budget makes
+// the joiner yield after `budget` of them, so the observer queued behind it gets a turn.
+corio::task<int> joins_that_never_suspend(int* observer_position) {
+  std::vector<corio::join_handle<long>> hs;
+  for (int i = 0; i < 1000; ++i) hs.push_back(corio::spawn(nothing()));
+  for (int round = 0; round < 1'000'000; ++round) {  // let them all finish (bounded)
+    bool all_done = true;
+    for (auto& h : hs) all_done = all_done && h.done();
+    if (all_done) break;
+    co_await corio::yield();
+  }
+  int progress = 0;
+  auto observer = corio::spawn(note_turn(observer_position, &progress));
+  long sum = 0;
+  for (auto& h : hs) {
+    sum += co_await h;
+    ++progress;
+  }
+  co_await observer;
+  co_return static_cast<int>(sum);
+}
+
+corio::task<void> set_after_sleep(std::atomic<bool>* flag) {
+  co_await corio::sleep_for(1ms);
+  flag->store(true);
+}
+
+// Loops on yield and on awaitables that complete at once until the timer's task has run; bounded.
+corio::task<long> busy_until(std::atomic<bool>* flag) {
+  long rounds = 0;
+  while (!flag->load() && rounds < 100'000'000) {
+    co_await corio::yield();
+    co_await corio::sleep_for(0ms);
+    auto h = corio::spawn(nothing());
+    co_await corio::yield();
+    co_await h;
+    ++rounds;
+  }
+  co_return rounds;
+}
+
+corio::task<long> starve_a_timer() {
+  std::atomic<bool> flag{false};
+  auto sleeper = corio::spawn(set_after_sleep(&flag));
+  const long rounds = co_await busy_until(&flag);
+  co_await sleeper;
+  co_return rounds;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
@@ -227,6 +283,30 @@ TEST_CASE("spawning on a runtime that was shut down throws") {
   corio::runtime rt{{.workers = 1}};
   rt.shutdown();
   CHECK_THROWS_AS((void)rt.spawn(square(1)), std::runtime_error);
+}
+
+TEST_CASE("the cooperation budget makes a task that never suspends yield after 128 ready awaits") {
+  corio::runtime rt{{.workers = 1}};
+  int observer_position = -1;
+  CHECK(rt.block_on(joins_that_never_suspend(&observer_position)) == 1000);
+  // The observer ran once the joiner's budget (128 by default) was spent, not after all 1,000.
+  CHECK(observer_position == 128);
+  CHECK(rt.stats().workers[0].budget_yields >= 1);
+}
+
+TEST_CASE("a task looping on yield and ready awaitables does not stop a timer from firing") {
+  corio::runtime rt{{.workers = 1}};
+  CHECK(rt.block_on(starve_a_timer()) < 100'000'000);
+}
+
+TEST_CASE("runtime options are honoured: queue capacity, spin limit, pinning, seed") {
+  corio::runtime rt{{.workers = 2, .queue_capacity = 4, .spin_limit = 1, .pin_workers = true, .seed = 42}};
+  CHECK(rt.stats().seed == 42);
+  // A tiny deque overflows into the injection queue all the time; nothing may be lost.
+  const long n = static_cast<long>(scaled(50'000));
+  long expected = 0;
+  for (long i = 0; i < n; ++i) expected += i * i;
+  CHECK(rt.block_on(spawn_many(n)) == expected);
 }
 
 TEST_SUITE_END();

@@ -51,6 +51,25 @@ corio::task<void> many_sleepers(int n, std::uint64_t seed, early_log* log) {
   for (auto& h : hs) co_await h;
 }
 
+struct wake_record {
+  corio::clock::time_point deadline;
+  corio::clock::time_point woke;
+};
+
+corio::task<void> sleep_and_record(corio::clock::time_point deadline, wake_record* out) {
+  co_await corio::sleep_until(deadline);
+  out->deadline = deadline;
+  out->woke = corio::now();
+}
+
+corio::task<void> many_manual_sleepers(std::vector<corio::clock::duration> offsets, std::vector<wake_record>* out) {
+  const auto base = corio::now();
+  std::vector<corio::join_handle<void>> hs;
+  hs.reserve(offsets.size());
+  for (std::size_t i = 0; i < offsets.size(); ++i) hs.push_back(corio::spawn(sleep_and_record(base + offsets[i], &(*out)[i])));
+  for (auto& h : hs) co_await h;
+}
+
 struct order_log {
   std::mutex mutex;
   std::vector<int> order;
@@ -66,12 +85,31 @@ corio::task<void> deadline_order(int n, std::uint64_t seed, order_log* log) {
   std::vector<int> ranks(static_cast<std::size_t>(n));
   std::iota(ranks.begin(), ranks.end(), 0);
   std::shuffle(ranks.begin(), ranks.end(), std::mt19937_64{seed});
-  // Every timer is registered long before the first deadline, so the order of firing is the
-  // timer heap's, not the order of registration.
-  const auto base = corio::clock::now() + 300ms;
+  const auto base = corio::now();
   std::vector<corio::join_handle<void>> hs;
-  for (int rank : ranks) hs.push_back(corio::spawn(wake_and_record(base + rank * 100us, rank, log)));
+  for (int rank : ranks) hs.push_back(corio::spawn(wake_and_record(base + 1ms + rank * 7us, rank, log)));
   for (auto& h : hs) co_await h;
+}
+
+corio::task<std::vector<corio::clock::duration>> ticker(corio::clock::duration period) {
+  const auto start = corio::now();
+  corio::interval tick{period};
+  std::vector<corio::clock::duration> at;
+  for (int i = 0; i < 3; ++i) {
+    co_await tick.next();
+    at.push_back(corio::now() - start);
+  }
+  co_await corio::sleep_for(3 * period + period / 2);  // a slow receiver: misses ticks 4 and 5
+  for (int i = 0; i < 2; ++i) {
+    co_await tick.next();
+    at.push_back(corio::now() - start);
+  }
+  co_return at;
+}
+
+corio::task<void> sleep_hours(int hours, bool* done) {
+  co_await corio::sleep_for(std::chrono::hours{hours});
+  *done = true;
 }
 
 corio::task<int> zero_and_past_sleeps() {
@@ -98,13 +136,56 @@ TEST_CASE("sleeps never complete early, on any worker") {
   }
 }
 
-TEST_CASE("on one worker sleeps complete in deadline order") {
+TEST_CASE("on one worker sleeps complete in deadline order (manual clock)") {
   const auto seed = corio_test::test_seed();
-  corio::runtime rt{{.workers = 1}};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
   order_log log;
-  rt.block_on(deadline_order(200, seed, &log));
-  REQUIRE(log.order.size() == 200);
+  rt.block_on(deadline_order(500, seed, &log));
+  REQUIRE(log.order.size() == 500);
   CHECK(std::is_sorted(log.order.begin(), log.order.end()));
+}
+
+TEST_CASE("under manual_clock every sleep ends exactly at its deadline, on 1 and 4 workers") {
+  const auto seed = corio_test::test_seed();
+  std::mt19937_64 rng{seed};
+  // Whole microseconds (the wheel's tick), from 1 µs to ~3 days: every level of the wheel.
+  std::uniform_int_distribution<int> exponent{0, 38};
+  const std::size_t n = corio_test::scaled(100'000);
+  std::vector<corio::clock::duration> offsets(n);
+  for (auto& d : offsets) d = std::chrono::microseconds{1 + (rng() % (std::int64_t{1} << exponent(rng)))};
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    std::vector<wake_record> records(n);
+    rt.block_on(many_manual_sleepers(offsets, &records));
+    std::size_t exact = 0;
+    for (const auto& r : records) exact += r.woke == r.deadline ? 1 : 0;
+    CHECK(exact == n);
+  }
+}
+
+TEST_CASE("manual time stands still until advance(), and jumps to the next timer when all is idle") {
+  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};
+  const auto start = rt.now();
+  bool done = false;
+  // Idle runtime: time jumps straight to the 48-hour timer; no real waiting.
+  rt.block_on(sleep_hours(48, &done));
+  CHECK(done);
+  CHECK(rt.now() - start >= 48h);
+  const auto before = rt.now();
+  rt.advance(1s);
+  CHECK(rt.now() - before == 1s);
+  corio::runtime steady{{.workers = 1}};
+  CHECK_THROWS_AS(steady.advance(1s), std::logic_error);
+}
+
+TEST_CASE("an interval ticks on its grid and skips the ticks a slow receiver missed") {
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  const auto at = rt.block_on(ticker(10ms));
+  // 10, 20, 30; then a 35 ms sleep ends at 65: ticks 40, 50 and 60 were missed, one fires at once
+  // (at 65) and the next stays on the grid (70).
+  const std::vector<corio::clock::duration> expected{10ms, 20ms, 30ms, 65ms, 70ms};
+  CHECK(at == expected);
 }
 
 TEST_CASE("zero, negative and past sleeps complete at once") {

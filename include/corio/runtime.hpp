@@ -12,6 +12,7 @@
 
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
+#include "corio/time.hpp"
 
 namespace corio {
 
@@ -32,6 +33,9 @@ struct runtime_options {
   bool pin_workers = false;
   /// Seed of the workers' random choices (steal victims, later select); 0 picks one at random.
   std::uint64_t seed = 0;
+  /// Where time comes from: the steady clock, or `corio::manual_clock` (paused time that moves by
+  /// runtime::advance() and jumps to the next timer whenever every worker is idle).
+  clock_source clock = clock_source::steady;
   /// Submission queue entries of each worker's io_uring ring (rounded up to a power of two by the
   /// kernel); the completion queue is twice as large. Bounded to [8, 32768].
   unsigned ring_entries = 1024;
@@ -99,6 +103,13 @@ class runtime {
 
   /// Stops the runtime as the destructor does; idempotent. Later spawns throw std::runtime_error.
   void shutdown();
+
+  /// The runtime's current time (corio::now() as its tasks see it). Thread-safe.
+  [[nodiscard]] clock::time_point now() const noexcept;
+
+  /// Manual clock only: moves time forward by `d` (negative: no-op) and wakes every worker so that
+  /// due timers fire. Thread-safe. Throws std::logic_error on a runtime with the steady clock.
+  void advance(clock::duration d);
 
   /// Number of worker threads.
   [[nodiscard]] unsigned workers() const noexcept;

@@ -1,36 +1,62 @@
-// corio/time.hpp - sleeping: sleep_for and sleep_until.
+// corio/time.hpp - time on a runtime: now(), sleep_for, sleep_until, interval, the manual clock.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 
+#include "corio/detail/timer_entry.hpp"
+
 namespace corio {
 
-/// The clock of corio's timers: monotonic, nanosecond resolution.
+/// The clock of corio's timers: monotonic, nanosecond resolution. Under a runtime built with
+/// `manual_clock`, its time points are those of the runtime's manual time (see now()).
 using clock = std::chrono::steady_clock;
+
+/// Where a runtime's time comes from.
+enum class clock_source {
+  steady,  ///< std::chrono::steady_clock (the default)
+  /// Time stands still until runtime::advance(d) moves it, or until every worker is idle, when it
+  /// jumps to the earliest pending timer (Tokio's paused time, `tokio::time::pause`; Go's
+  /// testing/synctest). Timer-heavy code is then tested deterministically and without waiting.
+  manual,
+};
+
+/// `runtime_options{.clock = corio::manual_clock}` builds a runtime on paused, manual time.
+inline constexpr clock_source manual_clock = clock_source::manual;
 
 namespace detail {
 
-/// A pending timer, owned by the awaiter that waits on it and held by one worker's timer heap.
+/// A pending sleep: the wheel entry, in the sleeping task's frame, and what to resume.
 struct timer_node {
+  timer_entry entry;
   clock::time_point deadline{};
   std::coroutine_handle<> waiter{};
-  std::uint64_t sequence = 0;  ///< insertion order: ties fire first-in first-out
 };
 
-/// Adds `node` to the calling worker's timer heap; the worker resumes node.waiter once its clock
-/// reads at least node.deadline. Defined in lib/runtime.cpp. Must be called on a worker thread.
+/// Adds `node` to the calling worker's timer wheel; the worker resumes node.waiter once its
+/// runtime's time reads at least node.deadline. Defined in lib/runtime.cpp. Throws
+/// std::logic_error off a worker.
 void add_timer(timer_node& node);
+
+/// The calling worker's runtime time; steady_clock::now() on other threads.
+clock::time_point runtime_now() noexcept;
 
 }  // namespace detail
 
-/// The awaiter of sleep_for / sleep_until. Completes at once for a deadline already past.
+/// The current time of the runtime running the calling task: steady_clock::now(), or the manual
+/// time under `manual_clock`. On a thread that is not a worker, steady_clock::now(). Never throws;
+/// thread-safe.
+[[nodiscard]] inline clock::time_point now() noexcept { return detail::runtime_now(); }
+
+/// The awaiter of sleep_for / sleep_until. Completes at once for a deadline already past (while
+/// the worker's cooperation budget lasts).
 class sleep_operation {
  public:
   explicit sleep_operation(clock::time_point deadline) noexcept { node_.deadline = deadline; }
-  bool await_ready() const noexcept { return node_.deadline <= clock::now(); }
+  bool await_ready() const noexcept;
   void await_suspend(std::coroutine_handle<> h) {
     node_.waiter = h;
     detail::add_timer(node_);
@@ -41,11 +67,12 @@ class sleep_operation {
   detail::timer_node node_;
 };
 
-/// Suspends the calling task until `clock::now() >= deadline`, never earlier; a deadline in the
-/// past completes at once without suspending. The timer lives on the worker the task runs on, and
-/// the wait of that worker's reactor is bounded by its next deadline, so it fires on time even on
-/// an idle worker (lateness is the reactor's wake-up latency, tens of µs). Never throws except
-/// std::bad_alloc. Only inside a task on a runtime.
+/// Suspends the calling task until now() >= deadline, never earlier; a deadline in the past
+/// completes at once. The timer lives in the hierarchical timer wheel of the worker the task runs
+/// on (1 µs ticks, O(1) insert and cancel; Varghese and Lauck, 1987), and that worker's reactor
+/// wait is bounded by the wheel's next expiry, so it fires on time even on an idle worker
+/// (lateness: the reactor's wake-up latency, tens of µs). Never throws except std::bad_alloc.
+/// Only inside a task on a runtime.
 [[nodiscard("co_await it")]] inline sleep_operation sleep_until(clock::time_point deadline) noexcept {
   return sleep_operation{deadline};
 }
@@ -54,7 +81,36 @@ class sleep_operation {
 /// completes at once). See sleep_until.
 template <class Rep, class Period>
 [[nodiscard("co_await it")]] sleep_operation sleep_for(std::chrono::duration<Rep, Period> duration) noexcept {
-  return sleep_operation{clock::now() + std::chrono::ceil<clock::duration>(duration)};
+  return sleep_operation{now() + std::chrono::ceil<clock::duration>(duration)};
 }
+
+/// A ticker: `co_await tick.next()` completes at start + period, start + 2 period, ... When the
+/// caller falls behind by one or more whole periods, the missed ticks are skipped: next() then
+/// completes at once, and the ticks after it stay on the original grid (Go's time.Ticker drops
+/// ticks for slow receivers; Tokio's MissedTickBehavior::Skip). Not thread-safe: one task owns it.
+class interval {
+ public:
+  /// First tick one period from now. `period` must be positive (a non-positive period is taken
+  /// as 1 ns).
+  template <class Rep, class Period>
+  explicit interval(std::chrono::duration<Rep, Period> period) noexcept
+      : period_(std::max(clock::duration{1}, std::chrono::ceil<clock::duration>(period))),
+        next_(now() + period_) {}
+
+  /// The awaitable of the next tick.
+  [[nodiscard("co_await it")]] sleep_operation next() noexcept {
+    const auto t = now();
+    if (next_ + period_ <= t) next_ += ((t - next_) / period_) * period_;  // skip whole missed periods
+    const auto deadline = next_;
+    next_ += period_;
+    return sleep_operation{deadline};
+  }
+
+  [[nodiscard]] clock::duration period() const noexcept { return period_; }
+
+ private:
+  clock::duration period_;
+  clock::time_point next_;
+};
 
 }  // namespace corio

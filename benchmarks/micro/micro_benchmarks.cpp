@@ -1,0 +1,389 @@
+// benchmarks/micro/micro_benchmarks.cpp - Google Benchmark micro benchmarks of corio's building
+// blocks: spawn+join, yield, the cross-thread wake of a parked worker, the frame allocator and the
+// timer wheel.
+//
+//   <build>/benchmarks/micro/micro_benchmarks --benchmark_min_time=0.2     (Debian's 1.7.1 syntax)
+//
+// Every benchmark prints `per_op`: the time of one operation (a counter with
+// kIsIterationInvariantRate | kInvert, so "35ns" means 35 ns per operation). Where one iteration
+// is one operation it equals the Time column; batched benchmarks do many operations per iteration.
+//
+// Benchmarks that run on a runtime:
+// - A runtime is created once per worker count for the whole process (runtime_for below), never
+//   per iteration; they are destroyed after the last benchmark. Counters read from stats() are
+//   differences taken around the timed loop.
+// - The timed loop itself runs inside a task (`for (auto _ : *state)` in a coroutine, via one
+//   block_on per call of the benchmark function): what is timed is the operation as a task sees
+//   it, not a block_on per iteration. A task may migrate between workers, so these benchmarks
+//   report real (wall) time and process CPU time (the CPU column then covers every thread,
+//   spinning workers included).
+//
+// The wake benchmarks (see their comments):
+// - wake_parked_worker: a task on worker X makes a task runnable in X's deque and busy-waits for
+//   it to run on worker Y, which is parked in its io_uring ring: wakep() + eventfd write + the
+//   kernel waking Y + Y leaving the idle list + a steal + a resume + the flag's cache line coming
+//   back. Manual time covers only that round trip; between iterations the task waits (untimed)
+//   until Y has parked again, and `parks/op` (Y's parks per iteration, ~1) shows it did.
+//   A join alone never crosses workers in corio: the finishing worker resumes the joiner itself
+//   by symmetric transfer, and a spawned task goes to the spawner's LIFO slot, which no thief
+//   sees. Only a task displaced into the deque (or injected) reaches a parked worker.
+// - foreign_block_on: a plain thread calls runtime::block_on(empty task) in a loop: spawn from a
+//   foreign thread (registry mutex), the injection queue + wakep + unpark of a worker, the run,
+//   and the blocking_signal (mutex + condition variable) back to the calling thread.
+// - baseline_eventfd_wake: the same round trip as wake_parked_worker to a plain thread blocked on
+//   an eventfd, without corio: the floor the machine sets (on a VM, the vCPU wake-up dominates).
+#include <benchmark/benchmark.h>
+
+#include <corio/corio.hpp>
+#include <corio/detail/frame_allocator.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "timer_wheel.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+const auto per_op_flags = benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert;
+
+/// Reports the time of one operation, `ops` operations being done per iteration.
+void report_per_op(benchmark::State& state, double ops) {
+  state.counters["per_op"] = benchmark::Counter(ops, per_op_flags);
+}
+
+// One runtime per worker count for the whole process (created at first use).
+std::map<unsigned, std::unique_ptr<corio::runtime>>& runtimes() {
+  static std::map<unsigned, std::unique_ptr<corio::runtime>> map;
+  return map;
+}
+
+corio::runtime& runtime_for(unsigned workers) {
+  auto& slot = runtimes()[workers];
+  if (!slot) slot = std::make_unique<corio::runtime>(corio::runtime_options{.workers = workers});
+  return *slot;
+}
+
+std::uint64_t total_parks(const corio::runtime_stats& s) {
+  std::uint64_t n = 0;
+  for (const auto& w : s.workers) n += w.parks;
+  return n;
+}
+
+std::uint64_t total_steals(const corio::runtime_stats& s) {
+  std::uint64_t n = 0;
+  for (const auto& w : s.workers) n += w.steals;
+  return n;
+}
+
+std::uint64_t total_wakes(const corio::runtime_stats& s) {
+  std::uint64_t n = 0;
+  for (const auto& w : s.workers) n += w.wakes;
+  return n;
+}
+
+/// Sets "<name>/op": a difference of a stats() counter, per operation.
+void report_counter_per_op(benchmark::State& state, const char* name, std::uint64_t delta, double ops_per_iteration) {
+  state.counters[std::string(name) + "/op"] =
+      benchmark::Counter(static_cast<double>(delta) / ops_per_iteration, benchmark::Counter::kAvgIterations);
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+corio::task<void> empty() { co_return; }
+
+// --- spawn + join ---------------------------------------------------------------------------
+
+corio::task<void> spawn_join_loop(benchmark::State* state) {
+  for (auto _ : *state) co_await corio::spawn(empty());
+}
+
+// Spawn+join of an empty task from inside a task. The child goes to the worker's LIFO slot and
+// the joiner is resumed by the child's finish (symmetric transfer): no other worker is involved.
+void BM_spawn_join(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  runtime_for(workers).block_on(spawn_join_loop(&state));
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_spawn_join)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
+
+constexpr std::size_t batch = 1000;
+
+corio::task<void> spawn_join_batch_loop(benchmark::State* state) {
+  std::vector<corio::join_handle<void>> handles;
+  handles.reserve(batch);
+  for (auto _ : *state) {
+    for (std::size_t i = 0; i < batch; ++i) handles.push_back(corio::spawn(empty()));
+    for (auto& h : handles) co_await h;
+    handles.clear();
+  }
+}
+
+// Spawn 1000 empty tasks, then join the 1000. Each spawn displaces the previous child from the
+// LIFO slot into the deque (and calls wakep), the deque overflows into the injection queue at
+// 256, and on 2 workers the other worker steals: per_op is per task (spawn + run + join).
+void BM_spawn_join_batch(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  auto& rt = runtime_for(workers);
+  const auto before = rt.stats();
+  rt.block_on(spawn_join_batch_loop(&state));
+  const auto after = rt.stats();
+  report_per_op(state, batch);
+  report_counter_per_op(state, "steals", total_steals(after) - total_steals(before), batch);
+  report_counter_per_op(state, "wakes", total_wakes(after) - total_wakes(before), batch);
+}
+BENCHMARK(BM_spawn_join_batch)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
+
+// --- yield ----------------------------------------------------------------------------------
+
+corio::task<void> yield_loop(benchmark::State* state) {
+  for (auto _ : *state) co_await corio::yield();
+}
+
+// One task yielding in a loop on a 1-worker runtime: the FIFO list, the worker's loop (with its
+// every-32-tasks reactor and timer poll) and a resume.
+void BM_yield_one_task(benchmark::State& state) {
+  runtime_for(1).block_on(yield_loop(&state));
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_yield_one_task)->UseRealTime()->MeasureProcessCPUTime();
+
+corio::task<void> yield_until(std::atomic<bool>* stop) {
+  while (!stop->load(std::memory_order_relaxed)) co_await corio::yield();
+}
+
+corio::task<void> yield_pair_loop(benchmark::State* state) {
+  std::atomic<bool> stop{false};
+  auto partner = corio::spawn(yield_until(&stop));
+  co_await corio::yield();  // the partner starts and yields: from here on the two alternate
+  for (auto _ : *state) co_await corio::yield();
+  stop.store(true, std::memory_order_relaxed);
+  co_await partner;
+}
+
+// Two tasks alternating by yield on a 1-worker runtime: each iteration is two yields (this task's
+// and the partner's); per_op is per yield.
+void BM_yield_two_tasks(benchmark::State& state) {
+  runtime_for(1).block_on(yield_pair_loop(&state));
+  report_per_op(state, 2);
+}
+BENCHMARK(BM_yield_two_tasks)->UseRealTime()->MeasureProcessCPUTime();
+
+// --- waking a parked worker -----------------------------------------------------------------
+
+corio::task<void> set_flag(std::atomic<int>* flag) {
+  flag->store(1, std::memory_order_release);
+  co_return;
+}
+
+/// Busy-waits (without yielding the worker) for `d`.
+void spin_for(std::chrono::nanoseconds d) {
+  const auto until = clock_type::now() + d;
+  while (clock_type::now() < until) cpu_relax();
+}
+
+corio::task<void> wake_parked_loop(benchmark::State* state, corio::runtime* rt, std::uint64_t* parks,
+                                   std::uint64_t* wakes) {
+  std::atomic<int> flag{0};
+  const auto before = rt->stats();
+  spin_for(std::chrono::microseconds(200));  // let the other worker park first
+  for (auto _ : *state) {
+    flag.store(0, std::memory_order_relaxed);
+    const auto t0 = clock_type::now();
+    auto setter = corio::spawn(set_flag(&flag));  // into this worker's LIFO slot
+    auto filler = corio::spawn(empty());          // displaces the setter into the deque: wakep()
+    // Hold this worker: only the parked one can run the setter.
+    while (flag.load(std::memory_order_acquire) == 0) cpu_relax();
+    const auto t1 = clock_type::now();
+    state->SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    co_await setter;
+    co_await filler;
+    // Untimed: the other worker spins (spin_limit rounds) and parks again.
+    spin_for(std::chrono::microseconds(40));
+  }
+  const auto after = rt->stats();
+  *parks = total_parks(after) - total_parks(before);
+  *wakes = total_wakes(after) - total_wakes(before);
+}
+
+void BM_wake_parked_worker(benchmark::State& state) {
+  auto& rt = runtime_for(2);
+  std::uint64_t parks = 0;
+  std::uint64_t wakes = 0;
+  rt.block_on(wake_parked_loop(&state, &rt, &parks, &wakes));
+  report_per_op(state, 1);
+  report_counter_per_op(state, "parks", parks, 1);
+  report_counter_per_op(state, "wakes", wakes, 1);
+}
+BENCHMARK(BM_wake_parked_worker)->UseManualTime();
+
+// Baseline for the two above, without corio: the same round trip to a plain thread blocked in
+// read(2) on an eventfd (what a parked worker's ring waits on): write the eventfd, busy-wait for
+// the thread's flag; untimed, let it block again. What the kernel (and a VM's vCPU wake-up)
+// costs by itself.
+void BM_baseline_eventfd_wake(benchmark::State& state) {
+  const int fd = ::eventfd(0, EFD_CLOEXEC);
+  if (fd < 0) {
+    state.SkipWithError("eventfd failed");
+    return;
+  }
+  std::atomic<int> flag{0};
+  std::atomic<bool> stop{false};
+  std::thread sleeper([&] {
+    for (;;) {
+      std::uint64_t value = 0;
+      if (::read(fd, &value, sizeof value) != sizeof value) break;
+      if (stop.load(std::memory_order_relaxed)) break;
+      flag.store(1, std::memory_order_release);
+    }
+  });
+  const std::uint64_t one = 1;
+  spin_for(std::chrono::microseconds(200));
+  for (auto _ : state) {
+    flag.store(0, std::memory_order_relaxed);
+    const auto t0 = clock_type::now();
+    if (::write(fd, &one, sizeof one) != sizeof one) break;
+    while (flag.load(std::memory_order_acquire) == 0) cpu_relax();
+    const auto t1 = clock_type::now();
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    spin_for(std::chrono::microseconds(40));
+  }
+  stop.store(true, std::memory_order_relaxed);
+  [[maybe_unused]] auto written = ::write(fd, &one, sizeof one);
+  sleeper.join();
+  ::close(fd);
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_baseline_eventfd_wake)->UseManualTime();
+
+// A foreign thread's block_on of an empty task, on 1 and 2 workers (see the top of the file).
+void BM_foreign_block_on(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  auto& rt = runtime_for(workers);
+  const auto before = rt.stats();
+  for (auto _ : state) rt.block_on(empty());
+  const auto after = rt.stats();
+  report_per_op(state, 1);
+  report_counter_per_op(state, "parks", total_parks(after) - total_parks(before), 1);
+}
+BENCHMARK(BM_foreign_block_on)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
+
+// --- frame allocation -----------------------------------------------------------------------
+
+constexpr std::size_t frames_in_flight = 32;
+
+// One allocate + free of `size` bytes (the hot LIFO path of a size class).
+void BM_frame_allocate(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    void* p = corio::detail::frame_allocate(size);
+    benchmark::DoNotOptimize(p);
+    corio::detail::frame_deallocate(p, size);
+  }
+  report_per_op(state, 1);
+}
+
+void BM_operator_new(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    void* p = ::operator new(size);
+    benchmark::DoNotOptimize(p);
+    ::operator delete(p, size);
+  }
+  report_per_op(state, 1);
+}
+
+// 32 allocations, then 32 frees (newest first): per_op is one allocate + free.
+void BM_frame_allocate_x32(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  void* frames[frames_in_flight];
+  for (auto _ : state) {
+    for (auto& f : frames) f = corio::detail::frame_allocate(size);
+    benchmark::DoNotOptimize(frames);
+    for (std::size_t i = frames_in_flight; i-- > 0;) corio::detail::frame_deallocate(frames[i], size);
+  }
+  report_per_op(state, frames_in_flight);
+}
+
+void BM_operator_new_x32(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  void* frames[frames_in_flight];
+  for (auto _ : state) {
+    for (auto& f : frames) f = ::operator new(size);
+    benchmark::DoNotOptimize(frames);
+    for (std::size_t i = frames_in_flight; i-- > 0;) ::operator delete(frames[i], size);
+  }
+  report_per_op(state, frames_in_flight);
+}
+
+BENCHMARK(BM_frame_allocate)->ArgName("bytes")->RangeMultiplier(2)->Range(64, 1024);
+BENCHMARK(BM_operator_new)->ArgName("bytes")->RangeMultiplier(2)->Range(64, 1024);
+BENCHMARK(BM_frame_allocate_x32)->ArgName("bytes")->RangeMultiplier(4)->Range(64, 1024);
+BENCHMARK(BM_operator_new_x32)->ArgName("bytes")->RangeMultiplier(4)->Range(64, 1024);
+
+// --- timer wheel ----------------------------------------------------------------------------
+
+constexpr std::size_t deadline_count = 4096;  // a power of two
+
+/// Deadlines spread over every level: now + 2^k + jitter, k in [0, 30).
+std::vector<std::uint64_t> random_offsets(std::uint64_t seed) {
+  std::mt19937_64 random{seed};
+  std::vector<std::uint64_t> offsets(deadline_count);
+  for (auto& o : offsets) {
+    const unsigned k = static_cast<unsigned>(random() % 30);
+    o = (std::uint64_t{1} << k) + random() % (std::uint64_t{1} << k);
+  }
+  return offsets;
+}
+
+// Insert + cancel of one entry, deadlines cycling through 4096 random offsets over all levels,
+// with range(0) other entries pending in the wheel (0: the wheel is otherwise empty).
+void BM_timer_wheel_insert_cancel(benchmark::State& state) {
+  const auto pending = static_cast<std::size_t>(state.range(0));
+  corio::detail::timer_wheel wheel{1'000'000};
+  const auto offsets = random_offsets(42);
+  std::vector<corio::detail::timer_entry> others(pending);  // never resized: entries must not move
+  for (std::size_t i = 0; i < pending; ++i) {
+    others[i].deadline_tick = wheel.now() + offsets[(i * 7) % deadline_count];
+    wheel.insert(others[i]);
+  }
+  corio::detail::timer_entry e;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    e.deadline_tick = wheel.now() + offsets[i++ & (deadline_count - 1)];
+    wheel.insert(e);
+    benchmark::DoNotOptimize(e);
+    wheel.cancel(e);
+  }
+  benchmark::DoNotOptimize(wheel.next_deadline());
+  wheel.drain([](corio::detail::timer_entry&) {});
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_timer_wheel_insert_cancel)->ArgName("pending")->Arg(0)->Arg(10'000);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  runtimes().clear();  // stops the workers before static destruction
+  return 0;
+}

@@ -57,7 +57,7 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 }  // namespace
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
-    : rt_(rt), index_(index), ring_(rt.options_.queue_capacity),
+    : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h) noexcept {
@@ -69,16 +69,35 @@ void worker::on_ready(void* self, std::coroutine_handle<> h) noexcept {
 void worker::schedule_local(std::coroutine_handle<> h) {
   std::coroutine_handle<> displaced = std::exchange(lifo_, h);
   if (!displaced) return;
-  if (!ring_.push(displaced)) {
-    // Deque full: its older half and this task go to the injection queue in one batch (Go's
-    // runqputslow), where idle workers find them.
-    overflow_batch_.clear();
-    ring_.take_half(overflow_batch_);
-    overflow_batch_.push_back(displaced);
-    rt_.inject_batch(overflow_batch_);
-    return;
+  if (private_.full()) spill();
+  private_.push_back(displaced);
+  if (rt_.someone_looking()) publish();
+}
+
+void worker::publish() {
+  // The oldest half (at least one) of the private queue becomes stealable, oldest first, so that
+  // thieves take the roots of the largest subtrees.
+  std::uint32_t n = (private_.size() + 1) / 2;
+  bool pushed = false;
+  while (n-- > 0) {
+    auto h = private_.pop_front();
+    if (!h) break;
+    if (!ring_.push(h)) {
+      overflow_batch_.clear();
+      ring_.take_half(overflow_batch_);
+      overflow_batch_.push_back(h);
+      rt_.inject_batch(overflow_batch_);
+      continue;
+    }
+    pushed = true;
   }
-  rt_.wakep(false);
+  if (pushed) rt_.wakep(false);
+}
+
+void worker::spill() {
+  // Private queue full: its older half goes to the stealable deque (and on to the injection
+  // queue when that is full too).
+  publish();
 }
 
 void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
@@ -150,6 +169,7 @@ std::optional<clock::time_point> worker::next_deadline() const {
 }
 
 void worker::maintenance() {
+  if (!private_.empty() && rt_.someone_looking()) publish();
   reactor_->poll();
   fire_timers();
   drain_remote_finished();
@@ -172,12 +192,17 @@ std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
       return h;
     }
     if (auto h = ring_.steal()) return h;
+    if (auto h = private_.pop_front()) return h;
   }
   if (lifo_ && lifo_runs_ < max_lifo_runs) {
     ++lifo_runs_;
     return std::exchange(lifo_, {});
   }
   lifo_runs_ = 0;
+  if (!private_.empty()) {
+    if (rt_.someone_looking()) publish();
+    if (auto h = private_.pop_back()) return h;
+  }
   if (auto h = ring_.pop()) return h;
   if (lifo_) return std::exchange(lifo_, {});
   if (!fifo_.empty()) {
@@ -447,14 +472,15 @@ void runtime_impl::auto_advance() noexcept {
   for (auto& w : workers_) earliest = std::min(earliest, w->published_deadline_.load(std::memory_order_seq_cst));
   if (earliest == ~std::uint64_t{0}) return;  // no timer anywhere: time stays
   const auto target = tick_time(earliest);
-  if (target <= now()) {
-    // Due already (a worker raced into its park): just make sure it looks.
-    for (auto& w : workers_) {
-      if (w->reactor_) w->reactor_->wake();
-    }
-    return;
+  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
+  std::int64_t cur = manual_ns_.load(std::memory_order_acquire);
+  while (cur < ns && !manual_ns_.compare_exchange_weak(cur, ns, std::memory_order_acq_rel)) {
   }
-  advance_to(target);
+  // Wake every worker: each fires what is due on its wheel and publishes its next deadline, and
+  // the last one to park again makes the next jump.
+  for (auto& w : workers_) {
+    if (w->reactor_) w->reactor_->wake();
+  }
 }
 
 void runtime_impl::add_idle(worker& w) {

@@ -1,10 +1,12 @@
 // lib/runtime_impl.hpp - workers, run queues, the injection queue, spinning and parking, the task
 // registry.
 //
-// Where a runnable task goes (Go's runnext, Tokio's LIFO slot, a Chase-Lev deque):
+// Where a runnable task goes (Go's runnext, Tokio's LIFO slot, private deques, a Chase-Lev deque):
 // - woken or spawned on a worker (I/O completions included): that worker's LIFO slot; the task
-//   that was in the slot moves to the bottom of the worker's deque (lib/run_queue.hpp). The slot
-//   belongs to its worker alone (no atomics; thieves never see it). A worker runs at most
+//   that was in the slot moves to the back of the worker's private queue (owner-only, no
+//   atomics). While any worker spins or is idle, the owner publishes the older half of its private
+//   queue to its stealable Chase-Lev deque (lib/run_queue.hpp) at each push and pop, and calls
+//   wakep(); on a busy machine no task pays a fence. The slot belongs to its worker alone. A worker runs at most
 //   max_lifo_runs tasks from the slot in a row before it serves the deque, so two tasks waking
 //   each other cannot starve the rest.
 // - yield, and a task whose timer fired: the worker's FIFO list (owner-only, in order).
@@ -122,6 +124,8 @@ class worker {
   std::coroutine_handle<> next_local(std::uint32_t tick);
   std::coroutine_handle<> find_work(std::uint32_t tick);
   std::coroutine_handle<> steal();
+  void publish();
+  void spill();
   void stop_spinning() noexcept;
   void park();
   std::size_t fire_timers();
@@ -132,6 +136,7 @@ class worker {
   runtime_impl& rt_;
   const unsigned index_;
   run_queue ring_;
+  private_queue private_;
   std::coroutine_handle<> lifo_{};
   std::deque<std::coroutine_handle<>> fifo_;
   std::uint32_t lifo_runs_ = 0;
@@ -170,6 +175,10 @@ class runtime_impl {
   /// Go's wakep(): starts a spinner if none spins and a worker is idle. `fenced` orders the
   /// caller's push before the reads (needed for pushes that no worker owns). Thread-safe.
   void wakep(bool fenced) noexcept;
+  /// True when a worker spins or is idle: a worker with private work should publish some.
+  bool someone_looking() const noexcept {
+    return (spinning_.load(std::memory_order_relaxed) | idle_count_.load(std::memory_order_relaxed)) != 0;
+  }
   /// Idle list (see the protocol above).
   void add_idle(worker& w);
   bool remove_idle(worker& w);  ///< false when a waker took it off already

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <coroutine>
+#include <cstdint>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -20,7 +21,8 @@ namespace corio::detail {
 
 /// Where a reactor hands finished requests: the worker's run queue. Called on the owning thread.
 struct completion_sink {
-  void (*ready)(void* context, std::coroutine_handle<> waiter) noexcept;
+  /// `bound`: the worker the waiter must run on (io_request::bound), or unbound_worker.
+  void (*ready)(void* context, std::coroutine_handle<> waiter, std::uint32_t bound) noexcept;
   void* context;
 };
 

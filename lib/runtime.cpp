@@ -60,10 +60,37 @@ worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
 
-void worker::on_ready(void* self, std::coroutine_handle<> h) noexcept {
+void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
   auto* w = static_cast<worker*>(self);
   w->io_completed.add();
-  w->schedule_local(h);
+  if (bound == unbound_worker) w->schedule_local(h);
+  else w->deliver_bound(bound, h);
+}
+
+void worker::deliver_bound(std::uint32_t bound, std::coroutine_handle<> h) {
+  if (bound == index_) {
+    fifo_.push_back(h);
+    return;
+  }
+  rt_.workers_[bound]->post(h);
+}
+
+void worker::post(std::coroutine_handle<> h) {
+  {
+    std::lock_guard lock{inbox_mutex_};
+    inbox_.push_back(h);
+    inbox_flag_.store(true, std::memory_order_seq_cst);
+  }
+  // A direct wake: wakep() would wake any idle worker, and only this one may run the task. A wake
+  // that arrives before the wait makes the wait return at once.
+  if (reactor_) reactor_->wake();
+}
+
+void worker::drain_inbox() {
+  std::lock_guard lock{inbox_mutex_};
+  fifo_.insert(fifo_.end(), inbox_.begin(), inbox_.end());
+  inbox_.clear();
+  inbox_flag_.store(false, std::memory_order_seq_cst);
 }
 
 void worker::schedule_local(std::coroutine_handle<> h) {
@@ -177,6 +204,7 @@ void worker::maintenance() {
 
 std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
   (void)tick;
+  if (inbox_flag_.load(std::memory_order_relaxed)) drain_inbox();
   if (--fairness_countdown_ == 0) {
     fairness_countdown_ = 61;
     // Fairness: the oldest work gets a turn even while new work keeps arriving (Go, Tokio).
@@ -279,7 +307,7 @@ void worker::park() {
   }
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
   // Look once more at everything another worker could have pushed before it read idle_count.
-  bool work = !rt_.injection_empty() || rt_.stopping_.load(std::memory_order_seq_cst);
+  bool work = !rt_.injection_empty() || inbox_nonempty() || rt_.stopping_.load(std::memory_order_seq_cst);
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
   if (work) {
     if (rt_.remove_idle(*this)) {
@@ -596,7 +624,7 @@ runtime_stats runtime_impl::stats() const {
 
 // --- spawn / join ---------------------------------------------------------------------------
 
-void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self) {
+void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
   worker* w = current_worker();
   if (rt == nullptr && w != nullptr) rt = &w->runtime();
   if (rt == nullptr) {
@@ -605,6 +633,11 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self)
   if (rt->stopping_.load(std::memory_order_acquire)) {
     throw std::runtime_error("corio::spawn: the runtime is shutting down");
   }
+  if (bound != unbound_worker && bound >= rt->workers_.size()) {
+    throw std::out_of_range(fmt::format("corio::spawn_on: worker {} does not exist (the runtime has {})", bound,
+                                        rt->workers_.size()));
+  }
+  p.bound_ = bound;
   p.spawn_.runtime = rt;
   p.spawn_.self = self;
   p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
@@ -612,13 +645,15 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self)
     p.spawn_.home = w->index();
     w->link(p);
     w->spawned.add();
-    w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
+    if (bound != unbound_worker) w->deliver_bound(bound, self);
+    else w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
     return;
   }
   p.spawn_.home = foreign_home;
   rt->register_foreign(p);
   rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
-  rt->inject(self);  // publishes the frame: another worker may run it from here on
+  if (bound != unbound_worker) rt->workers_[bound]->post(self);
+  else rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
 
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
@@ -638,7 +673,14 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   }
   if (p.spawn_.home != foreign_home && w != nullptr) w->finished.add();
   const std::uint32_t old = p.spawn_.state.fetch_and(~release, std::memory_order_acq_rel);
-  if ((old & state_joiner) != 0) return p.continuation_;  // the joiner frees the frame
+  if ((old & state_joiner) != 0) {  // the joiner frees the frame
+    const std::uint32_t bound = p.joiner_bound_;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
+    // The joiner must run on its own worker: hand it over instead of resuming it here.
+    if (w != nullptr) w->deliver_bound(bound, p.continuation_);
+    else rt.workers_[bound]->post(p.continuation_);
+    return {};
+  }
   if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
   return {};
 }
@@ -690,6 +732,12 @@ bool coop_spend() noexcept {
 }
 
 void add_timer(timer_node& node) { require_worker("corio::sleep_for/sleep_until").add_timer(node); }
+
+std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept {
+  worker* w = current_worker();
+  if (w == nullptr || (rt != nullptr && &w->runtime() != rt)) return std::nullopt;
+  return w->index();
+}
 
 clock::time_point runtime_now() noexcept {
   worker* w = current_worker();
@@ -753,6 +801,8 @@ void runtime::shutdown() {
 }
 
 clock::time_point runtime::now() const noexcept { return impl_->now(); }
+
+std::optional<unsigned> this_worker_index() noexcept { return detail::current_worker_index(nullptr); }
 
 void runtime::advance(clock::duration d) {
   if (!impl_->manual_) throw std::logic_error("corio::runtime::advance: the runtime does not use manual_clock");

@@ -11,6 +11,9 @@
 //   each other cannot starve the rest.
 // - yield, and a task whose timer fired: the worker's FIFO list (owner-only, in order).
 // - from a thread that is not a worker: the injection queue (a mutex-protected deque).
+// - a task bound to a worker (spawn_on), and every wake of it: that worker's FIFO list, through
+//   its inbox (mutex + flag + reactor wake) when the wake happens on another thread. Bound tasks
+//   never enter the LIFO slot, the private queue or the deque, so they are never stolen.
 // - deque full: its older half and the displaced task move to the injection queue in one batch.
 //
 // Where a worker takes work: every 61st task, the injection queue, its FIFO list and the top
@@ -101,7 +104,14 @@ class worker {
   /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
   void drain_remote_finished() noexcept;
 
+  /// Runs `h` on worker `bound` only: this worker's FIFO list when it is this one, otherwise that
+  /// worker's inbox.
+  void deliver_bound(std::uint32_t bound, std::coroutine_handle<> h);
+
   // --- any thread --------------------------------------------------------------------------
+  /// Queues a task bound to this worker (spawn_on) from another thread, and wakes this worker.
+  void post(std::coroutine_handle<> h);
+  bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
   run_queue& ring() noexcept { return ring_; }
@@ -131,7 +141,8 @@ class worker {
   std::size_t fire_timers();
   std::optional<clock::time_point> next_deadline() const;
   void maintenance();
-  static void on_ready(void* self, std::coroutine_handle<> h) noexcept;
+  static void on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept;
+  void drain_inbox();
 
   runtime_impl& rt_;
   const unsigned index_;
@@ -143,6 +154,9 @@ class worker {
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};
+  std::mutex inbox_mutex_;
+  std::vector<std::coroutine_handle<>> inbox_;
+  std::atomic<bool> inbox_flag_{false};
 
   // Timers of tasks that slept on this worker (1 µs ticks since the runtime's origin).
   timer_wheel wheel_{};

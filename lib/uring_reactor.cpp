@@ -168,6 +168,7 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   if (user_data == tag_ignore) return;
   if (user_data == tag_wake) {
     wake_armed_ = false;
+    woken_ = true;  // a wait() in progress must return even though no request finished
     if (!draining_) arm_wake_read();  // the eventfd is re-armed for the next wake()
     return;
   }
@@ -185,7 +186,7 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   } else {
     r.result = result;
   }
-  sink_.ready(sink_.context, r.waiter);
+  sink_.ready(sink_.context, r.waiter, r.bound);
 }
 
 std::size_t uring_reactor::reap() {
@@ -223,7 +224,11 @@ std::size_t uring_reactor::poll() {
 }
 
 std::size_t uring_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) {
-  if (std::size_t n = poll(); n != 0) return n;
+  // A wake reaped by this poll (a wake() that came before the wait) must end the wait too: the
+  // wake-read completion is not a finished request, so the count alone would miss it and the
+  // worker would sleep through its wake (found by test/sched_stress_tests.cpp).
+  woken_ = false;
+  if (std::size_t n = poll(); n != 0 || woken_) return n;
   io_uring_cqe* cqe = nullptr;
   __kernel_timespec ts{};
   __kernel_timespec* tsp = nullptr;

@@ -52,6 +52,7 @@ class uring_reactor final : public reactor {
   int wake_fd_ = -1;
   std::uint64_t wake_buffer_ = 0;
   bool wake_armed_ = false;
+  bool woken_ = false;  ///< the wake read completed since the last wait() began
   bool draining_ = false;
   bool defer_taskrun_ = false;
   unsigned unsubmitted_ = 0;

@@ -175,6 +175,44 @@ corio::task<long> starve_a_timer() {
   co_return rounds;
 }
 
+corio::task<long> child_anywhere(long i) {
+  co_await corio::yield();
+  co_return i;
+}
+
+corio::task<int> check_still_on(unsigned expected) {
+  co_return corio::this_worker_index() == expected ? 0 : 1;
+}
+
+// Suspends in every way a task can and counts the times it woke on another worker than `bound`.
+corio::task<int> stay_on(unsigned bound, int rounds) {
+  int wrong = corio::this_worker_index() == bound ? 0 : 1;
+  for (int r = 0; r < rounds; ++r) {
+    co_await corio::yield();
+    wrong += corio::this_worker_index() == bound ? 0 : 1;
+    co_await corio::sleep_for(std::chrono::microseconds{r % 3});
+    wrong += corio::this_worker_index() == bound ? 0 : 1;
+    auto child = corio::spawn(child_anywhere(r));  // runs anywhere; joined back on `bound`
+    co_await corio::yield();
+    (void)co_await child;
+    wrong += corio::this_worker_index() == bound ? 0 : 1;
+    wrong += co_await check_still_on(bound);  // an inline child runs on the bound worker too
+  }
+  co_return wrong;
+}
+
+corio::task<int> join_it(corio::join_handle<int> h) { co_return co_await h; }
+
+corio::task<int> many_bound(unsigned workers, int tasks, int rounds) {
+  std::vector<corio::join_handle<int>> hs;
+  for (int i = 0; i < tasks; ++i) hs.push_back(corio::spawn_on(static_cast<unsigned>(i) % workers, stay_on(static_cast<unsigned>(i) % workers, rounds)));
+  // Unbound load alongside, so that idle workers go stealing.
+  for (int i = 0; i < tasks; ++i) (void)corio::spawn(child_anywhere(i));
+  int wrong = 0;
+  for (auto& h : hs) wrong += co_await h;
+  co_return wrong;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
@@ -297,6 +335,22 @@ TEST_CASE("the cooperation budget makes a task that never suspends yield after 1
 TEST_CASE("a task looping on yield and ready awaitables does not stop a timer from firing") {
   corio::runtime rt{{.workers = 1}};
   CHECK(rt.block_on(starve_a_timer()) < 100'000'000);
+}
+
+TEST_CASE("a task bound with spawn_on runs only on its worker, whatever wakes it") {
+  for (unsigned workers : {2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(many_bound(workers, 64, static_cast<int>(scaled(200)))) == 0);
+    // From a foreign thread too.
+    auto h = rt.spawn_on(workers - 1, stay_on(workers - 1, 10));
+    CHECK(rt.block_on(join_it(std::move(h))) == 0);
+  }
+}
+
+TEST_CASE("spawn_on refuses a worker the runtime does not have") {
+  corio::runtime rt{{.workers = 2}};
+  CHECK_THROWS_AS((void)rt.spawn_on(2, nothing()), std::out_of_range);
 }
 
 TEST_CASE("runtime options are honoured: queue capacity, spin limit, pinning, seed") {

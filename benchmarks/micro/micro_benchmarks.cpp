@@ -23,7 +23,9 @@
 //   it to run on worker Y, which is parked in its io_uring ring: wakep() + eventfd write + the
 //   kernel waking Y + Y leaving the idle list + a steal + a resume + the flag's cache line coming
 //   back. Manual time covers only that round trip; between iterations the task waits (untimed)
-//   until Y has parked again, and `parks/op` (Y's parks per iteration, ~1) shows it did.
+//   until Y has parked again, and `parks/op` (Y's parks per iteration, ~1) shows it did;
+//   `wakes/op` counts the wake-ups X sent (~1) and `local/op` the iterations where the setter did
+//   not reach Y within 10 ms (should be 0; the figure is then not a wake).
 //   A join alone never crosses workers in corio: the finishing worker resumes the joiner itself
 //   by symmetric transfer, and a spawned task goes to the spawner's LIFO slot, which no thief
 //   sees. Only a task displaced into the deque (or injected) reaches a parked worker.
@@ -198,8 +200,13 @@ void spin_for(std::chrono::nanoseconds d) {
   while (clock_type::now() < until) cpu_relax();
 }
 
-corio::task<void> wake_parked_loop(benchmark::State* state, corio::runtime* rt, std::uint64_t* parks,
-                                   std::uint64_t* wakes) {
+struct wake_counts {
+  std::uint64_t parks = 0;
+  std::uint64_t wakes = 0;
+  std::uint64_t local = 0;  ///< iterations where the setter did not reach the other worker in time
+};
+
+corio::task<void> wake_parked_loop(benchmark::State* state, corio::runtime* rt, wake_counts* counts) {
   std::atomic<int> flag{0};
   const auto before = rt->stats();
   spin_for(std::chrono::microseconds(200));  // let the other worker park first
@@ -208,8 +215,15 @@ corio::task<void> wake_parked_loop(benchmark::State* state, corio::runtime* rt, 
     const auto t0 = clock_type::now();
     auto setter = corio::spawn(set_flag(&flag));  // into this worker's LIFO slot
     auto filler = corio::spawn(empty());          // displaces the setter into the deque: wakep()
-    // Hold this worker: only the parked one can run the setter.
-    while (flag.load(std::memory_order_acquire) == 0) cpu_relax();
+    // Hold this worker: only the parked one can run the setter. Bounded, so that a scheduler that
+    // keeps the setter to itself cannot hang the benchmark: after 10 ms this task yields until
+    // the setter ran (counted in local/op; such an iteration measures no cross-worker wake).
+    const auto give_up = t0 + std::chrono::milliseconds(10);
+    while (flag.load(std::memory_order_acquire) == 0 && clock_type::now() < give_up) cpu_relax();
+    if (flag.load(std::memory_order_acquire) == 0) {
+      ++counts->local;
+      while (flag.load(std::memory_order_acquire) == 0) co_await corio::yield();
+    }
     const auto t1 = clock_type::now();
     state->SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
     co_await setter;
@@ -218,18 +232,18 @@ corio::task<void> wake_parked_loop(benchmark::State* state, corio::runtime* rt, 
     spin_for(std::chrono::microseconds(40));
   }
   const auto after = rt->stats();
-  *parks = total_parks(after) - total_parks(before);
-  *wakes = total_wakes(after) - total_wakes(before);
+  counts->parks = total_parks(after) - total_parks(before);
+  counts->wakes = total_wakes(after) - total_wakes(before);
 }
 
 void BM_wake_parked_worker(benchmark::State& state) {
   auto& rt = runtime_for(2);
-  std::uint64_t parks = 0;
-  std::uint64_t wakes = 0;
-  rt.block_on(wake_parked_loop(&state, &rt, &parks, &wakes));
+  wake_counts counts;
+  rt.block_on(wake_parked_loop(&state, &rt, &counts));
   report_per_op(state, 1);
-  report_counter_per_op(state, "parks", parks, 1);
-  report_counter_per_op(state, "wakes", wakes, 1);
+  report_counter_per_op(state, "parks", counts.parks, 1);
+  report_counter_per_op(state, "wakes", counts.wakes, 1);
+  report_counter_per_op(state, "local", counts.local, 1);
 }
 BENCHMARK(BM_wake_parked_worker)->UseManualTime();
 

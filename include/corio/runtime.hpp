@@ -95,6 +95,13 @@ class runtime {
     return join_handle<T>::spawn_on(impl_.get(), std::move(t));
   }
 
+  /// As corio::spawn_on, from any thread: `t` runs only on worker number `worker`.
+  template <class T>
+  join_handle<T> spawn_on(unsigned worker, task<T> t) {
+    if (!t.valid()) throw std::invalid_argument("corio::runtime::spawn_on: empty task");
+    return join_handle<T>::spawn_on(impl_.get(), std::move(t), worker);
+  }
+
   /// Runs `t` on this runtime and blocks the calling thread until it finishes; returns its result
   /// or rethrows its exception. Must not be called from one of this runtime's workers (it would
   /// block a worker): throws std::logic_error there.
@@ -121,7 +128,14 @@ class runtime {
   std::unique_ptr<detail::runtime_impl> impl_;
 };
 
+/// The number (0 .. workers-1) of the worker running the calling task, or std::nullopt on a thread
+/// that is not a worker. Tasks migrate between workers at suspension points unless bound with
+/// spawn_on, so the answer holds until the next co_await. Never throws; thread-safe.
+std::optional<unsigned> this_worker_index() noexcept;
+
 namespace detail {
+
+std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept;
 
 /// A one-shot flag a plain thread can block on and a task can raise (mutex and condition
 /// variable; the raiser touches nothing after the unlock, so the waiter may free it at once).

@@ -18,7 +18,8 @@ namespace detail {
 /// thread that is not one of rt's workers. Throws std::logic_error when there is no runtime (spawn
 /// outside a runtime) and std::runtime_error when the runtime is shutting down; the frame is then
 /// left untouched for the caller to free.
-void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self);
+void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
+                std::uint32_t bound = unbound_worker);
 
 /// The runtime whose worker runs the calling thread, or null on any other thread.
 runtime_impl* current_runtime() noexcept;
@@ -110,13 +111,15 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       ready_ = handle_.done();
       return ready_ && detail::coop_spend();
     }
-    bool await_suspend(std::coroutine_handle<> joiner) noexcept {
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> joiner) noexcept {
       if (ready_) {  // finished, but out of budget: requeue behind the runnable tasks
         detail::schedule_yield(joiner);
         return true;
       }
       detail::promise_base& p = *handle_.promise_;
       p.continuation_ = joiner;
+      p.joiner_bound_ = detail::binding_of(joiner);
       // Publish the joiner; if the task already finished, resume at once instead.
       return (p.spawn_.state.fetch_or(detail::state_joiner, std::memory_order_acq_rel) &
               detail::state_running) != 0;
@@ -147,6 +150,8 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
  private:
   template <class U>
   friend join_handle<U> spawn(task<U> t);
+  template <class U>
+  friend join_handle<U> spawn_on(unsigned worker, task<U> t);
   friend class runtime;
   using promise_type = detail::promise<T>;
 
@@ -155,10 +160,10 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     return std::coroutine_handle<promise_type>::from_promise(*static_cast<promise_type*>(promise_));
   }
 
-  static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t) {
+  static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t, std::uint32_t bound = detail::unbound_worker) {
     auto h = t.release();
     try {
-      detail::spawn_root(rt, h.promise(), h);
+      detail::spawn_root(rt, h.promise(), h, bound);
     } catch (...) {
       h.destroy();
       throw;
@@ -176,6 +181,18 @@ template <class T>
 join_handle<T> spawn(task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
   return join_handle<T>::spawn_on(nullptr, std::move(t));  // null: the caller's runtime
+}
+
+/// Spawns `t` bound to worker number `worker` (0 .. workers-1) of the caller's runtime: the task,
+/// and every task it awaits inline, runs only on that worker's thread, whatever wakes it (an I/O
+/// completion, a timer, a joined task finishing elsewhere); it is never stolen. For state that
+/// must stay on one thread (thread-affine libraries, thread-local caches). Tasks it spawns are not
+/// bound. Throws std::out_of_range for a worker number the runtime does not have, otherwise like
+/// spawn(). Thread-safe.
+template <class T>
+join_handle<T> spawn_on(unsigned worker, task<T> t) {
+  if (!t.valid()) throw std::invalid_argument("corio::spawn_on: empty task");
+  return join_handle<T>::spawn_on(nullptr, std::move(t), worker);
 }
 
 }  // namespace corio

@@ -33,6 +33,9 @@ inline constexpr std::uint32_t state_joiner = 4;    ///< a joiner is parked in `
 inline constexpr std::uint32_t state_linked = 8;    ///< the task is in its home worker's registry
 inline constexpr std::uint32_t state_observed = 16; ///< a join took the result (or exception)
 
+/// promise_base::bound_ of a task that may run on any worker.
+inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
+
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell.
 struct spawn_state {
@@ -89,7 +92,21 @@ class promise_base {
   std::coroutine_handle<> continuation_{};  ///< the awaiting coroutine, or the joiner
   std::exception_ptr exception_{};
   spawn_state spawn_{};
+  std::uint32_t bound_ = unbound_worker;         ///< the worker this task must run on (spawn_on)
+  std::uint32_t joiner_bound_ = unbound_worker;  ///< the worker the joiner must run on
 };
+
+/// The worker the suspending coroutine `h` is bound to (spawn_on), or unbound_worker; coroutines
+/// that are not corio tasks are unbound.
+template <class Promise>
+std::uint32_t binding_of(std::coroutine_handle<Promise> h) noexcept {
+  if constexpr (std::is_base_of_v<promise_base, Promise>) {
+    return h.promise().bound_;
+  } else {
+    (void)h;
+    return unbound_worker;
+  }
+}
 
 template <class T>
 class promise final : public promise_base {
@@ -180,8 +197,10 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
    public:
     explicit operation(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
     bool await_ready() const noexcept { return false; }
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
       handle_.promise().continuation_ = awaiting;
+      handle_.promise().bound_ = detail::binding_of(awaiting);  // a bound task's children stay bound
       return detail::transfer(handle_);
     }
     T await_resume() { return handle_.promise().take_result(); }

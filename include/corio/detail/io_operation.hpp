@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <system_error>
 
+#include "corio/task.hpp"
+
 namespace corio::detail {
 
 /// The kinds of operation a reactor performs. Each reactor maps a kind to its own primitive
@@ -38,6 +40,7 @@ struct io_request {
   bool (*on_complete)(io_request& request, int result) noexcept = nullptr;
 
   std::size_t transferred = 0;      ///< bytes moved so far, for operations made of several steps
+  std::uint32_t bound = 0xffffffffu; ///< the worker the waiter must run on (spawn_on), or none
   io_request* prev = nullptr;       ///< the reactor's list of requests in flight
   io_request* next = nullptr;
 };
@@ -57,8 +60,10 @@ class io_operation {
   /// Ready at once when construction already failed (for example: a closed socket with an
   /// error_code form), so the task does not suspend.
   bool await_ready() const noexcept { return request_.result < 0; }
-  void await_suspend(std::coroutine_handle<> h) {
+  template <class Promise>
+  void await_suspend(std::coroutine_handle<Promise> h) {
     request_.waiter = h;
+    request_.bound = binding_of(h);
     submit_io(request_);  // publishes the request: nothing touches the frame after this
   }
 

@@ -16,11 +16,12 @@
 //   never enter the LIFO slot, the private queue or the deque, so they are never stolen.
 // - deque full: its older half and the displaced task move to the injection queue in one batch.
 //
-// Where a worker takes work: every 61st task, the injection queue, its FIFO list and the top
-// (oldest) of its own deque first (fairness, as in Go's schedule() and Tokio); otherwise its LIFO
-// slot, the bottom of its deque, its FIFO list, the injection queue; then it polls its reactor and
-// timers; then it spins: steals the oldest task of a random victim, up to spin_limit rounds over
-// all victims; then it parks in its reactor.
+// Where a worker takes work: every 61st task, the injection queue and its FIFO list first
+// (fairness, as in Go's schedule() and Tokio); otherwise its LIFO slot (at most 16 in a row), its
+// private queue (newest first), the bottom of its deque, its FIFO list, the injection queue; then
+// it polls its reactor and timers; then it spins: steals the oldest task of a random victim, up to
+// spin_limit rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
+// for fork-join work, bounded memory); the oldest local tasks are what thieves take.
 //
 // Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
 // - At most half of the busy workers spin at once: a worker becomes a spinner only while

@@ -2,14 +2,17 @@
 // registry.
 //
 // Where a runnable task goes (Go's runnext, Tokio's LIFO slot, private deques, a Chase-Lev deque):
-// - woken or spawned on a worker (I/O completions included): that worker's LIFO slot; the task
+// - spawned or woken by another task on a worker: that worker's LIFO slot; the task
 //   that was in the slot moves to the back of the worker's private queue (owner-only, no
 //   atomics). While any worker spins or is idle, the owner publishes the older half of its private
 //   queue to its stealable Chase-Lev deque (lib/run_queue.hpp) at each push and pop, and calls
 //   wakep(); on a busy machine no task pays a fence. The slot belongs to its worker alone. A worker runs at most
 //   max_lifo_runs tasks from the slot in a row before it serves the deque, so two tasks waking
 //   each other cannot starve the rest.
-// - yield, and a task whose timer fired: the worker's FIFO list (owner-only, in order).
+// - an I/O completion, a yield, a timer that fired: the worker's FIFO list (owner-only, in
+//   order). Network tasks then run in completion order on the worker whose ring serves them (fair
+//   latency, warm caches); they spread over workers when they are spawned (the acceptor's spawns
+//   are published and stolen like any other).
 // - from a thread that is not a worker: the injection queue (a mutex-protected deque).
 // - a task bound to a worker (spawn_on), and every wake of it: that worker's FIFO list, through
 //   its inbox (mutex + flag + reactor wake) when the wake happens on another thread. Bound tasks
@@ -97,7 +100,7 @@ class worker {
   /// A task woken or spawned here: into the LIFO slot (the previous occupant goes to the ring).
   void schedule_local(std::coroutine_handle<> h);
   /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
-  /// LIFO slot and the deque, and every 61st task).
+  /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
   void schedule_back(std::coroutine_handle<> h);
   void add_timer(timer_node& node);
   void link(promise_base& p) noexcept;
@@ -150,7 +153,11 @@ class worker {
   run_queue ring_;
   private_queue private_;
   std::coroutine_handle<> lifo_{};
-  std::deque<std::coroutine_handle<>> fifo_;
+
+ public:
+  std::deque<std::coroutine_handle<>> fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
+
+ private:
   std::uint32_t lifo_runs_ = 0;
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;

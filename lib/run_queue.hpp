@@ -131,6 +131,7 @@ class private_queue {
     slots_ = std::make_unique<std::coroutine_handle<>[]>(c);
   }
   std::uint32_t size() const noexcept { return tail_ - head_; }
+  std::uint32_t capacity() const noexcept { return mask_ + 1; }
   bool empty() const noexcept { return tail_ == head_; }
   bool full() const noexcept { return tail_ - head_ > mask_; }
   /// Precondition: !full().

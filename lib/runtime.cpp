@@ -58,6 +58,7 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
+      private_capacity_(private_.capacity()),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
@@ -211,7 +212,7 @@ std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
     fairness_countdown_ = 61;
     // Fairness: the oldest work gets a turn even while new work keeps arriving (Go, Tokio).
     if (!rt_.injection_empty()) {
-      if (auto h = rt_.pop_injection()) {
+      if (auto h = rt_.pop_injection(this)) {
         injections.add();
         return h;
       }
@@ -243,7 +244,7 @@ std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
     return h;
   }
   if (!rt_.injection_empty()) {
-    if (auto h = rt_.pop_injection()) {
+    if (auto h = rt_.pop_injection(this)) {
       injections.add();
       return h;
     }
@@ -292,7 +293,7 @@ std::coroutine_handle<> worker::find_work(std::uint32_t tick) {
     for (unsigned round = 0; round < rt_.options_.spin_limit; ++round) {
       if (auto h = steal()) return h;
       if (!rt_.injection_empty()) {
-        if (auto h = rt_.pop_injection()) {
+        if (auto h = rt_.pop_injection(this)) {
           injections.add();
           return h;
         }
@@ -457,11 +458,22 @@ void runtime_impl::inject_batch(std::vector<std::coroutine_handle<>>& batch) {
   wakep(true);
 }
 
-std::coroutine_handle<> runtime_impl::pop_injection() {
+std::coroutine_handle<> runtime_impl::pop_injection(worker* into) {
+  // Go's globrunqget: take a fair share in one lock (the queue over the workers, bounded by half
+  // the private queue), keep one to run and queue the rest locally, so that a stream of foreign
+  // spawns costs one lock per batch rather than one per task on the taking side.
   std::lock_guard lock{injection_mutex_};
   if (injection_.empty()) return {};
   auto h = injection_.front();
   injection_.pop_front();
+  if (into != nullptr) {
+    std::size_t extra = std::min<std::size_t>(injection_.size() / workers_.size(), into->private_room());
+    extra = std::min<std::size_t>(extra, 64);
+    while (extra-- > 0) {
+      into->take_injected(injection_.front());
+      injection_.pop_front();
+    }
+  }
   injection_size_.store(injection_.size(), std::memory_order_seq_cst);
   return h;
 }

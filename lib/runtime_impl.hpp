@@ -119,6 +119,9 @@ class worker {
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
   run_queue& ring() noexcept { return ring_; }
+  /// Owner only: room left in the private queue, and a task taken from the injection queue.
+  std::size_t private_room() const noexcept { return (private_capacity_ - private_.size()) / 2; }
+  void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }
 
   runtime_impl& runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
@@ -152,6 +155,7 @@ class worker {
   const unsigned index_;
   run_queue ring_;
   private_queue private_;
+  std::uint32_t private_capacity_ = 0;
   std::coroutine_handle<> lifo_{};
 
  public:
@@ -191,7 +195,9 @@ class runtime_impl {
   void schedule(std::coroutine_handle<> h);
   void inject(std::coroutine_handle<> h);
   void inject_batch(std::vector<std::coroutine_handle<>>& batch);
-  std::coroutine_handle<> pop_injection();
+  /// Takes one task from the injection queue to run, and moves a batch more to `into`'s private
+  /// queue (none when `into` is null).
+  std::coroutine_handle<> pop_injection(worker* into = nullptr);
   bool injection_empty() const noexcept { return injection_size_.load(std::memory_order_seq_cst) == 0; }
 
   /// Go's wakep(): starts a spinner if none spins and a worker is idle. `fenced` orders the

@@ -25,15 +25,19 @@
 
 namespace corio::detail {
 
+/// `capacity` rounded up to a power of two, at least 4 and at most 2^30.
+inline std::uint32_t queue_size_for(std::uint32_t capacity) noexcept {
+  std::uint32_t c = 4;
+  while (c < capacity && c < (1u << 30)) c <<= 1;
+  return c;
+}
+
 class run_queue {
  public:
   /// `capacity` is rounded up to a power of two, at least 4.
-  explicit run_queue(std::uint32_t capacity) {
-    std::int64_t c = 4;
-    while (c < capacity) c <<= 1;
-    mask_ = c - 1;
-    slots_ = std::make_unique<std::atomic<void*>[]>(static_cast<std::size_t>(c));
-  }
+  explicit run_queue(std::uint32_t capacity)
+      : mask_(static_cast<std::int64_t>(queue_size_for(capacity)) - 1),
+        slots_(std::make_unique<std::atomic<void*>[]>(static_cast<std::size_t>(mask_ + 1))) {}
 
   std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
 
@@ -124,12 +128,8 @@ namespace corio::detail {
 /// spills before it is full.
 class private_queue {
  public:
-  explicit private_queue(std::uint32_t capacity) {
-    std::uint32_t c = 4;
-    while (c < capacity) c <<= 1;
-    mask_ = c - 1;
-    slots_ = std::make_unique<std::coroutine_handle<>[]>(c);
-  }
+  explicit private_queue(std::uint32_t capacity)
+      : mask_(queue_size_for(capacity) - 1), slots_(std::make_unique<std::coroutine_handle<>[]>(mask_ + 1)) {}
   std::uint32_t size() const noexcept { return tail_ - head_; }
   std::uint32_t capacity() const noexcept { return mask_ + 1; }
   bool empty() const noexcept { return tail_ == head_; }

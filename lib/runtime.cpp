@@ -160,7 +160,9 @@ void worker::drain_remote_finished() noexcept {
   while (p != nullptr) {
     promise_base* next = p->spawn_.remote_next;
     unlink(*p);
-    const std::uint32_t old = p->spawn_.state.fetch_and(~state_linked, std::memory_order_acq_rel);
+    // state_linked is set until this line: subtracting it clears it with a plain `lock xadd`
+    // instead of a compare-exchange loop (the same for every bit cleared or set below).
+    const std::uint32_t old = p->spawn_.state.fetch_sub(state_linked, std::memory_order_acq_rel);
     if ((old & (state_running | state_handle)) == 0) destroy_spawned(*p);
     p = next;
   }
@@ -688,7 +690,7 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
     rt.workers_[p.spawn_.home]->push_remote_finished(p);
   }
   if (p.spawn_.home != foreign_home && w != nullptr) w->finished.add();
-  const std::uint32_t old = p.spawn_.state.fetch_and(~release, std::memory_order_acq_rel);
+  const std::uint32_t old = p.spawn_.state.fetch_sub(release, std::memory_order_acq_rel);  // bits known set
   if ((old & state_joiner) != 0) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
@@ -717,9 +719,9 @@ void join_handle_base::release(promise_base* p, bool observed) noexcept {
     destroy_spawned(*p);
     return;
   }
-  // Clear the handle bit (and set observed) in one step: both flip.
-  const std::uint32_t flip = state_handle | (observed ? state_observed : 0);
-  s = p->spawn_.state.fetch_xor(flip, std::memory_order_acq_rel);
+  // Clear the handle bit (known set) and set observed (known clear) in one addition.
+  const std::uint32_t delta = (observed ? state_observed : 0u) - state_handle;
+  s = p->spawn_.state.fetch_add(delta, std::memory_order_acq_rel);
   if ((s & (state_running | state_linked)) == 0) destroy_spawned(*p);
 }
 

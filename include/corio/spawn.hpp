@@ -121,7 +121,8 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
       // Publish the joiner; if the task already finished, resume at once instead.
-      return (p.spawn_.state.fetch_or(detail::state_joiner, std::memory_order_acq_rel) &
+      // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
+      return (p.spawn_.state.fetch_add(detail::state_joiner, std::memory_order_acq_rel) &
               detail::state_running) != 0;
     }
     T await_resume() {

@@ -35,11 +35,6 @@ void trampoline_push(std::coroutine_handle<> next) noexcept {
 
 std::coroutine_handle<> trampoline_take() noexcept { return std::exchange(trampoline_next, {}); }
 
-runtime_impl* current_runtime() noexcept {
-  worker* w = current_worker();
-  return w != nullptr ? &w->runtime() : nullptr;
-}
-
 namespace {
 worker& require_worker(const char* what) {
   worker* w = current_worker();
@@ -58,7 +53,6 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
-      private_capacity_(private_.capacity()),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
@@ -66,7 +60,7 @@ void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound
   w->io_completed.add();
   // In completion order on the worker that owns the ring (as an Asio io_context per thread does):
   // measured against LIFO wake-ups, http_hello's p99 latency halved and req/s rose ~15%.
-  if (bound == unbound_worker) w->fifo_.push_back(h);
+  if (bound == unbound_worker) w->schedule_back(h);
   else w->deliver_bound(bound, h);
 }
 
@@ -99,7 +93,7 @@ void worker::drain_inbox() {
 void worker::schedule_local(std::coroutine_handle<> h) {
   std::coroutine_handle<> displaced = std::exchange(lifo_, h);
   if (!displaced) return;
-  if (private_.full()) spill();
+  if (private_.full()) publish();  // full: its older half becomes stealable
   private_.push_back(displaced);
   if (rt_.someone_looking()) publish();
 }
@@ -122,12 +116,6 @@ void worker::publish() {
     pushed = true;
   }
   if (pushed) rt_.wakep(false);
-}
-
-void worker::spill() {
-  // Private queue full: its older half goes to the stealable deque (and on to the injection
-  // queue when that is full too).
-  publish();
 }
 
 void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
@@ -207,8 +195,14 @@ void worker::maintenance() {
   drain_remote_finished();
 }
 
-std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
-  (void)tick;
+std::coroutine_handle<> worker::pop_fifo() noexcept {
+  if (fifo_.empty()) return {};
+  auto h = fifo_.front();
+  fifo_.pop_front();
+  return h;
+}
+
+std::coroutine_handle<> worker::next_local() {
   if (inbox_flag_.load(std::memory_order_relaxed)) drain_inbox();
   if (--fairness_countdown_ == 0) {
     fairness_countdown_ = 61;
@@ -219,11 +213,7 @@ std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
         return h;
       }
     }
-    if (!fifo_.empty()) {
-      auto h = fifo_.front();
-      fifo_.pop_front();
-      return h;
-    }
+    if (auto h = pop_fifo()) return h;
     // Not the oldest task of this worker's own deque: in fork-join work that is the root of the
     // largest untouched subtree, and starting it every 61 tasks runs the tree breadth-first (fib(30)
     // on one worker kept ~40,000 frames alive and overflowed into the injection queue). Old local
@@ -240,11 +230,7 @@ std::coroutine_handle<> worker::next_local(std::uint32_t tick) {
   }
   if (auto h = ring_.pop()) return h;
   if (lifo_) return std::exchange(lifo_, {});
-  if (!fifo_.empty()) {
-    auto h = fifo_.front();
-    fifo_.pop_front();
-    return h;
-  }
+  if (auto h = pop_fifo()) return h;
   if (!rt_.injection_empty()) {
     if (auto h = rt_.pop_injection(this)) {
       injections.add();
@@ -278,11 +264,11 @@ void worker::stop_spinning() noexcept {
   if (rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1) rt_.wakep(true);
 }
 
-std::coroutine_handle<> worker::find_work(std::uint32_t tick) {
-  if (auto h = next_local(tick)) return h;
+std::coroutine_handle<> worker::find_work() {
+  if (auto h = next_local()) return h;
   // Completions and timers may make local work.
   if (reactor_->poll() != 0 || fire_timers() != 0) {
-    if (auto h = next_local(tick)) return h;
+    if (auto h = next_local()) return h;
   }
   drain_remote_finished();
   const auto total = static_cast<std::uint32_t>(rt_.workers_.size());
@@ -358,7 +344,7 @@ void worker::run() noexcept {
   const std::uint32_t budget = rt_.options_.budget;
   std::uint32_t tick = 1;
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
-    std::coroutine_handle<> h = find_work(tick);
+    std::coroutine_handle<> h = find_work();
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
     ++tick;
@@ -430,15 +416,6 @@ void runtime_impl::worker_started(std::exception_ptr error) noexcept {
   if (error && !start_error_) start_error_ = error;
   ++started_;
   start_cv_.notify_all();
-}
-
-void runtime_impl::schedule(std::coroutine_handle<> h) {
-  worker* w = current_worker();
-  if (w != nullptr && &w->runtime() == this) {
-    w->schedule_local(h);
-    return;
-  }
-  inject(h);
 }
 
 void runtime_impl::inject(std::coroutine_handle<> h) {

@@ -97,7 +97,8 @@ class worker {
   void run() noexcept;
 
   // --- owner thread only -------------------------------------------------------------------
-  /// A task woken or spawned here: into the LIFO slot (the previous occupant goes to the ring).
+  /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
+  /// to the private queue).
   void schedule_local(std::coroutine_handle<> h);
   /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
   /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
@@ -118,9 +119,8 @@ class worker {
   bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
-  run_queue& ring() noexcept { return ring_; }
   /// Owner only: room left in the private queue, and a task taken from the injection queue.
-  std::size_t private_room() const noexcept { return (private_capacity_ - private_.size()) / 2; }
+  std::size_t private_room() const noexcept { return (private_.capacity() - private_.size()) / 2; }
   void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }
 
   runtime_impl& runtime() const noexcept { return rt_; }
@@ -138,11 +138,11 @@ class worker {
   promise_base* registry_head_ = nullptr;
 
  private:
-  std::coroutine_handle<> next_local(std::uint32_t tick);
-  std::coroutine_handle<> find_work(std::uint32_t tick);
+  std::coroutine_handle<> next_local();
+  std::coroutine_handle<> find_work();
+  std::coroutine_handle<> pop_fifo() noexcept;
   std::coroutine_handle<> steal();
   void publish();
-  void spill();
   void stop_spinning() noexcept;
   void park();
   std::size_t fire_timers();
@@ -155,13 +155,8 @@ class worker {
   const unsigned index_;
   run_queue ring_;
   private_queue private_;
-  std::uint32_t private_capacity_ = 0;
   std::coroutine_handle<> lifo_{};
-
- public:
   std::deque<std::coroutine_handle<>> fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
-
- private:
   std::uint32_t lifo_runs_ = 0;
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
@@ -190,9 +185,7 @@ class runtime_impl {
   runtime_impl(const runtime_impl&) = delete;
   runtime_impl& operator=(const runtime_impl&) = delete;
 
-  /// Makes `h` runnable: on the calling worker when it is one of ours, otherwise on the
-  /// injection queue. Thread-safe.
-  void schedule(std::coroutine_handle<> h);
+  /// Queues `h` (one task, or a batch) on the injection queue and wakes a worker. Thread-safe.
   void inject(std::coroutine_handle<> h);
   void inject_batch(std::vector<std::coroutine_handle<>>& batch);
   /// Takes one task from the injection queue to run, and moves a batch more to `into`'s private

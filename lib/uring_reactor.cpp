@@ -212,13 +212,11 @@ std::size_t uring_reactor::poll() {
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
   if (unsubmitted_ == 0 && in_flight_ == 0) return 0;
+  // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking for
+  // events; without it the kernel posts them on its own and only queued submissions need a call.
   if (unsubmitted_ != 0 || defer_taskrun_) {
-    // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking
-    // for events; skip the system call when nothing is queued and nothing can be pending.
-    if (unsubmitted_ != 0 || in_flight_ != 0) {
-      const int rc = io_uring_submit_and_get_events(&ring_);
-      if (rc >= 0) unsubmitted_ = 0;
-    }
+    const int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc >= 0) unsubmitted_ = 0;
   }
   return reap();
 }

@@ -28,8 +28,8 @@ struct runtime_options {
   /// Cooperation budget: awaitables that could complete at once without suspending do so at most
   /// this many times per turn of a task; the next one yields (Tokio's coop budget: 128).
   unsigned budget = 128;
-  /// Pin worker i to CPU i modulo the CPUs this process may run on (sched_setaffinity). Failure
-  /// to pin is not an error (the worker runs unpinned; stats say so).
+  /// Pin worker i to CPU i modulo the CPUs this process may run on (pthread_setaffinity_np).
+  /// Failure to pin is not an error: the worker then runs unpinned.
   bool pin_workers = false;
   /// Seed of the workers' random choices (steal victims, later select); 0 picks one at random.
   std::uint64_t seed = 0;
@@ -135,6 +135,7 @@ std::optional<unsigned> this_worker_index() noexcept;
 
 namespace detail {
 
+/// The calling worker's number when it belongs to `rt` (any runtime when null), else nullopt.
 std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept;
 
 /// A one-shot flag a plain thread can block on and a task can raise (mutex and condition

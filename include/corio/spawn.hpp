@@ -7,6 +7,7 @@
 
 #include "corio/errors.hpp"
 #include "corio/task.hpp"
+#include "corio/yield.hpp"
 
 namespace corio {
 
@@ -21,17 +22,11 @@ namespace detail {
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                 std::uint32_t bound = unbound_worker);
 
-/// The runtime whose worker runs the calling thread, or null on any other thread.
-runtime_impl* current_runtime() noexcept;
-
 /// Spends one unit of the calling worker's cooperation budget; false when it is spent, and the
 /// awaitable asking should suspend (and requeue) even though it could complete at once. The
 /// worker refills the budget (runtime_options::budget, default 128) each time it takes a task
 /// from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
 bool coop_spend() noexcept;
-
-/// Queues `h` at the back of the calling worker's run queue (defined in lib/runtime.cpp).
-void schedule_yield(std::coroutine_handle<> h) noexcept;
 
 /// Untyped part of join_handle: reference-counting of the frame and the back-pointer that lets the
 /// runtime detach the handle from a frame it destroys at shutdown.

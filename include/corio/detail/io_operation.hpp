@@ -40,7 +40,7 @@ struct io_request {
   bool (*on_complete)(io_request& request, int result) noexcept = nullptr;
 
   std::size_t transferred = 0;      ///< bytes moved so far, for operations made of several steps
-  std::uint32_t bound = 0xffffffffu; ///< the worker the waiter must run on (spawn_on), or none
+  std::uint32_t bound = unbound_worker; ///< the worker the waiter must run on (spawn_on), or none
   io_request* prev = nullptr;       ///< the reactor's list of requests in flight
   io_request* next = nullptr;
 };

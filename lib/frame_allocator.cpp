@@ -5,77 +5,69 @@
 #include <new>
 
 namespace corio::detail {
+
+thread_local constinit frame_cache tls_frame_cache{};
+
 namespace {
 
-constexpr std::size_t granule = 64;                 // bytes per size-class step (a cache line)
-constexpr std::size_t class_count = 64;             // classes cover frames up to 4 KiB
 constexpr std::size_t max_cached_bytes = 1u << 20;  // per class and thread
 
-struct free_block {
-  free_block* next;
-};
+// Frames a cache keeps per class: max_cached_bytes of them.
+constexpr auto limits = [] {
+  struct table {
+    std::uint32_t v[frame_class_count];
+  } t{};
+  for (std::size_t c = 0; c < frame_class_count; ++c) {
+    t.v[c] = static_cast<std::uint32_t>(max_cached_bytes / ((c + 1) * frame_granule));
+  }
+  return t;
+}();
 
-struct thread_cache {
-  free_block* heads[class_count];
-  std::uint32_t counts[class_count];
-};
-
-// Trivially destructible, so reaching it costs no guard; the destructor below is registered by a
-// second thread-local that exists only once the cache is first used.
-thread_local thread_cache cache{};
 thread_local bool cache_dead = false;
 
 struct cache_reaper {
   ~cache_reaper() {
-    for (std::size_t c = 0; c < class_count; ++c) {
-      while (free_block* b = cache.heads[c]) {
+    frame_cache& cache = tls_frame_cache;
+    cache.live = false;  // frames freed later on this thread go straight to operator delete
+    cache_dead = true;
+    for (std::size_t c = 0; c < frame_class_count; ++c) {
+      while (frame_cache::block* b = cache.heads[c]) {
         cache.heads[c] = b->next;
         ::operator delete(static_cast<void*>(b));
       }
       cache.counts[c] = 0;
     }
-    cache_dead = true;  // frames freed later on this thread go straight to operator delete
   }
 };
-thread_local cache_reaper* reaper_registered = nullptr;
 
 void register_reaper() {
+  if (cache_dead) return;
   thread_local cache_reaper reaper;
-  reaper_registered = &reaper;
+  (void)reaper;
+  tls_frame_cache.live = true;
 }
-
-constexpr std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / granule; }
 
 }  // namespace
 
-void* frame_allocate(std::size_t bytes) {
+void* frame_allocate_slow(std::size_t bytes) {
   if (bytes == 0) bytes = 1;
-  const std::size_t c = class_of(bytes);
-  if (c >= class_count) return ::operator new(bytes);
-  if (free_block* b = cache.heads[c]) {
-    cache.heads[c] = b->next;
-    --cache.counts[c];
-    return b;
-  }
-  if (reaper_registered == nullptr && !cache_dead) register_reaper();
-  return ::operator new((c + 1) * granule);
+  const std::size_t c = (bytes - 1) / frame_granule;
+  if (c >= frame_class_count) return ::operator new(bytes);
+  if (!tls_frame_cache.live) register_reaper();
+  return ::operator new((c + 1) * frame_granule);
 }
 
 void frame_deallocate(void* frame, std::size_t bytes) noexcept {
-  if (bytes == 0) bytes = 1;
-  const std::size_t c = class_of(bytes);
-  if (c >= class_count || cache_dead || reaper_registered == nullptr) {
-    ::operator delete(frame);
+  const std::size_t c = (bytes - 1) / frame_granule;  // 0 wraps round: operator delete
+  frame_cache& cache = tls_frame_cache;
+  if (c < frame_class_count && cache.live && cache.counts[c] < limits.v[c]) [[likely]] {
+    auto* b = static_cast<frame_cache::block*>(frame);
+    b->next = cache.heads[c];
+    cache.heads[c] = b;
+    ++cache.counts[c];
     return;
   }
-  if (static_cast<std::size_t>(cache.counts[c]) * (c + 1) * granule >= max_cached_bytes) {
-    ::operator delete(frame);
-    return;
-  }
-  auto* b = static_cast<free_block*>(frame);
-  b->next = cache.heads[c];
-  cache.heads[c] = b;
-  ++cache.counts[c];
+  ::operator delete(frame);
 }
 
 }  // namespace corio::detail

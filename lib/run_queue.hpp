@@ -147,3 +147,38 @@ class private_queue {
 };
 
 }  // namespace corio::detail
+
+namespace corio::detail {
+
+/// A worker's FIFO list (I/O completions, yields, timers, bound tasks): an owner-only ring of
+/// handles that doubles when full, so pushing and popping are a store and an index bump (the
+/// std::deque it replaces cost a segment-map walk per operation). Not thread-safe.
+class fifo_queue {
+ public:
+  fifo_queue() : slots_(std::make_unique<std::coroutine_handle<>[]>(initial)), mask_(initial - 1) {}
+  bool empty() const noexcept { return head_ == tail_; }
+  std::size_t size() const noexcept { return tail_ - head_; }
+  void push_back(std::coroutine_handle<> h) {
+    if (tail_ - head_ > mask_) grow();
+    slots_[tail_++ & mask_] = h;
+  }
+  std::coroutine_handle<> pop_front() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[head_++ & mask_]; }
+
+ private:
+  static constexpr std::size_t initial = 64;
+  void grow() {
+    const std::size_t n = mask_ + 1;
+    auto bigger = std::make_unique<std::coroutine_handle<>[]>(2 * n);
+    for (std::size_t i = 0; i < n; ++i) bigger[i] = slots_[(head_ + i) & mask_];
+    slots_ = std::move(bigger);
+    head_ = 0;
+    tail_ = n;
+    mask_ = 2 * n - 1;
+  }
+  std::unique_ptr<std::coroutine_handle<>[]> slots_;
+  std::size_t mask_;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
+}  // namespace corio::detail

@@ -85,7 +85,7 @@ void worker::post(std::coroutine_handle<> h) {
 
 void worker::drain_inbox() {
   std::lock_guard lock{inbox_mutex_};
-  fifo_.insert(fifo_.end(), inbox_.begin(), inbox_.end());
+  for (auto h : inbox_) fifo_.push_back(h);
   inbox_.clear();
   inbox_flag_.store(false, std::memory_order_seq_cst);
 }
@@ -196,10 +196,7 @@ void worker::maintenance() {
 }
 
 std::coroutine_handle<> worker::pop_fifo() noexcept {
-  if (fifo_.empty()) return {};
-  auto h = fifo_.front();
-  fifo_.pop_front();
-  return h;
+  return fifo_.pop_front();
 }
 
 std::coroutine_handle<> worker::next_local() {
@@ -256,6 +253,17 @@ std::coroutine_handle<> worker::steal() {
     }
   }
   return {};
+}
+
+std::coroutine_handle<> worker::next_direct() {
+  // Maintenance is due: leave it to the loop (as the stop flag).
+  if (tick_ - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
+  std::coroutine_handle<> h = next_local();
+  if (!h) return {};
+  ++tick_;
+  polls.add();
+  budget_ = rt_.options_.budget;
+  return h;
 }
 
 void worker::stop_spinning() noexcept {
@@ -342,16 +350,18 @@ void worker::run() noexcept {
   rt_.worker_started(nullptr);
 
   const std::uint32_t budget = rt_.options_.budget;
-  std::uint32_t tick = 1;
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
     std::coroutine_handle<> h = find_work();
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
-    ++tick;
+    ++tick_;
     polls.add();
     budget_ = budget;
-    resume(h);
-    if (tick % maintenance_interval == 0) maintenance();  // keep I/O and timers flowing under load
+    resume(h);  // may run several tasks: see next_direct()
+    if (tick_ - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
+      maintained_at_ = tick_;
+      maintenance();
+    }
   }
   if (spinning_) {
     spinning_ = false;
@@ -582,8 +592,7 @@ void runtime_impl::shutdown() noexcept {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
       if (join_handle_base* owner = std::exchange(p->spawn_.owner, nullptr)) {
-        owner->promise_ = nullptr;
-        owner->orphaned_ = true;
+        owner->promise_ = orphaned_promise();
       }
       p->spawn_.self.destroy();
       p = next;
@@ -619,8 +628,12 @@ runtime_stats runtime_impl::stats() const {
 
 // --- spawn / join ---------------------------------------------------------------------------
 
-void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
-  worker* w = current_worker();
+namespace {
+/// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
+/// runtime, bound tasks, and the errors.
+[[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
+                                       std::uint32_t bound) {
+  worker* w = this_worker;
   if (rt == nullptr && w != nullptr) rt = &w->runtime();
   if (rt == nullptr) {
     throw std::logic_error("corio::spawn: called outside a task on a runtime; use runtime::spawn");
@@ -635,13 +648,14 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   p.bound_ = bound;
   p.spawn_.runtime = rt;
   p.spawn_.self = self;
+  p.spawn_.owner = nullptr;
   p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
   if (w != nullptr && &w->runtime() == rt) {
     p.spawn_.home = w->index();
     w->link(p);
     w->spawned.add();
     if (bound != unbound_worker) w->deliver_bound(bound, self);
-    else w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
+    else w->schedule_local(self);
     return;
   }
   p.spawn_.home = foreign_home;
@@ -650,17 +664,42 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   if (bound != unbound_worker) rt->workers_[bound]->post(self);
   else rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
+}  // namespace
+
+void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
+  worker* w = this_worker;
+  // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
+  if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
+      !w->runtime().stopping_.load(std::memory_order_relaxed)) [[likely]] {
+    p.bound_ = unbound_worker;
+    p.spawn_.runtime = &w->runtime();
+    p.spawn_.self = self;
+    p.spawn_.owner = nullptr;
+    p.spawn_.home = w->index();
+    p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
+    w->link(p);
+    w->spawned.add();
+    w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
+    return;
+  }
+  try {
+    spawn_root_slow(rt, p, self, bound);
+  } catch (...) {
+    self.destroy();  // the task never started: this frees its arguments
+    throw;
+  }
+}
 
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   runtime_impl& rt = *p.spawn_.runtime;
-  worker* w = current_worker();
+  worker* w = this_worker;
   std::uint32_t release = state_running;
-  if (p.spawn_.home == foreign_home) {
+  if (w != nullptr && w->index() == p.spawn_.home && &w->runtime() == &rt) [[likely]] {
+    w->unlink(p);
+    release |= state_linked;
+  } else if (p.spawn_.home == foreign_home) {
     rt.unregister_foreign(p);
     rt.foreign_finished_.fetch_add(1, std::memory_order_relaxed);
-    release |= state_linked;
-  } else if (w != nullptr && w->index() == p.spawn_.home && &w->runtime() == &rt) {
-    w->unlink(p);
     release |= state_linked;
   } else {
     // Finished away from home: the home worker unlinks it later (no lock on the fast path).
@@ -677,7 +716,15 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
     return {};
   }
   if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
-  return {};
+  // Nothing waits for this task: go straight on to the next local task.
+  return w != nullptr && &w->runtime() == &rt ? w->next_direct() : std::coroutine_handle<>{};
+}
+
+std::coroutine_handle<> next_after_park() noexcept {
+  worker* w = this_worker;
+  if (w == nullptr) return std::noop_coroutine();
+  std::coroutine_handle<> h = w->next_direct();
+  return h ? h : std::noop_coroutine();
 }
 
 void destroy_spawned(promise_base& p) noexcept {
@@ -703,7 +750,7 @@ void join_handle_base::release(promise_base* p, bool observed) noexcept {
 }
 
 void join_handle_base::throw_empty() const {
-  if (orphaned_) throw operation_cancelled("corio::join_handle: the runtime destroyed the task at shutdown");
+  if (promise_ == orphaned_promise()) throw operation_cancelled("corio::join_handle: the runtime destroyed the task at shutdown");
   throw std::logic_error("corio::join_handle: awaited after it was joined, detached or moved from");
 }
 

@@ -24,7 +24,11 @@
 // private queue (newest first), the bottom of its deque, its FIFO list, the injection queue; then
 // it polls its reactor and timers; then it spins: steals the oldest task of a random victim, up to
 // spin_limit rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
-// for fork-join work, bounded memory); the oldest local tasks are what thieves take.
+// for fork-join work, bounded memory); the oldest local tasks are what thieves take. A task that
+// finishes with nobody to wake, or parks on a join, resumes the next local task itself by symmetric
+// transfer (worker::next_direct, the same choice as above) rather than returning to the loop; every
+// maintenance_interval-th task goes back through the loop, which polls I/O and timers and checks
+// the stop flag.
 //
 // Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
 // - At most half of the busy workers spin at once: a worker becomes a spinner only while
@@ -109,6 +113,12 @@ class worker {
   /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
   void drain_remote_finished() noexcept;
 
+  /// The next local task to resume by symmetric transfer when the running task finished or
+  /// parked with nothing to hand over, so that a chain of short tasks does not go back through the
+  /// worker loop for each one; null when the loop must run instead (maintenance or a stop due, or
+  /// nothing local). Does the loop's per-task accounting for the task it returns.
+  std::coroutine_handle<> next_direct();
+
   /// Runs `h` on worker `bound` only: this worker's FIFO list when it is this one, otherwise that
   /// worker's inbox.
   void deliver_bound(std::uint32_t bound, std::coroutine_handle<> h);
@@ -156,8 +166,10 @@ class worker {
   run_queue ring_;
   private_queue private_;
   std::coroutine_handle<> lifo_{};
-  std::deque<std::coroutine_handle<>> fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
+  fifo_queue fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
   std::uint32_t lifo_runs_ = 0;
+  std::uint32_t tick_ = 0;           ///< tasks resumed (wraps; only differences are used)
+  std::uint32_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};

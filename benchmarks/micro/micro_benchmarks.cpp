@@ -318,7 +318,7 @@ void BM_operator_new(benchmark::State& state) {
   for (auto _ : state) {
     void* p = ::operator new(size);
     benchmark::DoNotOptimize(p);
-    ::operator delete(p, size);
+    ::operator delete(p);  // unsized: clang 16 has no sized delete without -fsized-deallocation
   }
   report_per_op(state, 1);
 }
@@ -341,7 +341,7 @@ void BM_operator_new_x32(benchmark::State& state) {
   for (auto _ : state) {
     for (auto& f : frames) f = ::operator new(size);
     benchmark::DoNotOptimize(frames);
-    for (std::size_t i = frames_in_flight; i-- > 0;) ::operator delete(frames[i], size);
+    for (std::size_t i = frames_in_flight; i-- > 0;) ::operator delete(frames[i]);
   }
   report_per_op(state, frames_in_flight);
 }

@@ -17,8 +17,9 @@ namespace detail {
 /// the calling worker): sets its spawn state, registers it (so that shutdown can find it), and
 /// schedules it on the calling worker's LIFO slot, or the injection queue when called from a
 /// thread that is not one of rt's workers. Throws std::logic_error when there is no runtime (spawn
-/// outside a runtime) and std::runtime_error when the runtime is shutting down; the frame is then
-/// left untouched for the caller to free.
+/// outside a runtime), std::runtime_error when the runtime is shutting down and std::out_of_range
+/// for a worker `bound` the runtime does not have; the frame is then destroyed (its arguments
+/// freed) before the exception leaves, so that callers need no handler of their own.
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                 std::uint32_t bound = unbound_worker);
 
@@ -28,6 +29,13 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
 bool coop_spend() noexcept;
 
+/// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
+/// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).
+inline promise_base* orphaned_promise() noexcept {
+  static constinit char marker = 0;
+  return reinterpret_cast<promise_base*>(&marker);
+}
+
 /// Untyped part of join_handle: reference-counting of the frame and the back-pointer that lets the
 /// runtime detach the handle from a frame it destroys at shutdown.
 class join_handle_base {
@@ -35,33 +43,35 @@ class join_handle_base {
   join_handle_base(const join_handle_base&) = delete;
   join_handle_base& operator=(const join_handle_base&) = delete;
 
-  /// True until the handle is joined, detached, or moved from.
-  [[nodiscard]] bool valid() const noexcept { return promise_ != nullptr; }
+  /// True until the handle is joined, detached, or moved from, or the runtime destroyed its task
+  /// at shutdown.
+  [[nodiscard]] bool valid() const noexcept { return promise_ != nullptr && promise_ != orphaned_promise(); }
 
-  /// True once the task has finished (returned or thrown). Thread-safe; false on an empty handle.
+  /// True once the task has finished (returned or thrown). Thread-safe; false on an empty handle
+  /// and on one whose task the runtime destroyed at shutdown.
   [[nodiscard]] bool done() const noexcept {
-    return promise_ != nullptr &&
-           (promise_->spawn_.state.load(std::memory_order_acquire) & state_running) == 0;
+    return valid() && (promise_->spawn_.state.load(std::memory_order_acquire) & state_running) == 0;
   }
 
   /// Lets the task run on without a handle: its frame is freed when it finishes, and an exception
   /// it throws goes to `runtime_options::unhandled_exception`. The destructor does the same
   /// (Tokio's JoinHandle semantics). Idempotent. Not thread-safe against other uses of this handle.
   void detach() noexcept {
-    if (promise_ != nullptr) release(std::exchange(promise_, nullptr), false);
+    promise_base* p = std::exchange(promise_, nullptr);
+    if (p != nullptr && p != orphaned_promise()) release(p, false);
   }
 
  protected:
   join_handle_base() noexcept = default;
   explicit join_handle_base(promise_base* p) noexcept : promise_(p) { p->spawn_.owner = this; }
   join_handle_base(join_handle_base&& other) noexcept : promise_(std::exchange(other.promise_, nullptr)) {
-    if (promise_ != nullptr) promise_->spawn_.owner = this;
+    if (valid()) promise_->spawn_.owner = this;
   }
   join_handle_base& operator=(join_handle_base&& other) noexcept {
     if (this != &other) {
       detach();
       promise_ = std::exchange(other.promise_, nullptr);
-      if (promise_ != nullptr) promise_->spawn_.owner = this;
+      if (valid()) promise_->spawn_.owner = this;
     }
     return *this;
   }
@@ -72,11 +82,11 @@ class join_handle_base {
   /// taken by a join. Defined in lib.
   static void release(promise_base* p, bool observed) noexcept;
 
-  /// Throws the right error for awaiting an empty handle.
+  /// Throws the right error for awaiting an empty (or orphaned) handle.
   [[noreturn]] void throw_empty() const;
 
+  /// The task's promise; null when empty, orphaned_promise() once the runtime destroyed the task.
   promise_base* promise_ = nullptr;
-  bool orphaned_ = false;  ///< the runtime destroyed the task at shutdown
 
   friend class runtime_impl;
 };
@@ -103,27 +113,38 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     /// Ready when the task finished, unless the worker's cooperation budget is spent (then the
     /// joiner yields once first, see detail::coop_spend).
     bool await_ready() noexcept {
-      ready_ = handle_.done();
+      ready_ = (handle_.promise_->spawn_.state.load(std::memory_order_acquire) & detail::state_running) == 0;
       return ready_ && detail::coop_spend();
     }
     template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> joiner) noexcept {
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> joiner) noexcept {
       if (ready_) {  // finished, but out of budget: requeue behind the runnable tasks
         detail::schedule_yield(joiner);
-        return true;
+        return detail::transfer(detail::next_after_park());
       }
       detail::promise_base& p = *handle_.promise_;
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
       // Publish the joiner; if the task already finished, resume at once instead.
       // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
-      return (p.spawn_.state.fetch_add(detail::state_joiner, std::memory_order_acq_rel) &
-              detail::state_running) != 0;
+      if ((p.spawn_.state.fetch_add(detail::state_joiner, std::memory_order_acq_rel) & detail::state_running) == 0) {
+        return detail::transfer(joiner);
+      }
+      return detail::transfer(detail::next_after_park());  // the joiner is published: touch nothing of it
     }
     T await_resume() {
       struct release_on_exit {
         join_handle& h;
-        ~release_on_exit() { release(std::exchange(h.promise_, nullptr), true); }
+        ~release_on_exit() {
+          detail::promise_base* p = std::exchange(h.promise_, nullptr);
+          // The usual case inline: the task finished and its home worker let go of it, so this
+          // handle is the last reference and the result was taken: free the frame.
+          if ((p->spawn_.state.load(std::memory_order_acquire) & (detail::state_running | detail::state_linked)) == 0) {
+            p->spawn_.self.destroy();
+          } else {
+            release(p, true);
+          }
+        }
       } guard{handle_};
       return handle_.typed().promise().take_result();
     }
@@ -135,11 +156,11 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 
   /// Waits for the task and returns its result or rethrows its exception.
   operation operator co_await() & {
-    if (promise_ == nullptr) throw_empty();
+    if (!valid()) throw_empty();
     return operation{*this};
   }
   operation operator co_await() && {
-    if (promise_ == nullptr) throw_empty();
+    if (!valid()) throw_empty();
     return operation{*this};
   }
 
@@ -158,12 +179,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 
   static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t, std::uint32_t bound = detail::unbound_worker) {
     auto h = t.release();
-    try {
-      detail::spawn_root(rt, h.promise(), h, bound);
-    } catch (...) {
-      h.destroy();
-      throw;
-    }
+    detail::spawn_root(rt, h.promise(), h, bound);  // destroys the frame if it throws
     return join_handle{h.promise()};
   }
 };

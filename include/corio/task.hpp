@@ -37,22 +37,27 @@ inline constexpr std::uint32_t state_observed = 16; ///< a join took the result 
 inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
 
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
-/// itself (no allocation per spawn), like the task header of Tokio's task cell.
+/// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
+/// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
+/// which are only ever awaited pay nothing for it.
 struct spawn_state {
-  std::atomic<std::uint32_t> state{0};
-  std::uint32_t home = 0;                    ///< registry of this worker index (or the foreign one)
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
-  join_handle_base* owner = nullptr;         ///< the join_handle referring to this frame, if any
-  promise_base* prev = nullptr;              ///< registry links (owned by the home worker)
-  promise_base* next = nullptr;
-  promise_base* remote_next = nullptr;       ///< link in the home worker's remote-finished stack
-  std::coroutine_handle<> self{};            ///< the frame, for destroy() from the registry
+  std::atomic<std::uint32_t> state;          ///< state_* bits below
+  std::uint32_t home;                        ///< registry of this worker index (or the foreign one)
+  join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
+  promise_base* prev;                        ///< registry links (owned by the home worker)
+  promise_base* next;
+  promise_base* remote_next;                 ///< link in the home worker's remote-finished stack
+  std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
 };
 
-/// Runs when a spawned task reaches its final suspend point: unregisters it, returns its joiner to
-/// resume (null when there is none) or, if nobody holds a join_handle, reports an unobserved exception to the
-/// runtime's handler and destroys the frame. Defined in lib/runtime.cpp.
+/// Runs when a spawned task reaches its final suspend point: unregisters it and returns its joiner
+/// to resume; when there is none (and, if nobody holds a join_handle, after reporting an
+/// unobserved exception to the runtime's handler and destroying the frame) it returns the next
+/// local task of the worker to resume instead (see next_after_park in transfer.hpp), or null to return to the
+/// worker loop. Defined in lib/runtime.cpp.
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
+
 
 /// State shared by every promise type: the frame allocator, the continuation, the exception, and
 /// the spawn state. Not for direct use.
@@ -91,7 +96,7 @@ class promise_base {
 
   std::coroutine_handle<> continuation_{};  ///< the awaiting coroutine, or the joiner
   std::exception_ptr exception_{};
-  spawn_state spawn_{};
+  spawn_state spawn_;  // default-initialized: see spawn_state
   std::uint32_t bound_ = unbound_worker;         ///< the worker this task must run on (spawn_on)
   std::uint32_t joiner_bound_ = unbound_worker;  ///< the worker the joiner must run on
 };

@@ -15,15 +15,26 @@ void trampoline_push(std::coroutine_handle<> next) noexcept;
 /// Takes the handle that trampoline_push() left for this thread, or a null handle.
 std::coroutine_handle<> trampoline_take() noexcept;
 
+/// What a corio awaitable whose task just parked (published itself to whoever wakes it) resumes
+/// next by symmetric transfer: the next task of the calling worker's local queues, so that a
+/// parked task does not cost a trip through the worker loop, or std::noop_coroutine() (back to
+/// the loop: maintenance due, nothing local, or not on a worker). Touches nothing of the parked
+/// task. Thread-safe (works on the calling thread's worker only). Defined in lib/runtime.cpp.
+std::coroutine_handle<> next_after_park() noexcept;
+
 /// Resumes `h` and then every coroutine it transferred to through the trampoline, until the chain
 /// suspends for real. Every place in corio that resumes a coroutine goes through here. Must be
 /// called on the thread that will run the coroutine; never throws (coroutine bodies catch into
 /// their promise).
 inline void resume(std::coroutine_handle<> h) noexcept {
+#if defined(CORIO_TRAMPOLINE) && CORIO_TRAMPOLINE
   while (h) {
     h.resume();
     h = trampoline_take();
   }
+#else
+  h.resume();  // symmetric transfer: nothing is ever left in the trampoline
+#endif
 }
 
 /// What an `await_suspend` returns to continue with `next` without growing the stack.

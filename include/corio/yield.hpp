@@ -18,9 +18,8 @@ void schedule_yield(std::coroutine_handle<> h) noexcept;
 class yield_operation {
  public:
   bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) const noexcept {
+  void await_suspend(std::coroutine_handle<> h) const noexcept {
     detail::schedule_yield(h);  // publishes h: touch nothing after this (llvm #56301)
-    return detail::transfer(detail::next_after_park());  // the next runnable task, maybe h itself
   }
   void await_resume() const noexcept {}
 };

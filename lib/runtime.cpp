@@ -142,9 +142,27 @@ void worker::push_remote_finished(promise_base& p) noexcept {
                                                    std::memory_order_relaxed));
 }
 
+void worker::adopt(promise_base& p) noexcept {
+  promise_base* head = adopted_.load(std::memory_order_relaxed);
+  do {
+    p.spawn_.next = head;
+  } while (!adopted_.compare_exchange_weak(head, &p, std::memory_order_release, std::memory_order_relaxed));
+}
+
+void worker::drain_adopted() noexcept {
+  if (adopted_.load(std::memory_order_relaxed) == nullptr) return;
+  promise_base* p = adopted_.exchange(nullptr, std::memory_order_acquire);
+  while (p != nullptr) {
+    promise_base* next = p->spawn_.next;  // read before link() reuses the field
+    link(*p);
+    p = next;
+  }
+}
+
 void worker::drain_remote_finished() noexcept {
   if (remote_finished_.load(std::memory_order_relaxed) == nullptr) return;
   promise_base* p = remote_finished_.exchange(nullptr, std::memory_order_acquire);
+  drain_adopted();  // a task adopted here may be among them: link before unlinking
   while (p != nullptr) {
     promise_base* next = p->spawn_.remote_next;
     unlink(*p);
@@ -531,22 +549,6 @@ bool runtime_impl::remove_idle(worker& w) {
   return true;
 }
 
-void runtime_impl::register_foreign(promise_base& p) {
-  std::lock_guard lock{foreign_mutex_};
-  p.spawn_.prev = nullptr;
-  p.spawn_.next = foreign_head_;
-  if (foreign_head_ != nullptr) foreign_head_->spawn_.prev = &p;
-  foreign_head_ = &p;
-}
-
-void runtime_impl::unregister_foreign(promise_base& p) noexcept {
-  std::lock_guard lock{foreign_mutex_};
-  if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
-  else foreign_head_ = p.spawn_.next;
-  if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
-  p.spawn_.prev = p.spawn_.next = nullptr;
-}
-
 void runtime_impl::report_unhandled(std::exception_ptr e) noexcept {
   if (options_.unhandled_exception) {
     try {
@@ -587,7 +589,10 @@ void runtime_impl::shutdown() noexcept {
     injection_.clear();
     injection_size_.store(0);
   }
-  for (auto& w : workers_) w->drain_remote_finished();
+  for (auto& w : workers_) {
+    w->drain_adopted();
+    w->drain_remote_finished();
+  }
   auto destroy_list = [](promise_base* p) {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
@@ -599,10 +604,6 @@ void runtime_impl::shutdown() noexcept {
     }
   };
   for (auto& w : workers_) destroy_list(std::exchange(w->registry_head_, nullptr));
-  {
-    std::lock_guard lock{foreign_mutex_};
-    destroy_list(std::exchange(foreign_head_, nullptr));
-  }
   for (auto& w : workers_) w->reactor_.reset();
 }
 
@@ -658,9 +659,10 @@ namespace {
     else w->schedule_local(self);
     return;
   }
-  p.spawn_.home = foreign_home;
-  rt->register_foreign(p);
-  rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
+  // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
+  const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
+  p.spawn_.home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
+  rt->workers_[p.spawn_.home]->adopt(p);
   if (bound != unbound_worker) rt->workers_[bound]->post(self);
   else rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
@@ -694,19 +696,27 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   runtime_impl& rt = *p.spawn_.runtime;
   worker* w = this_worker;
   std::uint32_t release = state_running;
-  if (w != nullptr && w->index() == p.spawn_.home && &w->runtime() == &rt) [[likely]] {
+  const bool on_runtime = w != nullptr && &w->runtime() == &rt;
+  if (on_runtime && w->index() == p.spawn_.home) [[likely]] {
+    w->drain_adopted();  // this task may have been adopted here and not linked yet
     w->unlink(p);
-    release |= state_linked;
-  } else if (p.spawn_.home == foreign_home) {
-    rt.unregister_foreign(p);
-    rt.foreign_finished_.fetch_add(1, std::memory_order_relaxed);
     release |= state_linked;
   } else {
     // Finished away from home: the home worker unlinks it later (no lock on the fast path).
     rt.workers_[p.spawn_.home]->push_remote_finished(p);
   }
-  if (p.spawn_.home != foreign_home && w != nullptr) w->finished.add();
-  const std::uint32_t old = p.spawn_.state.fetch_sub(release, std::memory_order_acq_rel);  // bits known set
+  // A detached task's exception is reported when it finishes, not when its frame is freed (which
+  // waits for the home worker when the task finished elsewhere). Only before the step below may
+  // this thread still read the frame: once `running` is clear, whoever clears the last bit frees it.
+  std::uint32_t observed = 0;
+  if (p.exception_ && (p.spawn_.state.load(std::memory_order_acquire) & state_handle) == 0) [[unlikely]] {
+    rt.report_unhandled(p.exception_);
+    observed = state_observed;  // set in the same step, so that destroy_spawned does not report again
+  }
+  if (on_runtime) w->finished.add();
+  else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
+  // Clears the bits known set and sets `observed` (known clear when it is set) in one addition.
+  const std::uint32_t old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
   if ((old & state_joiner) != 0) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
@@ -737,6 +747,12 @@ void destroy_spawned(promise_base& p) noexcept {
 void join_handle_base::release(promise_base* p, bool observed) noexcept {
   p->spawn_.owner = nullptr;
   std::uint32_t s = p->spawn_.state.load(std::memory_order_acquire);
+  if (!observed && (s & state_running) == 0 && p->exception_) {
+    // Dropped after the task failed: report now, while this handle keeps the frame alive, rather
+    // than whenever the frame is freed (finish_spawned reports the tasks detached while running).
+    p->spawn_.runtime->report_unhandled(p->exception_);
+    observed = true;
+  }
   if ((s & (state_running | state_linked)) == 0) {
     // Nobody else refers to the frame any more: no atomic read-modify-write needed.
     if (observed) p->spawn_.state.store(s | state_observed, std::memory_order_relaxed);

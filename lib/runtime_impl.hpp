@@ -52,8 +52,10 @@
 //
 // Registry: each spawned task is linked into its spawning worker's list (owner-only, no lock), so
 // that shutdown can destroy tasks that never finished. A task that finishes on another worker is
-// pushed onto its home's remote-finished stack (one CAS) and unlinked there later; tasks spawned
-// from outside the workers live in a mutex-protected list.
+// pushed onto its home's remote-finished stack (one CAS) and unlinked there later. A task spawned
+// from outside the workers gets a home in turn and is pushed onto that worker's adopted stack (one
+// CAS); the home links what it adopted before it unlinks anything (the push happens before the
+// task is queued, so whoever finishes the task, the home sees the push first).
 #pragma once
 
 #include <atomic>
@@ -79,16 +81,15 @@ namespace corio::detail {
 
 class runtime_impl;
 
-/// A relaxed counter written by one thread and read by any.
+/// A counter written by one thread and read by any. The store releases and the read acquires (a
+/// plain move on x86), so that a reader who sees a count also sees what was done before it.
 struct counter {
   std::atomic<std::uint64_t> value{0};
   void add(std::uint64_t n = 1) noexcept {
-    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_release);
   }
-  std::uint64_t get() const noexcept { return value.load(std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
 };
-
-inline constexpr std::uint32_t foreign_home = 0xffffffffu;
 
 class worker {
  public:
@@ -129,6 +130,11 @@ class worker {
   bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
+  /// A task spawned from outside the workers joins this worker's registry (lock-free push; the
+  /// owner links it at its next finish or drain, always before it unlinks anything).
+  void adopt(promise_base& p) noexcept;
+  /// Owner only: links the tasks adopted since the last call.
+  void drain_adopted() noexcept;
   /// Owner only: room left in the private queue, and a task taken from the injection queue.
   std::size_t private_room() const noexcept { return (private_.capacity() - private_.size()) / 2; }
   void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }
@@ -173,6 +179,7 @@ class worker {
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};
+  std::atomic<promise_base*> adopted_{nullptr};  ///< linked through spawn_state::next until drained
   std::mutex inbox_mutex_;
   std::vector<std::coroutine_handle<>> inbox_;
   std::atomic<bool> inbox_flag_{false};
@@ -216,8 +223,6 @@ class runtime_impl {
   void add_idle(worker& w);
   bool remove_idle(worker& w);  ///< false when a waker took it off already
 
-  void register_foreign(promise_base& p);
-  void unregister_foreign(promise_base& p) noexcept;
   void report_unhandled(std::exception_ptr e) noexcept;
 
   void shutdown() noexcept;
@@ -257,8 +262,8 @@ class runtime_impl {
   std::atomic<bool> stopping_{false};
   alignas(64) std::atomic<std::uint32_t> spinning_{0};
   alignas(64) std::atomic<std::uint32_t> idle_count_{0};
-  std::atomic<std::uint64_t> foreign_spawned_{0};
-  std::atomic<std::uint64_t> foreign_finished_{0};
+  std::atomic<std::uint64_t> foreign_spawned_{0};   ///< spawns from outside the workers
+  std::atomic<std::uint64_t> foreign_finished_{0};  ///< tasks that finished off this runtime's workers
 
  private:
   mutable std::mutex injection_mutex_;
@@ -268,8 +273,6 @@ class runtime_impl {
   std::mutex idle_mutex_;
   std::vector<worker*> idle_;
 
-  std::mutex foreign_mutex_;
-  promise_base* foreign_head_ = nullptr;
 
   std::mutex start_mutex_;
   std::condition_variable start_cv_;

@@ -43,7 +43,7 @@ inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
 struct spawn_state {
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
   std::atomic<std::uint32_t> state;          ///< state_* bits below
-  std::uint32_t home;                        ///< registry of this worker index (or the foreign one)
+  std::uint32_t home;                        ///< the worker whose registry holds the task
   join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
   promise_base* prev;                        ///< registry links (owned by the home worker)
   promise_base* next;

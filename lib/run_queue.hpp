@@ -157,7 +157,6 @@ class fifo_queue {
  public:
   fifo_queue() : slots_(std::make_unique<std::coroutine_handle<>[]>(initial)), mask_(initial - 1) {}
   bool empty() const noexcept { return head_ == tail_; }
-  std::size_t size() const noexcept { return tail_ - head_; }
   void push_back(std::coroutine_handle<> h) {
     if (tail_ - head_ > mask_) grow();
     slots_[tail_++ & mask_] = h;

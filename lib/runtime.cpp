@@ -273,14 +273,17 @@ std::coroutine_handle<> worker::steal() {
   return {};
 }
 
+inline void worker::begin_task() noexcept {
+  ++tick_;
+  polls.add();
+  budget_ = rt_.options_.budget;
+}
+
 std::coroutine_handle<> worker::next_direct() {
   // Maintenance is due: leave it to the loop (as the stop flag).
   if (tick_ - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
   std::coroutine_handle<> h = next_local();
-  if (!h) return {};
-  ++tick_;
-  polls.add();
-  budget_ = rt_.options_.budget;
+  if (h) begin_task();
   return h;
 }
 
@@ -367,14 +370,11 @@ void worker::run() noexcept {
   }
   rt_.worker_started(nullptr);
 
-  const std::uint32_t budget = rt_.options_.budget;
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
     std::coroutine_handle<> h = find_work();
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
-    ++tick_;
-    polls.add();
-    budget_ = budget;
+    begin_task();
     resume(h);  // may run several tasks: see next_direct()
     if (tick_ - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick_;
@@ -630,6 +630,18 @@ runtime_stats runtime_impl::stats() const {
 // --- spawn / join ---------------------------------------------------------------------------
 
 namespace {
+/// Writes the whole spawn state of a task about to be queued: running, held by a handle, in the
+/// registry of worker `home` (spawn_state's fields are not initialized before this).
+void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> self, std::uint32_t bound,
+                  std::uint32_t home) noexcept {
+  p.bound_ = bound;
+  p.spawn_.runtime = &rt;
+  p.spawn_.self = self;
+  p.spawn_.owner = nullptr;
+  p.spawn_.home = home;
+  p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
+}
+
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
 /// runtime, bound tasks, and the errors.
 [[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
@@ -646,13 +658,8 @@ namespace {
     throw std::out_of_range(fmt::format("corio::spawn_on: worker {} does not exist (the runtime has {})", bound,
                                         rt->workers_.size()));
   }
-  p.bound_ = bound;
-  p.spawn_.runtime = rt;
-  p.spawn_.self = self;
-  p.spawn_.owner = nullptr;
-  p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
   if (w != nullptr && &w->runtime() == rt) {
-    p.spawn_.home = w->index();
+    init_spawned(p, *rt, self, bound, w->index());
     w->link(p);
     w->spawned.add();
     if (bound != unbound_worker) w->deliver_bound(bound, self);
@@ -661,8 +668,9 @@ namespace {
   }
   // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
   const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
-  p.spawn_.home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
-  rt->workers_[p.spawn_.home]->adopt(p);
+  const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
+  init_spawned(p, *rt, self, bound, home);
+  rt->workers_[home]->adopt(p);
   if (bound != unbound_worker) rt->workers_[bound]->post(self);
   else rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
@@ -673,12 +681,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
   if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
       !w->runtime().stopping_.load(std::memory_order_relaxed)) [[likely]] {
-    p.bound_ = unbound_worker;
-    p.spawn_.runtime = &w->runtime();
-    p.spawn_.self = self;
-    p.spawn_.owner = nullptr;
-    p.spawn_.home = w->index();
-    p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
+    init_spawned(p, w->runtime(), self, unbound_worker, w->index());
     w->link(p);
     w->spawned.add();
     w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
@@ -727,7 +730,7 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   }
   if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
   // Nothing waits for this task: go straight on to the next local task.
-  return w != nullptr && &w->runtime() == &rt ? w->next_direct() : std::coroutine_handle<>{};
+  return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
 }
 
 std::coroutine_handle<> next_after_park() noexcept {

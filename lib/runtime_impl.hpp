@@ -119,6 +119,9 @@ class worker {
   /// worker loop for each one; null when the loop must run instead (maintenance or a stop due, or
   /// nothing local). Does the loop's per-task accounting for the task it returns.
   std::coroutine_handle<> next_direct();
+  /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
+  /// next_direct): the tick, the polls counter and a full cooperation budget.
+  void begin_task() noexcept;
 
   /// Runs `h` on worker `bound` only: this worker's FIFO list when it is this one, otherwise that
   /// worker's inbox.

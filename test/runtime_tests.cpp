@@ -310,6 +310,26 @@ TEST_CASE("destroying the runtime with tasks still suspended destroys their fram
   CHECK(counted::alive() == 0);
 }
 
+TEST_CASE("a handle whose task the runtime destroyed at shutdown is orphaned: awaiting it throws operation_cancelled") {
+  counted::reset();
+  {
+    std::vector<corio::join_handle<void>> kept;
+    {
+      corio::runtime rt{{.workers = 2}};
+      for (int i = 0; i < 8; ++i) kept.push_back(rt.spawn(hold_forever(counted{i})));
+      for (int i = 0; i < 10'000 && rt.stats().live_tasks < 8; ++i) std::this_thread::sleep_for(1ms);
+    }  // the runtime is gone; the handles outlive it, orphaned
+    for (auto& h : kept) {
+      CHECK_FALSE(h.valid());
+      CHECK_FALSE(h.done());
+      CHECK_THROWS_AS((void)h.operator co_await(), corio::operation_cancelled);
+      h.detach();  // a no-op on an orphaned handle: nothing to release
+      CHECK_THROWS_AS((void)h.operator co_await(), std::logic_error);  // now simply empty
+    }
+  }
+  CHECK(counted::alive() == 0);
+}
+
 TEST_CASE("spawn outside a runtime and block_on on a worker are refused with logic_error") {
   CHECK_THROWS_AS((void)corio::spawn(spawn_from_task_outside()), std::logic_error);
   corio::runtime rt{{.workers = 1}};

@@ -58,7 +58,6 @@ struct spawn_state {
 /// worker loop. Defined in lib/runtime.cpp.
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
 
-
 /// State shared by every promise type: the frame allocator, the continuation, the exception, and
 /// the spawn state. Not for direct use.
 class promise_base {

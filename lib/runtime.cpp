@@ -522,6 +522,12 @@ void runtime_impl::auto_advance() noexcept {
   std::uint64_t earliest = ~std::uint64_t{0};
   for (auto& w : workers_) earliest = std::min(earliest, w->published_deadline_.load(std::memory_order_seq_cst));
   if (earliest == ~std::uint64_t{0}) return;  // no timer anywhere: time stays
+  // The caller saw every worker idle before it read the deadlines. A worker woken since then (by
+  // an earlier jump) may have fired its due timers and published its next deadline while the
+  // tasks it woke still wait in its FIFO list: jumping to that deadline would run them late. Such
+  // a worker left the idle list before it published (both sequentially consistent), so counting
+  // again after the reads tells: then that worker makes the next jump when it parks.
+  if (idle_count_.load(std::memory_order_seq_cst) != workers_.size()) return;
   const auto target = tick_time(earliest);
   const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
   std::int64_t cur = manual_ns_.load(std::memory_order_acquire);

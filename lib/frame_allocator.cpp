@@ -1,14 +1,60 @@
-// Per-thread recycling allocator for coroutine frames (see corio/detail/frame_allocator.hpp).
+// Per-thread recycling allocator for coroutine frames (see corio/detail/frame_allocator.hpp for the
+// design). This file holds the slow paths: block creation, the remote free batches, collecting the
+// frames other threads returned, and the thread-exit hook that closes a thread's home.
+//
+// A cached block, (class + 1) * 64 bytes from ::operator new:
+//
+//   [0, 16)               frame_block_header: home, size class, home's batch slot (set once)
+//   [16, (class+1) * 64)  the frame; while the frame is free its first 8 bytes link it on a list
+//
+// Lists hold frame addresses (block + 16), so the inline allocation path pops them as before.
 #include "corio/detail/frame_allocator.hpp"
 
+#include <atomic>
+#include <cassert>
 #include <cstdint>
+#include <mutex>
 #include <new>
 
 namespace corio::detail {
 
 thread_local constinit frame_cache tls_frame_cache{};
 
+/// A thread's identity as the owner of frames (see the header). `returned` is a Treiber stack of
+/// frames (linked through frame_cache::block::next) that other threads gave back: any thread
+/// pushes a whole chain with one compare-and-swap (release), only the owner takes it, all at once,
+/// with one exchange (acquire), so there is no ABA problem. It holds `closed` while no thread owns
+/// the home; a chain pushed then goes to ::operator delete. Homes are never freed: a frame may name
+/// its home long after the home's thread exited. One cache line each, so that threads returning
+/// frames to one home do not disturb another's. Thread-safe as described.
+struct frame_home {
+  alignas(frame_granule) std::atomic<frame_cache::block*> returned;
+  std::uint32_t number;   ///< order of creation; number % frame_remote_slots picks a batch slot
+  frame_home* next_free;  ///< link in the pool of unowned homes (under the pool's mutex)
+};
+
 namespace {
+
+using block = frame_cache::block;
+
+/// The 16 bytes in front of every cached frame, written once when the block is created and never
+/// changed (a frame of the class never reaches them). The free path reads the home from here to
+/// tell a local free from a remote one; the home reads the class to sort returned frames.
+struct frame_block_header {
+  frame_home* home;
+  std::uint32_t size_class;
+  std::uint32_t home_slot;  ///< home->number % frame_remote_slots, kept here so that a remote
+                            ///< free need not read the home's (contended) cache line
+};
+static_assert(sizeof(frame_block_header) == frame_header_bytes);
+
+frame_block_header* header_of(block* frame) noexcept {
+  return std::launder(
+      reinterpret_cast<frame_block_header*>(reinterpret_cast<char*>(frame) - frame_header_bytes));
+}
+
+/// Frees a cached frame's whole block.
+void delete_frame(block* frame) noexcept { ::operator delete(static_cast<void*>(header_of(frame))); }
 
 constexpr std::size_t max_cached_bytes = 1u << 20;  // per class and thread
 
@@ -23,51 +69,226 @@ constexpr auto limits = [] {
   return t;
 }();
 
-thread_local bool cache_dead = false;
+/// The value of frame_home::returned while the home has no thread.
+constinit block closed_marker{nullptr};
+constexpr block* closed = &closed_marker;
 
+/// The home of the blocks a thread allocates after its exit hook ran (in a later thread_local's
+/// destructor, say): permanently closed, so that they go to ::operator delete when freed.
+constinit frame_home orphan_home{{closed}, 0, nullptr};
+
+enum : std::uint8_t { state_new = 0, state_live = 1, state_exited = 2 };
+
+// --- homes --------------------------------------------------------------------------------------
+
+/// Homes whose threads exited, waiting for a new thread. Created on first use and never destroyed,
+/// so that threads exiting during or after static destruction can still use it.
+struct home_pool {
+  std::mutex mutex;
+  frame_home* free = nullptr;
+  std::uint32_t created = 0;
+};
+
+home_pool& pool() {
+  static home_pool* const p = new home_pool;
+  return *p;
+}
+
+/// A home for the calling thread: an unowned one from the pool, reopened, or a new one. Throws
+/// std::bad_alloc.
+frame_home* acquire_home() {
+  home_pool& p = pool();
+  std::uint32_t number = 0;
+  {
+    std::lock_guard<std::mutex> lock{p.mutex};
+    if (frame_home* h = p.free) {
+      p.free = h->next_free;
+      h->next_free = nullptr;
+      h->returned.store(nullptr, std::memory_order_release);  // was `closed`: reopen
+      return h;
+    }
+    number = p.created++;
+  }
+  return new frame_home{{nullptr}, number, nullptr};
+}
+
+/// Puts a closed home back in the pool.
+void release_home(frame_home* h) noexcept {
+  home_pool& p = pool();
+  std::lock_guard<std::mutex> lock{p.mutex};
+  h->next_free = p.free;
+  p.free = h;
+}
+
+/// Gives the chain head..tail (linked through next) back to `home` with one compare-and-swap, or
+/// to ::operator delete when the home is closed.
+void return_chain(frame_home* home, block* head, block* tail) noexcept {
+  block* old = home->returned.load(std::memory_order_relaxed);
+  do {
+    if (old == closed) {
+      for (block* f = head;;) {
+        block* next = f->next;
+        delete_frame(f);
+        if (f == tail) break;
+        f = next;
+      }
+      return;
+    }
+    tail->next = old;
+  } while (
+      !home->returned.compare_exchange_weak(old, head, std::memory_order_release, std::memory_order_relaxed));
+}
+
+/// Moves every frame other threads returned to the calling thread's home onto its free lists
+/// (frames over a class's cap go to ::operator delete). False when there were none.
+bool collect_returned(frame_cache& cache) noexcept {
+  std::atomic<block*>& returned = cache.home->returned;
+  if (returned.load(std::memory_order_relaxed) == nullptr) return false;
+  block* f = returned.exchange(nullptr, std::memory_order_acquire);
+  while (f != nullptr) {
+    block* next = f->next;
+    const std::uint32_t c = header_of(f)->size_class;
+    if (cache.counts[c] < limits.v[c]) {
+      f->next = cache.heads[c];
+      cache.heads[c] = f;
+      ++cache.counts[c];
+    } else {
+      delete_frame(f);
+    }
+    f = next;
+  }
+  return true;
+}
+
+// --- remote batches -----------------------------------------------------------------------------
+
+void flush_slot(frame_cache& cache, std::size_t i) noexcept {
+  frame_cache::remote_batch& s = cache.pending[i];
+  return_chain(s.home, s.head, s.tail);
+  s = {};
+  cache.pending_mask &= ~(std::uint32_t{1} << i);
+}
+
+void flush_all(frame_cache& cache) noexcept {
+  while (cache.pending_mask != 0)
+    flush_slot(cache, static_cast<std::size_t>(__builtin_ctz(cache.pending_mask)));
+}
+
+// --- thread exit --------------------------------------------------------------------------------
+
+/// Runs at thread exit: returns the pending batches, closes the home (frames returned to it later
+/// go to ::operator delete), frees every cached frame, and pools the home for a later thread.
 struct cache_reaper {
+  cache_reaper() = default;
+  cache_reaper(const cache_reaper&) = delete;
+  cache_reaper& operator=(const cache_reaper&) = delete;
   ~cache_reaper() {
     frame_cache& cache = tls_frame_cache;
-    cache.live = false;  // frames freed later on this thread go straight to operator delete
-    cache_dead = true;
+    cache.state = state_exited;  // from now on: no batching, orphan blocks
+    flush_all(cache);
+    frame_home* home = cache.home;
+    if (home == nullptr) return;
+    cache.home = nullptr;  // this thread's own frames freed later are remote frees now
+    for (block* f = home->returned.exchange(closed, std::memory_order_acquire); f != nullptr;) {
+      block* next = f->next;
+      delete_frame(f);
+      f = next;
+    }
     for (std::size_t c = 0; c < frame_class_count; ++c) {
-      while (frame_cache::block* b = cache.heads[c]) {
-        cache.heads[c] = b->next;
-        ::operator delete(static_cast<void*>(b));
+      while (block* f = cache.heads[c]) {
+        cache.heads[c] = f->next;
+        delete_frame(f);
       }
       cache.counts[c] = 0;
     }
+    release_home(home);
   }
 };
 
-void register_reaper() {
-  if (cache_dead) return;
-  thread_local cache_reaper reaper;
-  (void)reaper;
-  tls_frame_cache.live = true;
+/// Registers the thread-exit hook if needed. False once it has run (the thread is exiting).
+bool ensure_exit_hook(frame_cache& cache) noexcept {
+  if (cache.state == state_new) {
+    thread_local cache_reaper reaper;  // never throws: glibc aborts if it cannot register
+    (void)reaper;
+    cache.state = state_live;
+  }
+  return cache.state == state_live;
+}
+
+/// frame_deallocate() for a frame of another home, or of a full class list. Not inlined, so that
+/// the local free path saves no registers.
+[[gnu::noinline]] void deallocate_slow(block* f) noexcept {
+  frame_cache& cache = tls_frame_cache;
+  const frame_block_header* h = header_of(f);
+  frame_home* owner = h->home;
+  if (owner == cache.home || owner == &orphan_home) {  // the class list is full, or no home
+    delete_frame(f);
+    return;
+  }
+  if (!ensure_exit_hook(cache)) {  // exiting: nobody would flush a batch
+    return_chain(owner, f, f);
+    return;
+  }
+  const std::size_t i = h->home_slot;
+  frame_cache::remote_batch& s = cache.pending[i];
+  if (s.home != owner) {
+    if (s.home != nullptr) flush_slot(cache, i);  // direct-mapped: the slot's previous home
+    s.home = owner;
+    s.tail = f;
+    cache.pending_mask |= std::uint32_t{1} << i;
+  }
+  f->next = s.head;
+  s.head = f;
+  if (++s.count == frame_remote_batch) flush_slot(cache, i);
 }
 
 }  // namespace
 
 void* frame_allocate_slow(std::size_t bytes) {
-  if (bytes == 0) bytes = 1;
-  const std::size_t c = (bytes - 1) / frame_granule;
-  if (c >= frame_class_count) return ::operator new(bytes);
-  if (!tls_frame_cache.live) register_reaper();
-  return ::operator new((c + 1) * frame_granule);
+  if (bytes > frame_max_cached_bytes) return ::operator new(bytes);
+  const std::size_t c = frame_size_class(bytes);
+  frame_cache& cache = tls_frame_cache;
+  frame_home* home = cache.home;
+  if (home == nullptr) {
+    if (ensure_exit_hook(cache)) {
+      home = cache.home = acquire_home();
+    } else {
+      home = &orphan_home;  // the thread is exiting
+    }
+  } else if (cache.heads[c] == nullptr && collect_returned(cache)) {
+    if (block* f = cache.heads[c]) {
+      cache.heads[c] = f->next;
+      --cache.counts[c];
+      return f;
+    }
+  }
+  void* raw = ::operator new((c + 1) * frame_granule);
+  ::new (raw) frame_block_header{home, static_cast<std::uint32_t>(c),
+                                 static_cast<std::uint32_t>(home->number % frame_remote_slots)};
+  return static_cast<char*>(raw) + frame_header_bytes;
 }
 
 void frame_deallocate(void* frame, std::size_t bytes) noexcept {
-  const std::size_t c = (bytes - 1) / frame_granule;  // 0 wraps round: operator delete
-  frame_cache& cache = tls_frame_cache;
-  if (c < frame_class_count && cache.live && cache.counts[c] < limits.v[c]) [[likely]] {
-    auto* b = static_cast<frame_cache::block*>(frame);
-    b->next = cache.heads[c];
-    cache.heads[c] = b;
-    ++cache.counts[c];
-    return;
+  if (bytes <= frame_max_cached_bytes) [[likely]] {
+    const std::size_t c = frame_size_class(bytes);
+    auto* f = static_cast<block*>(frame);
+    const frame_block_header* h = header_of(f);
+    assert(h->size_class == c && "frame_deallocate: size differs from frame_allocate's");
+    frame_cache& cache = tls_frame_cache;
+    if (h->home == cache.home && cache.counts[c] < limits.v[c]) [[likely]] {
+      f->next = cache.heads[c];
+      cache.heads[c] = f;
+      ++cache.counts[c];
+      return;
+    }
+    return deallocate_slow(f);
   }
   ::operator delete(frame);
+}
+
+void frame_flush_remote() noexcept {
+  frame_cache& cache = tls_frame_cache;
+  if (cache.pending_mask != 0) flush_all(cache);
 }
 
 }  // namespace corio::detail

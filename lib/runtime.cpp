@@ -350,6 +350,7 @@ void worker::park() {
     timeout = std::max(std::chrono::nanoseconds{0}, *deadline - clock::now());
   }
   parks.add();
+  frame_flush_remote();  // frames freed here for other workers go home before this one sleeps
   reactor_->wait(timeout);
   // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
   // waker did, and made us the spinner.

@@ -1,6 +1,7 @@
 // benchmarks/micro/micro_benchmarks.cpp - Google Benchmark micro benchmarks of corio's building
-// blocks: spawn+join, yield, the cross-thread wake of a parked worker, the frame allocator and the
-// timer wheel.
+// blocks: spawn+join, yield, the cross-thread wake of a parked worker, the frame allocator (frames
+// freed on their own thread, and frames freed on another thread: frame_remote_free) and the timer
+// wheel.
 //
 //   <build>/benchmarks/micro/micro_benchmarks --benchmark_min_time=0.2     (Debian's 1.7.1 syntax)
 //
@@ -350,6 +351,69 @@ BENCHMARK(BM_frame_allocate)->ArgName("bytes")->RangeMultiplier(2)->Range(64, 10
 BENCHMARK(BM_operator_new)->ArgName("bytes")->RangeMultiplier(2)->Range(64, 1024);
 BENCHMARK(BM_frame_allocate_x32)->ArgName("bytes")->RangeMultiplier(4)->Range(64, 1024);
 BENCHMARK(BM_operator_new_x32)->ArgName("bytes")->RangeMultiplier(4)->Range(64, 1024);
+
+/// A bounded single-producer single-consumer ring of pointers (for BM_frame_remote_free).
+class pointer_ring {
+ public:
+  bool push(void* p) noexcept {
+    const std::size_t t = tail_.load(std::memory_order_relaxed);
+    if (t - head_cache_ == size) {
+      head_cache_ = head_.load(std::memory_order_acquire);
+      if (t - head_cache_ == size) return false;
+    }
+    slots_[t & (size - 1)] = p;
+    tail_.store(t + 1, std::memory_order_release);
+    return true;
+  }
+  void* pop() noexcept {
+    const std::size_t h = head_.load(std::memory_order_relaxed);
+    if (h == tail_cache_) {
+      tail_cache_ = tail_.load(std::memory_order_acquire);
+      if (h == tail_cache_) return nullptr;
+    }
+    void* p = slots_[h & (size - 1)];
+    head_.store(h + 1, std::memory_order_release);
+    return p;
+  }
+
+ private:
+  static constexpr std::size_t size = 1024;  // a power of two
+  alignas(64) std::atomic<std::size_t> head_{0};
+  std::size_t tail_cache_ = 0;  // consumer's
+  alignas(64) std::atomic<std::size_t> tail_{0};
+  std::size_t head_cache_ = 0;  // producer's
+  alignas(64) void* slots_[size];
+};
+
+// Allocate on one thread, free on another: the benchmark thread allocates frames of `size` bytes
+// and passes them through a 1024-entry ring to a consumer thread that frees them (the pattern of
+// tasks spawned on one worker and finished on another). per_op: wall time per frame, i.e. the
+// throughput of the pair (allocate + ring + remote free, and the return of frames to their home).
+void BM_frame_remote_free(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  auto ring = std::make_unique<pointer_ring>();
+  std::atomic<bool> done{false};
+  std::thread consumer([&] {
+    for (;;) {
+      if (void* p = ring->pop()) {
+        corio::detail::frame_deallocate(p, size);
+      } else if (done.load(std::memory_order_acquire)) {
+        while (void* q = ring->pop()) corio::detail::frame_deallocate(q, size);
+        return;
+      } else {
+        cpu_relax();
+      }
+    }
+  });
+  for (auto _ : state) {
+    void* p = corio::detail::frame_allocate(size);
+    while (!ring->push(p)) cpu_relax();
+  }
+  done.store(true, std::memory_order_release);
+  consumer.join();
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_frame_remote_free)->ArgName("bytes")->Arg(64)->Arg(256)->Arg(1024)->UseRealTime();
 
 // --- timer wheel ----------------------------------------------------------------------------
 

@@ -1,38 +1,111 @@
 // corio/detail/frame_allocator.hpp - where coroutine frames come from.
+//
+// Every thread keeps one LIFO free list of frames per 64-byte size class (frame_cache). A frame
+// always goes back to the free lists of the thread that allocated it, its *home*, so that a
+// producer thread whose tasks finish on other workers still recycles its own frames instead of
+// calling `malloc` forever while the other threads' caches fill up:
+//
+//  - Each block starts with a 16-byte header (frame_block_header) naming its home (a frame_home)
+//    and its size class; the coroutine frame follows the header, so it keeps the 16-byte alignment
+//    of `::operator new`, and the header sits next to the frame's first bytes, which the frame's
+//    destroy function has just read (the resume/destroy pointers and the promise): reading the
+//    home on the free path costs no extra cache miss, where a tag at the block's end could.
+//  - A free on the home thread pushes the frame on the thread's list: one thread-local load, one
+//    header load and compare, a push.
+//  - A free on another thread appends the frame to a short pending chain for its home, kept in the
+//    freeing thread's cache (a few chains, one per recently seen home); a full chain (32 frames)
+//    is pushed onto the home's lock-free "returned" stack with a single compare-and-swap, as are
+//    the chains left when the thread calls frame_flush_remote() (before it parks) or exits.
+//  - The home takes its whole returned stack with one atomic exchange when a free list it
+//    allocates from is empty, sorts the frames into their class lists, and calls `::operator new`
+//    only if the list is still empty.
+//  - A frame_home outlives its thread: at thread exit the thread closes it (frames returned later
+//    go to `::operator delete`) and puts it in a global pool, from which a later thread reuses it.
+//
+// The ideas come from mimalloc's thread-delayed free lists (a page's cross-thread frees go to an
+// atomic list its owner collects in bulk), tcmalloc's transfer caches (objects move between
+// threads in batches, one synchronization per batch), and Go's per-P mcache and stack caches.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace corio::detail {
 
 inline constexpr std::size_t frame_granule = 64;      ///< bytes per size class step (a cache line)
-inline constexpr std::size_t frame_class_count = 64;  ///< classes cover frames up to 4 KiB
+inline constexpr std::size_t frame_class_count = 64;  ///< classes cover blocks up to 4 KiB
 
-/// A thread's cache of free frames: one LIFO free list per size class. Constant-initialized and
-/// trivially destructible, so that reaching it from an inline function costs one thread-pointer
-/// relative load and no guard; its contents are freed at thread exit by lib/frame_allocator.cpp.
-/// Not for direct use.
+/// Bytes in front of every cached frame: its home and its size class (see frame_block_header in
+/// lib/frame_allocator.cpp). A multiple of the alignment of `::operator new`, so frames keep it.
+inline constexpr std::size_t frame_header_bytes = 16;
+static_assert(frame_header_bytes % __STDCPP_DEFAULT_NEW_ALIGNMENT__ == 0);
+
+/// The largest frame, in bytes, that the size classes cache (4096 - 16); larger frames come from
+/// `::operator new` directly.
+inline constexpr std::size_t frame_max_cached_bytes = frame_class_count * frame_granule - frame_header_bytes;
+
+/// Frames a thread keeps per remote home before pushing them to it in one compare-and-swap.
+inline constexpr std::uint32_t frame_remote_batch = 32;
+/// Remote homes a thread batches frames for at once (a direct-mapped table indexed by home number).
+inline constexpr std::size_t frame_remote_slots = 8;
+
+/// The size class of a frame of `bytes` bytes (at most frame_max_cached_bytes): the block holding
+/// it, header included, is (class + 1) * 64 bytes. Constant-folded where the frame size is known.
+constexpr std::size_t frame_size_class(std::size_t bytes) noexcept {
+  return (bytes + frame_header_bytes - 1) / frame_granule;
+}
+
+/// The per-thread owner of frames, defined in lib/frame_allocator.cpp: the lock-free stack of
+/// frames other threads returned. Heap allocated and never freed, so that a frame can name it
+/// after its thread has exited; reused by a later thread. Not for direct use.
+struct frame_home;
+
+/// A thread's cache of free frames: one LIFO free list per size class, plus the frames it freed
+/// for other homes and has not returned yet. Constant-initialized and trivially destructible, so
+/// that reaching it from an inline function costs one thread-pointer relative load and no guard;
+/// lib/frame_allocator.cpp registers a separate thread-exit hook that returns pending frames,
+/// closes the home and frees the lists. Only the owning thread touches it. Not for direct use.
 struct frame_cache {
+  /// A free frame (the address after its header); its first 8 bytes link the list it is on.
   struct block {
     block* next;
   };
-  block* heads[frame_class_count];
-  std::uint32_t counts[frame_class_count];
-  bool live;  ///< the thread-exit hook is registered and has not run yet
+  /// Frames freed on this thread for one other home, not yet pushed to it: a chain head..tail.
+  struct remote_batch {
+    frame_home* home;  ///< null: the slot is empty
+    block* head;
+    block* tail;
+    std::uint32_t count;  ///< frames on the chain, at most frame_remote_batch
+  };
+
+  block* heads[frame_class_count];           ///< free frames of this thread's home, per class
+  std::uint32_t counts[frame_class_count];   ///< frames on heads[c]
+  frame_home* home;                          ///< this thread's home; null before the first
+                                             ///< allocation and after thread exit
+  remote_batch pending[frame_remote_slots];  ///< per remote home (by home number mod slots)
+  std::uint32_t pending_mask;                ///< bit i: pending[i] holds frames
+  std::uint8_t state;                        ///< 0 new, 1 exit hook registered, 2 exited
 };
+static_assert(std::is_trivially_destructible_v<frame_cache>);
 
 /// The calling thread's frame cache (defined in lib/frame_allocator.cpp).
 extern thread_local constinit frame_cache tls_frame_cache;
 
-/// frame_allocate() when the thread's free list for the class is empty, the size is over 4 KiB,
-/// or the cache is not set up yet. Throws std::bad_alloc when memory is exhausted.
+/// frame_allocate() when the thread's free list for the class is empty, the size is over
+/// frame_max_cached_bytes, or the thread has no home yet: collects the frames other threads
+/// returned to this thread's home, and calls `::operator new` when that is not enough.
+/// Throws std::bad_alloc when memory is exhausted. Uses only the calling thread's cache and the
+/// home's atomic stack: thread-safe.
 void* frame_allocate_slow(std::size_t bytes);
 
-/// Allocates `bytes` for a coroutine frame from the calling thread's recycling cache: size classes
-/// of 64 bytes up to 4 KiB, each a LIFO free list, so that spawning and finishing tasks in a steady
-/// state never reaches `malloc`. Larger frames go to `::operator new`. Throws std::bad_alloc when
-/// memory is exhausted. Thread-safe: every thread has its own cache.
+/// Allocates `bytes` bytes for a coroutine frame, aligned like `::operator new` (16 bytes), from
+/// the calling thread's recycling cache: size classes of 64-byte steps up to 4 KiB blocks, each a
+/// LIFO free list, so that spawning and finishing tasks in a steady state never reaches `malloc`,
+/// even when they finish on other threads (frames go back to their home, see the file comment).
+/// Frames over frame_max_cached_bytes (4080 bytes) come from `::operator new`. Throws std::bad_alloc when
+/// memory is exhausted. Thread-safe: every thread has its own cache. Must be paired with frame_deallocate()
+/// with the same `bytes`, on any thread.
 ///
 /// Inline, and the only inline use of a thread-local in corio: a coroutine allocates its frame in
 /// its ramp, before its first suspension, so the thread-local address clang computes there can
@@ -40,8 +113,8 @@ void* frame_allocate_slow(std::size_t bytes);
 /// in the frame's destroy function, stays out of line.
 /// Idea: the size-class thread caches of tcmalloc, and Go's per-P stack cache.
 inline void* frame_allocate(std::size_t bytes) {
-  const std::size_t c = (bytes - 1) / frame_granule;  // 0 wraps round to a huge class: the slow path
-  if (c < frame_class_count) [[likely]] {
+  if (bytes <= frame_max_cached_bytes) [[likely]] {
+    const std::size_t c = frame_size_class(bytes);
     frame_cache& cache = tls_frame_cache;
     if (frame_cache::block* b = cache.heads[c]) [[likely]] {
       cache.heads[c] = b->next;
@@ -52,10 +125,23 @@ inline void* frame_allocate(std::size_t bytes) {
   return frame_allocate_slow(bytes);
 }
 
-/// Returns a frame of `bytes` (the size given to frame_allocate) to the calling thread's cache. A
-/// frame may be freed on another thread than the one that allocated it; it then joins the freeing
-/// thread's cache. Each cache holds at most 1 MiB per size class; the excess and everything left at
-/// thread exit go back to `::operator delete`. Never throws.
+/// Frees a frame of `bytes` bytes (the size given to frame_allocate, which debug builds assert) on
+/// any thread. On the frame's home thread it joins the thread's free list for its class (at most
+/// 1 MiB per class and thread; the excess goes to `::operator delete`). On another thread it joins
+/// that thread's pending batch for the frame's home and reaches the home when the batch is full
+/// (frame_remote_batch frames), when another home takes the batch slot, when the freeing thread
+/// calls frame_flush_remote(), or when it exits; a frame whose home's thread has exited goes to
+/// `::operator delete` (or to the thread that took the home over). Never throws. Thread-safe.
+/// Idea: mimalloc's thread-delayed free lists, tcmalloc's transfer caches.
 void frame_deallocate(void* frame, std::size_t bytes) noexcept;
+
+/// Pushes the frames the calling thread freed for other threads' homes and still holds in its
+/// pending batches back to those homes (one compare-and-swap per home), so that they do not stay
+/// out of use while this thread sleeps: at most frame_remote_slots * frame_remote_batch frames
+/// wait otherwise. A worker should call it before it parks (a thread that waits forever would
+/// strand them until it exits); thread exit does it by itself. Cheap when nothing is pending (a
+/// call, one thread-local load and a test). Never throws; affects only the calling thread's batches.
+/// Idea: mimalloc's delayed frees and tcmalloc's transfer-cache flushes.
+void frame_flush_remote() noexcept;
 
 }  // namespace corio::detail

@@ -118,6 +118,31 @@ void worker::publish() {
   if (pushed) rt_.wakep(false);
 }
 
+std::coroutine_handle<> worker::schedule_children(promise_base* list, std::uint32_t n) noexcept {
+  promise_base* p = list;
+  if (n > 1) {
+    // Whatever held the LIFO slot is older than the children: it goes behind them.
+    if (lifo_) {
+      if (private_.full()) publish();
+      private_.push_back(std::exchange(lifo_, {}));
+    }
+    for (std::uint32_t i = n - 1; i > 1; --i) {  // children n-1 .. 2
+      promise_base* next = p->spawn_.next;     // read before the child can be stolen and run
+      p->spawn_.runtime = &rt_;
+      if (private_.full()) publish();
+      private_.push_back(p->spawn_.self);
+      p = next;
+    }
+    promise_base* next = p->spawn_.next;  // child 1: runs next, from the LIFO slot
+    p->spawn_.runtime = &rt_;
+    lifo_ = p->spawn_.self;
+    p = next;
+    if (rt_.someone_looking()) publish();
+  }
+  p->spawn_.runtime = &rt_;  // the first child
+  return p->spawn_.self;
+}
+
 void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
 
 void worker::link(promise_base& p) noexcept {
@@ -643,6 +668,7 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
                   std::uint32_t home) noexcept {
   p.bound_ = bound;
   p.spawn_.runtime = &rt;
+  p.spawn_.group = nullptr;
   p.spawn_.self = self;
   p.spawn_.owner = nullptr;
   p.spawn_.home = home;
@@ -702,7 +728,45 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   }
 }
 
+/// finish_spawned() for a when_all child: count it off its group; the last child resumes the
+/// parent (on its own worker when it is bound). The parent owns the child's frame and reads its
+/// result, so nothing of `p` or the group is touched after the decrement unless this was the last.
+static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
+  worker* w = this_worker;
+  fork_group& g = *p.spawn_.group;
+  runtime_impl& rt = *p.spawn_.runtime;
+  const bool on_runtime = w != nullptr && &w->runtime() == &rt;
+  if (on_runtime) w->finished.add();
+  else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
+  if (g.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    const std::uint32_t bound = g.parent_bound;
+    const std::coroutine_handle<> parent = g.parent;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return parent;
+    if (w != nullptr) w->deliver_bound(bound, parent);
+    else rt.workers_[bound]->post(parent);
+  }
+  return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
+}
+
+std::coroutine_handle<> fork_start(fork_group& g, promise_base* children, std::uint32_t n,
+                                   std::coroutine_handle<> parent, std::uint32_t parent_bound) {
+  worker* w = this_worker;
+  if (w == nullptr) throw std::logic_error("corio::when_all: awaited outside a task on a runtime");
+  runtime_impl& rt = w->runtime();
+  if (rt.stopping_.load(std::memory_order_relaxed)) {
+    throw std::runtime_error("corio::when_all: the runtime is shutting down");
+  }
+  g.parent = parent;
+  g.parent_bound = parent_bound;
+  g.remaining.store(n, std::memory_order_relaxed);  // published with the first child below
+  w->spawned.add(n);
+  std::coroutine_handle<> first = w->schedule_children(children, n);
+  w->begin_task();
+  return first;
+}
+
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
+  if (p.spawn_.group != nullptr) return finish_grouped(p);
   runtime_impl& rt = *p.spawn_.runtime;
   worker* w = this_worker;
   std::uint32_t release = state_running;

@@ -56,6 +56,10 @@
 // from outside the workers gets a home in turn and is pushed onto that worker's adopted stack (one
 // CAS); the home links what it adopted before it unlinks anything (the push happens before the
 // task is queued, so whoever finishes the task, the home sees the push first).
+//
+// when_all children (fork_group, worker::schedule_children) are not registered: their frames are
+// owned by the awaiter in the parent's frame, so shutdown destroys them when it destroys the
+// parent (or the parent's own parent); they count in the spawned/finished counters like spawns.
 #pragma once
 
 #include <atomic>
@@ -105,6 +109,11 @@ class worker {
   /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
   /// to the private queue).
   void schedule_local(std::coroutine_handle<> h);
+  /// The children of a when_all, `list` linked from the last to the first through spawn_.next
+  /// (n >= 1): the last ones into the private queue (in order, so that the second child is
+  /// popped first), the second into the LIFO slot; returns the first, which the caller runs now.
+  /// Sets each child's runtime. One publish check for the batch instead of one per child.
+  std::coroutine_handle<> schedule_children(promise_base* list, std::uint32_t n) noexcept;
   /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
   /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
   void schedule_back(std::coroutine_handle<> h);

@@ -1,5 +1,5 @@
 // benchmarks/micro/micro_benchmarks.cpp - Google Benchmark micro benchmarks of corio's building
-// blocks: spawn+join, yield, the cross-thread wake of a parked worker, the frame allocator (frames
+// blocks: spawn+join, when_all, yield, the cross-thread wake of a parked worker, the frame allocator (frames
 // freed on their own thread, and frames freed on another thread: frame_remote_free) and the timer
 // wheel.
 //
@@ -40,6 +40,7 @@
 #include <corio/corio.hpp>
 #include <corio/detail/frame_allocator.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -152,6 +153,25 @@ void BM_spawn_join_batch(benchmark::State& state) {
   report_counter_per_op(state, "wakes", total_wakes(after) - total_wakes(before), batch);
 }
 BENCHMARK(BM_spawn_join_batch)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
+
+constexpr std::size_t fork_width = 10;
+
+corio::task<void> when_all_loop(benchmark::State* state) {
+  for (auto _ : *state) {
+    std::array<corio::task<void>, fork_width> children;
+    for (auto& c : children) c = empty();
+    (void)co_await corio::when_all(std::move(children));
+  }
+}
+
+// when_all of 10 empty tasks (the fork-join form of spawn + join): per_op is per task (create,
+// queue, run, count off the group, free). Compare with spawn_join_batch.
+void BM_when_all(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  runtime_for(workers).block_on(when_all_loop(&state));
+  report_per_op(state, fork_width);
+}
+BENCHMARK(BM_when_all)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
 
 // --- yield ----------------------------------------------------------------------------------
 

@@ -9,4 +9,5 @@
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
 #include "corio/time.hpp"
+#include "corio/when_all.hpp"
 #include "corio/yield.hpp"

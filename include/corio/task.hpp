@@ -36,22 +36,36 @@ inline constexpr std::uint32_t state_observed = 16; ///< a join took the result 
 /// promise_base::bound_ of a task that may run on any worker.
 inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
 
+/// The children of one `when_all` in flight: the number still running and the task awaiting
+/// them. Lives in the awaiting task's frame (in the when_all awaiter). Each child that finishes
+/// takes one from `remaining` (acquire-release, so the parent sees every child's result); the
+/// child that takes the last resumes `parent`. One atomic decrement per child instead of a join
+/// handshake, as in TooManyCooks' spawn_many and Cilk's join counter.
+struct fork_group {
+  std::atomic<std::uint32_t> remaining{0};
+  std::uint32_t parent_bound = unbound_worker;  ///< the worker the parent must run on, if any
+  std::coroutine_handle<> parent{};
+};
+
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
 /// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
 /// which are only ever awaited pay nothing for it.
 struct spawn_state {
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
+  fork_group* group;                         ///< a when_all child: its group (then only `self` and
+                                             ///< `next` below are used); null for spawn()
   std::atomic<std::uint32_t> state;          ///< state_* bits below
   std::uint32_t home;                        ///< the worker whose registry holds the task
   join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
-  promise_base* prev;                        ///< registry links (owned by the home worker)
-  promise_base* next;
+  promise_base* prev;                        ///< registry links (owned by the home worker); `next`
+  promise_base* next;                        ///< also links when_all children until they start
   promise_base* remote_next;                 ///< link in the home worker's remote-finished stack
   std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
 };
 
-/// Runs when a spawned task reaches its final suspend point: unregisters it and returns its joiner
+/// Runs when a spawned task reaches its final suspend point (a when_all child: see fork_group):
+/// unregisters it and returns its joiner
 /// to resume; when there is none (and, if nobody holds a join_handle, after reporting an
 /// unobserved exception to the runtime's handler and destroying the frame) it returns the next
 /// local task of the worker to resume instead (see next_after_park in transfer.hpp), or null to return to the
@@ -215,6 +229,10 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
 
   operation operator co_await() & noexcept { return operation{handle_}; }
   operation operator co_await() && noexcept { return operation{handle_}; }
+
+  /// The coroutine, still owned by the task (null when empty); used by when_all. Not for general
+  /// use: resuming or destroying it behind the task's back is undefined.
+  std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
 
   /// Gives up ownership of the coroutine frame; used by spawn. Not for general use.
   std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }

@@ -1,0 +1,238 @@
+// corio/when_all.hpp - fork-join: run several tasks as independent tasks and wait for all of them.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "corio/task.hpp"
+
+namespace corio {
+
+namespace detail {
+
+/// Starts the children of a when_all, awaited by `parent` (bound to `parent_bound`, or
+/// unbound_worker): `children` is the last child, linked through spawn_.next to the first, each
+/// with spawn_.self and spawn_.group set; `n` >= 1 of them. Queues all but the first on the calling
+/// worker (LIFO slot and private queue, stealable like spawn()) and returns the first, for the
+/// caller to resume by symmetric transfer. Throws std::logic_error off a worker and
+/// std::runtime_error while the runtime shuts down; nothing is queued then. Defined in
+/// lib/runtime.cpp.
+std::coroutine_handle<> fork_start(fork_group& g, promise_base* children, std::uint32_t n,
+                                   std::coroutine_handle<> parent, std::uint32_t parent_bound);
+
+/// What a child's result becomes in a when_all result: `void` turns into std::monostate, so that a
+/// tuple or array can hold it.
+template <class T>
+using when_all_value = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+template <class T>
+when_all_value<T> take_when_all_value(std::coroutine_handle<promise<T>> h) {
+  if constexpr (std::is_void_v<T>) {
+    h.promise().take_result();
+    return std::monostate{};
+  } else {
+    return h.promise().take_result();
+  }
+}
+
+/// Prepares child `t` of `g`: marks it grouped and links it in front of `list`, which becomes it.
+template <class T>
+void link_child(task<T>& t, fork_group& g, promise_base*& list) noexcept {
+  auto h = t.handle();
+  promise_base& p = h.promise();
+  p.bound_ = unbound_worker;  // children are stealable, whatever the parent is bound to
+  p.spawn_.group = &g;
+  p.spawn_.self = h;
+  p.spawn_.next = list;
+  list = &p;
+}
+
+/// The part of every when_all awaiter that does not depend on the result types. Not movable once
+/// awaited (the group is then referred to by the children); awaiting it twice throws.
+class when_all_base {
+ public:
+  when_all_base() noexcept = default;
+  when_all_base(when_all_base&&) noexcept {}  // only before it is awaited: a fresh group
+  when_all_base& operator=(when_all_base&&) = delete;
+
+ protected:
+  void check_first_await() {
+    if (started_) throw std::logic_error("corio::when_all: awaited twice");
+    started_ = true;
+  }
+  template <class Promise>
+  std::coroutine_handle<> start(promise_base* children, std::size_t n, std::coroutine_handle<Promise> parent) {
+    return transfer(fork_start(group_, children, static_cast<std::uint32_t>(n), parent, binding_of(parent)));
+  }
+
+  fork_group group_{};
+  bool started_ = false;
+};
+
+template <class T>
+std::coroutine_handle<promise<T>> handle_of(task<T>& t) noexcept {
+  return t.handle();
+}
+
+template <class T>
+void check_valid(const task<T>& t) {
+  if (!t.valid()) throw std::invalid_argument("corio::when_all: empty task");
+}
+
+/// Rethrows the exception of the first child (in argument order) that failed.
+inline void rethrow_first(std::initializer_list<const promise_base*> children) {
+  for (const promise_base* p : children) p->rethrow_if_exception();
+}
+
+}  // namespace detail
+
+/// The awaiter of `when_all(task<Ts>...)`: its `co_await` gives a std::tuple of the results, in
+/// argument order (a `void` task gives std::monostate). See when_all().
+template <class... Ts>
+class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : detail::when_all_base {
+ public:
+  explicit when_all_tuple(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
+    std::apply([](const auto&... t) { (detail::check_valid(t), ...); }, tasks_);
+  }
+  when_all_tuple(when_all_tuple&&) noexcept = default;
+
+  bool await_ready() {
+    check_first_await();
+    return sizeof...(Ts) == 0;
+  }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
+    detail::promise_base* list = nullptr;
+    std::apply([&](auto&... t) { (detail::link_child(t, group_, list), ...); }, tasks_);
+    return start(list, sizeof...(Ts), parent);
+  }
+  std::tuple<detail::when_all_value<Ts>...> await_resume() {
+    std::apply([](auto&... t) { detail::rethrow_first({&detail::handle_of(t).promise()...}); }, tasks_);
+    return std::apply(
+        [](auto&... t) {
+          return std::tuple<detail::when_all_value<Ts>...>{detail::take_when_all_value(detail::handle_of(t))...};
+        },
+        tasks_);
+  }
+
+ private:
+  std::tuple<task<Ts>...> tasks_;
+};
+
+/// The awaiter of `when_all(std::array<task<T>, N>)`: its `co_await` gives a std::array of the
+/// results in order (std::monostate for `void`). No allocation. See when_all().
+template <class T, std::size_t N>
+class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : detail::when_all_base {
+ public:
+  explicit when_all_array(std::array<task<T>, N>&& tasks) : tasks_(std::move(tasks)) {
+    for (const auto& t : tasks_) detail::check_valid(t);
+  }
+  when_all_array(when_all_array&&) noexcept = default;
+
+  bool await_ready() {
+    check_first_await();
+    return N == 0;
+  }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
+    detail::promise_base* list = nullptr;
+    for (auto& t : tasks_) detail::link_child(t, group_, list);
+    return start(list, N, parent);
+  }
+  std::array<detail::when_all_value<T>, N> await_resume() {
+    for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    return [this]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::array<detail::when_all_value<T>, N>{detail::take_when_all_value(detail::handle_of(tasks_[I]))...};
+    }(std::make_index_sequence<N>{});
+  }
+
+ private:
+  std::array<task<T>, N> tasks_;
+};
+
+/// The awaiter of `when_all(std::vector<task<T>>)`: its `co_await` gives a std::vector of the
+/// results in order, or nothing for `void` tasks. See when_all().
+template <class T>
+class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : detail::when_all_base {
+ public:
+  explicit when_all_vector(std::vector<task<T>>&& tasks) : tasks_(std::move(tasks)) {
+    if (tasks_.size() > std::numeric_limits<std::uint32_t>::max()) {
+      throw std::length_error("corio::when_all: more than 2^32-1 tasks");
+    }
+    for (const auto& t : tasks_) detail::check_valid(t);
+  }
+  when_all_vector(when_all_vector&&) noexcept = default;
+
+  bool await_ready() {
+    check_first_await();
+    return tasks_.empty();
+  }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
+    detail::promise_base* list = nullptr;
+    for (auto& t : tasks_) detail::link_child(t, group_, list);
+    return start(list, tasks_.size(), parent);
+  }
+  auto await_resume() {
+    for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    if constexpr (std::is_void_v<T>) {
+      return;
+    } else {
+      std::vector<T> results;
+      results.reserve(tasks_.size());
+      for (auto& t : tasks_) results.push_back(detail::handle_of(t).promise().take_result());
+      return results;
+    }
+  }
+
+ private:
+  std::vector<task<T>> tasks_;
+};
+
+/// Runs every task as an independent task of the calling worker's runtime (queued like spawn():
+/// stealable by other workers, so the tasks run in parallel) and, once all of them have finished,
+/// gives their results: `co_await when_all(a, b)` a std::tuple in argument order,
+/// `co_await when_all(std::array<task<T>, N>)` a std::array, `co_await when_all(std::vector<task<T>>)`
+/// a std::vector (nothing for `void`). `void` results in a tuple or array are std::monostate.
+///
+/// Fork-join as in Cilk and TooManyCooks' spawn_many (cppcoro's name): the first task starts at
+/// once on the awaiting thread by symmetric transfer, the rest wait in the worker's local queue;
+/// each finishing task takes one from a shared counter, and the last resumes the awaiting task
+/// (on its own worker if it is bound, see spawn_on). No join handles, no allocation (the tuple and
+/// array forms) and one atomic decrement per task: for a fan-out of short tasks this is cheaper
+/// than spawn() and a join of each handle.
+///
+/// Errors: when tasks throw, every task still runs to its end and then the exception of the first
+/// task (in order) that threw is rethrown; the others are dropped. (Cancelling the siblings on the
+/// first failure comes with cancellation: see DESIGN.md.) Throws std::invalid_argument when a task
+/// is empty (when_all is called), std::logic_error when awaited outside a task on a runtime or
+/// awaited twice, std::runtime_error when the runtime is shutting down; no task has started then.
+///
+/// The tasks' frames live until the awaiter is destroyed (the end of the `co_await` expression);
+/// if the runtime is shut down while the awaiting task is suspended here, destroying its frame
+/// destroys the tasks too. Awaiting is thread-safe against the tasks finishing on other workers.
+template <class... Ts>
+when_all_tuple<Ts...> when_all(task<Ts>... tasks) {
+  return when_all_tuple<Ts...>{std::move(tasks)...};
+}
+
+template <class T, std::size_t N>
+when_all_array<T, N> when_all(std::array<task<T>, N>&& tasks) {
+  return when_all_array<T, N>{std::move(tasks)};
+}
+
+template <class T>
+when_all_vector<T> when_all(std::vector<task<T>>&& tasks) {
+  return when_all_vector<T>{std::move(tasks)};
+}
+
+}  // namespace corio

@@ -138,6 +138,8 @@ class private_queue {
   void push_back(std::coroutine_handle<> h) noexcept { slots_[tail_++ & mask_] = h; }
   std::coroutine_handle<> pop_back() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[--tail_ & mask_]; }
   std::coroutine_handle<> pop_front() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[head_++ & mask_]; }
+  /// The newest task, left in place. Precondition: !empty().
+  std::coroutine_handle<> back() const noexcept { return slots_[(tail_ - 1) & mask_]; }
 
  private:
   std::uint32_t head_ = 0;

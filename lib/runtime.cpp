@@ -118,29 +118,35 @@ void worker::publish() {
   if (pushed) rt_.wakep(false);
 }
 
-std::coroutine_handle<> worker::schedule_children(promise_base* list, std::uint32_t n) noexcept {
-  promise_base* p = list;
-  if (n > 1) {
-    // Whatever held the LIFO slot is older than the children: it goes behind them.
-    if (lifo_) {
-      if (private_.full()) publish();
-      private_.push_back(std::exchange(lifo_, {}));
-    }
-    for (std::uint32_t i = n - 1; i > 1; --i) {  // children n-1 .. 2
-      promise_base* next = p->spawn_.next;     // read before the child can be stolen and run
-      p->spawn_.runtime = &rt_;
-      if (private_.full()) publish();
-      private_.push_back(p->spawn_.self);
-      p = next;
-    }
-    promise_base* next = p->spawn_.next;  // child 1: runs next, from the LIFO slot
-    p->spawn_.runtime = &rt_;
-    lifo_ = p->spawn_.self;
-    p = next;
-    if (rt_.someone_looking()) publish();
+promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noexcept {
+  // Whatever held the LIFO slot is older than the children: it goes behind them.
+  if (n > 1 && lifo_) {
+    if (private_.full()) publish();
+    private_.push_back(std::exchange(lifo_, {}));
   }
-  p->spawn_.runtime = &rt_;  // the first child
-  return p->spawn_.self;
+  promise_base* p = last;
+  for (std::uint32_t i = n - 1; i > 0; --i) {  // children n-1 .. 1: the second ends on top
+    promise_base* prev = p->spawn_.prev;      // read before the child can be stolen and run
+    p->spawn_.runtime = &rt_;
+    if (private_.full()) publish();
+    private_.push_back(p->spawn_.self);
+    p = prev;
+  }
+  if (n > 1 && rt_.someone_looking()) publish();
+  p->spawn_.runtime = &rt_;  // the first child, run now
+  return p;
+}
+
+promise_base* worker::claim_child(fork_group& g) noexcept {
+  promise_base* c = g.next;
+  if (c == nullptr || g.owner != this || private_.empty() || private_.back() != c->spawn_.self) return nullptr;
+  // Maintenance (I/O, timers, the stop flag) is due: leave the rest to the loop.
+  if (tick_ - maintained_at_ >= maintenance_interval) return nullptr;
+  (void)private_.pop_back();
+  ++tick_;
+  g.next = c->spawn_.next;
+  c->spawn_.home = 1;  // inline: counted off by the run, not one by one
+  return c;
 }
 
 void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
@@ -728,17 +734,27 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   }
 }
 
-/// finish_spawned() for a when_all child: count it off its group; the last child resumes the
-/// parent (on its own worker when it is bound). The parent owns the child's frame and reads its
-/// result, so nothing of `p` or the group is touched after the decrement unless this was the last.
+/// finish_spawned() for a when_all child (see fork_group). An inline child hands the thread to
+/// the next child it can take; the last of the run, and every child the scheduler ran, count
+/// themselves off `remaining`; whoever takes it to zero resumes the parent (on its own worker when
+/// it is bound). The parent owns the children's frames and reads their results, so nothing of `p`
+/// or the group is touched after the subtraction unless it reached zero.
 static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
   worker* w = this_worker;
   fork_group& g = *p.spawn_.group;
   runtime_impl& rt = *p.spawn_.runtime;
   const bool on_runtime = w != nullptr && &w->runtime() == &rt;
-  if (on_runtime) w->finished.add();
-  else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
-  if (g.remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+  std::uint32_t done = 1;
+  if (p.spawn_.home != 0) {  // an inline child: go on with the next one if it is still ours
+    ++g.inline_done;
+    if (on_runtime) {
+      if (promise_base* next = w->claim_child(g)) return next->spawn_.self;
+    }
+    done = g.inline_done;
+  }
+  if (on_runtime) w->finished.add(done);
+  else rt.foreign_finished_.fetch_add(done, std::memory_order_release);
+  if (g.remaining.fetch_sub(done, std::memory_order_acq_rel) == done) {
     const std::uint32_t bound = g.parent_bound;
     const std::coroutine_handle<> parent = g.parent;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return parent;
@@ -748,7 +764,7 @@ static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
   return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
 }
 
-std::coroutine_handle<> fork_start(fork_group& g, promise_base* children, std::uint32_t n,
+std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint32_t n,
                                    std::coroutine_handle<> parent, std::uint32_t parent_bound) {
   worker* w = this_worker;
   if (w == nullptr) throw std::logic_error("corio::when_all: awaited outside a task on a runtime");
@@ -758,11 +774,15 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* children, std::u
   }
   g.parent = parent;
   g.parent_bound = parent_bound;
-  g.remaining.store(n, std::memory_order_relaxed);  // published with the first child below
+  g.owner = w;
+  g.inline_done = 0;
+  g.remaining.store(n, std::memory_order_relaxed);  // published with the children below
   w->spawned.add(n);
-  std::coroutine_handle<> first = w->schedule_children(children, n);
+  promise_base* first = w->schedule_children(last, n);
+  first->spawn_.home = 1;  // the first child starts the run of inline children
+  g.next = first->spawn_.next;
   w->begin_task();
-  return first;
+  return first->spawn_.self;
 }
 
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {

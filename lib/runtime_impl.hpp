@@ -109,11 +109,14 @@ class worker {
   /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
   /// to the private queue).
   void schedule_local(std::coroutine_handle<> h);
-  /// The children of a when_all, `list` linked from the last to the first through spawn_.next
-  /// (n >= 1): the last ones into the private queue (in order, so that the second child is
-  /// popped first), the second into the LIFO slot; returns the first, which the caller runs now.
-  /// Sets each child's runtime. One publish check for the batch instead of one per child.
-  std::coroutine_handle<> schedule_children(promise_base* list, std::uint32_t n) noexcept;
+  /// The children of a when_all, `last` the last of them, linked in order (n >= 1): all but the
+  /// first into the private queue, the second on top; returns the first, which the caller runs
+  /// now. Sets each child's runtime. One publish check for the batch instead of one per child.
+  promise_base* schedule_children(promise_base* last, std::uint32_t n) noexcept;
+  /// The next child of `g` for its run of inline children (see fork_group): taken off the top of
+  /// this worker's private queue when it is still there, this worker forked `g` and maintenance
+  /// is not due; null otherwise (the child is left to the scheduler).
+  promise_base* claim_child(fork_group& g) noexcept;
   /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
   /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
   void schedule_back(std::coroutine_handle<> h);

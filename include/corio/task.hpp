@@ -36,30 +36,41 @@ inline constexpr std::uint32_t state_observed = 16; ///< a join took the result 
 /// promise_base::bound_ of a task that may run on any worker.
 inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
 
-/// The children of one `when_all` in flight: the number still running and the task awaiting
-/// them. Lives in the awaiting task's frame (in the when_all awaiter). Each child that finishes
-/// takes one from `remaining` (acquire-release, so the parent sees every child's result); the
-/// child that takes the last resumes `parent`. One atomic decrement per child instead of a join
-/// handshake, as in TooManyCooks' spawn_many and Cilk's join counter.
+/// The children of one `when_all` in flight: how many have not been counted off yet, and the task
+/// awaiting them. Lives in the awaiting task's frame (in the when_all awaiter).
+///
+/// Work-first, as in Cilk: the children wait in the forking worker's private queue (where thieves
+/// can take them once published), the first runs at once, and whenever an *inline* child finishes
+/// on the forking worker while the next child is still on top of that queue, it pops that child
+/// and runs it inline too: no atomic, no trip through the worker loop. The run of inline children
+/// ends when that check fails (the next child was stolen or run by a worker loop, something was
+/// queued on top of it, or the worker's maintenance is due); its last child then subtracts the
+/// whole run from `remaining` in one step. A child run by the scheduler instead subtracts one.
+/// Whoever takes `remaining` to zero resumes the parent (acquire-release: the parent then sees
+/// every child's result). The fields but `remaining` are written by the forking worker and by the
+/// run of inline children only, which is sequential.
 struct fork_group {
   std::atomic<std::uint32_t> remaining{0};
   std::uint32_t parent_bound = unbound_worker;  ///< the worker the parent must run on, if any
   std::coroutine_handle<> parent{};
+  void* owner = nullptr;            ///< the forking worker (its private queue holds the children)
+  promise_base* next = nullptr;     ///< the next child the run of inline children may take
+  std::uint32_t inline_done = 0;    ///< children of the run of inline children finished so far
 };
-
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
 /// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
 /// which are only ever awaited pay nothing for it.
 struct spawn_state {
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
-  fork_group* group;                         ///< a when_all child: its group (then only `self` and
-                                             ///< `next` below are used); null for spawn()
+  fork_group* group;                         ///< a when_all child: its group (then only `home`,
+                                             ///< `prev`, `next` and `self` are used); null for spawn()
   std::atomic<std::uint32_t> state;          ///< state_* bits below
-  std::uint32_t home;                        ///< the worker whose registry holds the task
+  std::uint32_t home;                        ///< the worker whose registry holds the task (a
+                                             ///< when_all child: 1 when it runs inline, else 0)
   join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
-  promise_base* prev;                        ///< registry links (owned by the home worker); `next`
-  promise_base* next;                        ///< also links when_all children until they start
+  promise_base* prev;                        ///< registry links (owned by the home worker); they
+  promise_base* next;                        ///< also link a when_all's children, in order
   promise_base* remote_next;                 ///< link in the home worker's remote-finished stack
   std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
 };

@@ -20,13 +20,13 @@ namespace corio {
 namespace detail {
 
 /// Starts the children of a when_all, awaited by `parent` (bound to `parent_bound`, or
-/// unbound_worker): `children` is the last child, linked through spawn_.next to the first, each
-/// with spawn_.self and spawn_.group set; `n` >= 1 of them. Queues all but the first on the calling
-/// worker (LIFO slot and private queue, stealable like spawn()) and returns the first, for the
-/// caller to resume by symmetric transfer. Throws std::logic_error off a worker and
+/// unbound_worker): `last` is the last child, the children linked in order through spawn_.prev
+/// and spawn_.next, each with spawn_.self and spawn_.group set; `n` >= 1 of them. Queues all but
+/// the first on the calling worker's private queue (stealable like spawn() once published) and
+/// returns the first, for the caller to resume by symmetric transfer (see fork_group). Throws std::logic_error off a worker and
 /// std::runtime_error while the runtime shuts down; nothing is queued then. Defined in
 /// lib/runtime.cpp.
-std::coroutine_handle<> fork_start(fork_group& g, promise_base* children, std::uint32_t n,
+std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint32_t n,
                                    std::coroutine_handle<> parent, std::uint32_t parent_bound);
 
 /// What a child's result becomes in a when_all result: `void` turns into std::monostate, so that a
@@ -44,16 +44,19 @@ when_all_value<T> take_when_all_value(std::coroutine_handle<promise<T>> h) {
   }
 }
 
-/// Prepares child `t` of `g`: marks it grouped and links it in front of `list`, which becomes it.
+/// Prepares child `t` of `g`: marks it grouped and links it after `last`, which becomes it.
 template <class T>
-void link_child(task<T>& t, fork_group& g, promise_base*& list) noexcept {
+void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
   auto h = t.handle();
   promise_base& p = h.promise();
   p.bound_ = unbound_worker;  // children are stealable, whatever the parent is bound to
   p.spawn_.group = &g;
   p.spawn_.self = h;
-  p.spawn_.next = list;
-  list = &p;
+  p.spawn_.home = 0;  // run by the scheduler unless the run of inline children takes it
+  p.spawn_.prev = last;
+  p.spawn_.next = nullptr;
+  if (last != nullptr) last->spawn_.next = &p;
+  last = &p;
 }
 
 /// The part of every when_all awaiter that does not depend on the result types. Not movable once
@@ -70,8 +73,8 @@ class when_all_base {
     started_ = true;
   }
   template <class Promise>
-  std::coroutine_handle<> start(promise_base* children, std::size_t n, std::coroutine_handle<Promise> parent) {
-    return transfer(fork_start(group_, children, static_cast<std::uint32_t>(n), parent, binding_of(parent)));
+  std::coroutine_handle<> start(promise_base* last, std::size_t n, std::coroutine_handle<Promise> parent) {
+    return transfer(fork_start(group_, last, static_cast<std::uint32_t>(n), parent, binding_of(parent)));
   }
 
   fork_group group_{};
@@ -111,9 +114,9 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
-    detail::promise_base* list = nullptr;
-    std::apply([&](auto&... t) { (detail::link_child(t, group_, list), ...); }, tasks_);
-    return start(list, sizeof...(Ts), parent);
+    detail::promise_base* last = nullptr;
+    std::apply([&](auto&... t) { (detail::link_child(t, group_, last), ...); }, tasks_);
+    return start(last, sizeof...(Ts), parent);
   }
   std::tuple<detail::when_all_value<Ts>...> await_resume() {
     std::apply([](auto&... t) { detail::rethrow_first({&detail::handle_of(t).promise()...}); }, tasks_);
@@ -144,9 +147,9 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
-    detail::promise_base* list = nullptr;
-    for (auto& t : tasks_) detail::link_child(t, group_, list);
-    return start(list, N, parent);
+    detail::promise_base* last = nullptr;
+    for (auto& t : tasks_) detail::link_child(t, group_, last);
+    return start(last, N, parent);
   }
   std::array<detail::when_all_value<T>, N> await_resume() {
     for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
@@ -178,9 +181,9 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
-    detail::promise_base* list = nullptr;
-    for (auto& t : tasks_) detail::link_child(t, group_, list);
-    return start(list, tasks_.size(), parent);
+    detail::promise_base* last = nullptr;
+    for (auto& t : tasks_) detail::link_child(t, group_, last);
+    return start(last, tasks_.size(), parent);
   }
   auto await_resume() {
     for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
@@ -205,11 +208,12 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
 /// a std::vector (nothing for `void`). `void` results in a tuple or array are std::monostate.
 ///
 /// Fork-join as in Cilk and TooManyCooks' spawn_many (cppcoro's name): the first task starts at
-/// once on the awaiting thread by symmetric transfer, the rest wait in the worker's local queue;
-/// each finishing task takes one from a shared counter, and the last resumes the awaiting task
-/// (on its own worker if it is bound, see spawn_on). No join handles, no allocation (the tuple and
-/// array forms) and one atomic decrement per task: for a fan-out of short tasks this is cheaper
-/// than spawn() and a join of each handle.
+/// once on the awaiting thread by symmetric transfer, the rest wait in the worker's local queue,
+/// where idle workers steal them; a task that finishes on that worker runs the next one inline if
+/// nobody took it (work-first, see detail::fork_group), and the last task to finish resumes the
+/// awaiting task (on its own worker if it is bound, see spawn_on). No join handles, no allocation
+/// (the tuple and array forms), and no atomic per task while nothing is stolen: for a fan-out of
+/// short tasks this is much cheaper than spawn() and a join of each handle.
 ///
 /// Errors: when tasks throw, every task still runs to its end and then the exception of the first
 /// task (in order) that threw is rethrown; the others are dropped. (Cancelling the siblings on the

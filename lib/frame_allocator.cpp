@@ -2,11 +2,7 @@
 // design). This file holds the slow paths: block creation, the remote free batches, collecting the
 // frames other threads returned, and the thread-exit hook that closes a thread's home.
 //
-// A cached block, (class + 1) * 64 bytes from ::operator new, aligned to 64 bytes so that the header
-// shares its cache line with the frame's first 48 bytes (the resume and destroy pointers and the
-// promise's head, which the destroy function has just read): the free path's read of the header
-// then does not miss (with 16-byte alignment, perf put most of frame_deallocate's samples on that
-// read in fib_when_all; after, frame_deallocate's share of the profile went from 8% to 7%):
+// A cached block, (class + 1) * 64 bytes from ::operator new:
 //
 //   [0, 16)               frame_block_header: home, size class, home's batch slot (set once)
 //   [16, (class+1) * 64)  the frame; while the frame is free its first 8 bytes link it on a list
@@ -58,9 +54,7 @@ frame_block_header* header_of(block* frame) noexcept {
 }
 
 /// Frees a cached frame's whole block.
-void delete_frame(block* frame) noexcept {
-  ::operator delete(static_cast<void*>(header_of(frame)), std::align_val_t{frame_granule});
-}
+void delete_frame(block* frame) noexcept { ::operator delete(static_cast<void*>(header_of(frame))); }
 
 constexpr std::size_t max_cached_bytes = 1u << 20;  // per class and thread
 
@@ -268,7 +262,7 @@ void* frame_allocate_slow(std::size_t bytes) {
       return f;
     }
   }
-  void* raw = ::operator new((c + 1) * frame_granule, std::align_val_t{frame_granule});
+  void* raw = ::operator new((c + 1) * frame_granule);
   ::new (raw) frame_block_header{home, static_cast<std::uint32_t>(c),
                                  static_cast<std::uint32_t>(home->number % frame_remote_slots)};
   return static_cast<char*>(raw) + frame_header_bytes;

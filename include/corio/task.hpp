@@ -63,15 +63,21 @@ struct fork_group {
 /// which are only ever awaited pay nothing for it.
 struct spawn_state {
   runtime_impl* runtime = nullptr;           ///< non-null once spawned
-  fork_group* group;                         ///< a when_all child: its group (then only `home`,
-                                             ///< `prev`, `next` and `self` are used); null for spawn()
+  union {
+    /// A when_all child: its group (then only `home`, `prev`, `next` and `self` below are used).
+    /// Null for spawn(), until the task finishes.
+    fork_group* group;
+    /// A spawned task that finished away from its home worker: its link in the home's
+    /// remote-finished stack. Shares the word with `group`, which a spawned task's finish reads
+    /// (as null) before it writes this.
+    promise_base* remote_next;
+  };
   std::atomic<std::uint32_t> state;          ///< state_* bits below
   std::uint32_t home;                        ///< the worker whose registry holds the task (a
                                              ///< when_all child: 1 when it runs inline, else 0)
   join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
   promise_base* prev;                        ///< registry links (owned by the home worker); they
   promise_base* next;                        ///< also link a when_all's children, in order
-  promise_base* remote_next;                 ///< link in the home worker's remote-finished stack
   std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
 };
 

@@ -158,6 +158,18 @@ corio::task<int> await_twice() {
   co_return 0;
 }
 
+corio::task<int> await_moved_from() {
+  auto all = corio::when_all(value_after_yield(1), value_after_yield(2));
+  auto moved = std::move(all);
+  const auto [a, b] = co_await moved;
+  try {
+    (void)co_await all;
+  } catch (const std::logic_error&) {
+    co_return a + b;
+  }
+  co_return 0;
+}
+
 // Mixed load for the stress test: when_all trees whose leaves yield, spawn and join.
 corio::task<std::int64_t> busy_leaf(std::int64_t v) {
   if (v % 3 == 0) co_await corio::yield();
@@ -245,10 +257,11 @@ TEST_CASE("a task bound with spawn_on resumes on its worker after when_all") {
   }
 }
 
-TEST_CASE("when_all refuses empty tasks and a second await") {
+TEST_CASE("when_all refuses empty tasks, a second await and an await after a move") {
   corio::runtime rt{{.workers = 1}};
   CHECK_THROWS_AS((void)corio::when_all(corio::task<int>{}, value_after_yield(1)), std::invalid_argument);
   CHECK(rt.block_on(await_twice()) == 1);
+  CHECK(rt.block_on(await_moved_from()) == 3);
 }
 
 TEST_CASE("shutting down with when_all children suspended destroys every frame") {

@@ -59,8 +59,9 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
   last = &p;
 }
 
-/// The part of every when_all awaiter that does not depend on the result types. Not movable once
-/// awaited (the group is then referred to by the children); awaiting it twice throws.
+/// The part of every when_all awaiter that does not depend on the result types. Movable only
+/// before it is awaited (the group is then referred to by the children); awaiting it twice, or
+/// after it was moved from, throws std::logic_error (a moved-from vector form is simply empty).
 class when_all_base {
  public:
   when_all_base() noexcept = default;
@@ -110,7 +111,12 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
 
   bool await_ready() {
     check_first_await();
-    return sizeof...(Ts) == 0;
+    if constexpr (sizeof...(Ts) == 0) {
+      return true;
+    } else {
+      if (!std::get<0>(tasks_).valid()) throw std::logic_error("corio::when_all: awaited after a move");
+      return false;
+    }
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
@@ -143,7 +149,12 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
 
   bool await_ready() {
     check_first_await();
-    return N == 0;
+    if constexpr (N == 0) {
+      return true;
+    } else {
+      if (!tasks_[0].valid()) throw std::logic_error("corio::when_all: awaited after a move");
+      return false;
+    }
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {

@@ -108,6 +108,11 @@ class run_queue {
     return b > t ? static_cast<std::uint32_t>(b - t) : 0;
   }
   bool empty() const noexcept { return size() == 0; }
+  /// Owner only: true when pop() would find nothing, without pop()'s fence. Thieves only move top
+  /// up, so a stale top can only make the deque look non-empty (conservative).
+  bool empty_owner() const noexcept {
+    return bottom_.load(std::memory_order_relaxed) <= top_.load(std::memory_order_relaxed);
+  }
 
  private:
   alignas(64) std::atomic<std::int64_t> top_{0};
@@ -164,10 +169,17 @@ class fifo_queue {
     slots_[tail_++ & mask_] = h;
   }
   std::coroutine_handle<> pop_front() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[head_++ & mask_]; }
+  /// pop_front() then push_back(h) in one step: `h` goes behind every queued task and the oldest
+  /// comes out. Never grows (one slot is freed before `h` takes one). Precondition: !empty().
+  std::coroutine_handle<> rotate(std::coroutine_handle<> h) noexcept {
+    std::coroutine_handle<> front = slots_[head_++ & mask_];
+    slots_[tail_++ & mask_] = h;
+    return front;
+  }
 
  private:
   static constexpr std::size_t initial = 64;
-  void grow() {
+  [[gnu::noinline]] void grow() {  // out of line: keeps push_back's callers free of its spills
     const std::size_t n = mask_ + 1;
     auto bigger = std::make_unique<std::coroutine_handle<>[]>(2 * n);
     for (std::size_t i = 0; i < n; ++i) bigger[i] = slots_[(head_ + i) & mask_];

@@ -25,10 +25,10 @@
 // it polls its reactor and timers; then it spins: steals the oldest task of a random victim, up to
 // spin_limit rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
 // for fork-join work, bounded memory); the oldest local tasks are what thieves take. A task that
-// finishes with nobody to wake, or parks on a join, resumes the next local task itself by symmetric
-// transfer (worker::next_direct, the same choice as above) rather than returning to the loop; every
-// maintenance_interval-th task goes back through the loop, which polls I/O and timers and checks
-// the stop flag.
+// finishes with nobody to wake, parks on a join, or yields, resumes the next local task itself by
+// symmetric transfer (worker::next_direct or worker::yield_next, the same choice as above) rather
+// than returning to the loop; every maintenance_interval-th task goes back through the loop, which
+// polls I/O and timers and checks the stop flag.
 //
 // Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
 // - At most half of the busy workers spin at once: a worker becomes a spinner only while
@@ -134,6 +134,12 @@ class worker {
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
   /// next_direct): the tick, the polls counter and a full cooperation budget.
   void begin_task() noexcept;
+  /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
+  /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
+  /// accounting done), or null when the loop must run (maintenance or a stop due). When nothing
+  /// local but the FIFO list is runnable (the common case) it skips next_local(): the front of
+  /// the FIFO list comes out as `h` goes in, or `h` itself when the list was empty.
+  std::coroutine_handle<> yield_next(std::coroutine_handle<> h);
 
   /// Runs `h` on worker `bound` only: this worker's FIFO list when it is this one, otherwise that
   /// worker's inbox.

@@ -11,15 +11,22 @@ namespace detail {
 /// Queues `h` at the back of the calling worker's run queue (behind every task already runnable
 /// there, never in its LIFO slot). Defined in lib/runtime.cpp. Must be called on a worker thread.
 void schedule_yield(std::coroutine_handle<> h) noexcept;
+/// schedule_yield(h), then what to resume next by symmetric transfer: the next task of the
+/// calling worker's local queues (h itself when nothing else is runnable there), with the worker
+/// loop's per-task accounting done, or std::noop_coroutine() (back to the loop: maintenance or a
+/// stop due). Defined in lib/runtime.cpp. Must be called on a worker thread (works on the calling
+/// thread's worker only).
+std::coroutine_handle<> yield_next(std::coroutine_handle<> h) noexcept;
 }  // namespace detail
 
-/// The awaiter of corio::yield(): always suspends, and requeues the task behind the tasks already
-/// runnable on its worker.
+/// The awaiter of corio::yield(): always suspends, requeues the task behind the tasks already
+/// runnable on its worker, and hands the thread straight to the next of them (to the task itself
+/// when there is none) instead of returning to the worker loop.
 class yield_operation {
  public:
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const noexcept {
-    detail::schedule_yield(h);  // publishes h: touch nothing after this (llvm #56301)
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) const noexcept {
+    return detail::transfer(detail::yield_next(h));  // publishes h: touch nothing after this (llvm #56301)
   }
   void await_resume() const noexcept {}
 };

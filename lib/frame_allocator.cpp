@@ -20,6 +20,10 @@ namespace corio::detail {
 
 thread_local constinit frame_cache tls_frame_cache{};
 
+#if defined(CORIO_FRAME_CACHE_OUT_OF_LINE)
+frame_cache& this_thread_frame_cache() noexcept { return tls_frame_cache; }
+#endif
+
 /// A thread's identity as the owner of frames (see the header). `returned` is a Treiber stack of
 /// frames (linked through frame_cache::block::next) that other threads gave back: any thread
 /// pushes a whole chain with one compare-and-swap (release), only the owner takes it, all at once,

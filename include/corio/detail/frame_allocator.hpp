@@ -89,8 +89,32 @@ struct frame_cache {
 };
 static_assert(std::is_trivially_destructible_v<frame_cache>);
 
-/// The calling thread's frame cache (defined in lib/frame_allocator.cpp).
-extern thread_local constinit frame_cache tls_frame_cache;
+/// The calling thread's frame cache (defined in lib/frame_allocator.cpp). Its symbol has a fixed
+/// assembler name so that this_thread_frame_cache() can address it from inline assembly.
+extern thread_local constinit frame_cache tls_frame_cache __asm__("corio_tls_frame_cache");
+
+/// The calling thread's frame cache, read afresh at every call: never an address the compiler
+/// computed on another thread. Clang may keep a thread-local's address in a coroutine frame across
+/// a suspension point (llvm #47179, #49257, #63022, open in clang 16): a coroutine that creates
+/// tasks in a loop (the child's ramp, and so frame_allocate, inlined into its body), suspends, and
+/// resumes on another worker would otherwise push and pop the first thread's free lists (TSan
+/// caught it in test "joining tasks still queued on the joiner's worker..."). On x86-64 Linux the
+/// address is one `asm volatile` pair of instructions the compiler can neither cache nor hoist
+/// (the initial-exec sequence: the variable's offset from the GOT, plus %fs:0); elsewhere it is an
+/// out-of-line call. Not for direct use.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+inline frame_cache& this_thread_frame_cache() noexcept {
+  frame_cache* cache;
+  __asm__ volatile(
+      "movq corio_tls_frame_cache@gottpoff(%%rip), %0\n\t"
+      "addq %%fs:0, %0"
+      : "=r"(cache));
+  return *cache;
+}
+#else
+frame_cache& this_thread_frame_cache() noexcept;
+#define CORIO_FRAME_CACHE_OUT_OF_LINE 1
+#endif
 
 /// frame_allocate() when the thread's free list for the class is empty, the size is over
 /// frame_max_cached_bytes, or the thread has no home yet: collects the frames other threads
@@ -107,15 +131,16 @@ void* frame_allocate_slow(std::size_t bytes);
 /// memory is exhausted. Thread-safe: every thread has its own cache. Must be paired with frame_deallocate()
 /// with the same `bytes`, on any thread.
 ///
-/// Inline, and the only inline use of a thread-local in corio: a coroutine allocates its frame in
-/// its ramp, before its first suspension, so the thread-local address clang computes there can
-/// never be reused on another thread after a resumption (llvm #47179); the free path, which runs
-/// in the frame's destroy function, stays out of line.
+/// Inline, and the only inline use of a thread-local in corio. A frame is allocated in its
+/// coroutine's ramp, but the ramp may be inlined into a calling coroutine's body, where clang can
+/// reuse a thread-local address across the caller's suspension points (llvm #47179): the cache is
+/// therefore reached through this_thread_frame_cache(), never through a plain TLS access. The free
+/// path, which runs in the frame's destroy function, stays out of line.
 /// Idea: the size-class thread caches of tcmalloc, and Go's per-P stack cache.
 inline void* frame_allocate(std::size_t bytes) {
   if (bytes <= frame_max_cached_bytes) [[likely]] {
     const std::size_t c = frame_size_class(bytes);
-    frame_cache& cache = tls_frame_cache;
+    frame_cache& cache = this_thread_frame_cache();
     if (frame_cache::block* b = cache.heads[c]) [[likely]] {
       cache.heads[c] = b->next;
       --cache.counts[c];

@@ -830,7 +830,17 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if (on_runtime) w->finished.add();
   else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
   // Clears the bits known set and sets `observed` (known clear when it is set) in one addition.
-  const std::uint32_t old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
+  // When a joiner is already parked and this is the home worker, nobody else can write the state
+  // any more (the joiner waits, the handle is its own, and no remote-finished entry exists): a
+  // plain release store does. Otherwise a joiner or the home may race us: one atomic addition.
+  std::uint32_t old;
+  if (const std::uint32_t seen = p.spawn_.state.load(std::memory_order_acquire);
+      (seen & state_joiner) != 0 && (release & state_linked) != 0) {
+    old = seen;
+    p.spawn_.state.store(seen + observed - release, std::memory_order_release);
+  } else {
+    old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
+  }
   if ((old & state_joiner) != 0) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
@@ -842,6 +852,22 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
   // Nothing waits for this task: go straight on to the next local task.
   return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
+}
+
+std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner) noexcept {
+  worker* w = this_worker;
+  if (w != nullptr && w->holds_unpublished(p.spawn_.self)) {
+    // Not started, and reachable by this thread only until a release-publishing queue hands it
+    // on: a plain store of the joiner bit happens before anyone else sees the task.
+    const std::uint32_t s = p.spawn_.state.load(std::memory_order_relaxed);
+    p.spawn_.state.store(s | state_joiner, std::memory_order_relaxed);
+  } else if ((p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel) & state_running) == 0) {
+    // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
+    return joiner;  // finished meanwhile: go on at once
+  }
+  if (w == nullptr) return std::noop_coroutine();
+  std::coroutine_handle<> h = w->next_direct();
+  return h ? h : std::noop_coroutine();
 }
 
 std::coroutine_handle<> next_after_park() noexcept {

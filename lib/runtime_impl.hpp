@@ -156,6 +156,11 @@ class worker {
   void adopt(promise_base& p) noexcept;
   /// Owner only: links the tasks adopted since the last call.
   void drain_adopted() noexcept;
+  /// Owner only: true when `h` waits in this worker's LIFO slot or on top of its private queue,
+  /// the places no other thread can take a task from (see join_park).
+  bool holds_unpublished(std::coroutine_handle<> h) const noexcept {
+    return lifo_ == h || (!private_.empty() && private_.back() == h);
+  }
   /// Owner only: room left in the private queue, and a task taken from the injection queue.
   std::size_t private_room() const noexcept { return (private_.capacity() - private_.size()) / 2; }
   void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }

@@ -29,6 +29,17 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
 bool coop_spend() noexcept;
 
+/// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
+/// stored in p's continuation. Publishes the joiner in p's state and returns what the joiner's
+/// await_suspend resumes by symmetric transfer: `joiner` itself when the task finished meanwhile,
+/// else the next local task of the calling worker (next_after_park()). When the task has not
+/// started and still sits in the calling worker's LIFO slot or on top of its private queue (where
+/// no other thread can reach it), the joiner bit is set with a plain store instead of a
+/// read-modify-write; the task then finishes on this worker and, seeing the bit, releases itself
+/// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
+/// Touches neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
+std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner) noexcept;
+
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
 /// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).
 inline promise_base* orphaned_promise() noexcept {
@@ -125,12 +136,9 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       detail::promise_base& p = *handle_.promise_;
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
-      // Publish the joiner; if the task already finished, resume at once instead.
-      // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
-      if ((p.spawn_.state.fetch_add(detail::state_joiner, std::memory_order_acq_rel) & detail::state_running) == 0) {
-        return detail::transfer(joiner);
-      }
-      return detail::transfer(detail::next_after_park());  // the joiner is published: touch nothing of it
+      // Publishes the joiner (one atomic step, or a plain store while the task waits unstarted in
+      // this worker's own queues) and returns what to run next: touch nothing of either frame after.
+      return detail::transfer(detail::join_park(p, joiner));
     }
     T await_resume() {
       struct release_on_exit {

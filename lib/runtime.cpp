@@ -299,10 +299,24 @@ std::coroutine_handle<> worker::steal() {
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *rt_.workers_[(start + i) % n];
     if (&victim == this) continue;
-    if (auto h = victim.ring_.steal()) {
-      steals.add();
-      return h;
+    // Half of what the victim has published, rounded up (Go's runqgrab, Tokio's steal_into):
+    // the oldest task to run now, the rest onto this worker's private queue, so that the next
+    // tasks come without another trip to the victim. Each task is one linearizable steal; the
+    // victim's top stays in this core's cache for the run.
+    const std::uint32_t available = victim.ring_.size();
+    if (available == 0) continue;
+    auto h = victim.ring_.steal();
+    if (!h) continue;
+    const std::uint32_t want = std::min<std::uint32_t>(available - available / 2,
+                                                       static_cast<std::uint32_t>(private_room()) + 1);
+    std::uint32_t taken = 1;
+    for (; taken < want; ++taken) {
+      auto more = victim.ring_.steal();
+      if (!more) break;
+      private_.push_back(more);
     }
+    steals.add(taken);
+    return h;
   }
   return {};
 }

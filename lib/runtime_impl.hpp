@@ -22,8 +22,9 @@
 // Where a worker takes work: every 61st task, the injection queue and its FIFO list first
 // (fairness, as in Go's schedule() and Tokio); otherwise its LIFO slot (at most 16 in a row), its
 // private queue (newest first), the bottom of its deque, its FIFO list, the injection queue; then
-// it polls its reactor and timers; then it spins: steals the oldest task of a random victim, up to
-// spin_limit rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
+// it polls its reactor and timers; then it spins: steals half (rounded up) of a random victim's
+// deque, oldest first, runs the oldest and keeps the rest in its private queue, up to spin_limit
+// rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
 // for fork-join work, bounded memory); the oldest local tasks are what thieves take. A task that
 // finishes with nobody to wake, parks on a join, or yields, resumes the next local task itself by
 // symmetric transfer (worker::next_direct or worker::yield_next, the same choice as above) rather

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# http_compare.sh: corio's samples/http_hello against its same-run peer (Asio, C++20 coroutines,
+# http_compare.sh: corio's samples/http_hello, on io_uring and on corio's Asio reactor
+# (CORIO_BACKEND=asio), against its same-run peer (plain Asio, C++20 coroutines,
 # benchmarks/peers/asio_http_hello.cpp) under the same wrk load, one server after the other.
 #
 # usage: benchmarks/http_compare.sh [BUILD_DIR=build-release] [DURATION_SECONDS=5]
@@ -8,12 +9,13 @@
 # sample its CPU time (utime+stime from /proc/PID/stat), run
 #   wrk -t1 -c64 -dDURs --latency http://127.0.0.1:PORT/
 # sample the CPU time again, then stop it (SIGTERM, SIGKILL after 3 s). Prints a markdown table
-# (req/s, server CPU µs per request, p50/p99 latency), the corio/asio req/s ratio, the exact
+# (req/s, server CPU µs per request, p50/p99 latency), the corio/asio and corio-asio/asio req/s
+# ratios, the exact
 # commands and the machine. Any socket error, non-2xx/3xx response, server that does not start
 # or dies during the run makes the script print FAIL and exit non-zero.
 #
 # Environment overrides:
-#   CORIO_PORT (18080), ASIO_PORT (18081)   ports on 127.0.0.1
+#   CORIO_PORT (18080), ASIO_PORT (18081), CORIO_ASIO_PORT (18082)   ports on 127.0.0.1
 #   CORIO_SERVER_CMD, ASIO_SERVER_CMD       replace a server's whole command line; "{port}" is
 #       replaced by that server's port. Split on whitespace (no shell quoting), and it must exec
 #       the server itself (no shell wrapper), since the CPU time is read from its PID. Example,
@@ -26,6 +28,7 @@ BUILD=${1:-build-release}
 DUR=${2:-5}
 CORIO_PORT=${CORIO_PORT:-18080}
 ASIO_PORT=${ASIO_PORT:-18081}
+CORIO_ASIO_PORT=${CORIO_ASIO_PORT:-18082}
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
 READY_TIMEOUT_S=10  # how long a server gets to start answering
@@ -37,10 +40,11 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 if ! is_uint "$DUR" || (( DUR == 0 )); then
   die "duration must be a positive integer (seconds), got '$DUR'"
 fi
-for p in "$CORIO_PORT" "$ASIO_PORT"; do
+for p in "$CORIO_PORT" "$ASIO_PORT" "$CORIO_ASIO_PORT"; do
   if ! is_uint "$p" || (( p == 0 || p > 65535 )); then die "bad port '$p'"; fi
 done
-[[ $CORIO_PORT != "$ASIO_PORT" ]] || die "CORIO_PORT and ASIO_PORT must differ"
+[[ $CORIO_PORT != "$ASIO_PORT" && $CORIO_PORT != "$CORIO_ASIO_PORT" && $ASIO_PORT != "$CORIO_ASIO_PORT" ]] ||
+  die "CORIO_PORT, ASIO_PORT and CORIO_ASIO_PORT must differ"
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
 command -v curl >/dev/null || die "curl not found"
 
@@ -219,13 +223,16 @@ run_one() {
 
 CORIO_CMD=${CORIO_SERVER_CMD:-"$BUILD/samples/http_hello --port {port} --workers 2"}
 ASIO_CMD=${ASIO_SERVER_CMD:-"$BUILD/benchmarks/peers/asio_http_hello --port {port} --threads 2"}
+# env execs the server, so the PID (and its CPU time) is the server's.
+CORIO_ASIO_CMD="env CORIO_BACKEND=asio ${CORIO_CMD}"
 
 run_one corio "$CORIO_PORT" "$CORIO_CMD"
 run_one asio "$ASIO_PORT" "$ASIO_CMD"
+run_one corio-asio "$CORIO_ASIO_PORT" "$CORIO_ASIO_CMD"
 
 # --- report -----------------------------------------------------------------------------------
 echo
-echo "## HTTP hello: corio vs Asio (same run, wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} -d${DUR}s)"
+echo "## HTTP hello: corio (io_uring), corio-asio (corio on Asio) vs Asio (same run, wrk -t${WRK_THREADS} -c${WRK_CONNECTIONS} -d${DUR}s)"
 echo
 if [[ -n ${CORIO_SERVER_CMD:-} ]]; then
   echo "> NOTE: CORIO_SERVER_CMD overrides the corio command line; the 'corio' row is not corio's sample."
@@ -240,6 +247,9 @@ echo
 ratio=$(awk -v a="${RPS[corio]}" -v b="${RPS[asio]}" \
   'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
 echo "req/s ratio corio/asio: $ratio"
+ratio_asio=$(awk -v a="${RPS[corio-asio]}" -v b="${RPS[asio]}" \
+  'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
+echo "req/s ratio corio-asio/asio (corio on its Asio reactor): $ratio_asio"
 echo
 echo "commands:"
 for name in "${ORDER[@]}"; do

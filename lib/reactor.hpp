@@ -26,6 +26,14 @@ struct completion_sink {
   void* context;
 };
 
+/// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
+/// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
+/// (and a descriptor an accept created anyway is closed, since nobody will ever see it);
+/// otherwise r's on_complete hook runs (it may resubmit the request, which then stays in flight)
+/// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
+/// to the sink. Owner thread only. Defined in lib/reactor_factory.cpp.
+bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink) noexcept;
+
 class reactor {
  public:
   virtual ~reactor() = default;

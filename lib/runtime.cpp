@@ -15,7 +15,6 @@
 
 #include "corio/errors.hpp"
 #include "corio/yield.hpp"
-#include "uring_reactor.hpp"
 
 namespace corio::detail {
 
@@ -425,8 +424,8 @@ void worker::park() {
 void worker::run() noexcept {
   this_worker = this;
   try {
-    reactor_ = std::make_unique<uring_reactor>(rt_.options_.ring_entries,
-                                               completion_sink{&worker::on_ready, this});
+    reactor_ = make_reactor(rt_.backend_, rt_.options_.ring_entries, completion_sink{&worker::on_ready, this},
+                            reactor_fallback_);
     reactor_name_ = reactor_->name();
     reactor_features_ = reactor_->features();
   } catch (...) {
@@ -464,6 +463,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
   if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (options_.spin_limit == 0) options_.spin_limit = 1;
   manual_ = options_.clock == clock_source::manual;
+  backend_ = choose_backend(options_.backend);
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, options_.seed));
   idle_.reserve(n);
@@ -684,11 +684,15 @@ runtime_stats runtime_impl::stats() const {
   s.seed = options_.seed;
   std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);
   std::uint64_t finished = foreign_finished_.load(std::memory_order_relaxed);
+  s.backend_fallback = backend_.fallback_reason;
   for (const auto& w : workers_) {
     if (s.backend.empty()) {
       s.backend = w->reactor_name_;
       s.backend_features = w->reactor_features_;
+    } else if (s.backend != w->reactor_name_ && s.backend.find('+') == std::string::npos) {
+      s.backend += "+" + w->reactor_name_;  // a worker fell back on its own
     }
+    if (s.backend_fallback.empty()) s.backend_fallback = w->reactor_fallback_;
     spawned += w->spawned.get();
     finished += w->finished.get();
     s.workers.push_back(worker_stats{w->polls.get(), w->steals.get(), w->injections.get(), w->parks.get(),
@@ -1036,5 +1040,14 @@ bool sleep_operation::await_ready() const noexcept {
 unsigned runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers_.size()); }
 
 runtime_stats runtime::stats() const { return impl_->stats(); }
+
+const char* runtime::backend() const noexcept {
+  // Written by each worker before the constructor returned (worker_started), read-only since.
+  const char* name = impl_->backend_.backend == io_backend::asio ? "asio" : "io_uring";
+  for (const auto& w : impl_->workers_) {
+    if (w->reactor_name_ != name) return "io_uring+asio";
+  }
+  return name;
+}
 
 }  // namespace corio

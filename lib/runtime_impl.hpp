@@ -79,6 +79,7 @@
 #include "corio/runtime.hpp"
 #include "corio/time.hpp"
 #include "reactor.hpp"
+#include "reactor_factory.hpp"
 #include "run_queue.hpp"
 #include "timer_wheel.hpp"
 
@@ -177,6 +178,7 @@ class worker {
   std::thread thread_;
   std::string reactor_name_;
   std::string reactor_features_;
+  std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
   std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
   promise_base* registry_head_ = nullptr;
 
@@ -282,6 +284,7 @@ class runtime_impl {
   void auto_advance() noexcept;
 
   runtime_options options_;
+  backend_choice backend_;  ///< decided before the workers start (choose_backend)
   const clock::time_point origin_ = clock::now();
   bool manual_ = false;
   alignas(64) std::atomic<std::int64_t> manual_ns_{0};

@@ -1,6 +1,8 @@
 // lib/uring_reactor.cpp - the io_uring reactor (see uring_reactor.hpp).
 #include "uring_reactor.hpp"
 
+#include "reactor_factory.hpp"
+
 #include <fmt/format.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -8,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <system_error>
@@ -63,9 +66,16 @@ constexpr std::array<required_op, 6> required_ops{{
     {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
 }};
 
+std::atomic<int> setup_failure_for_testing{0};
+
 }  // namespace
 
+void set_uring_setup_failure(int error) noexcept { setup_failure_for_testing.store(error, std::memory_order_seq_cst); }
+
 uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sink) {
+  if (const int error = setup_failure_for_testing.load(std::memory_order_seq_cst); error != 0) {
+    throw_errno(error, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
+  }
   entries = std::clamp(entries, 8u, 32768u);
   struct attempt {
     unsigned flags;
@@ -174,19 +184,7 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
   unlink(r);
-  if (draining_) {
-    // Shutdown: the frame is about to be destroyed, so the task is not resumed. A descriptor the
-    // kernel created anyway (an accept that won the race with its cancellation) is closed here,
-    // since nobody else will ever see it.
-    if (r.opcode == io_opcode::accept && result >= 0) ::close(result);
-    return;
-  }
-  if (r.on_complete != nullptr) {
-    if (!r.on_complete(r, result)) return;  // resubmitted itself
-  } else {
-    r.result = result;
-  }
-  sink_.ready(sink_.context, r.waiter, r.bound);
+  finish_request(r, result, draining_, sink_);
 }
 
 std::size_t uring_reactor::reap() {

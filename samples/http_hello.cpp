@@ -81,7 +81,11 @@ int main(int argc, char** argv) {
       opt.bind.find(':') != std::string::npos ? fmt::format("[{}]:{}", opt.bind, opt.port)
                                               : fmt::format("{}:{}", opt.bind, opt.port);
   try {
-    return corio::run(serve(address), {.workers = opt.workers});
+    corio::runtime rt{{.workers = opt.workers}};
+    const corio::runtime_stats stats = rt.stats();
+    fmt::print(stderr, "http_hello: {} workers on {} ({}){}{}\n", rt.workers(), stats.backend, stats.backend_features,
+               stats.backend_fallback.empty() ? "" : "; fallback: ", stats.backend_fallback);
+    return rt.block_on(serve(address));
   } catch (const std::exception& e) {
     fmt::print(stderr, "http_hello: {}\n", e.what());
     return 1;

@@ -9,7 +9,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <thread>
 #include <string>
 
 #ifndef CORIO_STRESS_SCALE
@@ -47,6 +52,58 @@ inline std::size_t open_descriptors() {
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
   return n - 1;
 }
+
+/// A hang guard: aborts the process, naming `what`, if it is still alive after `limit`. For tests
+/// whose failure mode is a wait that never ends (a lost wake-up, a lost readiness event); the
+/// limit is generous, never part of what the test checks.
+class hang_guard {
+ public:
+  hang_guard(std::string what, std::chrono::seconds limit)
+      : thread_([this, what = std::move(what), limit] {
+          std::unique_lock lock{mutex_};
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "hang guard: '%s' still running after %llds; aborting\n", what.c_str(),
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  hang_guard(const hang_guard&) = delete;
+  hang_guard& operator=(const hang_guard&) = delete;
+  ~hang_guard() {
+    {
+      std::lock_guard lock{mutex_};
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+/// Sets an environment variable for the life of the object and restores the previous state.
+class scoped_env {
+ public:
+  scoped_env(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
+  ~scoped_env() {
+    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
+    else ::unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
 
 /// Counts live instances: each constructed object is destroyed exactly once (cppcoro's counted).
 struct counted {

@@ -16,6 +16,20 @@
 
 namespace corio {
 
+/// Which reactor the workers of a runtime use (DESIGN.md, "Reactors").
+enum class io_backend : std::uint8_t {
+  /// io_uring where the kernel allows it (ring setup and the opcodes corio needs are probed at
+  /// start), Asio otherwise, saying why in runtime_stats::backend_fallback. The environment
+  /// variable CORIO_BACKEND (`asio`, `uring`, `auto`) overrides this choice.
+  automatic,
+  /// io_uring only (Linux): the runtime's construction throws std::system_error where it is
+  /// unavailable, and std::invalid_argument when corio was built without it.
+  uring,
+  /// Asio only (epoll on Linux, kqueue on the BSDs and macOS, IOCP on Windows). Throws
+  /// std::invalid_argument when corio was built without it.
+  asio,
+};
+
 /// How a runtime is built. Every field has a usable default.
 struct runtime_options {
   /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
@@ -39,6 +53,8 @@ struct runtime_options {
   /// Submission queue entries of each worker's io_uring ring (rounded up to a power of two by the
   /// kernel); the completion queue is twice as large. Bounded to [8, 32768].
   unsigned ring_entries = 1024;
+  /// The reactor: io_uring with a fallback to Asio by default (see io_backend).
+  io_backend backend = io_backend::automatic;
   /// Called with the exception of a task that finished by throwing while nobody held its
   /// join_handle (a detached task). Runs on the worker that finished the task; must not throw.
   /// Default: one line on stderr, through fmt, and the runtime carries on.
@@ -61,8 +77,11 @@ struct worker_stats {
 
 /// A snapshot of a runtime's counters.
 struct runtime_stats {
-  std::string backend;               ///< the reactor in use: "io_uring"
-  std::string backend_features;      ///< e.g. "single_issuer,defer_taskrun", or why a feature is off
+  std::string backend;               ///< the reactor in use: "io_uring" or "asio"
+  std::string backend_features;      ///< e.g. "single_issuer,defer_taskrun", or "epoll" for Asio
+  /// Why the runtime runs on Asio although io_uring was its first choice (the error of the
+  /// io_uring set-up, or "CORIO_BACKEND=asio"); empty when it runs on its first choice.
+  std::string backend_fallback;
   std::uint64_t seed = 0;            ///< the seed in use (runtime_options::seed, or the one drawn)
   std::uint64_t live_tasks = 0;      ///< spawned tasks that have not finished
   std::vector<worker_stats> workers;
@@ -73,10 +92,12 @@ struct runtime_stats {
 /// stealing. The model is Go's scheduler (an M per P, local run queues, a global injection queue)
 /// and Tokio's multi-threaded runtime.
 ///
-/// Construction starts the workers; it throws std::system_error when a worker cannot set up its
-/// io_uring ring (old kernel, seccomp, `kernel.io_uring_disabled`; the message says which errno),
-/// since the portable Asio reactor is not part of this release. Destruction (or shutdown()) stops
-/// the workers, cancels every operation still in a ring and reaps its completion, and only then
+/// Construction starts the workers, each with its reactor (options.backend): io_uring where the
+/// kernel allows it (old kernels, seccomp and `kernel.io_uring_disabled` do not), Asio otherwise.
+/// It throws std::system_error when a worker cannot set up the reactor it must use (the message
+/// says which errno), std::invalid_argument for a backend corio was built without or an unknown
+/// CORIO_BACKEND value. Destruction (or shutdown()) stops
+/// the workers, cancels every operation still in a reactor and reaps its completion, and only then
 /// destroys the frames of tasks that never finished (their destructors run, closing what they
 /// hold). Spawning is thread-safe; shutdown() and the destructor must not be called from one of the
 /// runtime's own workers.
@@ -123,6 +144,9 @@ class runtime {
 
   /// Counters and the reactor in use. Thread-safe.
   [[nodiscard]] runtime_stats stats() const;
+
+  /// The reactor the workers run on: "io_uring" or "asio" (see io_backend). Thread-safe.
+  [[nodiscard]] const char* backend() const noexcept;
 
  private:
   std::unique_ptr<detail::runtime_impl> impl_;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <system_error>
 
@@ -16,10 +17,16 @@
 namespace corio {
 
 namespace detail {
+std::uint64_t next_descriptor_generation() noexcept {
+  static std::atomic<std::uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 int file_descriptor::reset(int fd) noexcept {
   int error = 0;
   if (fd_ >= 0 && ::close(fd_) != 0) error = errno;
   fd_ = fd;
+  generation_ = fd >= 0 ? next_descriptor_generation() : 0;
   return error;
 }
 }  // namespace detail
@@ -50,19 +57,25 @@ endpoint socket_name(int fd, bool peer, const char* what) {
 
 // --- operations ------------------------------------------------------------------------------
 
-read_some_operation::read_some_operation(int fd, std::span<std::byte> buffer, std::error_code* ec) noexcept
+read_some_operation::read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer,
+                                         std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_stream::read_some") {
+  const int fd = socket.get();
   request_.opcode = detail::io_opcode::recv;
   request_.fd = fd;
+  request_.generation = socket.generation();
   request_.buffer = buffer.data();
   request_.length = buffer.size();
   if (fd < 0) fail_early(EBADF);
 }
 
-write_all_operation::write_all_operation(int fd, std::span<const std::byte> data, std::error_code* ec) noexcept
+write_all_operation::write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
+                                         std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_stream::write_all") {
+  const int fd = socket.get();
   request_.opcode = detail::io_opcode::send;
   request_.fd = fd;
+  request_.generation = socket.generation();
   request_.buffer = const_cast<std::byte*>(data.data());  // only read by send
   request_.length = data.size();
   request_.on_complete = &write_all_operation::on_complete;
@@ -111,6 +124,7 @@ connect_operation::connect_operation(const endpoint& remote, std::error_code* ec
   }
   socket_ = detail::file_descriptor{fd};
   request_.fd = fd;
+  request_.generation = socket_.generation();
   request_.address = remote_.data();
   request_.address_length = remote_.size();
 }
@@ -120,10 +134,12 @@ tcp_stream connect_operation::await_resume() {
   return tcp_stream{std::move(socket_)};
 }
 
-accept_operation::accept_operation(int fd, std::error_code* ec) noexcept
+accept_operation::accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_listener::accept") {
+  const int fd = socket.get();
   request_.opcode = detail::io_opcode::accept;
   request_.fd = fd;
+  request_.generation = socket.generation();
   request_.address = peer_.data();
   request_.address_length = endpoint::capacity();
   if (fd < 0) fail_early(EBADF);
@@ -137,9 +153,9 @@ tcp_stream accept_operation::await_resume() {
 
 // --- tcp_stream ------------------------------------------------------------------------------
 
-int tcp_stream::checked_fd() const {
+const detail::file_descriptor& tcp_stream::checked() const {
   if (!socket_.valid()) throw_closed("corio::net::tcp_stream");
-  return socket_.get();
+  return socket_;
 }
 
 void tcp_stream::shutdown(shutdown_type how) {
@@ -210,9 +226,9 @@ tcp_listener tcp_listener::bind(const endpoint& local, int backlog) {
   return l;
 }
 
-int tcp_listener::checked_fd() const {
+const detail::file_descriptor& tcp_listener::checked() const {
   if (!socket_.valid()) throw_closed("corio::net::tcp_listener");
-  return socket_.get();
+  return socket_;
 }
 
 endpoint tcp_listener::local_endpoint() const {

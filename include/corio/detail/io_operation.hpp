@@ -26,6 +26,9 @@ enum class io_opcode : std::uint8_t {
 struct io_request {
   io_opcode opcode = io_opcode::recv;
   int fd = -1;
+  /// The descriptor's file_descriptor::generation(): a reactor keeping per-descriptor state
+  /// (Asio's socket table) drops what it registered under a reused descriptor number.
+  std::uint64_t generation = 0;
   unsigned flags = 0;               ///< MSG_* flags for send and recv
   void* buffer = nullptr;           ///< recv: where bytes go; send: what to send
   std::size_t length = 0;           ///< bytes

@@ -15,7 +15,7 @@ namespace corio::net {
 /// form). The peer's address is available from the stream's remote_endpoint().
 class accept_operation : public detail::io_operation {
  public:
-  accept_operation(int fd, std::error_code* ec) noexcept;
+  accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept;
   tcp_stream await_resume();
 
  private:
@@ -46,10 +46,10 @@ class tcp_listener {
   static tcp_listener bind(const endpoint& local, int backlog = 4096);
 
   /// Waits for the next connection; `co_await` yields the stream.
-  [[nodiscard]] accept_operation accept() { return accept_operation{checked_fd(), nullptr}; }
+  [[nodiscard]] accept_operation accept() { return accept_operation{checked(), nullptr}; }
   /// As accept(), reporting failure (EMFILE, ENFILE, ECONNABORTED, ...) in `ec`.
   [[nodiscard]] accept_operation accept(std::error_code& ec) noexcept {
-    return accept_operation{socket_.get(), &ec};
+    return accept_operation{socket_, &ec};
   }
 
   /// The bound address, with the real port when bound to port 0. Throws std::system_error.
@@ -61,7 +61,7 @@ class tcp_listener {
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
 
  private:
-  int checked_fd() const;
+  const detail::file_descriptor& checked() const;
   detail::file_descriptor socket_;
 };
 

@@ -17,7 +17,7 @@ class tcp_stream;
 /// Awaiter of tcp_stream::read_some: the number of bytes read, 0 at end of stream.
 class read_some_operation : public detail::io_operation {
  public:
-  read_some_operation(int fd, std::span<std::byte> buffer, std::error_code* ec) noexcept;
+  read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec) noexcept;
   std::size_t await_resume() {
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
@@ -28,7 +28,7 @@ class read_some_operation : public detail::io_operation {
 /// error was reported through the error_code form.
 class write_all_operation : public detail::io_operation {
  public:
-  write_all_operation(int fd, std::span<const std::byte> data, std::error_code* ec) noexcept;
+  write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec) noexcept;
   bool await_ready() const noexcept { return request_.result < 0 || request_.length == 0; }
   std::size_t await_resume() {
     finish();
@@ -88,10 +88,10 @@ class tcp_stream {
   /// Reads at least one byte into `buffer` once some are available; yields the count, or 0 at end
   /// of stream (the peer shut down its side) or for an empty buffer.
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer) {
-    return read_some_operation{checked_fd(), buffer, nullptr};
+    return read_some_operation{checked(), buffer, nullptr};
   }
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
-    return read_some_operation{socket_.get(), buffer, &ec};
+    return read_some_operation{socket_, buffer, &ec};
   }
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer) {
     return read_some(std::as_writable_bytes(buffer));
@@ -103,10 +103,10 @@ class tcp_stream {
   /// Writes all of `data`, in as many sends as the kernel needs; yields the byte count. In the
   /// error_code form the count tells how much was written before the error.
   [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data) {
-    return write_all_operation{checked_fd(), data, nullptr};
+    return write_all_operation{checked(), data, nullptr};
   }
   [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data, std::error_code& ec) noexcept {
-    return write_all_operation{socket_.get(), data, &ec};
+    return write_all_operation{socket_, data, &ec};
   }
   [[nodiscard]] write_all_operation write_all(std::string_view data) {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}));
@@ -136,7 +136,7 @@ class tcp_stream {
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
 
  private:
-  int checked_fd() const;
+  const detail::file_descriptor& checked() const;
   detail::file_descriptor socket_;
 };
 

@@ -1,0 +1,313 @@
+// lib/asio_reactor.cpp - the Asio reactor (see asio_reactor.hpp). The only file of corio that
+// includes Asio.
+#include "asio_reactor.hpp"
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/basic_stream_socket.hpp>
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#if !defined(_WIN32)
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <chrono>
+#include <system_error>
+#include <vector>
+
+namespace corio::detail {
+namespace {
+
+using protocol = asio::generic::stream_protocol;
+using stream_socket = asio::basic_stream_socket<protocol, asio::io_context::executor_type>;
+using acceptor = asio::basic_socket_acceptor<protocol, asio::io_context::executor_type>;
+
+/// What this worker registered with Asio for one descriptor number.
+struct table_entry {
+  std::uint64_t generation = 0;
+  std::unique_ptr<stream_socket> socket;  ///< for connect, recv, send
+  std::unique_ptr<acceptor> listener;     ///< for accept
+};
+
+/// An Asio completion as corio's reactors report it: a byte count or descriptor, 0 at end of
+/// stream, -errno on failure (-ECANCELED for a cancelled operation).
+int to_result(const asio::error_code& ec, std::size_t n) noexcept {
+  if (!ec) return static_cast<int>(n);
+  if (ec == asio::error::eof) return 0;
+  if (ec == asio::error::operation_aborted) return -ECANCELED;
+  if (ec.category() == asio::system_category() && ec.value() > 0) return -ec.value();
+  return -EIO;
+}
+
+/// The address family of a socket, for the generic protocol Asio assigns it with.
+int socket_family(int fd, int& error) noexcept {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    error = errno;
+    return -1;
+  }
+  error = 0;
+  return address.ss_family;
+}
+
+}  // namespace
+
+struct asio_reactor::state {
+  explicit state(completion_sink s) : sink(s) {}
+
+  completion_sink sink;
+  asio::io_context context{1};  // driven by one thread; posts from others stay thread-safe
+  asio::executor_work_guard<asio::io_context::executor_type> guard{context.get_executor()};
+  /// Never opened: constructing it makes Asio set up its reactor (epoll and interrupter
+  /// descriptors) now rather than at the first registration, which may come when descriptors
+  /// have run out and must not fail for that reason.
+  stream_socket reactor_starter{context};
+  std::vector<table_entry> table;  // by descriptor number
+  std::atomic<bool> wake_pending{false};
+  bool woken = false;  ///< the wake handler ran since the last wait() began
+  bool draining = false;
+  std::size_t in_flight = 0;
+  std::size_t finished = 0;  ///< requests finished since the count was last reset
+  io_request* head = nullptr;  // requests in flight, for cancellation at drain()
+
+  void link(io_request& r) noexcept {
+    r.prev = nullptr;
+    r.next = head;
+    if (head != nullptr) head->prev = &r;
+    head = &r;
+    ++in_flight;
+  }
+
+  void unlink(io_request& r) noexcept {
+    if (r.prev != nullptr) r.prev->next = r.next;
+    else head = r.next;
+    if (r.next != nullptr) r.next->prev = r.prev;
+    r.prev = r.next = nullptr;
+    --in_flight;
+  }
+
+  /// A request is done (result as to_result): the same steps as an io_uring completion.
+  void finish(io_request& r, int result) noexcept {
+    unlink(r);
+    if (finish_request(r, result, draining, sink)) ++finished;
+  }
+
+  /// Finishes `r` with -error from the io_context, as a completion (never inside submit()).
+  void fail_later(io_request& r, int error) {
+    asio::post(context, [this, &r, error] { finish(r, -error); });
+  }
+
+  static void release(table_entry& e) noexcept {
+    asio::error_code ignored;
+    // release(), not close(): the descriptor belongs to a corio socket (or is already closed, and
+    // its number may belong to another socket by now).
+    if (e.socket) (void)e.socket->release(ignored);
+    if (e.listener) (void)e.listener->release(ignored);
+    e.socket.reset();
+    e.listener.reset();
+    e.generation = 0;
+  }
+
+  /// The entry registered for r's descriptor, (re)registered when missing, stale or of the wrong
+  /// kind; null with `error` set when the descriptor cannot be registered.
+  table_entry* entry_for(const io_request& r, int& error) {
+    error = 0;
+    if (r.fd < 0) {
+      error = EBADF;
+      return nullptr;
+    }
+    const auto index = static_cast<std::size_t>(r.fd);
+    if (index >= table.size()) table.resize(std::max(index + 1, table.size() * 2));
+    table_entry& e = table[index];
+    const bool want_listener = r.opcode == io_opcode::accept;
+    if (e.generation == r.generation && (want_listener ? e.listener != nullptr : e.socket != nullptr)) return &e;
+    release(e);
+    const int family = socket_family(r.fd, error);
+    if (family < 0) return nullptr;
+    asio::error_code ec;
+    if (want_listener) {
+      e.listener = std::make_unique<acceptor>(context);
+      e.listener->assign(protocol{family, 0}, r.fd, ec);
+      // accept4() below must see EAGAIN rather than block the worker.
+      if (!ec) e.listener->non_blocking(true, ec);
+    } else {
+      e.socket = std::make_unique<stream_socket>(context);
+      e.socket->assign(protocol{family, 0}, r.fd, ec);
+    }
+    if (ec) {
+      release(e);
+      error = to_result(ec, 0) < 0 ? -to_result(ec, 0) : EIO;
+      return nullptr;
+    }
+    e.generation = r.generation;
+    return &e;
+  }
+
+  /// accept4() until it yields a descriptor or an error other than EAGAIN; on EAGAIN, waits for
+  /// the listener to be readable and tries again. Safe with Asio's edge-triggered epoll because
+  /// one thread drives this io_context: a connection that arrives after the EAGAIN is reported by
+  /// a later epoll_wait, which only runs after the wait below is queued. Accepted descriptors are
+  /// close-on-exec, as on io_uring (Asio's own accept does not set it).
+  void accept(acceptor& listener, io_request& r) {
+    for (;;) {
+      auto length = static_cast<socklen_t>(r.address_length);
+      const int fd = ::accept4(r.fd, static_cast<sockaddr*>(r.address), &length, SOCK_CLOEXEC);
+      if (fd >= 0) {
+        r.address_length = length;
+        asio::post(context, [this, &r, fd] { finish(r, fd); });
+        return;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        fail_later(r, errno);
+        return;
+      }
+      break;
+    }
+    acceptor* l = &listener;  // the object is stable: the table holds it by pointer
+    listener.async_wait(acceptor::wait_read, [this, l, &r](const asio::error_code& ec) {
+      if (ec || draining) {
+        finish(r, ec ? to_result(ec, 0) : -ECANCELED);
+        return;
+      }
+      accept(*l, r);
+    });
+  }
+};
+
+asio_reactor::asio_reactor(completion_sink sink) {
+  try {
+    state_ = std::make_unique<state>(sink);
+  } catch (const std::system_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::system_error(ENOMEM, std::system_category(), e.what());
+  }
+}
+
+asio_reactor::~asio_reactor() {
+  state_->guard.reset();
+  for (table_entry& e : state_->table) state::release(e);
+}
+
+void asio_reactor::submit(io_request& request) {
+  state& s = *state_;
+  s.link(request);
+  int error = 0;
+  table_entry* e = s.entry_for(request, error);
+  if (e == nullptr) {
+    s.fail_later(request, error);
+    return;
+  }
+  io_request* r = &request;
+  switch (request.opcode) {
+    case io_opcode::accept:
+      s.accept(*e->listener, request);
+      break;
+    case io_opcode::connect:
+      e->socket->async_connect(
+          protocol::endpoint{request.address, request.address_length},
+          [&s, r](const asio::error_code& ec) { s.finish(*r, to_result(ec, 0)); });
+      break;
+    case io_opcode::recv:
+      e->socket->async_receive(asio::buffer(request.buffer, request.length),
+                               static_cast<asio::socket_base::message_flags>(request.flags),
+                               [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); });
+      break;
+    case io_opcode::send:
+      // Asio adds MSG_NOSIGNAL on Linux; a short send completes with the bytes sent.
+      e->socket->async_send(asio::buffer(static_cast<const void*>(request.buffer), request.length),
+                            static_cast<asio::socket_base::message_flags>(request.flags),
+                            [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); });
+      break;
+  }
+}
+
+std::size_t asio_reactor::poll() {
+  state& s = *state_;
+  // Nothing in flight: only a wake can be pending, and wait() runs that. Skip Asio entirely (its
+  // poll would make an epoll_wait system call), as the io_uring reactor skips its ring.
+  if (s.in_flight == 0) return 0;
+  s.finished = 0;
+  s.context.poll();
+  return s.finished;
+}
+
+std::size_t asio_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  state& s = *state_;
+  s.woken = false;
+  s.finished = 0;
+  s.context.poll();  // what is ready already, the wake handler included
+  if (s.finished != 0 || s.woken) return s.finished;
+  if (!timeout) {
+    s.context.run_one();
+  } else if (timeout->count() > 0) {
+    s.context.run_one_for(*timeout);
+  }
+  s.context.poll();
+  return s.finished;
+}
+
+void asio_reactor::wake() noexcept {
+  state& s = *state_;
+  // At most one wake handler pending: a storm of wakes posts once.
+  if (s.wake_pending.exchange(true, std::memory_order_acq_rel)) return;
+  try {
+    asio::post(s.context, [&s] {
+      s.wake_pending.store(false, std::memory_order_release);
+      s.woken = true;
+    });
+  } catch (...) {
+    // Out of memory for the handler: leave the flag clear so that the next wake tries again.
+    s.wake_pending.store(false, std::memory_order_release);
+  }
+}
+
+void asio_reactor::drain() noexcept {
+  state& s = *state_;
+  s.draining = true;
+  try {
+    for (io_request* r = s.head; r != nullptr; r = r->next) {
+      if (r->fd < 0 || static_cast<std::size_t>(r->fd) >= s.table.size()) continue;
+      table_entry& e = s.table[static_cast<std::size_t>(r->fd)];
+      asio::error_code ignored;
+      if (e.socket) e.socket->cancel(ignored);
+      if (e.listener) e.listener->cancel(ignored);
+    }
+    // Every cancelled operation completes with operation_aborted; bounded in case one does not.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (s.in_flight != 0 && std::chrono::steady_clock::now() < give_up) {
+      s.context.run_one_for(std::chrono::milliseconds(100));
+    }
+    s.context.poll();
+  } catch (...) {
+  }
+  if (s.in_flight != 0) {
+    std::fprintf(stderr, "corio: %zu Asio operations did not complete after cancellation\n", s.in_flight);
+  }
+}
+
+std::size_t asio_reactor::in_flight() const noexcept { return state_->in_flight; }
+
+std::string asio_reactor::features() const {
+#if defined(ASIO_HAS_IOCP)
+  return "iocp";
+#elif defined(ASIO_HAS_EPOLL)
+  return "epoll";
+#elif defined(ASIO_HAS_KQUEUE)
+  return "kqueue";
+#else
+  return "select";
+#endif
+}
+
+}  // namespace corio::detail

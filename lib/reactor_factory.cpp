@@ -1,0 +1,114 @@
+// lib/reactor_factory.cpp - choosing and creating a worker's reactor (see reactor_factory.hpp).
+#include "reactor_factory.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include <unistd.h>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+
+#if CORIO_HAS_URING
+#include "uring_reactor.hpp"
+#endif
+#if CORIO_HAS_ASIO_REACTOR
+#include "asio_reactor.hpp"
+#endif
+
+namespace corio::detail {
+namespace {
+
+[[maybe_unused]] void ignore_completion(void*, std::coroutine_handle<>, std::uint32_t) noexcept {}
+
+}  // namespace
+
+bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink) noexcept {
+  if (draining) {
+    if (r.opcode == io_opcode::accept && result >= 0) ::close(result);
+    return false;
+  }
+  if (r.on_complete != nullptr) {
+    if (!r.on_complete(r, result)) return false;  // resubmitted itself
+  } else {
+    r.result = result;
+  }
+  sink.ready(sink.context, r.waiter, r.bound);
+  return true;
+}
+
+#if !CORIO_HAS_URING
+void set_uring_setup_failure(int) noexcept {}
+#endif
+
+backend_choice choose_backend(io_backend requested) {
+  backend_choice choice;
+  io_backend b = requested;
+  if (b == io_backend::automatic) {
+    if (const char* env = std::getenv("CORIO_BACKEND"); env != nullptr && *env != '\0') {
+      const std::string_view value = env;
+      if (value == "asio") {
+        b = io_backend::asio;
+        choice.fallback_reason = "CORIO_BACKEND=asio";
+      } else if (value == "uring" || value == "io_uring") {
+        b = io_backend::uring;
+      } else if (value != "auto") {
+        throw std::invalid_argument(fmt::format("corio: CORIO_BACKEND={}: expected asio, uring or auto", value));
+      }
+    }
+  }
+#if !CORIO_HAS_URING
+  if (b == io_backend::uring) {
+    throw std::invalid_argument("corio: io_uring was requested, but corio was built without it (io_backend option)");
+  }
+  if (b == io_backend::automatic) b = io_backend::asio;  // the only reactor here: not a fallback
+#endif
+#if !CORIO_HAS_ASIO_REACTOR
+  if (b == io_backend::asio) {
+    throw std::invalid_argument("corio: Asio was requested, but corio was built without it (io_backend option)");
+  }
+  if (b == io_backend::automatic) b = io_backend::uring;
+#endif
+#if CORIO_HAS_URING && CORIO_HAS_ASIO_REACTOR
+  if (b == io_backend::automatic) {
+    choice.may_fall_back = true;
+    try {
+      uring_reactor probe{8, completion_sink{&ignore_completion, nullptr}};
+      b = io_backend::uring;
+    } catch (const std::system_error& e) {
+      b = io_backend::asio;
+      choice.fallback_reason = e.what();
+    }
+  }
+#endif
+  choice.backend = b;
+  return choice;
+}
+
+std::unique_ptr<reactor> make_reactor(const backend_choice& choice, [[maybe_unused]] unsigned ring_entries,
+                                      completion_sink sink, [[maybe_unused]] std::string& fallback_reason) {
+#if CORIO_HAS_URING
+  if (choice.backend == io_backend::uring) {
+#if CORIO_HAS_ASIO_REACTOR
+    try {
+      return std::make_unique<uring_reactor>(ring_entries, sink);
+    } catch (const std::system_error& e) {
+      if (!choice.may_fall_back) throw;
+      fallback_reason = e.what();
+    }
+#else
+    return std::make_unique<uring_reactor>(ring_entries, sink);
+#endif
+  }
+#endif
+#if CORIO_HAS_ASIO_REACTOR
+  return std::make_unique<asio_reactor>(sink);
+#else
+  (void)choice;
+  (void)sink;
+  throw std::invalid_argument("corio: no reactor was built");
+#endif
+}
+
+}  // namespace corio::detail

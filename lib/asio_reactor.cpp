@@ -11,10 +11,7 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
-#if !defined(_WIN32)
-#include <sys/socket.h>
-#include <unistd.h>
-#endif
+#include "net/socket_api.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -43,16 +40,20 @@ int to_result(const asio::error_code& ec, std::size_t n) noexcept {
   if (!ec) return static_cast<int>(n);
   if (ec == asio::error::eof) return 0;
   if (ec == asio::error::operation_aborted) return -ECANCELED;
+#if defined(_WIN32)
+  if (ec.category() == asio::system_category()) return -errno_from_wsa(ec.value());
+#else
   if (ec.category() == asio::system_category() && ec.value() > 0) return -ec.value();
+#endif
   return -EIO;
 }
 
 /// The address family of a socket, for the generic protocol Asio assigns it with.
 int socket_family(int fd, int& error) noexcept {
   sockaddr_storage address{};
-  socklen_t length = sizeof address;
+  socket_length_t length = sizeof address;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    error = errno;
+    error = socket_error();
     return -1;
   }
   error = 0;
@@ -152,6 +153,7 @@ struct asio_reactor::state {
     return &e;
   }
 
+#if !defined(_WIN32)
   /// accept4() until it yields a descriptor or an error other than EAGAIN; on EAGAIN, waits for
   /// the listener to be readable and tries again. Safe with Asio's edge-triggered epoll because
   /// one thread drives this io_context: a connection that arrives after the EAGAIN is reported by
@@ -182,6 +184,25 @@ struct asio_reactor::state {
       accept(*l, r);
     });
   }
+#else
+  /// Windows (IOCP): Asio's own accept (AcceptEx); the accepted socket is released to corio.
+  void accept(acceptor& listener, io_request& r) {
+    listener.async_accept([this, &r](const asio::error_code& ec, stream_socket peer) {
+      if (ec) {
+        finish(r, to_result(ec, 0));
+        return;
+      }
+      asio::error_code release_error;
+      const auto handle = peer.release(release_error);
+      if (release_error) {
+        finish(r, to_result(release_error, 0));
+        return;
+      }
+      r.address_length = 0;  // the peer is available from remote_endpoint()
+      finish(r, static_cast<int>(handle));
+    });
+  }
+#endif
 };
 
 asio_reactor::asio_reactor(completion_sink sink) {

@@ -5,7 +5,7 @@
 
 #include <cstdlib>
 
-#include <unistd.h>
+#include "net/socket_api.hpp"
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -26,7 +26,7 @@ namespace {
 
 bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink) noexcept {
   if (draining) {
-    if (r.opcode == io_opcode::accept && result >= 0) ::close(result);
+    if (r.opcode == io_opcode::accept && result >= 0) (void)close_socket(result);
     return false;
   }
   if (r.on_complete != nullptr) {
@@ -86,7 +86,7 @@ backend_choice choose_backend(io_backend requested) {
   return choice;
 }
 
-std::unique_ptr<reactor> make_reactor(const backend_choice& choice, [[maybe_unused]] unsigned ring_entries,
+std::unique_ptr<reactor> make_reactor([[maybe_unused]] const backend_choice& choice, [[maybe_unused]] unsigned ring_entries,
                                       completion_sink sink, [[maybe_unused]] std::string& fallback_reason) {
 #if CORIO_HAS_URING
   if (choice.backend == io_backend::uring) {

@@ -10,8 +10,10 @@
 #include <typeinfo>
 #include <random>
 
+#if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
+#endif
 
 #include "corio/errors.hpp"
 #include "corio/yield.hpp"
@@ -24,7 +26,10 @@ namespace {
 // initial-exec: one %fs-relative load. The library is compiled -fPIC (static or shared), where the
 // default model costs a general-dynamic access that the linker relaxes to two dependent loads; this
 // one is read on every yield, spawn and finish. Costs 8 bytes of static TLS if dlopen()ed.
-[[gnu::tls_model("initial-exec")]] thread_local worker* this_worker = nullptr;
+#if defined(__ELF__)
+[[gnu::tls_model("initial-exec")]]
+#endif
+thread_local worker* this_worker = nullptr;
 thread_local std::coroutine_handle<> trampoline_next{};
 }  // namespace
 
@@ -485,6 +490,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
     shutdown();
     std::rethrow_exception(start_error_);
   }
+#if defined(__linux__)
   if (options_.pin_workers) {
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
@@ -501,6 +507,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
       }
     }
   }
+#endif  // elsewhere pin_workers is accepted and the workers run unpinned (documented)
 }
 
 runtime_impl::~runtime_impl() { shutdown(); }

@@ -43,7 +43,7 @@ struct runtime_options {
   /// this many times per turn of a task; the next one yields (Tokio's coop budget: 128).
   unsigned budget = 128;
   /// Pin worker i to CPU i modulo the CPUs this process may run on (pthread_setaffinity_np).
-  /// Failure to pin is not an error: the worker then runs unpinned.
+  /// Failure to pin is not an error: the worker then runs unpinned (as everywhere but Linux).
   bool pin_workers = false;
   /// Seed of the workers' random choices (steal victims, later select); 0 picks one at random.
   std::uint64_t seed = 0;

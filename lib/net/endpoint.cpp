@@ -1,11 +1,15 @@
 // lib/net/endpoint.cpp - parsing and printing numeric socket addresses.
 #include "corio/net/endpoint.hpp"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+
+#include "socket_api.hpp"
+#if defined(_WIN32)
+#include <iphlpapi.h>  // if_nametoindex
+#ifndef IF_NAMESIZE
+#define IF_NAMESIZE 256
+#endif
+#endif
 
 #include <charconv>
 #include <cstring>
@@ -85,7 +89,7 @@ endpoint endpoint::parse(std::string_view text) {
 }
 
 endpoint endpoint::from_native(const void* address, std::size_t size) {
-  sa_family_t family = AF_UNSPEC;
+  detail::socket_family_t family = AF_UNSPEC;
   if (size >= sizeof family) std::memcpy(&family, address, sizeof family);
   const bool ok = (family == AF_INET && size == sizeof(sockaddr_in)) ||
                   (family == AF_INET6 && size == sizeof(sockaddr_in6));
@@ -100,13 +104,13 @@ endpoint endpoint::from_native(const void* address, std::size_t size) {
 }
 
 bool endpoint::is_v4() const noexcept {
-  sa_family_t family = AF_UNSPEC;
+  detail::socket_family_t family = AF_UNSPEC;
   std::memcpy(&family, storage_.data(), sizeof family);
   return size_ != 0 && family == AF_INET;
 }
 
 bool endpoint::is_v6() const noexcept {
-  sa_family_t family = AF_UNSPEC;
+  detail::socket_family_t family = AF_UNSPEC;
   std::memcpy(&family, storage_.data(), sizeof family);
   return size_ != 0 && family == AF_INET6;
 }

@@ -1,10 +1,6 @@
 // lib/net/tcp.cpp - TCP listener and stream: socket set-up is synchronous, data moves through the
 // worker's reactor.
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -13,6 +9,7 @@
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
+#include "socket_api.hpp"
 
 namespace corio {
 
@@ -24,7 +21,7 @@ std::uint64_t next_descriptor_generation() noexcept {
 
 int file_descriptor::reset(int fd) noexcept {
   int error = 0;
-  if (fd_ >= 0 && ::close(fd_) != 0) error = errno;
+  if (fd_ >= 0) error = close_socket(fd_);
   fd_ = fd;
   generation_ = fd >= 0 ? next_descriptor_generation() : 0;
   return error;
@@ -34,21 +31,20 @@ int file_descriptor::reset(int fd) noexcept {
 namespace net {
 namespace {
 
-[[noreturn]] void throw_errno(int error, const char* what) {
-  throw std::system_error(error, std::system_category(), what);
-}
+using detail::socket_category;
+
+[[noreturn]] void throw_errno(int error, const char* what) { detail::throw_socket_error(error, what); }
 
 [[noreturn]] void throw_closed(const char* what) {
-  throw std::system_error(EBADF, std::system_category(),
-                          fmt::format("{}: the socket is closed or was moved from", what));
+  throw std::system_error(EBADF, socket_category(), fmt::format("{}: the socket is closed or was moved from", what));
 }
 
 endpoint socket_name(int fd, bool peer, const char* what) {
   if (fd < 0) throw_closed(what);
   endpoint e;
-  socklen_t len = endpoint::capacity();
+  detail::socket_length_t len = endpoint::capacity();
   auto* sa = static_cast<sockaddr*>(e.data());
-  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) throw_errno(errno, what);
+  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) throw_errno(detail::socket_error(), what);
   e.resize(len);
   return e;
 }
@@ -117,9 +113,10 @@ connect_operation::connect_operation(const endpoint& remote, std::error_code* ec
     fail_early(EAFNOSUPPORT);
     return;
   }
-  const int fd = ::socket(remote_.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  const int fd = detail::open_socket(remote_.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | detail::socket_cloexec,
+                                     IPPROTO_TCP);
   if (fd < 0) {
-    fail_early(errno);
+    fail_early(detail::socket_error());
     return;
   }
   socket_ = detail::file_descriptor{fd};
@@ -167,11 +164,13 @@ void tcp_stream::shutdown(shutdown_type how) {
 void tcp_stream::shutdown(shutdown_type how, std::error_code& ec) noexcept {
   ec.clear();
   if (!socket_.valid()) {
-    ec.assign(EBADF, std::system_category());
+    ec.assign(EBADF, socket_category());
     return;
   }
-  const int native = how == shutdown_type::receive ? SHUT_RD : how == shutdown_type::send ? SHUT_WR : SHUT_RDWR;
-  if (::shutdown(socket_.get(), native) != 0) ec.assign(errno, std::system_category());
+  const int native = how == shutdown_type::receive ? detail::shut_read
+                     : how == shutdown_type::send  ? detail::shut_write
+                                                   : detail::shut_both;
+  if (::shutdown(socket_.get(), native) != 0) ec.assign(detail::socket_error(), socket_category());
 }
 
 void tcp_stream::set_nodelay(bool on) {
@@ -183,12 +182,11 @@ void tcp_stream::set_nodelay(bool on) {
 void tcp_stream::set_nodelay(bool on, std::error_code& ec) noexcept {
   ec.clear();
   if (!socket_.valid()) {
-    ec.assign(EBADF, std::system_category());
+    ec.assign(EBADF, socket_category());
     return;
   }
-  const int value = on ? 1 : 0;
-  if (::setsockopt(socket_.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) != 0) {
-    ec.assign(errno, std::system_category());
+  if (const int error = detail::set_int_option(socket_.get(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0)) {
+    ec.assign(error, socket_category());
   }
 }
 
@@ -208,21 +206,23 @@ tcp_listener tcp_listener::bind(std::string_view local, int backlog) {
 
 tcp_listener tcp_listener::bind(const endpoint& local, int backlog) {
   if (!local.is_v4() && !local.is_v6()) {
-    throw std::system_error(EAFNOSUPPORT, std::system_category(), "corio::net::tcp_listener::bind");
+    throw std::system_error(EAFNOSUPPORT, socket_category(), "corio::net::tcp_listener::bind");
   }
-  const int fd = ::socket(local.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (fd < 0) throw_errno(errno, "corio::net::tcp_listener::bind: socket");
+  const int fd = detail::open_socket(local.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | detail::socket_cloexec,
+                                     IPPROTO_TCP);
+  if (fd < 0) throw_errno(detail::socket_error(), "corio::net::tcp_listener::bind: socket");
   tcp_listener l;
   l.socket_ = detail::file_descriptor{fd};
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (local.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (::bind(fd, static_cast<const sockaddr*>(local.data()), local.size()) != 0) {
-    const int error = errno;
-    throw std::system_error(error, std::system_category(),
+#if !defined(_WIN32)  // on Windows SO_REUSEADDR lets another socket steal the port: not wanted
+  (void)detail::set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+#endif
+  if (local.is_v6()) (void)detail::set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  if (::bind(fd, static_cast<const sockaddr*>(local.data()), static_cast<detail::socket_length_t>(local.size())) != 0) {
+    const int error = detail::socket_error();
+    throw std::system_error(error, socket_category(),
                             fmt::format("corio::net::tcp_listener::bind {}", local.to_string()));
   }
-  if (::listen(fd, backlog) != 0) throw_errno(errno, "corio::net::tcp_listener::bind: listen");
+  if (::listen(fd, backlog) != 0) throw_errno(detail::socket_error(), "corio::net::tcp_listener::bind: listen");
   return l;
 }
 

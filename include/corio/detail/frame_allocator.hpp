@@ -89,9 +89,14 @@ struct frame_cache {
 };
 static_assert(std::is_trivially_destructible_v<frame_cache>);
 
-/// The calling thread's frame cache (defined in lib/frame_allocator.cpp). Its symbol has a fixed
-/// assembler name so that this_thread_frame_cache() can address it from inline assembly.
+/// The calling thread's frame cache (defined in lib/frame_allocator.cpp). On x86-64 Linux its
+/// symbol has a fixed assembler name so that this_thread_frame_cache() can address it from
+/// inline assembly.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 extern thread_local constinit frame_cache tls_frame_cache __asm__("corio_tls_frame_cache");
+#else
+extern thread_local constinit frame_cache tls_frame_cache;
+#endif
 
 /// The calling thread's frame cache, read afresh at every call: never an address the compiler
 /// computed on another thread. Clang may keep a thread-local's address in a coroutine frame across

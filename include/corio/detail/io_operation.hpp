@@ -48,6 +48,16 @@ struct io_request {
   io_request* next = nullptr;
 };
 
+/// The category of the error numbers corio's I/O reports: POSIX errno values, so the system
+/// category on POSIX and the generic one on Windows (whose system category means Win32 codes).
+inline const std::error_category& io_error_category() noexcept {
+#if defined(_WIN32)
+  return std::generic_category();
+#else
+  return std::system_category();
+#endif
+}
+
 /// Hands `request` to the calling worker's reactor. Submission is batched: the reactor pushes it to
 /// the kernel when the worker next polls (after the current task suspends). Throws std::logic_error
 /// when called off a worker thread, std::system_error when the reactor cannot take it.
@@ -83,7 +93,7 @@ class io_operation {
       if (ec_ != nullptr) ec_->clear();
       return request_.result;
     }
-    std::error_code code{-request_.result, std::system_category()};
+    std::error_code code{-request_.result, io_error_category()};
     if (ec_ == nullptr) throw_error(code, what_);
     *ec_ = code;
     return -1;

@@ -219,6 +219,19 @@ void worker::add_timer(timer_node& node) {
   if (rt_.manual_) publish_deadline();
 }
 
+void worker::add_park_timer(park_timer& t) {
+  t.entry.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&t) | 1);  // tagged: see fire_timers
+  t.entry.deadline_tick = rt_.ticks_ceil(clock::time_point{clock::duration{t.deadline_ns}});
+  wheel_.insert(t.entry);
+  if (rt_.manual_) publish_deadline();
+}
+
+void worker::cancel_park_timer(park_timer& t) noexcept {
+  if (!t.entry.inserted()) return;
+  wheel_.cancel(t.entry);
+  if (rt_.manual_) publish_deadline();
+}
+
 void worker::publish_deadline() noexcept {
   const auto next = wheel_.next_deadline();
   published_deadline_.store(next ? *next : ~std::uint64_t{0}, std::memory_order_seq_cst);
@@ -231,6 +244,13 @@ std::size_t worker::fire_timers() {
   // In deadline order, onto the FIFO list; each node is in a frame that is published by this and
   // not touched again.
   const std::size_t fired = wheel_.advance(now_tick, [this](timer_entry& e) {
+    const auto bits = reinterpret_cast<std::uintptr_t>(e.context);
+    if ((bits & 1) != 0) {
+      // A parked operation's timeout: resume the task only if the timeout ended the wait.
+      park_state& state = *reinterpret_cast<park_timer*>(bits & ~std::uintptr_t{1})->state;
+      if (state.try_claim(park_state::timed_out)) schedule_back(state.task);
+      return;
+    }
     schedule_back(static_cast<timer_node*>(e.context)->waiter);
   });
   timers_fired.add(fired);
@@ -299,7 +319,7 @@ std::coroutine_handle<> worker::steal() {
   random_state_ ^= random_state_ << 13;  // xorshift64
   random_state_ ^= random_state_ >> 7;
   random_state_ ^= random_state_ << 17;
-  const std::size_t start = random_state_ % n;
+  const std::size_t start = random_state_ % n;  // (xorshift64 above; random_u32() shares it)
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *rt_.workers_[(start + i) % n];
     if (&victim == this) continue;
@@ -893,6 +913,51 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
   if (w == nullptr) return std::noop_coroutine();
   std::coroutine_handle<> h = w->next_direct();
   return h ? h : std::noop_coroutine();
+}
+
+void wake_parked(const wake_ticket& t) noexcept {
+  worker* w = this_worker;
+  runtime_impl& rt = *t.runtime;
+  const bool here = w != nullptr && &w->runtime() == &rt;
+  if (t.wake_on != unbound_worker) {
+    if (here) w->deliver_bound(t.wake_on, t.task);
+    else rt.workers_[t.wake_on]->post(t.task);
+    return;
+  }
+  if (here) w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
+  else rt.inject(t.task);
+}
+
+void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound) {
+  worker* w = this_worker;
+  if (w == nullptr) throw std::logic_error("corio: a channel, select or lock wait outside a task on a runtime");
+  s.task = task;
+  s.runtime = &w->runtime();
+  s.wake_on = bound;
+}
+
+void park_timer::arm(park_state& s) {
+  worker* w = this_worker;
+  if (w == nullptr) throw std::logic_error("corio: a timed wait outside a task on a runtime");
+  state = &s;
+  s.wake_on = w->index();  // a peer's wake brings the task back here, where disarm() runs
+  w->add_park_timer(*this);
+}
+
+void park_timer::disarm() noexcept {
+  if (!entry.inserted()) return;
+  worker* w = this_worker;
+  assert(w != nullptr && "corio: park_timer disarmed off its worker");
+  w->cancel_park_timer(*this);
+}
+
+std::uint32_t random_u32() noexcept {
+  if (worker* w = this_worker) return w->random_u32();
+  thread_local std::uint64_t state = 0x9E3779B97F4A7C15ull ^ reinterpret_cast<std::uintptr_t>(&state);
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return static_cast<std::uint32_t>(state >> 32);
 }
 
 std::coroutine_handle<> next_after_park() noexcept {

@@ -77,6 +77,7 @@
 #include <vector>
 
 #include "corio/runtime.hpp"
+#include "corio/detail/park.hpp"
 #include "corio/time.hpp"
 #include "reactor.hpp"
 #include "reactor_factory.hpp"
@@ -123,6 +124,16 @@ class worker {
   /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
   void schedule_back(std::coroutine_handle<> h);
   void add_timer(timer_node& node);
+  /// A parked operation's timeout (corio/detail/park.hpp), and its cancellation (owner only).
+  void add_park_timer(park_timer& t);
+  void cancel_park_timer(park_timer& t) noexcept;
+  /// The next number of this worker's xorshift64 generator (steal victims and select share it).
+  std::uint32_t random_u32() noexcept {
+    random_state_ ^= random_state_ << 13;
+    random_state_ ^= random_state_ >> 7;
+    random_state_ ^= random_state_ << 17;
+    return static_cast<std::uint32_t>(random_state_ >> 32);
+  }
   void link(promise_base& p) noexcept;
   void unlink(promise_base& p) noexcept;
   /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.

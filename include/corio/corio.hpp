@@ -1,13 +1,22 @@
 // corio/corio.hpp - the umbrella header: everything a program on corio needs.
 #pragma once
 
+#include "corio/channel.hpp"
+#include "corio/condition_variable.hpp"
 #include "corio/errors.hpp"
+#include "corio/event.hpp"
+#include "corio/latch.hpp"
+#include "corio/mutex.hpp"
 #include "corio/net/endpoint.hpp"
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
 #include "corio/runtime.hpp"
+#include "corio/select.hpp"
+#include "corio/semaphore.hpp"
+#include "corio/shared_mutex.hpp"
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
 #include "corio/time.hpp"
+#include "corio/wait_group.hpp"
 #include "corio/when_all.hpp"
 #include "corio/yield.hpp"

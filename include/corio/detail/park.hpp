@@ -1,0 +1,169 @@
+// corio/detail/park.hpp - parking a task on a wait queue and waking it: what channels, select and
+// the sync primitives share.
+//
+// A task that must wait (a receive on an empty channel, a select, a contended mutex) puts one
+// wait_node per thing it waits on into that thing's FIFO wait_list, under that thing's spin_lock,
+// and suspends. All its nodes point to one park_state, whose `claim` word is set exactly once, by
+// one atomic step, by whoever ends the wait: a peer (a sender, a receiver, an unlock, a close:
+// always under the lock of the list the node is on), the task's timeout timer (on the worker whose
+// wheel holds it), or, later, cancellation. Whoever wins the claim does the operation's effect
+// (moves the value, hands over the lock) and then wakes the task with wake_parked(); everyone who
+// loses leaves the task alone. This is Go's sudog and `selectDone` (runtime/chan.go, select.go).
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+
+#include "corio/detail/timer_entry.hpp"
+#include "corio/task.hpp"
+
+namespace corio::detail {
+
+class runtime_impl;
+
+/// A test-and-test-and-set spin lock for critical sections of a few dozen instructions (channel
+/// and sync-primitive state). Spins with a pause instruction, and after 64 rounds yields the
+/// thread, so that a holder preempted on an oversubscribed machine gets to run. Not recursive.
+/// Thread-safe.
+class spin_lock {
+ public:
+  void lock() noexcept {
+    if (!locked_.exchange(true, std::memory_order_acquire)) [[likely]] return;
+    lock_slow();
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  void lock_slow() noexcept;  // lib/sync.cpp
+  std::atomic<bool> locked_{false};
+};
+
+/// Locks a spin_lock for a scope.
+class spin_guard {
+ public:
+  explicit spin_guard(spin_lock& l) noexcept : lock_(l) { lock_.lock(); }
+  spin_guard(const spin_guard&) = delete;
+  spin_guard& operator=(const spin_guard&) = delete;
+  ~spin_guard() { lock_.unlock(); }
+
+ private:
+  spin_lock& lock_;
+};
+
+/// The one-shot state of a parked operation (see the file comment). Lives in the parked task's
+/// frame (in the awaiter).
+struct park_state {
+  static constexpr std::uint32_t waiting = 0;
+  static constexpr std::uint32_t timed_out = 0xffff'fffeu;
+  static constexpr std::uint32_t cancelled = 0xffff'fffdu;  ///< reserved for the cancellation issue
+
+  /// waiting, then 1 + the index of the case that ended the wait, timed_out or cancelled.
+  std::atomic<std::uint32_t> claim{waiting};
+  /// No timer and no select: only holders of the one list's lock can end the wait, so the claim
+  /// is a plain store (no read-modify-write on the hot path of a single send or receive).
+  bool solo = true;
+  std::coroutine_handle<> task{};
+  runtime_impl* runtime = nullptr;
+  /// The worker that must resume the task (the one whose wheel holds its timer, or the one it is
+  /// bound to), or unbound_worker.
+  std::uint32_t wake_on = unbound_worker;
+
+  /// Ends the wait with `value` if nobody did yet; true when this call did. Call with the lock of
+  /// the list holding the node when `solo`.
+  bool try_claim(std::uint32_t value) noexcept {
+    if (solo) {
+      if (claim.load(std::memory_order_relaxed) != waiting) return false;
+      claim.store(value, std::memory_order_relaxed);
+      return true;
+    }
+    std::uint32_t expected = waiting;
+    return claim.compare_exchange_strong(expected, value, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+};
+
+/// One parked task's entry in one wait_list.
+struct wait_node {
+  wait_node* prev = nullptr;
+  wait_node* next = nullptr;
+  park_state* owner = nullptr;
+  /// What the peer moves from or into: the value a sender offers (T*), or where a receiver's
+  /// value goes (std::optional<T>*). Unused by the sync primitives.
+  void* slot = nullptr;
+  std::uint32_t case_index = 0;  ///< 1 + the select case this node stands for (1 for plain ops)
+  bool linked = false;           ///< on its list; written under the list's lock
+  bool sender = false;           ///< a channel node: on the senders' list (else the receivers')
+  bool closed = false;           ///< the wait ended because the channel was closed
+  std::uint32_t amount = 0;      ///< units a semaphore or shared-lock waiter asks for
+};
+
+/// An intrusive FIFO list of wait_nodes, protected by its owner's spin_lock.
+class wait_list {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] wait_node* front() const noexcept { return head_; }
+  void push_back(wait_node& n) noexcept {
+    n.prev = tail_;
+    n.next = nullptr;
+    if (tail_ != nullptr) tail_->next = &n;
+    else head_ = &n;
+    tail_ = &n;
+    n.linked = true;
+  }
+  void remove(wait_node& n) noexcept {
+    if (n.prev != nullptr) n.prev->next = n.next;
+    else head_ = n.next;
+    if (n.next != nullptr) n.next->prev = n.prev;
+    else tail_ = n.prev;
+    n.prev = n.next = nullptr;
+    n.linked = false;
+  }
+
+ private:
+  wait_node* head_ = nullptr;
+  wait_node* tail_ = nullptr;
+};
+
+/// What is needed to wake a claimed task, copied out of its park_state under the lock so that the
+/// wake can happen after unlocking.
+struct wake_ticket {
+  std::coroutine_handle<> task{};
+  runtime_impl* runtime = nullptr;
+  std::uint32_t wake_on = unbound_worker;
+  explicit operator bool() const noexcept { return static_cast<bool>(task); }
+};
+
+inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.runtime, s.wake_on}; }
+
+/// Resumes a claimed task: on its wake_on worker if it has one; otherwise next on the calling
+/// worker (its LIFO slot, Go's runnext) when the caller is a worker of the task's runtime, or
+/// through the runtime's injection queue from any other thread. Never touches the parked frame.
+/// Thread-safe. Defined in lib/runtime.cpp.
+void wake_parked(const wake_ticket& t) noexcept;
+
+/// Fills in the park_state of a task about to park: the handle, the calling worker's runtime, and
+/// wake_on from the task's binding. Throws std::logic_error off a worker. Defined in
+/// lib/runtime.cpp.
+void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound);
+
+/// A timeout for a parked operation, in the calling worker's wheel: when it fires first it claims
+/// `state` with park_state::timed_out and resumes the task on that worker; when a peer claimed
+/// first it does nothing. arm() sets state.wake_on to this worker, so that a peer's wake brings
+/// the task back here, where disarm() can cancel the timer. Both on a worker only.
+struct park_timer {
+  timer_entry entry;
+  std::int64_t deadline_ns = 0;  ///< clock::time_point's count
+  park_state* state = nullptr;
+  void arm(park_state& s);    // lib/runtime.cpp
+  void disarm() noexcept;     // lib/runtime.cpp; a no-op once fired
+};
+
+/// A uniformly distributed 32-bit number from the calling worker's generator (seeded from
+/// runtime_options::seed, so a fixed seed gives a fixed sequence per worker), or from a
+/// thread-local generator off the workers. For select's random choice. Thread-safe.
+std::uint32_t random_u32() noexcept;
+
+}  // namespace corio::detail

@@ -1,0 +1,49 @@
+// corio/detail/sync_operation.hpp - the awaiter shape every task-parking sync primitive shares.
+#pragma once
+
+#include <coroutine>
+
+#include "corio/detail/park.hpp"
+#include "corio/detail/transfer.hpp"
+#include "corio/task.hpp"
+
+namespace corio::detail {
+
+/// Base of the awaiters of mutex, shared_mutex, semaphore, event, latch, wait_group and
+/// condition_variable: a park_state and one wait_node in the waiting task's frame. The derived
+/// awaiter's await_suspend calls park_with(h, primitive-call), where the call takes the
+/// primitive's spin lock, either completes the operation at once (returns true: the task goes
+/// on without suspending) or queues the node and releases the lock (false: the task stays
+/// parked until the primitive claims the node and wakes it). Single use; not movable.
+class sync_operation {
+ public:
+  sync_operation() noexcept = default;
+  sync_operation(const sync_operation&) = delete;
+  sync_operation& operator=(const sync_operation&) = delete;
+
+ protected:
+  /// Fills in the park state (throws std::logic_error off a worker, before anything is queued).
+  template <class Promise>
+  void prepare(std::coroutine_handle<Promise> h, std::uint32_t amount = 1) {
+    prepare_park(park_, h, binding_of(h));
+    node_.owner = &park_;
+    node_.case_index = 1;
+    node_.amount = amount;
+  }
+  /// What await_suspend returns: `h` again when `acquired` (no suspension), else the next local
+  /// task. Nothing of the frame is touched after the queueing call returned false.
+  static std::coroutine_handle<> next(std::coroutine_handle<> h, bool acquired) noexcept {
+    return transfer(acquired ? h : next_after_park());
+  }
+
+  park_state park_{};
+  wait_node node_{};
+};
+
+/// Pops every node of `list` (the lock held), claims it, and chains the claimed ones through
+/// wait_node::next for wake_chain() after unlock. Defined in lib/sync.cpp.
+wait_node* claim_all(wait_list& list) noexcept;
+/// Wakes a chain from claim_all (or built the same way). After unlock.
+void wake_chain(wait_node* n) noexcept;
+
+}  // namespace corio::detail

@@ -1,0 +1,51 @@
+// corio/event.hpp - a manual-reset event that parks tasks.
+#pragma once
+
+#include <atomic>
+
+#include "corio/detail/sync_operation.hpp"
+
+namespace corio {
+
+/// A manual-reset event (cppcoro's async_manual_reset_event, .NET's ManualResetEvent):
+/// `co_await e.wait()` completes at once while the event is set and parks the task otherwise;
+/// set() wakes every waiter and lets later waits through until reset(). Thread-safe; wait only
+/// from a task.
+class event {
+ public:
+  explicit event(bool initially_set = false) noexcept : set_(initially_set) {}
+  event(const event&) = delete;
+  event& operator=(const event&) = delete;
+
+  class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
+   public:
+    explicit wait_operation(event& e) noexcept : event_(e) {}
+    bool await_ready() const noexcept { return event_.is_set(); }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+      prepare(h);
+      return next(h, event_.wait_or_enqueue(node_));
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    event& event_;
+  };
+
+  /// `co_await e.wait()`: returns once the event is set.
+  [[nodiscard]] wait_operation wait() noexcept { return wait_operation{*this}; }
+  /// Sets the event and wakes every waiting task. Idempotent.
+  void set() noexcept;
+  /// Clears the event: later waits park until the next set().
+  void reset() noexcept;
+  [[nodiscard]] bool is_set() const noexcept { return set_.load(std::memory_order_acquire); }
+
+ private:
+  bool wait_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+
+  std::atomic<bool> set_;
+  detail::spin_lock lock_;
+  detail::wait_list queue_;
+};
+
+}  // namespace corio

@@ -1,0 +1,51 @@
+// corio/latch.hpp - a single-use countdown latch that parks tasks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "corio/detail/sync_operation.hpp"
+
+namespace corio {
+
+/// std::latch for tasks: made with a count; count_down(n) lowers it; `co_await l.wait()` parks
+/// the task until it reaches zero (at once if it has). Single use: the count never goes back up.
+/// Counting down below zero throws std::logic_error. Thread-safe; wait only from a task.
+class latch {
+ public:
+  explicit latch(std::int64_t count) noexcept : count_(count < 0 ? 0 : count) {}
+  latch(const latch&) = delete;
+  latch& operator=(const latch&) = delete;
+
+  class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
+   public:
+    explicit wait_operation(latch& l) noexcept : latch_(l) {}
+    bool await_ready() const noexcept { return latch_.try_wait(); }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+      prepare(h);
+      return next(h, latch_.wait_or_enqueue(node_));
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    latch& latch_;
+  };
+
+  /// Lowers the count by `n` (>= 0); at zero every waiter is woken. Throws std::logic_error when
+  /// `n` is negative or more than the count left.
+  void count_down(std::int64_t n = 1);
+  /// True once the count is zero.
+  [[nodiscard]] bool try_wait() const noexcept { return count_.load(std::memory_order_acquire) == 0; }
+  /// `co_await l.wait()`: returns once the count is zero.
+  [[nodiscard]] wait_operation wait() noexcept { return wait_operation{*this}; }
+
+ private:
+  bool wait_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+
+  std::atomic<std::int64_t> count_;
+  detail::spin_lock lock_;
+  detail::wait_list queue_;
+};
+
+}  // namespace corio

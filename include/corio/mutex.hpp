@@ -1,0 +1,119 @@
+// corio/mutex.hpp - a mutex that parks tasks, not threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <utility>
+
+#include "corio/detail/sync_operation.hpp"
+
+namespace corio {
+
+class mutex;
+
+/// Owns a locked corio::mutex and unlocks it when destroyed (std::unique_lock's role; move-only).
+/// From `co_await m.scoped_lock()`. Not thread-safe (one task owns it).
+class mutex_guard {
+ public:
+  mutex_guard() noexcept = default;
+  explicit mutex_guard(mutex& m) noexcept : mutex_(&m) {}
+  mutex_guard(mutex_guard&& other) noexcept : mutex_(std::exchange(other.mutex_, nullptr)) {}
+  mutex_guard& operator=(mutex_guard&& other) noexcept {
+    if (this != &other) {
+      unlock();
+      mutex_ = std::exchange(other.mutex_, nullptr);
+    }
+    return *this;
+  }
+  ~mutex_guard() { unlock(); }
+
+  /// Unlocks now (idempotent).
+  void unlock() noexcept;
+  /// True while the guard holds the lock.
+  [[nodiscard]] bool owns_lock() const noexcept { return mutex_ != nullptr; }
+  /// The mutex held (null once unlocked or moved from); condition_variable uses it.
+  [[nodiscard]] mutex* get() const noexcept { return mutex_; }
+  /// Gives up ownership without unlocking.
+  mutex* release() noexcept { return std::exchange(mutex_, nullptr); }
+
+ private:
+  mutex* mutex_ = nullptr;
+};
+
+/// A mutual-exclusion lock for tasks: `co_await m.lock()` waits without blocking the worker's
+/// thread (the task parks and the worker runs other tasks), `m.unlock()` releases it. Waiters are
+/// served in FIFO order and ownership is handed over to the next waiter directly at unlock (the
+/// mutex stays locked across the hand-off), so a task that unlocks and relocks at once cannot
+/// starve the waiters; an uncontended lock and unlock are one compare-and-swap each. Not
+/// recursive; unlocking a mutex the caller does not hold is undefined. Usable from any worker
+/// and any thread (lock only from a task). The shape of cppcoro's async_mutex and Go's
+/// sync.Mutex in starvation mode.
+class mutex {
+ public:
+  mutex() noexcept = default;
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+  ~mutex() = default;
+
+  /// The awaiter of lock(): completes holding the mutex.
+  class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
+   public:
+    explicit lock_operation(mutex& m) noexcept : mutex_(m) {}
+    bool await_ready() noexcept { return mutex_.try_lock(); }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+      prepare(h);
+      return next(h, mutex_.lock_or_enqueue(node_));
+    }
+    void await_resume() const noexcept {}
+
+   protected:
+    mutex& mutex_;
+  };
+
+  /// The awaiter of scoped_lock(): completes holding the mutex, as a mutex_guard.
+  class [[nodiscard("co_await it")]] scoped_lock_operation : public lock_operation {
+   public:
+    using lock_operation::lock_operation;
+    mutex_guard await_resume() const noexcept { return mutex_guard{mutex_}; }
+  };
+
+  /// `co_await m.lock()`: waits until the mutex is this task's. Throws std::logic_error outside a
+  /// task on a runtime when it has to wait.
+  [[nodiscard]] lock_operation lock() noexcept { return lock_operation{*this}; }
+  /// `co_await m.scoped_lock()`: as lock(), giving a guard that unlocks.
+  [[nodiscard]] scoped_lock_operation scoped_lock() noexcept { return scoped_lock_operation{*this}; }
+
+  /// Takes the mutex if it is free and nobody waits; never waits. Thread-safe.
+  [[nodiscard]] bool try_lock() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+
+  /// Releases the mutex: hands it to the first waiter if there is one (which then runs on the
+  /// calling worker next), else frees it. Thread-safe; the caller must hold the mutex.
+  void unlock() noexcept {
+    std::uint32_t expected = locked;
+    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) [[likely]] {
+      return;
+    }
+    unlock_slow();
+  }
+
+ private:
+  static constexpr std::uint32_t locked = 1;   ///< a task holds the mutex
+  static constexpr std::uint32_t waiters = 2;  ///< the wait list is not empty (set under lock_)
+
+  bool lock_or_enqueue(detail::wait_node& node);  // lib/sync.cpp
+  void unlock_slow() noexcept;                    // lib/sync.cpp
+
+  std::atomic<std::uint32_t> state_{0};
+  detail::spin_lock lock_;
+  detail::wait_list queue_;
+};
+
+inline void mutex_guard::unlock() noexcept {
+  if (mutex* m = std::exchange(mutex_, nullptr)) m->unlock();
+}
+
+}  // namespace corio

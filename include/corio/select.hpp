@@ -1,0 +1,321 @@
+// corio/select.hpp - Go's select over channel cases, a timeout case and a default case.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "corio/channel.hpp"
+
+namespace corio {
+
+/// The timeout case of corio::select: fires `duration` after the select starts waiting, if no
+/// other case fired first. Its result is corio::timed_out_t.
+struct after_case {
+  clock::duration duration;
+};
+
+/// The default case of corio::select: taken when no other case is ready at the instant of the
+/// select, which then never waits. Its result is corio::default_t.
+struct default_case_t {};
+
+/// Results of the timeout and default cases.
+struct timed_out_t {};
+struct default_t {};
+
+/// `corio::after(d)`: a select case that fires after `d` (any std::chrono duration).
+template <class Rep, class Period>
+[[nodiscard]] after_case after(std::chrono::duration<Rep, Period> d) {
+  return after_case{std::chrono::ceil<clock::duration>(d)};
+}
+
+/// `corio::default_case()`: a select case taken when nothing else is ready.
+[[nodiscard]] inline default_case_t default_case() noexcept { return {}; }
+
+namespace detail {
+
+/// What a case gives when it fires (the alternative of the select's result at its index).
+template <class Case>
+struct select_case_traits;
+template <class T>
+struct select_case_traits<recv_case<T>> {
+  using result = std::optional<T>;  ///< empty: the channel is closed and drained
+  static constexpr bool channel = true;
+};
+template <class T>
+struct select_case_traits<send_case<T>> {
+  using result = channel_status;  ///< delivered or closed
+  static constexpr bool channel = true;
+};
+template <>
+struct select_case_traits<after_case> {
+  using result = timed_out_t;
+  static constexpr bool channel = false;
+};
+template <>
+struct select_case_traits<default_case_t> {
+  using result = default_t;
+  static constexpr bool channel = false;
+};
+
+template <class Case>
+constexpr bool is_after = std::is_same_v<Case, after_case>;
+template <class Case>
+constexpr bool is_default = std::is_same_v<Case, default_case_t>;
+
+/// Per-case storage in the select awaiter: a recv case's value slot.
+template <class Case>
+struct select_slot {};
+template <class T>
+struct select_slot<recv_case<T>> {
+  std::optional<T> value{};
+};
+
+/// The awaiter of corio::select (Go's selectgo, runtime/select.go): lock every channel involved
+/// in address order; visit the channel cases in a random order and take the first that can
+/// complete at once (uniform among the ready cases); else the default case if there is one;
+/// else queue one node per channel case (all sharing one park_state, so that exactly one case
+/// can win), arm the timeout if there is one, unlock and park. When woken, lock again and take
+/// the nodes of the cases that did not win off their channels.
+template <class... Cases>
+class [[nodiscard("co_await it")]] select_operation {
+  static constexpr std::size_t n = sizeof...(Cases);
+  static constexpr std::size_t channels = (std::size_t{select_case_traits<Cases>::channel} + ... + 0);
+  static constexpr std::size_t afters = (std::size_t{is_after<Cases>} + ... + 0);
+  static constexpr std::size_t defaults = (std::size_t{is_default<Cases>} + ... + 0);
+  static_assert(n > 0, "corio::select needs at least one case");
+  static_assert(afters <= 1, "corio::select takes at most one after() case");
+  static_assert(defaults <= 1, "corio::select takes at most one default_case()");
+
+ public:
+  using result_type = std::variant<typename select_case_traits<Cases>::result...>;
+
+  explicit select_operation(Cases... cases) : cases_(std::move(cases)...) {}
+  select_operation(const select_operation&) = delete;
+  select_operation& operator=(const select_operation&) = delete;
+
+  bool await_ready() {
+    collect_locks();
+    lock_all();
+    // A random permutation of the cases (Fisher-Yates); the first ready channel case wins.
+    std::array<std::uint8_t, n> order{};
+    for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint8_t>(i);
+    for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[random_u32() % i]);
+    wake_ticket w;
+    for (std::size_t k = 0; k < n && !decided_; ++k) try_case(order[k], w);
+    if (!decided_) {
+      if constexpr (defaults != 0) {
+        decide<index_of_default()>(default_t{});
+      } else {
+        return false;  // the locks stay held until await_suspend parks
+      }
+    }
+    unlock_all();
+    if (w) wake_parked(w);
+    yield_ = !coop_spend();
+    return !yield_;
+  }
+
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    if (yield_) {
+      schedule_yield(h);
+      return transfer(next_after_park());
+    }
+    try {
+      prepare_park(park_, h, binding_of(h));
+      park_.solo = false;
+      if constexpr (afters != 0) {
+        timer_.deadline_ns = (now() + std::get<index_of_after()>(cases_).duration).time_since_epoch().count();
+        timer_.arm(park_);
+      }
+    } catch (...) {
+      unlock_all();
+      throw;
+    }
+    enqueue_all(std::make_index_sequence<n>{});
+    unlock_all();  // publishes the nodes: touch nothing of this frame after (llvm #56301)
+    return transfer(next_after_park());
+  }
+
+  /// The fired case's index is the variant's index(); its alternative is the case's result.
+  result_type await_resume() {
+    if (!decided_) settle();
+    return std::move(*result_);
+  }
+
+ private:
+  static constexpr std::size_t index_of_after() {
+    constexpr bool flags[] = {is_after<Cases>...};
+    for (std::size_t i = 0; i < n; ++i) {
+      if (flags[i]) return i;
+    }
+    return n;
+  }
+  static constexpr std::size_t index_of_default() {
+    constexpr bool flags[] = {is_default<Cases>...};
+    for (std::size_t i = 0; i < n; ++i) {
+      if (flags[i]) return i;
+    }
+    return n;
+  }
+
+  template <std::size_t I, class R>
+  void decide(R&& r) {
+    result_.emplace(std::in_place_index<I>, std::forward<R>(r));
+    decided_ = true;
+  }
+
+  template <std::size_t I>
+  channel_core* core_of() noexcept {
+    auto& c = std::get<I>(cases_);
+    if constexpr (select_case_traits<std::tuple_element_t<I, std::tuple<Cases...>>>::channel) {
+      return c.channel;
+    } else {
+      return nullptr;
+    }
+  }
+
+  void collect_locks() {
+    locks_count_ = 0;
+    [this]<std::size_t... I>(std::index_sequence<I...>) {
+      ((add_lock(core_of<I>())), ...);
+    }(std::make_index_sequence<n>{});
+    std::sort(locks_.begin(), locks_.begin() + locks_count_);
+    locks_count_ = static_cast<std::size_t>(std::unique(locks_.begin(), locks_.begin() + locks_count_) - locks_.begin());
+  }
+  void add_lock(channel_core* c) {
+    if (c == nullptr) return;
+    locks_[locks_count_++] = c;
+  }
+  void lock_all() noexcept {
+    for (std::size_t i = 0; i < locks_count_; ++i) locks_[i]->lock.lock();
+  }
+  void unlock_all() noexcept {
+    for (std::size_t i = locks_count_; i > 0; --i) locks_[i - 1]->lock.unlock();
+  }
+
+  /// Tries case `i` now (locks held); decides the select if it completes.
+  void try_case(std::size_t i, wake_ticket& w) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((i == I ? try_case_at<I>(w) : void()), ...);
+    }(std::make_index_sequence<n>{});
+  }
+  template <std::size_t I>
+  void try_case_at(wake_ticket& w) {
+    using Case = std::tuple_element_t<I, std::tuple<Cases...>>;
+    auto& c = std::get<I>(cases_);
+    if constexpr (select_case_traits<Case>::channel) {
+      if constexpr (std::is_same_v<typename select_case_traits<Case>::result, channel_status>) {  // send
+        const channel_status s = c.channel->send_locked(*c.value, w);
+        if (s != channel_status::would_block) decide<I>(s);
+      } else {  // recv
+        auto& slot = std::get<I>(slots_).value;
+        const channel_status s = c.channel->recv_locked(slot, w);
+        if (s == channel_status::delivered) decide<I>(std::move(slot));
+        else if (s == channel_status::closed) decide<I>(std::optional<typename decltype(std::get<I>(slots_).value)::value_type>{});
+      }
+    }
+  }
+
+  template <std::size_t... I>
+  void enqueue_all(std::index_sequence<I...>) noexcept {
+    (enqueue_at<I>(), ...);
+  }
+  template <std::size_t I>
+  void enqueue_at() noexcept {
+    using Case = std::tuple_element_t<I, std::tuple<Cases...>>;
+    if constexpr (select_case_traits<Case>::channel) {
+      auto& c = std::get<I>(cases_);
+      wait_node& node = nodes_[I];
+      node.owner = &park_;
+      node.case_index = static_cast<std::uint32_t>(I + 1);
+      if constexpr (std::is_same_v<typename select_case_traits<Case>::result, channel_status>) {
+        node.slot = c.value;
+        node.sender = true;
+        c.channel->senders.push_back(node);
+      } else {
+        node.slot = &std::get<I>(slots_).value;
+        node.sender = false;
+        c.channel->receivers.push_back(node);
+      }
+    }
+  }
+
+  /// After a parked select: find the winner, take every other node off its channel.
+  void settle() {
+    const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
+    lock_all();
+    [this]<std::size_t... I>(std::index_sequence<I...>) {
+      ((unlink_at<I>()), ...);
+    }(std::make_index_sequence<n>{});
+    unlock_all();
+    if constexpr (afters != 0) {
+      if (c == park_state::timed_out) {
+        decide<index_of_after()>(timed_out_t{});
+        return;
+      }
+      timer_.disarm();  // a peer won and woke us on the timer's worker
+    }
+    const std::size_t winner = c - 1;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((winner == I ? settle_at<I>() : void()), ...);
+    }(std::make_index_sequence<n>{});
+  }
+  template <std::size_t I>
+  void unlink_at() noexcept {
+    using Case = std::tuple_element_t<I, std::tuple<Cases...>>;
+    if constexpr (select_case_traits<Case>::channel) std::get<I>(cases_).channel->unlink(nodes_[I]);
+  }
+  template <std::size_t I>
+  void settle_at() {
+    using Case = std::tuple_element_t<I, std::tuple<Cases...>>;
+    if constexpr (select_case_traits<Case>::channel) {
+      if constexpr (std::is_same_v<typename select_case_traits<Case>::result, channel_status>) {
+        decide<I>(nodes_[I].closed ? channel_status::closed : channel_status::delivered);
+      } else {
+        decide<I>(std::move(std::get<I>(slots_).value));  // empty when the channel was closed
+      }
+    }
+  }
+
+  std::tuple<Cases...> cases_;
+  std::tuple<select_slot<Cases>...> slots_{};
+  std::array<wait_node, n> nodes_{};
+  std::array<channel_core*, channels == 0 ? 1 : channels> locks_{};
+  std::size_t locks_count_ = 0;
+  park_state park_{};
+  [[no_unique_address]] std::conditional_t<afters != 0, park_timer, std::monostate> timer_{};
+  std::optional<result_type> result_{};
+  bool decided_ = false;
+  bool yield_ = false;
+};
+
+}  // namespace detail
+
+/// Waits on several channel operations at once and runs exactly one (Go's select):
+/// `co_await corio::select(a.recv_case(), b.send_case(v), corio::after(5ms))`. Cases: a
+/// channel's recv_case() (result std::optional<T>, empty once closed and drained), send_case(v)
+/// (result channel_status::delivered or ::closed; `v` is moved from only if that case wins), at
+/// most one corio::after(d) (result timed_out_t) and at most one corio::default_case() (result
+/// default_t: taken, without waiting, when no other case is ready at that instant).
+///
+/// The result is a std::variant whose index() is the position of the case that fired and whose
+/// alternative is that case's result (`std::get<1>(r)`). Among cases ready at once, one is chosen
+/// uniformly at random (a permutation drawn from the worker's generator, seeded by
+/// runtime_options::seed); a case that does not win takes no value and loses none, and leaves no
+/// waiter behind on its channel. A closed channel's cases are always ready. The same channel may
+/// appear in several cases. Throws std::logic_error outside a task on a runtime.
+template <class... Cases>
+[[nodiscard("co_await it")]] detail::select_operation<Cases...> select(Cases... cases) {
+  return detail::select_operation<Cases...>{std::move(cases)...};
+}
+
+}  // namespace corio

@@ -1,0 +1,57 @@
+// corio/shared_mutex.hpp - a readers-writer lock that parks tasks.
+#pragma once
+
+#include <cstdint>
+
+#include "corio/detail/sync_operation.hpp"
+
+namespace corio {
+
+/// std::shared_mutex for tasks (Go's sync.RWMutex): any number of tasks hold it shared
+/// (`co_await m.lock_shared()`) or one holds it exclusively (`co_await m.lock()`). Waiters queue
+/// in one FIFO: a reader arriving while a writer waits queues behind it, so writers are not
+/// starved, and a release hands the lock to the head of the queue (a writer, or every reader up
+/// to the next writer). Thread-safe; the lock operations only from a task; unlocking a lock the
+/// caller does not hold is undefined.
+class shared_mutex {
+ public:
+  shared_mutex() noexcept = default;
+  shared_mutex(const shared_mutex&) = delete;
+  shared_mutex& operator=(const shared_mutex&) = delete;
+
+  class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
+   public:
+    lock_operation(shared_mutex& m, bool shared) noexcept : mutex_(m), shared_(shared) {}
+    bool await_ready() noexcept { return shared_ ? mutex_.try_lock_shared() : mutex_.try_lock(); }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+      prepare(h, shared_ ? 0u : 1u);  // amount 1: a writer
+      return next(h, mutex_.lock_or_enqueue(node_));
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    shared_mutex& mutex_;
+    bool shared_;
+  };
+
+  /// `co_await m.lock()`: exclusive ownership.
+  [[nodiscard]] lock_operation lock() noexcept { return lock_operation{*this, false}; }
+  /// `co_await m.lock_shared()`: shared ownership.
+  [[nodiscard]] lock_operation lock_shared() noexcept { return lock_operation{*this, true}; }
+  [[nodiscard]] bool try_lock() noexcept;
+  [[nodiscard]] bool try_lock_shared() noexcept;
+  void unlock() noexcept;
+  void unlock_shared() noexcept;
+
+ private:
+  bool lock_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+  void hand_off_locked(detail::wait_node*& woken) noexcept;
+
+  detail::spin_lock lock_;
+  std::int64_t readers_ = 0;  ///< tasks holding it shared
+  bool writer_ = false;       ///< a task holds it exclusively
+  detail::wait_list queue_;
+};
+
+}  // namespace corio

@@ -1,0 +1,53 @@
+// corio/wait_group.hpp - Go's sync.WaitGroup for tasks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "corio/detail/sync_operation.hpp"
+
+namespace corio {
+
+/// Go's sync.WaitGroup: add(n) before starting n pieces of work, done() as each finishes, and
+/// `co_await wg.wait()` parks the task until the counter is zero (at once if it is). Reusable:
+/// the counter may go up again after a wait returned. A counter that would go negative throws
+/// std::logic_error (Go panics). Thread-safe; wait only from a task.
+class wait_group {
+ public:
+  wait_group() noexcept = default;
+  wait_group(const wait_group&) = delete;
+  wait_group& operator=(const wait_group&) = delete;
+
+  class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
+   public:
+    explicit wait_operation(wait_group& g) noexcept : group_(g) {}
+    bool await_ready() const noexcept { return group_.count() == 0; }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+      prepare(h);
+      return next(h, group_.wait_or_enqueue(node_));
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    wait_group& group_;
+  };
+
+  /// Adds `n` (may be negative, as in Go) to the counter; at zero every waiter is woken.
+  void add(std::int64_t n = 1);
+  /// add(-1).
+  void done() { add(-1); }
+  /// `co_await wg.wait()`: returns once the counter is zero.
+  [[nodiscard]] wait_operation wait() noexcept { return wait_operation{*this}; }
+  /// The counter now (a snapshot).
+  [[nodiscard]] std::int64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
+
+ private:
+  bool wait_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+
+  std::atomic<std::int64_t> count_{0};
+  detail::spin_lock lock_;
+  detail::wait_list queue_;
+};
+
+}  // namespace corio

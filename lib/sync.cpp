@@ -1,0 +1,307 @@
+// lib/sync.cpp - the spin lock's slow path and the task-parking sync primitives (mutex,
+// shared_mutex, condition_variable, semaphore, event, latch, wait_group). Each keeps its waiters
+// in a FIFO wait_list under its spin_lock; whoever ends a wait claims the waiter's node there
+// (detail/park.hpp) and wakes the task after unlocking.
+#include <stdexcept>
+#include <thread>
+
+#include "corio/condition_variable.hpp"
+#include "corio/event.hpp"
+#include "corio/latch.hpp"
+#include "corio/mutex.hpp"
+#include "corio/semaphore.hpp"
+#include "corio/shared_mutex.hpp"
+#include "corio/wait_group.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace corio {
+namespace detail {
+
+void spin_lock::lock_slow() noexcept {
+  for (unsigned spins = 0;; ++spins) {
+    if (!locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire)) return;
+    if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      _mm_pause();
+#endif
+    } else {
+      std::this_thread::yield();  // the holder may be preempted: let it run
+    }
+  }
+}
+
+wait_node* claim_all(wait_list& list) noexcept {
+  wait_node* woken = nullptr;
+  while (wait_node* n = list.front()) {
+    list.remove(*n);
+    if (!n->owner->try_claim(n->case_index)) continue;
+    n->next = woken;
+    woken = n;
+  }
+  return woken;
+}
+
+void wake_chain(wait_node* n) noexcept {
+  while (n != nullptr) {
+    wait_node* next = n->next;  // read first: the node lives in the frame being woken
+    wake_parked(ticket_of(*n->owner));
+    n = next;
+  }
+}
+
+namespace {
+/// Pops and claims the first node of `list` that can still be claimed; null when none.
+wait_node* claim_first(wait_list& list) noexcept {
+  while (wait_node* n = list.front()) {
+    list.remove(*n);
+    if (n->owner->try_claim(n->case_index)) return n;
+  }
+  return nullptr;
+}
+}  // namespace
+
+}  // namespace detail
+
+// --- mutex ---------------------------------------------------------------------------------
+
+bool mutex::lock_or_enqueue(detail::wait_node& node) {
+  detail::spin_guard g{lock_};
+  std::uint32_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & locked) == 0) {
+      // Free (with nobody queued, or the queue would hold the lock): take it.
+      if (state_.compare_exchange_weak(s, s | locked, std::memory_order_acquire, std::memory_order_relaxed)) return true;
+      continue;
+    }
+    // Held: announce a waiter so that the holder's unlock takes the slow path, then queue.
+    if (state_.compare_exchange_weak(s, s | waiters, std::memory_order_relaxed, std::memory_order_relaxed)) break;
+  }
+  queue_.push_back(node);
+  return false;
+}
+
+void mutex::unlock_slow() noexcept {
+  detail::wait_node* next;
+  {
+    detail::spin_guard g{lock_};
+    next = detail::claim_first(queue_);
+    if (next == nullptr) {
+      state_.store(0, std::memory_order_release);  // the waiters left (cannot happen yet: no cancel)
+      return;
+    }
+    // Hand-off: the mutex stays locked and now belongs to `next`.
+    state_.store(queue_.empty() ? locked : locked | waiters, std::memory_order_release);
+  }
+  detail::wake_parked(detail::ticket_of(*next->owner));
+}
+
+// --- shared_mutex --------------------------------------------------------------------------
+
+bool shared_mutex::try_lock() noexcept {
+  detail::spin_guard g{lock_};
+  if (writer_ || readers_ != 0 || !queue_.empty()) return false;
+  writer_ = true;
+  return true;
+}
+
+bool shared_mutex::try_lock_shared() noexcept {
+  detail::spin_guard g{lock_};
+  if (writer_ || !queue_.empty()) return false;
+  ++readers_;
+  return true;
+}
+
+bool shared_mutex::lock_or_enqueue(detail::wait_node& node) noexcept {
+  detail::spin_guard g{lock_};
+  const bool exclusive = node.amount == 1;
+  if (queue_.empty() && !writer_ && (!exclusive || readers_ == 0)) {
+    if (exclusive) writer_ = true;
+    else ++readers_;
+    return true;
+  }
+  queue_.push_back(node);
+  return false;
+}
+
+void shared_mutex::hand_off_locked(detail::wait_node*& woken) noexcept {
+  // The head of the queue gets the lock: a writer alone, or every reader up to the next writer.
+  while (detail::wait_node* n = queue_.front()) {
+    const bool exclusive = n->amount == 1;
+    if (exclusive && (writer_ || readers_ != 0)) return;
+    if (!exclusive && writer_) return;
+    queue_.remove(*n);
+    if (!n->owner->try_claim(n->case_index)) continue;
+    if (exclusive) writer_ = true;
+    else ++readers_;
+    n->next = woken;
+    woken = n;
+    if (exclusive) return;
+  }
+}
+
+void shared_mutex::unlock() noexcept {
+  detail::wait_node* woken = nullptr;
+  {
+    detail::spin_guard g{lock_};
+    writer_ = false;
+    hand_off_locked(woken);
+  }
+  detail::wake_chain(woken);
+}
+
+void shared_mutex::unlock_shared() noexcept {
+  detail::wait_node* woken = nullptr;
+  {
+    detail::spin_guard g{lock_};
+    --readers_;
+    if (readers_ == 0) hand_off_locked(woken);
+  }
+  detail::wake_chain(woken);
+}
+
+// --- condition_variable --------------------------------------------------------------------
+
+task<void> condition_variable::wait(mutex_guard& guard) {
+  mutex* m = guard.release();
+  if (m == nullptr) throw std::logic_error("corio::condition_variable::wait: the guard holds no mutex");
+  co_await park_operation{*this, *m};
+  co_await m->lock();
+  guard = mutex_guard{*m};
+}
+
+void condition_variable::enqueue_and_unlock(detail::wait_node& node, mutex& m) noexcept {
+  // Queue, then release the mutex, both under this lock: a notify (which needs this lock) comes
+  // after both, and the task is not touched by anyone before the lock is released.
+  detail::spin_guard g{lock_};
+  queue_.push_back(node);
+  m.unlock();
+}
+
+void condition_variable::notify_one() noexcept {
+  detail::wait_node* n;
+  {
+    detail::spin_guard g{lock_};
+    n = detail::claim_first(queue_);
+  }
+  if (n != nullptr) detail::wake_parked(detail::ticket_of(*n->owner));
+}
+
+void condition_variable::notify_all() noexcept {
+  detail::wait_node* woken;
+  {
+    detail::spin_guard g{lock_};
+    woken = detail::claim_all(queue_);
+  }
+  detail::wake_chain(woken);
+}
+
+// --- semaphore -----------------------------------------------------------------------------
+
+bool semaphore::try_acquire() noexcept {
+  detail::spin_guard g{lock_};
+  if (count_ == 0 || !queue_.empty()) return false;
+  --count_;
+  return true;
+}
+
+bool semaphore::acquire_or_enqueue(detail::wait_node& node) noexcept {
+  detail::spin_guard g{lock_};
+  if (count_ > 0 && queue_.empty()) {
+    --count_;
+    return true;
+  }
+  queue_.push_back(node);
+  return false;
+}
+
+void semaphore::release(std::int64_t n) noexcept {
+  detail::wait_node* woken = nullptr;
+  {
+    detail::spin_guard g{lock_};
+    for (; n > 0; --n) {
+      detail::wait_node* w = detail::claim_first(queue_);
+      if (w == nullptr) break;
+      w->next = woken;  // the unit goes to this waiter directly
+      woken = w;
+    }
+    if (n > 0) count_ += n;
+  }
+  detail::wake_chain(woken);
+}
+
+std::int64_t semaphore::available() const noexcept {
+  detail::spin_guard g{lock_};
+  return count_;
+}
+
+// --- event ---------------------------------------------------------------------------------
+
+bool event::wait_or_enqueue(detail::wait_node& node) noexcept {
+  detail::spin_guard g{lock_};
+  if (set_.load(std::memory_order_relaxed)) return true;
+  queue_.push_back(node);
+  return false;
+}
+
+void event::set() noexcept {
+  detail::wait_node* woken;
+  {
+    detail::spin_guard g{lock_};
+    set_.store(true, std::memory_order_release);
+    woken = detail::claim_all(queue_);
+  }
+  detail::wake_chain(woken);
+}
+
+void event::reset() noexcept {
+  detail::spin_guard g{lock_};
+  set_.store(false, std::memory_order_relaxed);
+}
+
+// --- latch ---------------------------------------------------------------------------------
+
+void latch::count_down(std::int64_t n) {
+  if (n < 0) throw std::logic_error("corio::latch::count_down: a negative count");
+  detail::wait_node* woken = nullptr;
+  {
+    detail::spin_guard g{lock_};
+    const std::int64_t left = count_.load(std::memory_order_relaxed);
+    if (n > left) throw std::logic_error("corio::latch::count_down: below zero");
+    count_.store(left - n, std::memory_order_release);
+    if (left - n == 0) woken = detail::claim_all(queue_);
+  }
+  detail::wake_chain(woken);
+}
+
+bool latch::wait_or_enqueue(detail::wait_node& node) noexcept {
+  detail::spin_guard g{lock_};
+  if (count_.load(std::memory_order_relaxed) == 0) return true;
+  queue_.push_back(node);
+  return false;
+}
+
+// --- wait_group ----------------------------------------------------------------------------
+
+void wait_group::add(std::int64_t n) {
+  detail::wait_node* woken = nullptr;
+  {
+    detail::spin_guard g{lock_};
+    const std::int64_t now = count_.load(std::memory_order_relaxed) + n;
+    if (now < 0) throw std::logic_error("corio::wait_group: negative counter");
+    count_.store(now, std::memory_order_release);
+    if (now == 0) woken = detail::claim_all(queue_);
+  }
+  detail::wake_chain(woken);
+}
+
+bool wait_group::wait_or_enqueue(detail::wait_node& node) noexcept {
+  detail::spin_guard g{lock_};
+  if (count_.load(std::memory_order_relaxed) == 0) return true;
+  queue_.push_back(node);
+  return false;
+}
+
+}  // namespace corio

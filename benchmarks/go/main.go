@@ -1,7 +1,7 @@
 // go_bench: corio's scheduler benchmarks written in Go, for the same-run comparison that
 // benchmarks/run prints (see benchmarks/programs/ for the corio versions and the shared contract).
 //
-// usage: go_bench skynet|fib|nqueens|fanout [--threads N] [--runs N] [--warmup N] [--n N]
+// usage: go_bench skynet|fib|nqueens|fanout|pingpong|mpmc [--threads N] [--runs N] [--warmup N] [--n N]
 //
 // GOMAXPROCS is set to --threads (default 2; --workers is an alias). --warmup untimed runs
 // (default 1), then --runs timed runs (default 5), each timed with time.Now around the root.
@@ -102,10 +102,59 @@ func fanout(n int64) int64 {
 	return sum
 }
 
+// pingpong: two goroutines bounce a counter over two unbuffered channels, n round trips.
+func pingpong(n int64) int64 {
+	ping, pong := make(chan int64), make(chan int64)
+	go func() {
+		for v := range ping {
+			pong <- v + 1
+		}
+	}()
+	x := int64(0)
+	for i := int64(0); i < n; i++ {
+		ping <- x
+		x = <-pong
+	}
+	close(ping)
+	return x
+}
+
+// mpmc: 4 producers and 4 consumers on one channel of capacity 1024, n messages in all.
+func mpmc(n int64) int64 {
+	ch := make(chan int64, 1024)
+	sums := make(chan int64)
+	var wg sync.WaitGroup
+	for p := int64(0); p < 4; p++ {
+		wg.Add(1)
+		go func(first int64) {
+			defer wg.Done()
+			for v := first; v < n; v += 4 {
+				ch <- v
+			}
+		}(p)
+	}
+	for c := 0; c < 4; c++ {
+		go func() {
+			s := int64(0)
+			for v := range ch {
+				s += v
+			}
+			sums <- s
+		}()
+	}
+	wg.Wait()
+	close(ch)
+	total := int64(0)
+	for c := 0; c < 4; c++ {
+		total += <-sums
+	}
+	return total
+}
+
 var nqueensCounts = []int64{1, 1, 0, 0, 2, 10, 4, 40, 92, 352, 724, 2680, 14200, 73712, 365596, 2279184, 14772512}
 
 func usage(msg string) {
-	fmt.Fprintf(os.Stderr, "go_bench: %s\nusage: go_bench skynet|fib|nqueens|fanout [--threads N] [--runs N] [--warmup N] [--n N]\n", msg)
+	fmt.Fprintf(os.Stderr, "go_bench: %s\nusage: go_bench skynet|fib|nqueens|fanout|pingpong|mpmc [--threads N] [--runs N] [--warmup N] [--n N]\n", msg)
 	os.Exit(2)
 }
 
@@ -123,8 +172,8 @@ func main() {
 		n, loN, hiN = 30, 0, 40
 	case "nqueens":
 		n, loN, hiN = 11, 1, 14
-	case "fanout":
-		n, loN, hiN = 1000000, 1, 10000000
+	case "fanout", "pingpong", "mpmc":
+		n, loN, hiN = 1000000, 1, 100000000
 	default:
 		usage("unknown program '" + name + "'")
 	}
@@ -172,14 +221,21 @@ func main() {
 		expected = a
 	case "nqueens":
 		expected = nqueensCounts[n]
+	case "pingpong":
+		expected = n
 	default:
 		expected = n * (n - 1) / 2
 	}
 	runtime.GOMAXPROCS(int(threads))
 
 	runOnce := func() int64 {
-		if name == "fanout" {
+		switch name {
+		case "fanout":
 			return fanout(n)
+		case "pingpong":
+			return pingpong(n)
+		case "mpmc":
+			return mpmc(n)
 		}
 		c := make(chan int64)
 		switch name {
@@ -223,4 +279,8 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("go_%s=%.1f unit=ms\n", name, median)
+	if name == "pingpong" || name == "mpmc" {
+		fmt.Printf("go_%s_per_op=%.1f unit=ns\n", name, median*1e6/float64(n))
+		fmt.Printf("go_%s_rate=%.0f unit=ops/s\n", name, float64(n)/(median/1e3))
+	}
 }

@@ -118,8 +118,12 @@ constexpr bool is_power_of_10(std::int64_t n) {
 /// opt.runs times timed with std::chrono::steady_clock around the call, checks every result
 /// against `expected`, prints the report described at the top of this file and returns main's
 /// exit status. An exception from `run` is reported and gives status 1.
+///
+/// With `ops` > 0 (the operations one run performs: round trips, messages), it also prints
+/// `<name>_per_op=<median ns per operation> unit=ns` and `<name>_rate=<operations per second of
+/// the median run> unit=ops/s`.
 template <class Run>
-int measure(const char* name, const options& opt, std::int64_t expected, Run&& run) {
+int measure(const char* name, const options& opt, std::int64_t expected, Run&& run, std::int64_t ops = 0) {
   using clock = std::chrono::steady_clock;
   std::vector<double> ms;
   ms.reserve(opt.runs);
@@ -161,6 +165,10 @@ int measure(const char* name, const options& opt, std::int64_t expected, Run&& r
   std::size_t k = ms.size();
   double median = k % 2 == 1 ? ms[k / 2] : (ms[k / 2 - 1] + ms[k / 2]) / 2;
   std::printf("%s=%.1f unit=ms\n", name, median);
+  if (ops > 0) {
+    std::printf("%s_per_op=%.1f unit=ns\n", name, median * 1e6 / static_cast<double>(ops));
+    std::printf("%s_rate=%.0f unit=ops/s\n", name, static_cast<double>(ops) / (median / 1e3));
+  }
   std::fflush(stdout);
   return 0;
 }

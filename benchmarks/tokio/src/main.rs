@@ -1,7 +1,7 @@
 //! tokio_bench: corio's scheduler benchmarks written with Tokio, for the same-run comparison that
 //! benchmarks/run prints (see benchmarks/programs/ for the corio versions and the shared contract).
 //!
-//! usage: tokio_bench skynet|fib|nqueens|fanout [--threads N] [--runs N] [--warmup N] [--n N]
+//! usage: tokio_bench skynet|fib|nqueens|fanout|pingpong [--threads N] [--runs N] [--warmup N] [--n N]
 //!
 //! One multi-threaded runtime with `--threads` workers (default 2; `--workers` is an alias), no
 //! I/O or time driver. `--warmup` untimed runs (default 1), then `--runs` timed runs (default 5),
@@ -102,6 +102,28 @@ fn fanout(rt: &Runtime, n: u64) -> u64 {
     rt.block_on(rt.spawn(join_all(handles))).expect("fanout join failed")
 }
 
+/// Two tasks bounce a counter over two mpsc channels of capacity 1 (Tokio's mpsc needs a
+/// capacity of at least 1; there is no rendezvous channel), n round trips.
+async fn pingpong(n: u64) -> u64 {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let other = tokio::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            if pong_tx.send(v + 1).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut x = 0u64;
+    for _ in 0..n {
+        ping_tx.send(x).await.expect("ping");
+        x = pong_rx.recv().await.expect("pong");
+    }
+    drop(ping_tx);
+    other.await.expect("ponger");
+    x
+}
+
 fn run_root<F>(rt: &Runtime, f: F) -> u64
 where
     F: Future<Output = u64> + Send + 'static,
@@ -115,7 +137,7 @@ const NQUEENS: [u64; 17] = [
 
 fn usage(msg: &str) -> ! {
     eprintln!("tokio_bench: {msg}");
-    eprintln!("usage: tokio_bench skynet|fib|nqueens|fanout [--threads N] [--runs N] [--warmup N] [--n N]");
+    eprintln!("usage: tokio_bench skynet|fib|nqueens|fanout|pingpong [--threads N] [--runs N] [--warmup N] [--n N]");
     exit(2);
 }
 
@@ -135,6 +157,7 @@ fn main() {
         "fib" => (30, 0, 40),
         "nqueens" => (11, 1, 14),
         "fanout" => (1_000_000, 1, 10_000_000),
+        "pingpong" => (1_000_000, 1, 100_000_000),
         _ => usage(&format!("unknown program '{name}'")),
     };
     let (mut threads, mut runs, mut warmup, mut n) = (2u64, 5u64, 1u64, default_n as u64);
@@ -167,6 +190,7 @@ fn main() {
             a
         }
         "nqueens" => NQUEENS[n as usize],
+        "pingpong" => n,
         _ => n * (n - 1) / 2,
     };
     let rt = Builder::new_multi_thread()
@@ -181,6 +205,7 @@ fn main() {
             "skynet" => run_root(&rt, skynet(0, n, 10)),
             "fib" => run_root(&rt, fib(n)),
             "nqueens" => run_root(&rt, nqueens(n as u32, 0, 0, 0, 0)),
+            "pingpong" => run_root(&rt, pingpong(n)),
             _ => fanout(&rt, n),
         }
     };
@@ -211,4 +236,8 @@ fn main() {
         exit(1);
     }
     println!("tokio_{name}={median:.1} unit=ms");
+    if name == "pingpong" {
+        println!("tokio_{name}_per_op={:.1} unit=ns", median * 1e6 / n as f64);
+        println!("tokio_{name}_rate={:.0} unit=ops/s", n as f64 / (median / 1e3));
+    }
 }

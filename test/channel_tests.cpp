@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -469,9 +470,38 @@ corio::task<int> gcc12_forms() {
   co_return n;
 }
 
+corio::task<void> receive_forever(channel<int> ch, std::atomic<int>* started) {
+  started->fetch_add(1);
+  const auto v = co_await ch.recv();
+  (void)v;
+}
+
+corio::task<void> select_forever(channel<int> a, channel<int> b, std::atomic<int>* started) {
+  started->fetch_add(1);
+  const auto r = co_await corio::select(a.recv_case(), b.recv_case());
+  (void)r;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("channel");
+
+TEST_CASE("a runtime destroyed while tasks wait on channels leaves the channels usable and waiter-free") {
+  channel<int> a{0}, b{0};
+  {
+    corio::runtime rt{{.workers = 2}};
+    std::atomic<int> started{0};
+    for (int i = 0; i < 4; ++i) rt.spawn(receive_forever(a, &started)).detach();
+    for (int i = 0; i < 4; ++i) rt.spawn(select_forever(a, b, &started)).detach();
+    // Bounded wait until they are likely parked; the checks below hold either way.
+    for (int i = 0; i < 2000 && started.load() < 8; ++i) std::this_thread::sleep_for(1ms);
+  }
+  // The destroyed frames took their nodes off: no receiver is found, nothing is touched.
+  CHECK(a.try_send(1).status == channel_status::would_block);
+  CHECK(b.try_send(2).status == channel_status::would_block);
+  a.close();
+  CHECK(a.try_recv().status == channel_status::closed);
+}
 
 TEST_CASE("co_await results kept in a variable, an if initializer or a while declaration survive g++ 12 when they suspend") {
   corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};

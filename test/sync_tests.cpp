@@ -6,6 +6,7 @@
 #include <atomic>
 #include <deque>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -202,9 +203,41 @@ corio::task<std::pair<int, int>> shared_mutex_round(int readers_n, int writers_n
   co_return std::pair{violations.load(), max_readers.load()};
 }
 
+corio::task<void> hold_then_wait(corio::mutex* m, corio::event* never, std::atomic<int>* started) {
+  co_await m->lock();
+  started->fetch_add(1);
+  co_await never->wait();  // holds the mutex forever
+}
+
+corio::task<void> lock_forever(corio::mutex* m, std::atomic<int>* started) {
+  started->fetch_add(1);
+  co_await m->lock();
+  m->unlock();
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sync");
+
+TEST_CASE("a runtime destroyed while tasks wait on a mutex and an event leaves them without waiters") {
+  corio::mutex m;
+  corio::event never;
+  {
+    corio::runtime rt{{.workers = 2}};
+    std::atomic<int> started{0};
+    rt.spawn(hold_then_wait(&m, &never, &started)).detach();
+    for (int i = 0; i < 2000 && started.load() < 1; ++i) std::this_thread::sleep_for(1ms);
+    for (int i = 0; i < 4; ++i) rt.spawn(lock_forever(&m, &started)).detach();
+    for (int i = 0; i < 2000 && started.load() < 5; ++i) std::this_thread::sleep_for(1ms);
+  }
+  // The holder's frame is gone without unlocking (it never ran to the end); the waiters' nodes
+  // left the queue with their frames, so unlocking hands the mutex to nobody.
+  if (!m.try_lock()) m.unlock();
+  CHECK(m.try_lock());
+  m.unlock();
+  never.set();  // wakes nobody: the waiter's node left with its frame
+  CHECK(never.is_set());
+}
 
 TEST_CASE("mutex: 8 tasks x 100,000 increments under the lock on 4 workers give the exact total") {
   const long per_task = static_cast<long>(scaled(100'000));

@@ -178,6 +178,15 @@ class channel_wait {
   explicit channel_wait(channel_state<T>* ch) noexcept : ch_(ch) {}
   channel_wait(const channel_wait&) = delete;
   channel_wait& operator=(const channel_wait&) = delete;
+  /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
+  /// node off the channel, which may outlive the runtime. In every other case the node is already
+  /// off (whoever claimed it unlinked it before the wake that happened before this).
+  ~channel_wait() {
+    if (node_.linked) {
+      spin_guard g{ch_->lock};
+      ch_->unlink(node_);
+    }
+  }
 
   /// Parks the task `h` on `list` (the lock held by the caller, released here); returns what to
   /// resume by symmetric transfer. Throws std::logic_error off a worker (the lock released).

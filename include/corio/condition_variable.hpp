@@ -42,7 +42,7 @@ class condition_variable {
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, cv_.lock_, cv_.queue_);
       cv_.enqueue_and_unlock(node_, mutex_);
       return next(h, false);
     }

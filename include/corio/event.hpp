@@ -23,7 +23,7 @@ class event {
     bool await_ready() const noexcept { return event_.is_set(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, event_.lock_, event_.queue_);
       return next(h, event_.wait_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

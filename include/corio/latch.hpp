@@ -23,7 +23,7 @@ class latch {
     bool await_ready() const noexcept { return latch_.try_wait(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, latch_.lock_, latch_.queue_);
       return next(h, latch_.wait_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

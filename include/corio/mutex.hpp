@@ -62,7 +62,7 @@ class mutex {
     bool await_ready() noexcept { return mutex_.try_lock(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, mutex_.lock_, mutex_.queue_);
       return next(h, mutex_.lock_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

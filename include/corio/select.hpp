@@ -100,6 +100,17 @@ class [[nodiscard("co_await it")]] select_operation {
   explicit select_operation(Cases... cases) : cases_(std::move(cases)...) {}
   select_operation(const select_operation&) = delete;
   select_operation& operator=(const select_operation&) = delete;
+  /// Destroyed while parked (shutdown): take every node off its channel (see channel_wait).
+  ~select_operation() {
+    bool any = false;
+    for (const wait_node& n : nodes_) any = any || n.linked;
+    if (!any) return;
+    lock_all();
+    [this]<std::size_t... I>(std::index_sequence<I...>) {
+      ((unlink_at<I>()), ...);
+    }(std::make_index_sequence<n>{});
+    unlock_all();
+  }
 
   bool await_ready() {
     collect_locks();

@@ -25,7 +25,7 @@ class semaphore {
     bool await_ready() noexcept { return sem_.try_acquire(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, sem_.lock_, sem_.queue_);
       return next(h, sem_.acquire_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

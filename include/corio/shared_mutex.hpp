@@ -25,7 +25,7 @@ class shared_mutex {
     bool await_ready() noexcept { return shared_ ? mutex_.try_lock_shared() : mutex_.try_lock(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h, shared_ ? 0u : 1u);  // amount 1: a writer
+      prepare(h, mutex_.lock_, mutex_.queue_, shared_ ? 0u : 1u);  // amount 1: a writer
       return next(h, mutex_.lock_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

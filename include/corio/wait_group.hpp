@@ -24,7 +24,7 @@ class wait_group {
     bool await_ready() const noexcept { return group_.count() == 0; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h);
+      prepare(h, group_.lock_, group_.queue_);
       return next(h, group_.wait_or_enqueue(node_));
     }
     void await_resume() const noexcept {}

@@ -20,11 +20,21 @@ class sync_operation {
   sync_operation() noexcept = default;
   sync_operation(const sync_operation&) = delete;
   sync_operation& operator=(const sync_operation&) = delete;
+  /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
+  /// node off the primitive's queue, since the primitive may outlive the runtime.
+  ~sync_operation() {
+    if (node_.linked && lock_ != nullptr) {
+      spin_guard g{*lock_};
+      if (node_.linked) queue_->remove(node_);
+    }
+  }
 
  protected:
   /// Fills in the park state (throws std::logic_error off a worker, before anything is queued).
   template <class Promise>
-  void prepare(std::coroutine_handle<Promise> h, std::uint32_t amount = 1) {
+  void prepare(std::coroutine_handle<Promise> h, spin_lock& lock, wait_list& queue, std::uint32_t amount = 1) {
+    lock_ = &lock;
+    queue_ = &queue;
     prepare_park(park_, h, binding_of(h));
     node_.owner = &park_;
     node_.case_index = 1;
@@ -38,6 +48,8 @@ class sync_operation {
 
   park_state park_{};
   wait_node node_{};
+  spin_lock* lock_ = nullptr;   ///< the primitive's lock and queue, for the destructor
+  wait_list* queue_ = nullptr;
 };
 
 /// Pops every node of `list` (the lock held), claims it, and chains the claimed ones through

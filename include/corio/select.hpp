@@ -323,7 +323,9 @@ class [[nodiscard("co_await it")]] select_operation {
 /// uniformly at random (a permutation drawn from the worker's generator, seeded by
 /// runtime_options::seed); a case that does not win takes no value and loses none, and leaves no
 /// waiter behind on its channel. A closed channel's cases are always ready. The same channel may
-/// appear in several cases. Throws std::logic_error outside a task on a runtime.
+/// appear in several cases. A case refers to its channel without owning it: keep a handle to each
+/// channel (and the value of a send case) alive until the co_await returns. Throws
+/// std::logic_error outside a task on a runtime (when it would have to wait).
 template <class... Cases>
 [[nodiscard("co_await it")]] detail::select_operation<Cases...> select(Cases... cases) {
   return detail::select_operation<Cases...>{std::move(cases)...};

@@ -106,9 +106,7 @@ class [[nodiscard("co_await it")]] select_operation {
     for (const wait_node& n : nodes_) any = any || n.linked;
     if (!any) return;
     lock_all();
-    [this]<std::size_t... I>(std::index_sequence<I...>) {
-      ((unlink_at<I>()), ...);
-    }(std::make_index_sequence<n>{});
+    unlink_all(std::make_index_sequence<n>{});
     unlock_all();
   }
 
@@ -264,9 +262,7 @@ class [[nodiscard("co_await it")]] select_operation {
   void settle() {
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
     lock_all();
-    [this]<std::size_t... I>(std::index_sequence<I...>) {
-      ((unlink_at<I>()), ...);
-    }(std::make_index_sequence<n>{});
+    unlink_all(std::make_index_sequence<n>{});
     unlock_all();
     if constexpr (afters != 0) {
       if (c == park_state::timed_out) {
@@ -279,6 +275,10 @@ class [[nodiscard("co_await it")]] select_operation {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       ((winner == I ? settle_at<I>() : void()), ...);
     }(std::make_index_sequence<n>{});
+  }
+  template <std::size_t... I>
+  void unlink_all(std::index_sequence<I...>) noexcept {
+    (unlink_at<I>(), ...);
   }
   template <std::size_t I>
   void unlink_at() noexcept {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|asan|tsan]
+# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|clang|asan|tsan]
 #   release (default): g++, optimized, every suite.
+#   clang: clang++-16, optimized, every suite (and the benchmarks and samples built with clang).
 #   asan:  g++ -O0 with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included),
 #          stress tests at 10% of their iterations.
 #   tsan:  clang++-16 -O2 -g with ThreadSanitizer, stress tests at 10%.
@@ -23,6 +24,12 @@ case "$mode" in
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
     ;;
+  clang)
+    bash tools/deps.sh clang-16
+    dir=build-clang
+    setup=(-Dbuildtype=release)
+    export CXX=clang++-16 CC=clang-16
+    ;;
   tsan)
     bash tools/deps.sh clang-16 libclang-rt-16-dev
     dir=build-tsan
@@ -32,7 +39,7 @@ case "$mode" in
     export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:${TSAN_OPTIONS:-}"
     ;;
   *)
-    echo "usage: tools/test.sh [release|asan|tsan]" >&2
+    echo "usage: tools/test.sh [release|clang|asan|tsan]" >&2
     exit 2
     ;;
 esac

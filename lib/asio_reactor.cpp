@@ -76,29 +76,12 @@ struct asio_reactor::state {
   std::atomic<bool> wake_pending{false};
   bool woken = false;  ///< the wake handler ran since the last wait() began
   bool draining = false;
-  std::size_t in_flight = 0;
   std::size_t finished = 0;  ///< requests finished since the count was last reset
-  io_request* head = nullptr;  // requests in flight, for cancellation at drain()
-
-  void link(io_request& r) noexcept {
-    r.prev = nullptr;
-    r.next = head;
-    if (head != nullptr) head->prev = &r;
-    head = &r;
-    ++in_flight;
-  }
-
-  void unlink(io_request& r) noexcept {
-    if (r.prev != nullptr) r.prev->next = r.next;
-    else head = r.next;
-    if (r.next != nullptr) r.next->prev = r.prev;
-    r.prev = r.next = nullptr;
-    --in_flight;
-  }
+  in_flight_list in_flight;  // for cancellation at drain()
 
   /// A request is done (result as to_result): the same steps as an io_uring completion.
   void finish(io_request& r, int result) noexcept {
-    unlink(r);
+    in_flight.unlink(r);
     if (finish_request(r, result, draining, sink)) ++finished;
   }
 
@@ -146,7 +129,8 @@ struct asio_reactor::state {
     }
     if (ec) {
       release(e);
-      error = to_result(ec, 0) < 0 ? -to_result(ec, 0) : EIO;
+      const int result = to_result(ec, 0);
+      error = result < 0 ? -result : EIO;
       return nullptr;
     }
     e.generation = r.generation;
@@ -222,7 +206,7 @@ asio_reactor::~asio_reactor() {
 
 void asio_reactor::submit(io_request& request) {
   state& s = *state_;
-  s.link(request);
+  s.in_flight.link(request);
   int error = 0;
   table_entry* e = s.entry_for(request, error);
   if (e == nullptr) {
@@ -257,7 +241,7 @@ std::size_t asio_reactor::poll() {
   state& s = *state_;
   // Nothing in flight: only a wake can be pending, and wait() runs that. Skip Asio entirely (its
   // poll would make an epoll_wait system call), as the io_uring reactor skips its ring.
-  if (s.in_flight == 0) return 0;
+  if (s.in_flight.size() == 0) return 0;
   s.finished = 0;
   s.context.poll();
   return s.finished;
@@ -297,7 +281,7 @@ void asio_reactor::drain() noexcept {
   state& s = *state_;
   s.draining = true;
   try {
-    for (io_request* r = s.head; r != nullptr; r = r->next) {
+    for (io_request* r = s.in_flight.front(); r != nullptr; r = r->next) {
       if (r->fd < 0 || static_cast<std::size_t>(r->fd) >= s.table.size()) continue;
       table_entry& e = s.table[static_cast<std::size_t>(r->fd)];
       asio::error_code ignored;
@@ -306,18 +290,18 @@ void asio_reactor::drain() noexcept {
     }
     // Every cancelled operation completes with operation_aborted; bounded in case one does not.
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (s.in_flight != 0 && std::chrono::steady_clock::now() < give_up) {
+    while (s.in_flight.size() != 0 && std::chrono::steady_clock::now() < give_up) {
       s.context.run_one_for(std::chrono::milliseconds(100));
     }
     s.context.poll();
   } catch (...) {
   }
-  if (s.in_flight != 0) {
-    std::fprintf(stderr, "corio: %zu Asio operations did not complete after cancellation\n", s.in_flight);
+  if (s.in_flight.size() != 0) {
+    std::fprintf(stderr, "corio: %zu Asio operations did not complete after cancellation\n", s.in_flight.size());
   }
 }
 
-std::size_t asio_reactor::in_flight() const noexcept { return state_->in_flight; }
+std::size_t asio_reactor::in_flight() const noexcept { return state_->in_flight.size(); }
 
 std::string asio_reactor::features() const {
 #if defined(ASIO_HAS_IOCP)

@@ -26,6 +26,32 @@ struct completion_sink {
   void* context;
 };
 
+/// A reactor's requests in flight: an intrusive list through io_request::prev/next, so that
+/// drain() can cancel each one, and their count. Owner thread only.
+class in_flight_list {
+ public:
+  void link(io_request& r) noexcept {
+    r.prev = nullptr;
+    r.next = head_;
+    if (head_ != nullptr) head_->prev = &r;
+    head_ = &r;
+    ++count_;
+  }
+  void unlink(io_request& r) noexcept {
+    if (r.prev != nullptr) r.prev->next = r.next;
+    else head_ = r.next;
+    if (r.next != nullptr) r.next->prev = r.prev;
+    r.prev = r.next = nullptr;
+    --count_;
+  }
+  [[nodiscard]] io_request* front() const noexcept { return head_; }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+
+ private:
+  io_request* head_ = nullptr;
+  std::size_t count_ = 0;
+};
+
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
 /// (and a descriptor an accept created anyway is closed, since nobody will ever see it);

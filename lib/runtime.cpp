@@ -316,10 +316,7 @@ std::coroutine_handle<> worker::next_local() {
 std::coroutine_handle<> worker::steal() {
   const std::size_t n = rt_.workers_.size();
   if (n < 2) return {};
-  random_state_ ^= random_state_ << 13;  // xorshift64
-  random_state_ ^= random_state_ >> 7;
-  random_state_ ^= random_state_ << 17;
-  const std::size_t start = random_state_ % n;  // (xorshift64 above; random_u32() shares it)
+  const std::size_t start = random_u32() % n;
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *rt_.workers_[(start + i) % n];
     if (&victim == this) continue;
@@ -902,8 +899,9 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner) noexcept {
   worker* w = this_worker;
   if (w != nullptr && w->holds_unpublished(p.spawn_.self)) {
-    // Not started, and reachable by this thread only until a release-publishing queue hands it
-    // on: a plain store of the joiner bit happens before anyone else sees the task.
+    // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
+    // this thread only until a release-publishing queue hands it on: a plain store of the joiner
+    // bit happens before anyone else can touch the task.
     const std::uint32_t s = p.spawn_.state.load(std::memory_order_relaxed);
     p.spawn_.state.store(s | state_joiner, std::memory_order_relaxed);
   } else if ((p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel) & state_running) == 0) {

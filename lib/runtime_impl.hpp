@@ -169,8 +169,8 @@ class worker {
   void adopt(promise_base& p) noexcept;
   /// Owner only: links the tasks adopted since the last call.
   void drain_adopted() noexcept;
-  /// Owner only: true when `h` waits in this worker's LIFO slot or on top of its private queue,
-  /// the places no other thread can take a task from (see join_park).
+  /// Owner only: true when `h` is queued (not running) in this worker's LIFO slot or on top of
+  /// its private queue, the places no other thread can take a task from (see join_park).
   bool holds_unpublished(std::coroutine_handle<> h) const noexcept {
     return lifo_ == h || (!private_.empty() && private_.back() == h);
   }

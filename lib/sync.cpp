@@ -33,15 +33,15 @@ void spin_lock::lock_slow() noexcept {
   }
 }
 
-wait_node* claim_all(wait_list& list) noexcept {
-  wait_node* woken = nullptr;
+wait_node* claim_all(wait_list& list, wait_node* chain, bool closed) noexcept {
   while (wait_node* n = list.front()) {
     list.remove(*n);
     if (!n->owner->try_claim(n->case_index)) continue;
-    n->next = woken;
-    woken = n;
+    n->closed = closed;
+    n->next = chain;
+    chain = n;
   }
-  return woken;
+  return chain;
 }
 
 void wake_chain(wait_node* n) noexcept {

@@ -151,27 +151,11 @@ void uring_reactor::arm_wake_read() {
   wake_armed_ = true;
 }
 
-void uring_reactor::link(io_request& r) noexcept {
-  r.prev = nullptr;
-  r.next = head_;
-  if (head_ != nullptr) head_->prev = &r;
-  head_ = &r;
-  ++in_flight_;
-}
-
-void uring_reactor::unlink(io_request& r) noexcept {
-  if (r.prev != nullptr) r.prev->next = r.next;
-  else head_ = r.next;
-  if (r.next != nullptr) r.next->prev = r.prev;
-  r.prev = r.next = nullptr;
-  --in_flight_;
-}
-
 void uring_reactor::submit(io_request& request) {
   io_uring_sqe* sqe = get_sqe();
   prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
   io_uring_sqe_set_data(sqe, &request);
-  link(request);
+  in_flight_.link(request);
 }
 
 void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
@@ -183,7 +167,7 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
     return;
   }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
-  unlink(r);
+  in_flight_.unlink(r);
   finish_request(r, result, draining_, sink_);
 }
 
@@ -209,7 +193,7 @@ std::size_t uring_reactor::reap() {
 std::size_t uring_reactor::poll() {
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
-  if (unsubmitted_ == 0 && in_flight_ == 0) return 0;
+  if (unsubmitted_ == 0 && in_flight_.size() == 0) return 0;
   // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking for
   // events; without it the kernel posts them on its own and only queued submissions need a call.
   if (unsubmitted_ != 0 || defer_taskrun_) {
@@ -260,21 +244,21 @@ void uring_reactor::drain() noexcept {
     io_uring_sqe_set_data64(sqe, tag_ignore);
     ++unsubmitted_;
   };
-  for (io_request* r = head_; r != nullptr; r = r->next) cancel(reinterpret_cast<std::uintptr_t>(r));
+  for (io_request* r = in_flight_.front(); r != nullptr; r = r->next) cancel(reinterpret_cast<std::uintptr_t>(r));
   if (wake_armed_) cancel(tag_wake);
   // Reap until every request is back. Cancellation of socket operations completes at once; the
   // bound only guards against a kernel that never answers (then the ring's teardown in the
   // destructor waits for the kernel instead).
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while ((in_flight_ != 0 || wake_armed_) && std::chrono::steady_clock::now() < give_up) {
+  while ((in_flight_.size() != 0 || wake_armed_) && std::chrono::steady_clock::now() < give_up) {
     io_uring_cqe* cqe = nullptr;
     __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 100'000'000};
     io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
     unsubmitted_ = 0;
     reap();
   }
-  if (in_flight_ != 0) {
-    fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n", in_flight_);
+  if (in_flight_.size() != 0) {
+    fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n", in_flight_.size());
   }
 }
 

@@ -35,7 +35,7 @@ class uring_reactor final : public reactor {
   std::size_t wait(std::optional<std::chrono::nanoseconds> timeout) override;
   void wake() noexcept override;
   void drain() noexcept override;
-  [[nodiscard]] std::size_t in_flight() const noexcept override { return in_flight_; }
+  [[nodiscard]] std::size_t in_flight() const noexcept override { return in_flight_.size(); }
   [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
   [[nodiscard]] std::string features() const override { return features_; }
 
@@ -44,8 +44,6 @@ class uring_reactor final : public reactor {
   void arm_wake_read();
   std::size_t reap();
   void complete(std::uint64_t user_data, int result) noexcept;
-  void link(io_request& r) noexcept;
-  void unlink(io_request& r) noexcept;
 
   io_uring ring_{};
   completion_sink sink_;
@@ -56,8 +54,7 @@ class uring_reactor final : public reactor {
   bool draining_ = false;
   bool defer_taskrun_ = false;
   unsigned unsubmitted_ = 0;
-  std::size_t in_flight_ = 0;
-  io_request* head_ = nullptr;  // requests in flight, for cancellation at drain()
+  in_flight_list in_flight_;  // for cancellation at drain()
   std::string features_;
 };
 

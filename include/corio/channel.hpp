@@ -59,9 +59,6 @@ class channel;
 
 namespace detail {
 
-/// The calling worker's cooperation budget (see spawn.hpp); defined in lib/runtime.cpp.
-bool coop_spend() noexcept;
-
 /// The part of a channel's state that select handles without knowing T: the lock, the wait
 /// lists, the closed flag. Every field but `refs` is guarded by `lock`.
 class channel_core {
@@ -79,29 +76,11 @@ class channel_core {
     if (!n.linked) return;
     (n.sender ? senders : receivers).remove(n);
   }
-  /// Marks every waiter claimed with `closed` and chains the claimed ones through wait_node::next
-  /// (they are off the lists) for waking after unlock. Under lock.
+  /// Marks the channel closed and claims every waiter with `closed`; returns the claimed nodes
+  /// chained for wake_chain() after unlock. Under lock.
   wait_node* close_locked() noexcept {
     closed = true;
-    wait_node* woken = nullptr;
-    for (wait_list* list : {&receivers, &senders}) {
-      while (wait_node* n = list->front()) {
-        list->remove(*n);
-        if (!n->owner->try_claim(n->case_index)) continue;
-        n->closed = true;
-        n->next = woken;
-        woken = n;
-      }
-    }
-    return woken;
-  }
-  /// Wakes a chain from close_locked(). After unlock.
-  static void wake_chain(wait_node* n) noexcept {
-    while (n != nullptr) {
-      wait_node* next = n->next;  // read before the wake: the node lives in the woken frame
-      wake_parked(ticket_of(*n->owner));
-      n = next;
-    }
+    return claim_all(senders, claim_all(receivers, nullptr, true), true);
   }
 };
 
@@ -445,7 +424,7 @@ class channel {
       if (state_->closed) return;
       woken = state_->close_locked();
     }
-    detail::channel_core::wake_chain(woken);
+    detail::wake_chain(woken);
   }
 
   /// Values buffered now (a snapshot).

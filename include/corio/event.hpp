@@ -38,6 +38,7 @@ class event {
   void set() noexcept;
   /// Clears the event: later waits park until the next set().
   void reset() noexcept;
+  /// True while the event is set (a snapshot).
   [[nodiscard]] bool is_set() const noexcept { return set_.load(std::memory_order_acquire); }
 
  private:

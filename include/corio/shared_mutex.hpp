@@ -39,9 +39,14 @@ class shared_mutex {
   [[nodiscard]] lock_operation lock() noexcept { return lock_operation{*this, false}; }
   /// `co_await m.lock_shared()`: shared ownership.
   [[nodiscard]] lock_operation lock_shared() noexcept { return lock_operation{*this, true}; }
+  /// Takes it exclusively if nobody holds it and nobody waits; never waits.
   [[nodiscard]] bool try_lock() noexcept;
+  /// Takes it shared if no writer holds it and nobody waits; never waits.
   [[nodiscard]] bool try_lock_shared() noexcept;
+  /// Releases exclusive ownership and hands the lock to the head of the queue (a writer, or
+  /// every reader up to the next writer), waking them.
   void unlock() noexcept;
+  /// Releases one shared ownership; the last reader out hands the lock to a waiting writer.
   void unlock_shared() noexcept;
 
  private:

@@ -23,18 +23,13 @@ namespace detail {
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                 std::uint32_t bound = unbound_worker);
 
-/// Spends one unit of the calling worker's cooperation budget; false when it is spent, and the
-/// awaitable asking should suspend (and requeue) even though it could complete at once. The
-/// worker refills the budget (runtime_options::budget, default 128) each time it takes a task
-/// from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
-bool coop_spend() noexcept;
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
 /// stored in p's continuation. Publishes the joiner in p's state and returns what the joiner's
 /// await_suspend resumes by symmetric transfer: `joiner` itself when the task finished meanwhile,
-/// else the next local task of the calling worker (next_after_park()). When the task has not
-/// started and still sits in the calling worker's LIFO slot or on top of its private queue (where
-/// no other thread can reach it), the joiner bit is set with a plain store instead of a
+/// else the next local task of the calling worker (next_after_park()). When the task is not
+/// running and sits in the calling worker's LIFO slot or on top of its private queue (where no
+/// other thread can reach it), the joiner bit is set with a plain store instead of a
 /// read-modify-write; the task then finishes on this worker and, seeing the bit, releases itself
 /// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
 /// Touches neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.

@@ -8,6 +8,11 @@
 namespace corio {
 
 namespace detail {
+/// Spends one unit of the calling worker's cooperation budget; false when it is spent, and the
+/// awaitable asking should suspend (and requeue, schedule_yield) even though it could complete at
+/// once. The worker refills the budget (runtime_options::budget, default 128) each time it takes a
+/// task from its queues. Tokio's coop budget; true off a worker. Defined in lib/runtime.cpp.
+bool coop_spend() noexcept;
 /// Queues `h` at the back of the calling worker's run queue (behind every task already runnable
 /// there, never in its LIFO slot). Defined in lib/runtime.cpp. Must be called on a worker thread.
 void schedule_yield(std::coroutine_handle<> h) noexcept;

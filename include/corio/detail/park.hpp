@@ -97,7 +97,7 @@ struct wait_node {
   bool linked = false;           ///< on its list; written under the list's lock
   bool sender = false;           ///< a channel node: on the senders' list (else the receivers')
   bool closed = false;           ///< the wait ended because the channel was closed
-  std::uint32_t amount = 0;      ///< units a semaphore or shared-lock waiter asks for
+  std::uint32_t amount = 0;      ///< shared_mutex: 1 for a writer, 0 for a reader
 };
 
 /// An intrusive FIFO list of wait_nodes, protected by its owner's spin_lock.
@@ -137,6 +137,16 @@ struct wake_ticket {
 };
 
 inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.runtime, s.wake_on}; }
+
+/// Pops every node of `list` (its lock held) and claims each that can still be claimed (marking
+/// it `closed` when asked); the claimed ones are pushed onto `chain` through wait_node::next (they
+/// are off the list) and the new head is returned, for wake_chain() after unlock. Defined in
+/// lib/sync.cpp.
+wait_node* claim_all(wait_list& list, wait_node* chain = nullptr, bool closed = false) noexcept;
+
+/// Wakes every task of a chain built by claim_all (or the same way). Call after unlocking: each
+/// node lives in the frame being woken, so its `next` is read first. Defined in lib/sync.cpp.
+void wake_chain(wait_node* n) noexcept;
 
 /// Resumes a claimed task: on its wake_on worker if it has one; otherwise next on the calling
 /// worker (its LIFO slot, Go's runnext) when the caller is a worker of the task's runtime, or

@@ -52,10 +52,4 @@ class sync_operation {
   wait_list* queue_ = nullptr;
 };
 
-/// Pops every node of `list` (the lock held), claims it, and chains the claimed ones through
-/// wait_node::next for wake_chain() after unlock. Defined in lib/sync.cpp.
-wait_node* claim_all(wait_list& list) noexcept;
-/// Wakes a chain from claim_all (or built the same way). After unlock.
-void wake_chain(wait_node* n) noexcept;
-
 }  // namespace corio::detail

@@ -35,6 +35,68 @@ thread_local std::coroutine_handle<> trampoline_next{};
 
 worker* current_worker() noexcept { return this_worker; }
 
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+[[gnu::tls_model("initial-exec")]] thread_local constinit stop_state* tls_current_stop = nullptr;
+#else
+namespace {
+thread_local constinit stop_state* tls_current_stop = nullptr;
+}
+stop_state* current_stop() noexcept { return tls_current_stop; }
+void set_current_stop(stop_state* s) noexcept { tls_current_stop = s; }
+#endif
+
+// --- stop states ------------------------------------------------------------------------------
+
+bool stop_state::request_stop() noexcept {
+  std::uintptr_t old = word_.load(std::memory_order_relaxed);
+  std::uintptr_t desired;
+  do {
+    if ((old & requested_bit) != 0) return false;
+    desired = requested_bit | (old != 0 ? busy_bit : 0);
+  } while (!word_.compare_exchange_weak(old, desired, std::memory_order_acq_rel, std::memory_order_relaxed));
+  if (old != 0) {
+    auto* c = reinterpret_cast<stop_canceller*>(old);
+    c->cancel(*c);
+    // The last touch: once busy is clear, the task may disarm and free both `c` and this state.
+    word_.fetch_and(~busy_bit, std::memory_order_release);
+  }
+  return true;
+}
+
+void stop_state::wait_not_busy() noexcept {
+  for (unsigned spins = 0; (word_.load(std::memory_order_acquire) & busy_bit) != 0; ++spins) {
+    if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();  // the canceller's thread was preempted
+    }
+  }
+}
+
+void stop_state::propagate() noexcept {
+  for (stop_state* c = first_child_; c != nullptr; c = c->next_sibling_) {
+    if (!c->detached_.load(std::memory_order_relaxed)) c->request_stop();
+  }
+}
+
+void stop_state::splice_children_into(stop_state& to) noexcept {
+  while (stop_state* c = first_child_) {
+    unlink_child(*c);
+    to.link_child(*c);
+  }
+}
+
+void stop_state::release_children() noexcept {
+  while (stop_state* c = first_child_) {
+    unlink_child(*c);
+    promise_base& child = *c->task_;
+    const std::uint32_t old = child.spawn_.state.fetch_and(~state_parented, std::memory_order_acq_rel);
+    if ((old & state_alive) == state_parented) destroy_spawned(child);
+  }
+}
+
 void trampoline_push(std::coroutine_handle<> next) noexcept {
   assert(!trampoline_next && "corio: two transfers pending on one thread");
   trampoline_next = next;
@@ -207,7 +269,7 @@ void worker::drain_remote_finished() noexcept {
     // state_linked is set until this line: subtracting it clears it with a plain `lock xadd`
     // instead of a compare-exchange loop (the same for every bit cleared or set below).
     const std::uint32_t old = p->spawn_.state.fetch_sub(state_linked, std::memory_order_acq_rel);
-    if ((old & (state_running | state_handle)) == 0) destroy_spawned(*p);
+    if ((old & state_alive & ~state_linked) == 0) destroy_spawned(*p);
     p = next;
   }
 }
@@ -646,6 +708,13 @@ bool runtime_impl::remove_idle(worker& w) {
 }
 
 void runtime_impl::report_unhandled(std::exception_ptr e) noexcept {
+  // A task that ended because it was cancelled did what was asked of it: nothing to report.
+  try {
+    std::rethrow_exception(e);
+  } catch (const operation_cancelled&) {
+    return;
+  } catch (...) {
+  }
   if (options_.unhandled_exception) {
     try {
       options_.unhandled_exception(e);
@@ -688,6 +757,22 @@ void runtime_impl::shutdown() noexcept {
   for (auto& w : workers_) {
     w->drain_adopted();
     w->drain_remote_finished();
+  }
+  // Finished tasks still linked under a task that never finished are in no registry: free them
+  // first, while every registered frame (and so every children list) is still alive.
+  for (auto& w : workers_) {
+    for (promise_base* p = w->registry_head_; p != nullptr; p = p->spawn_.next) {
+      for (stop_state* c = p->spawn_.stop.first_child(); c != nullptr;) {
+        stop_state* next = c->next_sibling();
+        promise_base& child = *c->task_;
+        if ((child.spawn_.state.load(std::memory_order_relaxed) & state_running) == 0) {
+          p->spawn_.stop.unlink_child(*c);
+          if (join_handle_base* owner = std::exchange(child.spawn_.owner, nullptr)) owner->promise_ = orphaned_promise();
+          child.spawn_.self.destroy();
+        }
+        c = next;
+      }
+    }
   }
   auto destroy_list = [](promise_base* p) {
     while (p != nullptr) {
@@ -740,7 +825,19 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
   p.spawn_.self = self;
   p.spawn_.owner = nullptr;
   p.spawn_.home = home;
-  p.spawn_.state.store(state_running | state_handle | state_linked, std::memory_order_relaxed);
+  p.spawn_.join_armed = false;
+  stop_state& st = p.spawn_.stop;
+  st.reset();
+  st.task_ = &p;
+  p.stop_ = &st;
+  std::uint32_t bits = state_running | state_handle | state_linked;
+  // Linked under the spawning task (the thread's current stop state), which then owns the link.
+  if (stop_state* parent = current_stop(); parent != nullptr && this_worker != nullptr &&
+                                           &this_worker->runtime() == &rt) {
+    parent->link_child(st);
+    bits |= state_parented;
+  }
+  p.spawn_.state.store(bits, std::memory_order_relaxed);
 }
 
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
@@ -851,6 +948,14 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if (p.spawn_.group != nullptr) return finish_grouped(p);
   runtime_impl& rt = *p.spawn_.runtime;
   worker* w = this_worker;
+  // The task's own children first: a cancelled task passes its stop on, then lets them go.
+  stop_state& st = p.spawn_.stop;
+  st.lazy_join_ = nullptr;
+  if (st.has_children()) [[unlikely]] {
+    if (st.stop_requested()) st.observe();
+    st.release_children();
+  }
+  set_current_stop(nullptr);
   std::uint32_t release = state_running;
   const bool on_runtime = w != nullptr && &w->runtime() == &rt;
   if (on_runtime && w->index() == p.spawn_.home) [[likely]] {
@@ -872,18 +977,19 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if (on_runtime) w->finished.add();
   else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
   // Clears the bits known set and sets `observed` (known clear when it is set) in one addition.
-  // When a joiner is already parked and this is the home worker, nobody else can write the state
-  // any more (the joiner waits, the handle is its own, and no remote-finished entry exists): a
-  // plain release store does. Otherwise a joiner or the home may race us: one atomic addition.
+  // When a joiner is already parked without a canceller and this is the home worker, nobody else
+  // can write the state any more (the joiner waits, the handle is its own, the parent is the joiner
+  // or gone, and no remote-finished entry exists): a plain release store does. Otherwise a joiner,
+  // its canceller, the parent or the home may race us: one atomic addition.
   std::uint32_t old;
   if (const std::uint32_t seen = p.spawn_.state.load(std::memory_order_acquire);
-      (seen & state_joiner) != 0 && (release & state_linked) != 0) {
+      (seen & state_joiner) != 0 && (release & state_linked) != 0 && !p.spawn_.join_armed) {
     old = seen;
     p.spawn_.state.store(seen + observed - release, std::memory_order_release);
   } else {
     old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
   }
-  if ((old & state_joiner) != 0) {  // the joiner frees the frame
+  if ((old & (state_joiner | state_join_cancel)) == state_joiner) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
     // The joiner must run on its own worker: hand it over instead of resuming it here.
@@ -891,26 +997,82 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
     else rt.workers_[bound]->post(p.continuation_);
     return {};
   }
-  if ((old & ~release & (state_running | state_handle | state_linked)) == 0) destroy_spawned(p);
+  if ((old & ~release & state_alive) == 0) destroy_spawned(p);
   // Nothing waits for this task: go straight on to the next local task.
   return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
 }
 
-std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner) noexcept {
+namespace {
+/// join_canceller::cancel (see spawn.hpp).
+void cancel_join(stop_canceller& sc) noexcept {
+  auto& c = static_cast<join_canceller&>(sc);
+  const std::uint32_t old = c.task->spawn_.state.fetch_or(state_join_cancel, std::memory_order_acq_rel);
+  if ((old & (state_joiner | state_running)) == (state_joiner | state_running)) {
+    // Parked and not finished: this call resumes the joiner, and the finish will not.
+    wake_parked(wake_ticket{c.joiner, c.runtime, c.park_worker});
+  }
+}
+}  // namespace
+
+std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept {
   worker* w = this_worker;
-  if (w != nullptr && w->holds_unpublished(p.spawn_.self)) {
+  c.task = &p;
+  c.cancel = &cancel_join;
+  c.joiner = joiner;
+  c.runtime = p.spawn_.runtime;
+  c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
+  stop_state* s = c.stop;
+  if (s != nullptr && s->stop_requested()) {
+    c.early = true;  // seen before waiting: join_settle throws
+    s->observe();
+    return joiner;
+  }
+  const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
+  if (w != nullptr && w->holds_unpublished(p.spawn_.self) &&
+      ((seen & state_parented) == 0 || p.spawn_.stop.parent() == s)) {
     // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
-    // this thread only until a release-publishing queue hands it on: a plain store of the joiner
-    // bit happens before anyone else can touch the task.
-    const std::uint32_t s = p.spawn_.state.load(std::memory_order_relaxed);
-    p.spawn_.state.store(s | state_joiner, std::memory_order_relaxed);
-  } else if ((p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel) & state_running) == 0) {
+    // this thread only until a release-publishing queue hands it on (its parent, if any, is the
+    // joiner): a plain store of the joiner bit happens before anyone else can touch the task. The
+    // canceller is armed by the task itself if it suspends before it finishes (arm_lazy_join).
+    p.spawn_.stop.lazy_join_ = s != nullptr ? &c : nullptr;
+    p.spawn_.state.store(seen | state_joiner, std::memory_order_relaxed);
+  } else {
+    if (s != nullptr) {
+      p.spawn_.join_armed = true;  // published by the addition below
+      if (!s->arm(c)) {
+        c.early = true;
+        s->observe();
+        return joiner;
+      }
+    }
     // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
-    return joiner;  // finished meanwhile: go on at once
+    const std::uint32_t old = p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel);
+    if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
+      return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
+    }
   }
   if (w == nullptr) return std::noop_coroutine();
   std::coroutine_handle<> h = w->next_direct();
   return h ? h : std::noop_coroutine();
+}
+
+void arm_lazy_join(stop_state& s) noexcept {
+  auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
+  c.task->spawn_.join_armed = true;  // from now on a canceller may write the state
+  if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
+}
+
+void join_settle(join_canceller& c) {
+  if (c.stop != nullptr) c.stop->disarm(c);
+  if (c.early) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  std::atomic<std::uint32_t>& state = c.task->spawn_.state;
+  if ((state.load(std::memory_order_acquire) & state_running) != 0) {
+    // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
+    // us, sees state_join_cancel and leaves us alone either way).
+    state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
+    c.stop->observe();
+    throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  }
 }
 
 void wake_parked(const wake_ticket& t) noexcept {
@@ -981,16 +1143,27 @@ void join_handle_base::release(promise_base* p, bool observed) noexcept {
     p->spawn_.runtime->report_unhandled(p->exception_);
     observed = true;
   }
-  if ((s & (state_running | state_linked)) == 0) {
+  std::uint32_t drop = state_handle;
+  if ((s & state_parented) != 0) {
+    stop_state* parent = p->spawn_.stop.parent();
+    if (parent != nullptr && parent == current_stop()) {
+      parent->unlink_child(p->spawn_.stop);  // the spawner lets go: its own list, plain stores
+      drop |= state_parented;
+    } else {
+      // Only the spawner may unlink; until it does, its stop no longer reaches this task.
+      p->spawn_.stop.detached_.store(true, std::memory_order_relaxed);
+    }
+  }
+  if ((s & state_alive & ~drop) == 0) {
     // Nobody else refers to the frame any more: no atomic read-modify-write needed.
     if (observed) p->spawn_.state.store(s | state_observed, std::memory_order_relaxed);
     destroy_spawned(*p);
     return;
   }
   // Clear the handle bit (known set) and set observed (known clear) in one addition.
-  const std::uint32_t delta = (observed ? state_observed : 0u) - state_handle;
+  const std::uint32_t delta = (observed ? state_observed : 0u) - drop;
   s = p->spawn_.state.fetch_add(delta, std::memory_order_acq_rel);
-  if ((s & (state_running | state_linked)) == 0) destroy_spawned(*p);
+  if ((s & ~drop & state_alive) == 0) destroy_spawned(*p);
 }
 
 void join_handle_base::throw_empty() const {

@@ -24,8 +24,21 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                 std::uint32_t bound = unbound_worker);
 
 
+/// The canceller of a parked join, in the join awaiter: `request_stop` on the joiner's stop state
+/// sets state_join_cancel on the joined task; when that finds the joiner parked and the task still
+/// running, it resumes the joiner (on the worker where it parked), and the task's finish, seeing
+/// the bit, does not. Exactly one of the two resumes the joiner.
+struct join_canceller : stop_canceller {
+  promise_base* task = nullptr;      ///< the joined task
+  stop_state* stop = nullptr;        ///< the joiner's stop state (null: not cancellable)
+  std::coroutine_handle<> joiner{};
+  runtime_impl* runtime = nullptr;
+  std::uint32_t park_worker = unbound_worker;
+  bool early = false;                ///< stop was requested before the join parked
+};
+
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
-/// stored in p's continuation. Publishes the joiner in p's state and returns what the joiner's
+/// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes the joiner in p's state and returns what the joiner's
 /// await_suspend resumes by symmetric transfer: `joiner` itself when the task finished meanwhile,
 /// else the next local task of the calling worker (next_after_park()). When the task is not
 /// running and sits in the calling worker's LIFO slot or on top of its private queue (where no
@@ -33,7 +46,12 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// read-modify-write; the task then finishes on this worker and, seeing the bit, releases itself
 /// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
 /// Touches neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
-std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner) noexcept;
+std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
+
+/// After a join parked and was resumed: disarms its canceller; throws operation_cancelled (after
+/// clearing the joiner bits, so that the handle can be joined again) when the join was cancelled
+/// before the task finished. Defined in lib/runtime.cpp.
+void join_settle(join_canceller& c);
 
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
 /// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).
@@ -59,9 +77,23 @@ class join_handle_base {
     return valid() && (promise_->spawn_.state.load(std::memory_order_acquire) & state_running) == 0;
   }
 
+  /// Requests stop on the task (its stop state, see corio/cancel.hpp): the operation it is
+  /// suspended in ends with operation_cancelled, or, if it already took effect, the task sees the
+  /// stop at its next suspension point; tasks it spawned and did not detach are cancelled when it
+  /// sees its stop. Returns true when this call made the request (false: the task was cancelled
+  /// before, finished, or the handle is empty). Does not wait: co_await the handle for that.
+  /// Thread-safe against the task; like Tokio's JoinHandle::abort and Go's context cancel.
+  bool cancel() noexcept {
+    if (!valid()) return false;
+    if ((promise_->spawn_.state.load(std::memory_order_acquire) & state_running) == 0) return false;
+    return promise_->spawn_.stop.request_stop();
+  }
+
   /// Lets the task run on without a handle: its frame is freed when it finishes, and an exception
-  /// it throws goes to `runtime_options::unhandled_exception`. The destructor does the same
-  /// (Tokio's JoinHandle semantics). Idempotent. Not thread-safe against other uses of this handle.
+  /// it throws goes to `runtime_options::unhandled_exception` (operation_cancelled excepted). The
+  /// destructor does the same (Tokio's JoinHandle semantics). Detaching also takes the task out of
+  /// its spawner's children: it outlives the spawner's cancellation. Idempotent. Not thread-safe
+  /// against other uses of this handle.
   void detach() noexcept {
     promise_base* p = std::exchange(promise_, nullptr);
     if (p != nullptr && p != orphaned_promise()) release(p, false);
@@ -113,9 +145,18 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
   join_handle& operator=(join_handle&&) noexcept = default;
   ~join_handle() = default;
 
-  class operation {
+  /// The awaiter of a join. Cancellable: when the joiner's stop is requested while it waits, the
+  /// join throws operation_cancelled and the handle stays valid (the task runs on); when the task
+  /// finished first, the join returns its result.
+  class operation : detail::join_canceller {
    public:
     explicit operation(join_handle& h) noexcept : handle_(h) {}
+    operation(const operation&) = delete;
+    operation& operator=(const operation&) = delete;
+    /// A frame destroyed while the join waits (runtime shutdown) leaves no canceller armed.
+    ~operation() {
+      if (this->stop != nullptr) this->stop->disarm(*this);
+    }
     /// Ready when the task finished, unless the worker's cooperation budget is spent (then the
     /// joiner yields once first, see detail::coop_spend).
     bool await_ready() noexcept {
@@ -131,18 +172,27 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       detail::promise_base& p = *handle_.promise_;
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
+      this->stop = detail::stop_of(joiner);
+      parked_ = true;
       // Publishes the joiner (one atomic step, or a plain store while the task waits unstarted in
       // this worker's own queues) and returns what to run next: touch nothing of either frame after.
-      return detail::transfer(detail::join_park(p, joiner));
+      return detail::transfer(detail::join_park(p, joiner, *this));
     }
     T await_resume() {
+      if (parked_) detail::join_settle(*this);  // throws operation_cancelled for a cancelled join
       struct release_on_exit {
         join_handle& h;
         ~release_on_exit() {
           detail::promise_base* p = std::exchange(h.promise_, nullptr);
-          // The usual case inline: the task finished and its home worker let go of it, so this
-          // handle is the last reference and the result was taken: free the frame.
-          if ((p->spawn_.state.load(std::memory_order_acquire) & (detail::state_running | detail::state_linked)) == 0) {
+          // The usual case inline: the task finished, its home worker let go of it and nobody else
+          // links it, so this handle is the last reference and the result was taken: free the frame.
+          const std::uint32_t s = p->spawn_.state.load(std::memory_order_acquire) & detail::state_alive;
+          detail::stop_state* parent = p->spawn_.stop.parent();
+          if (s == detail::state_handle) {
+            p->spawn_.self.destroy();
+          } else if (s == (detail::state_handle | detail::state_parented) && parent != nullptr &&
+                     parent == detail::current_stop()) {
+            parent->unlink_child(p->spawn_.stop);  // the joiner spawned it: its own list
             p->spawn_.self.destroy();
           } else {
             release(p, true);
@@ -155,9 +205,11 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
    private:
     join_handle& handle_;
     bool ready_ = false;
+    bool parked_ = false;
   };
 
-  /// Waits for the task and returns its result or rethrows its exception.
+  /// Waits for the task and returns its result or rethrows its exception; throws
+  /// operation_cancelled when the joiner is cancelled while it waits.
   operation operator co_await() & {
     if (!valid()) throw_empty();
     return operation{*this};

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "corio/detail/frame_allocator.hpp"
+#include "corio/detail/stop_state.hpp"
 #include "corio/detail/transfer.hpp"
 
 namespace corio {
@@ -32,6 +33,14 @@ inline constexpr std::uint32_t state_handle = 2;    ///< a join_handle still ref
 inline constexpr std::uint32_t state_joiner = 4;    ///< a joiner is parked in `continuation_`
 inline constexpr std::uint32_t state_linked = 8;    ///< the task is in its home worker's registry
 inline constexpr std::uint32_t state_observed = 16; ///< a join took the result (or exception)
+/// The task's stop state is in its spawner's children list (stop_state.hpp); only the spawner
+/// clears this bit, so the list never points to a freed frame.
+inline constexpr std::uint32_t state_parented = 32;
+/// A cancelled join: set by the joiner's canceller (see join_park); whoever sees it first in a
+/// read-modify-write of the state decides that the finishing task does not resume the joiner.
+inline constexpr std::uint32_t state_join_cancel = 64;
+/// The bits that keep a spawned frame alive: whoever clears the last of them destroys it.
+inline constexpr std::uint32_t state_alive = 1 | 2 | 8 | 32;
 
 /// promise_base::bound_ of a task that may run on any worker.
 inline constexpr std::uint32_t unbound_worker = 0xffffffffu;
@@ -79,6 +88,11 @@ struct spawn_state {
   promise_base* prev;                        ///< registry links (owned by the home worker); they
   promise_base* next;                        ///< also link a when_all's children, in order
   std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
+  stop_state stop;                           ///< the task's stop state (stop_state.hpp)
+  /// A canceller may touch `state` while a joiner is parked (the joiner armed one), so the
+  /// finishing task must not release the state with a plain store. Written before the joiner bit
+  /// is published, or by the task itself.
+  bool join_armed;
 };
 
 /// Runs when a spawned task reaches its final suspend point (a when_all child: see fork_group):
@@ -98,8 +112,21 @@ class promise_base {
     frame_deallocate(frame, bytes);
   }
 
-  /// Tasks are lazy: nothing runs until the task is awaited or spawned.
-  std::suspend_always initial_suspend() noexcept { return {}; }
+  /// Tasks are lazy: nothing runs until the task is awaited or spawned. When the task starts, the
+  /// thread's current stop state becomes the task's (see current_stop()).
+  struct initial_awaiter {
+    promise_base* promise;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    void await_resume() const noexcept { set_current_stop(promise->stop_); }
+  };
+  initial_awaiter initial_suspend() noexcept { return {this}; }
+
+  /// Every co_await in a task goes through stop_aware (below): the awaiter is unchanged, but
+  /// resuming sets the thread's current stop state back to this task's, and a task suspending
+  /// with a join parked on it arms the joiner's canceller first (see join_park).
+  template <class A>
+  auto await_transform(A&& awaitable);
 
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
@@ -129,7 +156,66 @@ class promise_base {
   spawn_state spawn_;  // default-initialized: see spawn_state
   std::uint32_t bound_ = unbound_worker;         ///< the worker this task must run on (spawn_on)
   std::uint32_t joiner_bound_ = unbound_worker;  ///< the worker the joiner must run on
+  /// The stop state this coroutine runs under: its own spawn_.stop when spawned, its awaiter's
+  /// when awaited, a scope's inside timeout(); null when awaited by a foreign coroutine.
+  stop_state* stop_ = nullptr;
+
+  template <class A>
+  static decltype(auto) get_awaiter(A&& a) {
+    if constexpr (requires { std::forward<A>(a).operator co_await(); }) {
+      return std::forward<A>(a).operator co_await();
+    } else if constexpr (requires { operator co_await(std::forward<A>(a)); }) {
+      return operator co_await(std::forward<A>(a));
+    } else {
+      return std::forward<A>(a);
+    }
+  }
 };
+
+/// Arms the canceller of a join parked on the task running under `s` with a plain store, now that
+/// the task suspends before finishing (see join_park). Defined in lib/runtime.cpp.
+void arm_lazy_join(stop_state& s) noexcept;
+
+/// The wrapper await_transform puts around every awaiter in a task (see promise_base).
+/// `Awaiter` is a reference to an awaiter that lives in the co_await expression, or the awaiter
+/// itself when operator co_await made one. An aggregate, so that non-movable awaiters are built
+/// in place.
+template <class Awaiter>
+struct stop_aware {
+  Awaiter inner;
+  promise_base* promise;
+
+  bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
+  template <class Promise>
+  decltype(auto) await_suspend(std::coroutine_handle<Promise> h) noexcept(noexcept(inner.await_suspend(h))) {
+    if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
+    return inner.await_suspend(h);
+  }
+  decltype(auto) await_resume() noexcept(noexcept(inner.await_resume())) {
+    struct restore {
+      promise_base* p;
+      ~restore() { set_current_stop(p->stop_); }
+    } guard{promise};
+    set_current_stop(promise->stop_);
+    return inner.await_resume();
+  }
+};
+
+template <class A>
+auto promise_base::await_transform(A&& awaitable) {
+  return stop_aware<decltype(get_awaiter(std::forward<A>(awaitable)))>{get_awaiter(std::forward<A>(awaitable)), this};
+}
+
+/// The stop state the suspending coroutine `h` runs under, or null for a foreign coroutine.
+template <class Promise>
+stop_state* stop_of(std::coroutine_handle<Promise> h) noexcept {
+  if constexpr (std::is_base_of_v<promise_base, Promise>) {
+    return h.promise().stop_;
+  } else {
+    (void)h;
+    return nullptr;
+  }
+}
 
 /// The worker the suspending coroutine `h` is bound to (spawn_on), or unbound_worker; coroutines
 /// that are not corio tasks are unbound.
@@ -236,6 +322,7 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
       handle_.promise().continuation_ = awaiting;
       handle_.promise().bound_ = detail::binding_of(awaiting);  // a bound task's children stay bound
+      handle_.promise().stop_ = detail::stop_of(awaiting);       // and run under its stop state
       return detail::transfer(handle_);
     }
     T await_resume() { return handle_.promise().take_result(); }

@@ -1,0 +1,185 @@
+// corio/detail/stop_state.hpp - the stop state embedded in every task header.
+//
+// Every spawned task (and every when_all child) carries one stop_state in its spawn_state: no
+// allocation at spawn, unlike libstdc++'s std::stop_source. A coroutine awaited by a task runs
+// under its awaiter's stop state (promise_base::stop_), so "the task" means the whole chain of
+// awaited coroutines of one spawned root.
+//
+// The state is one atomic word: 0, or the address of the canceller armed by the operation the task
+// is suspended in, plus two low bits: `requested` (sticky, set once) and `busy` (request_stop is
+// running that canceller). An operation that parks arms its canceller (one compare-and-swap that
+// fails once stop was requested: the operation then does not wait) and disarms it when it is
+// resumed (one compare-and-swap; when request_stop took the canceller, disarm waits until its call
+// returned, so the canceller's memory, in the suspended frame, outlives every use). The canceller
+// ends the wait exactly as a completion would (the same claim word decides who wins) and resumes
+// the task on the worker where it parked, so that a cancel arriving while the task is still in its
+// await_suspend cannot resume it before that returns. This is std::stop_callback's protocol
+// (P0660) reduced to one callback at a time, which is all a suspended task needs.
+//
+// Children: spawn links the new task's state under the spawning task's (current_stop()), in an
+// intrusive list that only the thread running the parent modifies, with plain stores. request_stop
+// from another thread never walks it: the parent pushes the stop to its children itself once it
+// sees its own stop (observe(): the operation it was suspended in was cancelled, or it asked
+// stop_requested(), or it finishes). A child in the list is kept alive by spawn_state's
+// state_parented bit, cleared only by the parent.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace corio::detail {
+
+class promise_base;
+
+/// What request_stop() calls for the operation a task is suspended in. Lives in that operation's
+/// awaiter. `cancel` runs on the requesting thread, at most once, while the operation is parked or
+/// still parking; it must end the wait only if it wins the operation's claim, and never block.
+struct stop_canceller {
+  void (*cancel)(stop_canceller& self) noexcept = nullptr;
+};
+
+/// A task's stop state (see the file comment). Thread-safe: request_stop() and stop_requested()
+/// from any thread; arm()/disarm() by the task's own operations; the children list by the thread
+/// running the task only.
+class stop_state {
+ public:
+  static constexpr std::uintptr_t requested_bit = 1;
+  static constexpr std::uintptr_t busy_bit = 2;
+
+  /// Leaves the plain fields unset: reset() writes them when a task is spawned, so that tasks
+  /// which are only ever awaited pay nothing for their header's stop state.
+  stop_state() noexcept {}
+  stop_state(const stop_state&) = delete;
+  stop_state& operator=(const stop_state&) = delete;
+
+  /// Resets a state for reuse by a new task (spawn, when_all). Not thread-safe.
+  void reset() noexcept {
+    word_.store(0, std::memory_order_relaxed);
+    parent_.store(nullptr, std::memory_order_relaxed);
+    first_child_ = prev_sibling_ = next_sibling_ = nullptr;
+    lazy_join_ = nullptr;
+    detached_.store(false, std::memory_order_relaxed);
+    propagated_ = false;
+  }
+
+  /// True once stop was requested (sticky). Acquire: what the requester did before is visible.
+  [[nodiscard]] bool stop_requested() const noexcept {
+    return (word_.load(std::memory_order_acquire) & requested_bit) != 0;
+  }
+
+  /// Requests stop: sets the sticky bit and, if an operation is armed, runs its canceller on this
+  /// thread. Returns true when this call made the request (false: it was made before). Does not
+  /// reach the children (see observe()). Thread-safe; never blocks beyond the canceller's call.
+  bool request_stop() noexcept;
+
+  /// Arms `c` for the operation about to suspend. False when stop was already requested: the
+  /// operation must then not wait (it throws operation_cancelled). One CAS. A canceller still
+  /// armed is replaced: its operation has completed, since the task is running, but its awaiter
+  /// may not have disarmed yet (a compiler may resume two co_awaits of one expression, `co_await a
+  /// + co_await b`, before it calls either await_resume).
+  [[nodiscard]] bool arm(stop_canceller& c) noexcept {
+    std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    do {
+      if ((w & (requested_bit | busy_bit)) != 0) return false;
+    } while (!word_.compare_exchange_weak(w, reinterpret_cast<std::uintptr_t>(&c), std::memory_order_acq_rel,
+                                          std::memory_order_relaxed));
+    return true;
+  }
+
+  /// Disarms `c` after its operation ended (or never armed it: then a load). When request_stop
+  /// took `c`, waits until that call returned. After disarm, nothing touches `c`.
+  void disarm(stop_canceller& c) noexcept {
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    if (w == reinterpret_cast<std::uintptr_t>(&c) &&
+        word_.compare_exchange_strong(w, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      return;
+    }
+    if ((w & busy_bit) != 0) wait_not_busy();
+  }
+
+  /// Called by the task running under this state when it sees its stop: pushes the stop to every
+  /// child not detached, once. Thread running the task only.
+  void observe() noexcept {
+    if (!propagated_ && first_child_ != nullptr) propagate();
+    propagated_ = true;
+  }
+
+  // --- children (thread running the owner only) -------------------------------------------
+  /// Links `child` (a new task's state) under this one.
+  void link_child(stop_state& child) noexcept {
+    child.parent_.store(this, std::memory_order_relaxed);
+    child.prev_sibling_ = nullptr;
+    child.next_sibling_ = first_child_;
+    if (first_child_ != nullptr) first_child_->prev_sibling_ = &child;
+    first_child_ = &child;
+    if (propagated_) child.request_stop();  // spawned after this task saw its stop
+  }
+  /// Unlinks `child` from this state's list (the caller then clears its parented bit).
+  void unlink_child(stop_state& child) noexcept {
+    if (child.prev_sibling_ != nullptr) child.prev_sibling_->next_sibling_ = child.next_sibling_;
+    else first_child_ = child.next_sibling_;
+    if (child.next_sibling_ != nullptr) child.next_sibling_->prev_sibling_ = child.prev_sibling_;
+    child.parent_.store(nullptr, std::memory_order_relaxed);
+    child.prev_sibling_ = child.next_sibling_ = nullptr;
+  }
+  /// Moves every child of this state to `to` (a timeout's scope ends: its children stay linked
+  /// to the task).
+  void splice_children_into(stop_state& to) noexcept;
+  /// Unlinks every child (the owner finishes): each runs on without a parent; a child that
+  /// finished and has no handle is destroyed. Defined in lib/runtime.cpp.
+  void release_children() noexcept;
+
+  /// The state this one is linked under (relaxed: a join_handle holder compares it with its own
+  /// state while the parent may unlink it; only the parent's own thread acts on a match).
+  [[nodiscard]] stop_state* parent() const noexcept { return parent_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool has_children() const noexcept { return first_child_ != nullptr; }
+  /// The children list, for the runtime's shutdown (no task runs then).
+  [[nodiscard]] stop_state* first_child() const noexcept { return first_child_; }
+  [[nodiscard]] stop_state* next_sibling() const noexcept { return next_sibling_; }
+  /// Set by a join_handle holder that is not the parent: the parent's stop no longer reaches it.
+  std::atomic<bool> detached_{false};
+  /// A join parked on this task with a plain store and no canceller yet (see join_park); the task
+  /// arms the joiner's canceller if it suspends before it finishes. Thread running the task only.
+  stop_canceller* lazy_join_;
+  /// The task whose spawn_state holds this state; null for a scope's state (timeout).
+  promise_base* task_;
+
+ private:
+  void propagate() noexcept;      // lib/runtime.cpp
+  void wait_not_busy() noexcept;  // lib/runtime.cpp
+
+  std::atomic<std::uintptr_t> word_{0};
+  std::atomic<stop_state*> parent_{nullptr};
+  stop_state* first_child_;
+  stop_state* prev_sibling_;
+  stop_state* next_sibling_;
+  bool propagated_;
+};
+
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+extern thread_local constinit stop_state* tls_current_stop __asm__("corio_tls_current_stop");
+/// The stop state of the task running on this thread (null off tasks). Read through an asm
+/// initial-exec sequence so that a coroutine resumed on another thread never reuses a cached
+/// thread-local address (llvm #47179, as for the frame cache).
+inline stop_state* current_stop() noexcept {
+  stop_state** slot;
+  __asm__ volatile(
+      "movq corio_tls_current_stop@gottpoff(%%rip), %0\n\t"
+      "addq %%fs:0, %0"
+      : "=r"(slot));
+  return *slot;
+}
+inline void set_current_stop(stop_state* s) noexcept {
+  stop_state** slot;
+  __asm__ volatile(
+      "movq corio_tls_current_stop@gottpoff(%%rip), %0\n\t"
+      "addq %%fs:0, %0"
+      : "=r"(slot));
+  *slot = s;
+}
+#else
+stop_state* current_stop() noexcept;            // lib/runtime.cpp, out of line (llvm #47179)
+void set_current_stop(stop_state* s) noexcept;  // lib/runtime.cpp
+#endif
+
+}  // namespace corio::detail

@@ -156,7 +156,37 @@ void worker::drain_inbox() {
   std::lock_guard lock{inbox_mutex_};
   for (auto h : inbox_) fifo_.push_back(h);
   inbox_.clear();
+  for (timeout_timer* t : timer_releases_) remove_timeout_timer(*t), delete t;
+  timer_releases_.clear();
   inbox_flag_.store(false, std::memory_order_seq_cst);
+}
+
+void worker::post_timer_release(timeout_timer* t) {
+  {
+    std::lock_guard lock{inbox_mutex_};
+    timer_releases_.push_back(t);
+    inbox_flag_.store(true, std::memory_order_seq_cst);
+  }
+  if (reactor_) reactor_->wake();
+}
+
+void worker::drain_timer_releases() noexcept {
+  std::lock_guard lock{inbox_mutex_};
+  for (timeout_timer* t : timer_releases_) remove_timeout_timer(*t), delete t;
+  timer_releases_.clear();
+}
+
+void worker::add_timeout_timer(timeout_timer& t, clock::time_point deadline) {
+  t.entry.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&t) | 2);  // tagged: see fire_timers
+  t.entry.deadline_tick = rt_.ticks_ceil(deadline);
+  wheel_.insert(t.entry);
+  if (rt_.manual_) publish_deadline();
+}
+
+void worker::remove_timeout_timer(timeout_timer& t) noexcept {
+  if (!t.entry.inserted()) return;
+  wheel_.cancel(t.entry);
+  if (rt_.manual_) publish_deadline();
 }
 
 void worker::schedule_local(std::coroutine_handle<> h) {
@@ -307,6 +337,16 @@ std::size_t worker::fire_timers() {
   // not touched again.
   const std::size_t fired = wheel_.advance(now_tick, [this](timer_entry& e) {
     const auto bits = reinterpret_cast<std::uintptr_t>(e.context);
+    if ((bits & 2) != 0) {
+      // A timeout's timer: stop its scope, unless the awaiter let go of it already.
+      auto& t = *reinterpret_cast<timeout_timer*>(bits & ~std::uintptr_t{3});
+      std::uint32_t expected = timeout_timer::armed;
+      if (t.state.compare_exchange_strong(expected, timeout_timer::firing, std::memory_order_acq_rel)) {
+        t.scope->request_stop();
+        t.state.store(timeout_timer::fired, std::memory_order_release);  // the last touch
+      }
+      return;
+    }
     if ((bits & 1) != 0) {
       // A parked operation's timeout: resume the task only if the timeout ended the wait.
       park_state& state = *reinterpret_cast<park_timer*>(bits & ~std::uintptr_t{1})->state;
@@ -757,6 +797,7 @@ void runtime_impl::shutdown() noexcept {
   for (auto& w : workers_) {
     w->drain_adopted();
     w->drain_remote_finished();
+    w->drain_timer_releases();
   }
   // Finished tasks still linked under a task that never finished are in no registry: free them
   // first, while every registered frame (and so every children list) is still alive.
@@ -1056,6 +1097,38 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
   return h ? h : std::noop_coroutine();
 }
 
+timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline) {
+  worker& w = require_worker("corio::timeout");
+  auto* t = new timeout_timer;
+  t->scope = &scope;
+  t->owner = &w;
+  w.add_timeout_timer(*t, deadline);
+  return t;
+}
+
+bool release_timeout_timer(timeout_timer* t) noexcept {
+  auto* owner = static_cast<worker*>(t->owner);
+  worker* w = this_worker;
+  if (w == owner || w == nullptr) {
+    // On its own worker (a firing would have run on this thread), or after the workers stopped.
+    const bool fired = t->state.load(std::memory_order_acquire) == timeout_timer::fired;
+    owner->remove_timeout_timer(*t);
+    delete t;
+    return fired;
+  }
+  std::uint32_t expected = timeout_timer::armed;
+  if (t->state.compare_exchange_strong(expected, timeout_timer::abandoned, std::memory_order_acq_rel)) {
+    owner->post_timer_release(t);  // it never fires now; its worker frees it
+    return false;
+  }
+  // Firing or fired on its worker: wait for the firing to let go, then it is ours to free.
+  while (t->state.load(std::memory_order_acquire) != timeout_timer::fired) std::this_thread::yield();
+  delete t;
+  return true;
+}
+
+void forward_stop(stop_canceller& c) noexcept { static_cast<scope_forwarder&>(c).scope->request_stop(); }
+
 void arm_lazy_join(stop_state& s) noexcept {
   auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
   c.task->spawn_.join_armed = true;  // from now on a canceller may write the state
@@ -1088,12 +1161,41 @@ void wake_parked(const wake_ticket& t) noexcept {
   else rt.inject(t.task);
 }
 
-void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound) {
+void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
+                  stop_state* stop) {
   worker* w = this_worker;
   if (w == nullptr) throw std::logic_error("corio: a channel, select or lock wait outside a task on a runtime");
   s.task = task;
   s.runtime = &w->runtime();
   s.wake_on = bound;
+  s.park_worker = w->index();
+  s.lock = lock;
+  s.stop = stop;
+}
+
+namespace {
+/// park_state's canceller: claims the wait with `cancelled` (under the list's lock for a solo
+/// wait, whose peers claim with plain stores) and resumes the task where it parked.
+void cancel_park(stop_canceller& c) noexcept {
+  auto& s = static_cast<park_state&>(c);
+  bool won;
+  if (s.solo) {
+    spin_guard g{*s.lock};
+    won = s.try_claim(park_state::cancelled);
+  } else {
+    won = s.try_claim(park_state::cancelled);
+  }
+  if (won) wake_parked(wake_ticket{s.task, s.runtime, s.park_worker});
+}
+}  // namespace
+
+bool arm_park(park_state& s) noexcept {
+  if (s.stop == nullptr) return true;
+  s.cancel = &cancel_park;
+  if (s.stop->arm(s)) return true;
+  s.claim.store(park_state::cancelled, std::memory_order_relaxed);  // nobody else can see it yet
+  s.stop->observe();
+  return false;
 }
 
 void park_timer::arm(park_state& s) {
@@ -1277,7 +1379,7 @@ void runtime::advance(clock::duration d) {
 }
 
 bool sleep_operation::await_ready() const noexcept {
-  return node_.deadline <= now() && detail::coop_spend();
+  return deadline_ <= now() && detail::coop_spend();
 }
 
 unsigned runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers_.size()); }

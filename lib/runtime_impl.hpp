@@ -76,6 +76,7 @@
 #include <thread>
 #include <vector>
 
+#include "corio/cancel.hpp"
 #include "corio/runtime.hpp"
 #include "corio/detail/park.hpp"
 #include "corio/time.hpp"
@@ -161,6 +162,14 @@ class worker {
   // --- any thread --------------------------------------------------------------------------
   /// Queues a task bound to this worker (spawn_on) from another thread, and wakes this worker.
   void post(std::coroutine_handle<> h);
+  /// A timeout's timer let go of on another thread: this worker removes it from its wheel and
+  /// frees it (corio/cancel.hpp). Any thread.
+  void post_timer_release(timeout_timer* t);
+  /// Owner only (or after the workers stopped): inserts a timeout's timer, and removes one.
+  void add_timeout_timer(timeout_timer& t, clock::time_point deadline);
+  void remove_timeout_timer(timeout_timer& t) noexcept;
+  /// After the workers stopped: frees the timers handed over and not yet released.
+  void drain_timer_releases() noexcept;
   bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
@@ -222,6 +231,7 @@ class worker {
   std::atomic<promise_base*> adopted_{nullptr};  ///< linked through spawn_state::next until drained
   std::mutex inbox_mutex_;
   std::vector<std::coroutine_handle<>> inbox_;
+  std::vector<timeout_timer*> timer_releases_;  ///< under inbox_mutex_, flagged by inbox_flag_
   std::atomic<bool> inbox_flag_{false};
 
   // Timers of tasks that slept on this worker (1 µs ticks since the runtime's origin).

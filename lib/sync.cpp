@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "corio/condition_variable.hpp"
+#include "corio/errors.hpp"
 #include "corio/event.hpp"
 #include "corio/latch.hpp"
 #include "corio/mutex.hpp"
@@ -44,6 +45,15 @@ wait_node* claim_all(wait_list& list, wait_node* chain, bool closed) noexcept {
   return chain;
 }
 
+bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
+  list.push_back(n);
+  if (arm_park(*n.owner)) return true;
+  list.remove(n);
+  return false;
+}
+
+void throw_cancelled(const char* what) { throw operation_cancelled(what); }
+
 void wake_chain(wait_node* n) noexcept {
   while (n != nullptr) {
     wait_node* next = n->next;  // read first: the node lives in the frame being woken
@@ -79,8 +89,7 @@ bool mutex::lock_or_enqueue(detail::wait_node& node) {
     // Held: announce a waiter so that the holder's unlock takes the slow path, then queue.
     if (state_.compare_exchange_weak(s, s | waiters, std::memory_order_relaxed, std::memory_order_relaxed)) break;
   }
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);  // cancelled: go on (await_resume throws)
 }
 
 void mutex::unlock_slow() noexcept {
@@ -89,7 +98,7 @@ void mutex::unlock_slow() noexcept {
     detail::spin_guard g{lock_};
     next = detail::claim_first(queue_);
     if (next == nullptr) {
-      state_.store(0, std::memory_order_release);  // the waiters left (cannot happen yet: no cancel)
+      state_.store(0, std::memory_order_release);  // the waiters were cancelled
       return;
     }
     // Hand-off: the mutex stays locked and now belongs to `next`.
@@ -122,8 +131,7 @@ bool shared_mutex::lock_or_enqueue(detail::wait_node& node) noexcept {
     else ++readers_;
     return true;
   }
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);
 }
 
 void shared_mutex::hand_off_locked(detail::wait_node*& woken) noexcept {
@@ -167,17 +175,26 @@ void shared_mutex::unlock_shared() noexcept {
 task<void> condition_variable::wait(mutex_guard& guard) {
   mutex* m = guard.release();
   if (m == nullptr) throw std::logic_error("corio::condition_variable::wait: the guard holds no mutex");
-  co_await park_operation{*this, *m};
-  co_await m->lock();
+  // The mutex is taken back whatever ended the wait, cancellation included, before the
+  // cancellation is thrown: the caller's guard always holds it again.
+  std::exception_ptr cancelled;
+  try {
+    co_await park_operation{*this, *m};
+  } catch (const operation_cancelled&) {
+    cancelled = std::current_exception();
+  }
+  co_await mutex::lock_operation{*m, false};
   guard = mutex_guard{*m};
+  if (cancelled) std::rethrow_exception(cancelled);
 }
 
-void condition_variable::enqueue_and_unlock(detail::wait_node& node, mutex& m) noexcept {
+bool condition_variable::enqueue_and_unlock(detail::wait_node& node, mutex& m) noexcept {
   // Queue, then release the mutex, both under this lock: a notify (which needs this lock) comes
   // after both, and the task is not touched by anyone before the lock is released.
   detail::spin_guard g{lock_};
-  queue_.push_back(node);
+  const bool queued = detail::enqueue_parked(queue_, node);  // false: cancelled already
   m.unlock();
+  return queued;
 }
 
 void condition_variable::notify_one() noexcept {
@@ -213,8 +230,7 @@ bool semaphore::acquire_or_enqueue(detail::wait_node& node) noexcept {
     --count_;
     return true;
   }
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);
 }
 
 void semaphore::release(std::int64_t n) noexcept {
@@ -242,8 +258,7 @@ std::int64_t semaphore::available() const noexcept {
 bool event::wait_or_enqueue(detail::wait_node& node) noexcept {
   detail::spin_guard g{lock_};
   if (set_.load(std::memory_order_relaxed)) return true;
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);
 }
 
 void event::set() noexcept {
@@ -279,8 +294,7 @@ void latch::count_down(std::int64_t n) {
 bool latch::wait_or_enqueue(detail::wait_node& node) noexcept {
   detail::spin_guard g{lock_};
   if (count_.load(std::memory_order_relaxed) == 0) return true;
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);
 }
 
 // --- wait_group ----------------------------------------------------------------------------
@@ -300,8 +314,7 @@ void wait_group::add(std::int64_t n) {
 bool wait_group::wait_or_enqueue(detail::wait_node& node) noexcept {
   detail::spin_guard g{lock_};
   if (count_.load(std::memory_order_relaxed) == 0) return true;
-  queue_.push_back(node);
-  return false;
+  return !detail::enqueue_parked(queue_, node);
 }
 
 }  // namespace corio

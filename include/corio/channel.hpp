@@ -161,6 +161,7 @@ class channel_wait {
   /// node off the channel, which may outlive the runtime. In every other case the node is already
   /// off (whoever claimed it unlinked it before the wake that happened before this).
   ~channel_wait() {
+    disarm_park(park_);
     if (node_.linked) {
       spin_guard g{ch_->lock};
       ch_->unlink(node_);
@@ -172,7 +173,7 @@ class channel_wait {
   template <class Promise>
   std::coroutine_handle<> park(std::coroutine_handle<Promise> h, wait_list& list, void* slot, bool sender) {
     try {
-      prepare_park(park_, h, binding_of(h));
+      prepare_park(park_, h, binding_of(h), &ch_->lock, stop_of(h));
       if constexpr (Timed) {
         park_.solo = false;
         timer_.arm(park_);
@@ -185,9 +186,9 @@ class channel_wait {
     node_.slot = slot;
     node_.case_index = 1;
     node_.sender = sender;
-    list.push_back(node_);
+    const bool parked = enqueue_parked(list, node_);  // false: the task's stop came first
     ch_->lock.unlock();  // publishes the node: touch nothing of this frame after (llvm #56301)
-    return transfer(next_after_park());
+    return transfer(parked ? next_after_park() : std::coroutine_handle<>{h});
   }
 
   /// The end of an await_ready that tried the operation under the lock: done (unlock, wake the
@@ -219,9 +220,19 @@ class channel_wait {
     return park(h, list, slot, sender);
   }
 
-  /// After a parked wait: how it ended. Takes the node off its list if a timeout ended it.
-  channel_status settle() noexcept {
+  /// After a parked wait: how it ended. Takes the node off its list if a timeout ended it; throws
+  /// operation_cancelled when cancellation did (nothing was sent or received).
+  channel_status settle() {
+    disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
+    if (c == park_state::cancelled) {
+      if constexpr (Timed) timer_.disarm();  // resumed on the timer's worker (park_worker)
+      if (node_.linked) {
+        spin_guard g{ch_->lock};
+        ch_->unlink(node_);
+      }
+      throw_cancelled(node_.sender ? "corio::channel::send: cancelled" : "corio::channel::recv: cancelled");
+    }
     if constexpr (Timed) {
       if (c == park_state::timed_out) {
         spin_guard g{ch_->lock};

@@ -21,7 +21,9 @@ class condition_variable {
   condition_variable& operator=(const condition_variable&) = delete;
 
   /// Releases `guard`'s mutex, waits for a notification, and takes the mutex again. Throws
-  /// std::logic_error when the guard does not hold a mutex.
+  /// std::logic_error when the guard does not hold a mutex, and operation_cancelled when the
+  /// task's stop ended the wait: the mutex is then held again too (std::condition_variable_any's
+  /// stop_token wait does the same).
   task<void> wait(mutex_guard& guard);
 
   /// As wait(guard), until `pred()` is true (checked first, with the mutex held).
@@ -43,10 +45,9 @@ class condition_variable {
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, cv_.lock_, cv_.queue_);
-      cv_.enqueue_and_unlock(node_, mutex_);
-      return next(h, false);
+      return next(h, !cv_.enqueue_and_unlock(node_, mutex_));
     }
-    void await_resume() const noexcept {}
+    void await_resume() { settle("corio::condition_variable::wait: cancelled"); }
 
    private:
     condition_variable& cv_;
@@ -54,7 +55,8 @@ class condition_variable {
   };
 
  private:
-  void enqueue_and_unlock(detail::wait_node& node, mutex& m) noexcept;  // lib/sync.cpp
+  /// Queues `node` (false: the task's stop was requested, nothing queued) and unlocks `m`.
+  bool enqueue_and_unlock(detail::wait_node& node, mutex& m) noexcept;  // lib/sync.cpp
 
   detail::spin_lock lock_;
   detail::wait_list queue_;

@@ -1,6 +1,7 @@
 // corio/corio.hpp - the umbrella header: everything a program on corio needs.
 #pragma once
 
+#include "corio/cancel.hpp"
 #include "corio/channel.hpp"
 #include "corio/condition_variable.hpp"
 #include "corio/errors.hpp"
@@ -14,6 +15,7 @@
 #include "corio/select.hpp"
 #include "corio/semaphore.hpp"
 #include "corio/shared_mutex.hpp"
+#include "corio/signal.hpp"
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
 #include "corio/time.hpp"

@@ -26,7 +26,8 @@ class event {
       prepare(h, event_.lock_, event_.queue_);
       return next(h, event_.wait_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait.
+    void await_resume() { settle("corio::event::wait: cancelled"); }
 
    private:
     event& event_;

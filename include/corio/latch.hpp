@@ -26,7 +26,8 @@ class latch {
       prepare(h, latch_.lock_, latch_.queue_);
       return next(h, latch_.wait_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait.
+    void await_resume() { settle("corio::latch::wait: cancelled"); }
 
    private:
     latch& latch_;

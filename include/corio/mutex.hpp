@@ -58,24 +58,30 @@ class mutex {
   /// The awaiter of lock(): completes holding the mutex.
   class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
    public:
-    explicit lock_operation(mutex& m) noexcept : mutex_(m) {}
+    /// `cancellable`: false for a condition variable taking its mutex back after a wait.
+    explicit lock_operation(mutex& m, bool cancellable = true) noexcept : mutex_(m), cancellable_(cancellable) {}
     bool await_ready() noexcept { return mutex_.try_lock(); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h, mutex_.lock_, mutex_.queue_);
+      prepare(h, mutex_.lock_, mutex_.queue_, 1, cancellable_);
       return next(h, mutex_.lock_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait (the mutex is not held).
+    void await_resume() { settle("corio::mutex::lock: cancelled"); }
 
    protected:
     mutex& mutex_;
+    bool cancellable_;
   };
 
   /// The awaiter of scoped_lock(): completes holding the mutex, as a mutex_guard.
   class [[nodiscard("co_await it")]] scoped_lock_operation : public lock_operation {
    public:
     using lock_operation::lock_operation;
-    mutex_guard await_resume() const noexcept { return mutex_guard{mutex_}; }
+    mutex_guard await_resume() {
+      lock_operation::await_resume();
+      return mutex_guard{mutex_};
+    }
   };
 
   /// `co_await m.lock()`: waits until the mutex is this task's. Throws std::logic_error outside a

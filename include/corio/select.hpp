@@ -102,6 +102,7 @@ class [[nodiscard("co_await it")]] select_operation {
   select_operation& operator=(const select_operation&) = delete;
   /// Destroyed while parked (shutdown): take every node off its channel (see channel_wait).
   ~select_operation() {
+    disarm_park(park_);
     bool any = false;
     for (const wait_node& n : nodes_) any = any || n.linked;
     if (!any) return;
@@ -139,7 +140,7 @@ class [[nodiscard("co_await it")]] select_operation {
       return transfer(next_after_park());
     }
     try {
-      prepare_park(park_, h, binding_of(h));
+      prepare_park(park_, h, binding_of(h), nullptr, stop_of(h));
       park_.solo = false;
       if constexpr (afters != 0) {
         timer_.deadline_ns = (now() + std::get<index_of_after()>(cases_).duration).time_since_epoch().count();
@@ -150,6 +151,12 @@ class [[nodiscard("co_await it")]] select_operation {
       throw;
     }
     enqueue_all(std::make_index_sequence<n>{});
+    if (!arm_park(park_)) {  // the task's stop came first: take the nodes off, go on at once
+      unlink_all(std::make_index_sequence<n>{});
+      if constexpr (afters != 0) timer_.disarm();
+      unlock_all();
+      return h;
+    }
     unlock_all();  // publishes the nodes: touch nothing of this frame after (llvm #56301)
     return transfer(next_after_park());
   }
@@ -258,12 +265,18 @@ class [[nodiscard("co_await it")]] select_operation {
     }
   }
 
-  /// After a parked select: find the winner, take every other node off its channel.
+  /// After a parked select: find the winner, take every other node off its channel. Throws
+  /// operation_cancelled when cancellation ended it (no case took effect).
   void settle() {
+    disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
     lock_all();
     unlink_all(std::make_index_sequence<n>{});
     unlock_all();
+    if (c == park_state::cancelled) {
+      if constexpr (afters != 0) timer_.disarm();  // resumed where it parked: the timer's worker
+      throw_cancelled("corio::select: cancelled");
+    }
     if constexpr (afters != 0) {
       if (c == park_state::timed_out) {
         decide<index_of_after()>(timed_out_t{});

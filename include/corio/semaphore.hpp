@@ -28,7 +28,8 @@ class semaphore {
       prepare(h, sem_.lock_, sem_.queue_);
       return next(h, sem_.acquire_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait (no unit is taken).
+    void await_resume() { settle("corio::semaphore::acquire: cancelled"); }
 
    private:
     semaphore& sem_;

@@ -28,7 +28,8 @@ class shared_mutex {
       prepare(h, mutex_.lock_, mutex_.queue_, shared_ ? 0u : 1u);  // amount 1: a writer
       return next(h, mutex_.lock_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait (the lock is not held).
+    void await_resume() { settle("corio::shared_mutex: lock cancelled"); }
 
    private:
     shared_mutex& mutex_;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "corio/detail/park.hpp"
 #include "corio/detail/timer_entry.hpp"
 
 namespace corio {
@@ -52,27 +53,48 @@ clock::time_point runtime_now() noexcept;
 [[nodiscard]] inline clock::time_point now() noexcept { return detail::runtime_now(); }
 
 /// The awaiter of sleep_for / sleep_until. Completes at once for a deadline already past (while
-/// the worker's cooperation budget lasts).
+/// the worker's cooperation budget lasts). Cancellable: when the task's stop is requested while
+/// it sleeps (or before), it throws operation_cancelled and its timer is removed.
 class sleep_operation {
  public:
-  explicit sleep_operation(clock::time_point deadline) noexcept { node_.deadline = deadline; }
+  explicit sleep_operation(clock::time_point deadline) noexcept : deadline_(deadline) {}
+  sleep_operation(const sleep_operation&) = delete;
+  sleep_operation& operator=(const sleep_operation&) = delete;
+  ~sleep_operation() { detail::disarm_park(park_); }
   bool await_ready() const noexcept;
-  void await_suspend(std::coroutine_handle<> h) {
-    node_.waiter = h;
-    detail::add_timer(node_);
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    detail::prepare_park(park_, h, detail::binding_of(h), nullptr, detail::stop_of(h));
+    park_.solo = false;  // the timer and the canceller race for the claim
+    timer_.deadline_ns = deadline_.time_since_epoch().count();
+    timer_.arm(park_);  // the task resumes on this worker, where the wheel holds its timer
+    if (!detail::arm_park(park_)) {
+      timer_.disarm();
+      return h;  // stop was requested already: await_resume throws
+    }
+    return detail::transfer(detail::next_after_park());
   }
-  void await_resume() const noexcept {}
+  /// Throws operation_cancelled when the task's stop ended the sleep.
+  void await_resume() {
+    detail::disarm_park(park_);
+    if (park_.claim.load(std::memory_order_acquire) == detail::park_state::cancelled) {
+      timer_.disarm();
+      detail::throw_cancelled("corio::sleep: cancelled");
+    }
+  }
 
  private:
-  detail::timer_node node_;
+  clock::time_point deadline_;
+  detail::park_state park_{};
+  detail::park_timer timer_{};
 };
 
 /// Suspends the calling task until now() >= deadline, never earlier; a deadline in the past
 /// completes at once. The timer lives in the hierarchical timer wheel of the worker the task runs
 /// on (1 µs ticks, O(1) insert and cancel; Varghese and Lauck, 1987), and that worker's reactor
 /// wait is bounded by the wheel's next expiry, so it fires on time even on an idle worker
-/// (lateness: the reactor's wake-up latency, tens of µs). Never throws except std::bad_alloc.
-/// Only inside a task on a runtime.
+/// (lateness: the reactor's wake-up latency, tens of µs). Throws operation_cancelled when the
+/// task's stop is requested (see sleep_operation), std::logic_error outside a task on a runtime.
 [[nodiscard("co_await it")]] inline sleep_operation sleep_until(clock::time_point deadline) noexcept {
   return sleep_operation{deadline};
 }

@@ -27,7 +27,8 @@ class wait_group {
       prepare(h, group_.lock_, group_.queue_);
       return next(h, group_.wait_or_enqueue(node_));
     }
-    void await_resume() const noexcept {}
+    /// Throws operation_cancelled when the task's stop ended the wait.
+    void await_resume() { settle("corio::wait_group::wait: cancelled"); }
 
    private:
     wait_group& group_;

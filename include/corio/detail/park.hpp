@@ -6,7 +6,9 @@
 // and suspends. All its nodes point to one park_state, whose `claim` word is set exactly once, by
 // one atomic step, by whoever ends the wait: a peer (a sender, a receiver, an unlock, a close:
 // always under the lock of the list the node is on), the task's timeout timer (on the worker whose
-// wheel holds it), or, later, cancellation. Whoever wins the claim does the operation's effect
+// wheel holds it), or cancellation (request_stop on the task's stop state: under that lock for a
+// single wait, by compare-and-swap otherwise; it then resumes the task on the worker where it
+// parked, which cannot run it before its await_suspend returned). Whoever wins the claim does the operation's effect
 // (moves the value, hands over the lock) and then wakes the task with wake_parked(); everyone who
 // loses leaves the task alone. This is Go's sudog and `selectDone` (runtime/chan.go, select.go).
 #pragma once
@@ -15,6 +17,7 @@
 #include <coroutine>
 #include <cstdint>
 
+#include "corio/detail/stop_state.hpp"
 #include "corio/detail/timer_entry.hpp"
 #include "corio/task.hpp"
 
@@ -55,11 +58,11 @@ class spin_guard {
 };
 
 /// The one-shot state of a parked operation (see the file comment). Lives in the parked task's
-/// frame (in the awaiter).
-struct park_state {
+/// frame (in the awaiter). It is also the operation's canceller (stop_state.hpp).
+struct park_state : stop_canceller {
   static constexpr std::uint32_t waiting = 0;
   static constexpr std::uint32_t timed_out = 0xffff'fffeu;
-  static constexpr std::uint32_t cancelled = 0xffff'fffdu;  ///< reserved for the cancellation issue
+  static constexpr std::uint32_t cancelled = 0xffff'fffdu;  ///< the task's stop ended the wait
 
   /// waiting, then 1 + the index of the case that ended the wait, timed_out or cancelled.
   std::atomic<std::uint32_t> claim{waiting};
@@ -71,6 +74,12 @@ struct park_state {
   /// The worker that must resume the task (the one whose wheel holds its timer, or the one it is
   /// bound to), or unbound_worker.
   std::uint32_t wake_on = unbound_worker;
+  /// The worker the task parked on: a cancelled task resumes there (see the file comment).
+  std::uint32_t park_worker = unbound_worker;
+  /// The lock solo claims are made under (the list's owner's), which cancellation takes too.
+  spin_lock* lock = nullptr;
+  /// The task's stop state, or null (not cancellable). Armed by arm_park().
+  stop_state* stop = nullptr;
 
   /// Ends the wait with `value` if nobody did yet; true when this call did. Call with the lock of
   /// the list holding the node when `solo`.
@@ -154,10 +163,30 @@ void wake_chain(wait_node* n) noexcept;
 /// Thread-safe. Defined in lib/runtime.cpp.
 void wake_parked(const wake_ticket& t) noexcept;
 
-/// Fills in the park_state of a task about to park: the handle, the calling worker's runtime, and
-/// wake_on from the task's binding. Throws std::logic_error off a worker. Defined in
-/// lib/runtime.cpp.
-void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound);
+/// Fills in the park_state of a task about to park: the handle, the calling worker's runtime,
+/// wake_on from the task's binding, the lock its list is guarded by, and its stop state (null:
+/// not cancellable). Throws std::logic_error off a worker. Defined in lib/runtime.cpp.
+void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
+                  stop_state* stop);
+
+/// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held.
+/// False when the task's stop was requested already: the claim is then `cancelled` (the caller
+/// takes its nodes off again and resumes the task at once), and the task's children are told.
+/// Defined in lib/runtime.cpp.
+bool arm_park(park_state& s) noexcept;
+
+/// After the wait ended: disarms the canceller (waits for a request_stop still running it).
+inline void disarm_park(park_state& s) noexcept {
+  if (s.stop != nullptr) s.stop->disarm(s);
+}
+
+/// Queues `n` on `list` (its lock held) and arms the task's canceller; when the task's stop was
+/// already requested, takes `n` off again and returns false: the caller does not park, and the
+/// operation ends with operation_cancelled. Defined in lib/sync.cpp.
+bool enqueue_parked(wait_list& list, wait_node& n) noexcept;
+
+/// Throws corio::operation_cancelled for a wait that cancellation ended. Defined in lib/sync.cpp.
+[[noreturn]] void throw_cancelled(const char* what);
 
 /// A timeout for a parked operation, in the calling worker's wheel: when it fires first it claims
 /// `state` with park_state::timed_out and resumes the task on that worker; when a peer claimed

@@ -23,6 +23,7 @@ class sync_operation {
   /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
   /// node off the primitive's queue, since the primitive may outlive the runtime.
   ~sync_operation() {
+    disarm_park(park_);
     if (node_.linked && lock_ != nullptr) {
       spin_guard g{*lock_};
       if (node_.linked) queue_->remove(node_);
@@ -31,11 +32,14 @@ class sync_operation {
 
  protected:
   /// Fills in the park state (throws std::logic_error off a worker, before anything is queued).
+  /// `cancellable`: false for a wait that must not end by cancellation (a condition variable
+  /// taking its mutex back).
   template <class Promise>
-  void prepare(std::coroutine_handle<Promise> h, spin_lock& lock, wait_list& queue, std::uint32_t amount = 1) {
+  void prepare(std::coroutine_handle<Promise> h, spin_lock& lock, wait_list& queue, std::uint32_t amount = 1,
+               bool cancellable = true) {
     lock_ = &lock;
     queue_ = &queue;
-    prepare_park(park_, h, binding_of(h));
+    prepare_park(park_, h, binding_of(h), &lock, cancellable ? stop_of(h) : nullptr);
     node_.owner = &park_;
     node_.case_index = 1;
     node_.amount = amount;
@@ -44,6 +48,17 @@ class sync_operation {
   /// task. Nothing of the frame is touched after the queueing call returned false.
   static std::coroutine_handle<> next(std::coroutine_handle<> h, bool acquired) noexcept {
     return transfer(acquired ? h : next_after_park());
+  }
+  /// The start of every await_resume: disarms the canceller, and throws operation_cancelled when
+  /// the wait was cancelled (the operation had no effect: no lock taken, no unit consumed).
+  void settle(const char* what) {
+    disarm_park(park_);
+    if (park_.claim.load(std::memory_order_acquire) != park_state::cancelled) return;
+    if (node_.linked) {
+      spin_guard g{*lock_};
+      if (node_.linked) queue_->remove(node_);
+    }
+    throw_cancelled(what);
   }
 
   park_state park_{};

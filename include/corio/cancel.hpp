@@ -1,0 +1,270 @@
+// corio/cancel.hpp - what a task sees of cancellation: this_task::stop_requested(), timeout(),
+// deadline(), and std::stop_token interop.
+//
+// A task is cancelled through its stop state (detail/stop_state.hpp): join_handle::cancel(), its
+// spawner's cancellation, a task_group or when_any cancelling siblings, a timeout running out, or
+// the runtime shutting down. The operation it is suspended in then ends with operation_cancelled
+// (or timed_out); if that operation took effect first it returns normally, and the stop is seen
+// at the next suspension point. Never both.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+#include "corio/detail/park.hpp"
+#include "corio/detail/stop_state.hpp"
+#include "corio/errors.hpp"
+#include "corio/task.hpp"
+#include "corio/time.hpp"
+
+namespace corio {
+
+namespace detail {
+
+/// The timer of a timeout that suspended: on the heap (it may outlive the awaiter by a message to
+/// its worker), in the wheel of worker `worker`. `state` decides between the timer firing (which
+/// requests stop on `scope`) and the awaiter letting go, as a claim word does (see park.hpp).
+struct timeout_timer {
+  static constexpr std::uint32_t armed = 0, firing = 1, fired = 2, abandoned = 3;
+  timer_entry entry;
+  std::atomic<std::uint32_t> state{armed};
+  stop_state* scope = nullptr;
+  void* owner = nullptr;  ///< the worker whose wheel holds it
+};
+
+/// Allocates a timer for `scope` and inserts it into the calling worker's wheel, due at `deadline`.
+/// Throws std::logic_error off a worker. Defined in lib/runtime.cpp.
+timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline);
+/// Lets go of a timer after the awaited operation ended, from any thread: removes and frees it on
+/// its own worker, or hands it to that worker to do so; waits for a firing in progress. Returns
+/// true when the timer fired (the scope's stop came from it). Defined in lib/runtime.cpp.
+bool release_timeout_timer(timeout_timer* t) noexcept;
+
+/// What a scope's outer stop state calls: passes the stop on to the scope.
+struct scope_forwarder : stop_canceller {
+  stop_state* scope = nullptr;
+};
+void forward_stop(stop_canceller& c) noexcept;  // lib/runtime.cpp
+
+template <class A>
+using awaiter_of_t = decltype(promise_base::get_awaiter(std::declval<A&>()));
+
+/// The awaiter of timeout()/deadline() (and their optional forms): runs the awaited operation
+/// under a stop scope of its own, a stop_state linked to the task's (cancelling the task cancels
+/// the scope), which a timer cancels at the deadline. `Optional`: return std::optional (bool for
+/// void) instead of throwing timed_out. Single use.
+template <class A, bool Optional>
+class timeout_operation : scope_forwarder {
+  using inner_t = awaiter_of_t<A>;
+  using value_t = decltype(std::declval<inner_t&>().await_resume());
+
+ public:
+  using result_type = std::conditional_t<!Optional, value_t,
+                                         std::conditional_t<std::is_void_v<value_t>, bool, std::optional<value_t>>>;
+
+  timeout_operation(clock::time_point deadline, A&& awaitable)
+      : awaitable_(std::forward<A>(awaitable)), inner_(promise_base::get_awaiter(awaitable_)), deadline_(deadline) {}
+  timeout_operation(const timeout_operation&) = delete;
+  timeout_operation& operator=(const timeout_operation&) = delete;
+  ~timeout_operation() { cleanup(); }  // a frame destroyed while suspended (shutdown)
+
+  /// Ready when the awaited operation is: no timer, no scope (an immediate result wins over an
+  /// expired deadline, as a ready case does in Go's select).
+  bool await_ready() { return ready_ = inner_.await_ready(); }
+
+  template <class Promise>
+  decltype(auto) await_suspend(std::coroutine_handle<Promise> h) {
+    static_assert(std::is_base_of_v<promise_base, Promise>, "corio::timeout: co_await it inside a corio::task");
+    promise_ = &h.promise();
+    outer_ = promise_->stop_;
+    scope_.reset();
+    scope_.task_ = nullptr;
+    this->scope = &scope_;
+    this->cancel = &forward_stop;
+    if (outer_ != nullptr && !outer_->arm(*this)) scope_.request_stop();  // the task is cancelled already
+    armed_ = outer_ != nullptr && !scope_.stop_requested();
+    if (deadline_ <= now()) {
+      expired_ = true;
+      scope_.request_stop();
+    } else {
+      timer_ = arm_timeout_timer(scope_, deadline_);
+    }
+    promise_->stop_ = &scope_;  // the awaited operation arms its canceller on the scope
+    try {
+      return inner_.await_suspend(h);  // may publish the task: nothing of this frame after
+    } catch (...) {
+      restore();
+      throw;
+    }
+  }
+
+  /// The operation's result; timed_out (or std::nullopt / false in the optional forms) when the
+  /// deadline ended it; operation_cancelled when the task was cancelled.
+  result_type await_resume() {
+    if (ready_) return wrap(inner_);
+    restore();
+    try {
+      return wrap(inner_);
+    } catch (const operation_cancelled&) {
+      const bool task_cancelled = outer_ != nullptr && outer_->stop_requested();
+      if (!expired_ || task_cancelled) throw;
+      if constexpr (Optional) {
+        if constexpr (std::is_void_v<value_t>) return false;
+        else return std::nullopt;
+      } else {
+        throw timed_out("corio::timeout: the deadline passed");
+      }
+    }
+  }
+
+ private:
+  static result_type wrap(inner_t& in) {
+    if constexpr (std::is_void_v<value_t>) {
+      in.await_resume();
+      if constexpr (Optional) return true;
+    } else {
+      return in.await_resume();
+    }
+  }
+  /// Back to the task's own stop state: timer released, forwarder disarmed, the scope's children
+  /// (tasks spawned inside it) handed to the task.
+  void restore() noexcept {
+    if (promise_ == nullptr) return;
+    promise_->stop_ = outer_;
+    set_current_stop(outer_);
+    cleanup();
+    if (scope_.stop_requested()) scope_.observe();
+    if (scope_.has_children()) {
+      if (outer_ != nullptr) scope_.splice_children_into(*outer_);
+      else scope_.release_children();
+    }
+    promise_ = nullptr;
+  }
+  void cleanup() noexcept {
+    if (timer_ != nullptr) {
+      if (release_timeout_timer(std::exchange(timer_, nullptr))) expired_ = true;
+    }
+    if (armed_) {
+      armed_ = false;
+      outer_->disarm(*this);
+    }
+  }
+
+  A awaitable_;
+  inner_t inner_;
+  clock::time_point deadline_;
+  stop_state scope_;
+  stop_state* outer_ = nullptr;
+  promise_base* promise_ = nullptr;
+  timeout_timer* timer_ = nullptr;
+  bool ready_ = false;
+  bool armed_ = false;
+  bool expired_ = false;
+};
+
+/// Stores an rvalue awaitable by value when it can be moved, else by reference (a non-movable
+/// awaiter such as a channel operation, alive until the end of the co_await expression).
+template <class A>
+using stored_t = std::conditional_t<std::is_lvalue_reference_v<A>, A,
+                                    std::conditional_t<std::is_move_constructible_v<std::remove_cvref_t<A>>,
+                                                       std::remove_cvref_t<A>, A&&>>;
+
+/// The awaiter of this_task::stop_requested().
+struct stop_requested_operation {
+  bool value = false;
+  bool await_ready() const noexcept { return false; }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) noexcept {
+    if (stop_state* s = stop_of(h)) {
+      value = s->stop_requested();
+      if (value) s->observe();  // the task saw its stop: its children get it too
+    }
+    return false;  // never suspends
+  }
+  bool await_resume() const noexcept { return value; }
+};
+
+}  // namespace detail
+
+/// `co_await corio::timeout(d, op)`: awaits `op` (any awaitable: a task, a channel operation, a
+/// socket read, a join, a select...) for at most `d`. If `op` is ready at once it completes
+/// without a timer. Otherwise it runs under a stop scope that a timer in the worker's wheel (1 µs
+/// ticks) cancels when `d` has passed: `op` then ends as cancellation ends it, and timeout throws
+/// corio::timed_out. If `op` took effect before the timer won, its result is returned. Cancelling
+/// the task cancels `op` too (operation_cancelled, not timed_out). Tasks spawned inside `op` stay
+/// linked to the task afterwards. Go's context.WithTimeout and Tokio's tokio::time::timeout, but
+/// with no second select arm: the awaited operation is cancelled in place, so nothing is lost. An
+/// awaitable that does not support cancellation (a foreign one) is waited for to its end: the
+/// timeout then only decides what is thrown. co_await the result in the same expression when `op`
+/// is a temporary operation that cannot be moved. Only inside a corio::task.
+template <class Rep, class Period, class A>
+[[nodiscard("co_await it")]] auto timeout(std::chrono::duration<Rep, Period> d, A&& op) {
+  return detail::timeout_operation<detail::stored_t<A>, false>{now() + std::chrono::ceil<clock::duration>(d),
+                                                               std::forward<A>(op)};
+}
+
+/// As timeout(), with an absolute deadline on corio's clock.
+template <class A>
+[[nodiscard("co_await it")]] auto deadline(clock::time_point when, A&& op) {
+  return detail::timeout_operation<detail::stored_t<A>, false>{when, std::forward<A>(op)};
+}
+
+/// As timeout(), returning std::optional<T> (std::nullopt when the time ran out; `bool` for an
+/// operation returning void: false when the time ran out) instead of throwing timed_out.
+template <class Rep, class Period, class A>
+[[nodiscard("co_await it")]] auto try_timeout(std::chrono::duration<Rep, Period> d, A&& op) {
+  return detail::timeout_operation<detail::stored_t<A>, true>{now() + std::chrono::ceil<clock::duration>(d),
+                                                              std::forward<A>(op)};
+}
+
+/// As deadline(), returning std::optional as try_timeout() does.
+template <class A>
+[[nodiscard("co_await it")]] auto try_deadline(clock::time_point when, A&& op) {
+  return detail::timeout_operation<detail::stored_t<A>, true>{when, std::forward<A>(op)};
+}
+
+namespace this_task {
+
+/// `co_await corio::this_task::stop_requested()`: true once the calling task's stop was requested
+/// (never suspends). A task that sees it passes the stop on to the tasks it spawned. For loops
+/// that do not suspend often enough to see the stop at a suspension point. False in a coroutine
+/// that is not a corio task.
+[[nodiscard("co_await it")]] inline detail::stop_requested_operation stop_requested() noexcept { return {}; }
+
+/// Requests stop on the calling task (as if its join_handle::cancel() were called): its next
+/// cancellable wait throws operation_cancelled. For a task that gives up on its own. Thread of the
+/// running task only; a no-op outside a task.
+inline void request_stop() noexcept {
+  if (detail::stop_state* s = detail::current_stop()) s->request_stop();
+}
+
+}  // namespace this_task
+
+/// std::stop_token interop: while the returned object lives, a stop requested on `token` requests
+/// stop on the calling task (std::stop_callback registered on the token; it allocates nothing in
+/// corio, but libstdc++'s stop state was allocated by whoever made the token). Create it inside
+/// the task, keep it in the task's frame: `auto link = corio::stop_when(token);`. Returns an
+/// inert object outside a task.
+class stop_link {
+ public:
+  struct requester {
+    detail::stop_state* state;
+    void operator()() const noexcept {
+      if (state != nullptr) state->request_stop();
+    }
+  };
+  explicit stop_link(std::stop_token token) : callback_(std::move(token), requester{detail::current_stop()}) {}
+
+ private:
+  std::stop_callback<requester> callback_;
+};
+
+/// See stop_link.
+[[nodiscard]] inline stop_link stop_when(std::stop_token token) { return stop_link{std::move(token)}; }
+
+}  // namespace corio

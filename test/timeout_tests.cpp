@@ -1,0 +1,142 @@
+// corio::timeout / deadline / try_timeout (suite "time"), under manual time: an idle runtime
+// jumps to the next timer, so a timeout fires deterministically and a timer left behind shows as
+// time that moved.
+#include <corio/corio.hpp>
+
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+corio::task<int> value_after(corio::clock::duration d, int v) {
+  co_await corio::sleep_for(d);
+  co_return v;
+}
+
+corio::task<void> never_ends() {
+  corio::event never;
+  co_await never.wait();
+}
+
+corio::task<void> ready_recv_wins() {
+  corio::channel<int> ch{1};
+  co_await ch.send(5);
+  auto v = co_await corio::timeout(1s, ch.recv());
+  CHECK(v == std::optional<int>{5});
+}
+
+corio::task<void> empty_recv_times_out() {
+  corio::channel<int> ch{1};
+  const auto start = corio::now();
+  bool timed_out = false;
+  try {
+    auto v = co_await corio::timeout(2s, ch.recv());
+    (void)v;
+  } catch (const corio::timed_out&) {
+    timed_out = true;
+  }
+  CHECK(timed_out);
+  CHECK(corio::now() - start >= 2s);
+  // The cancelled receive left no waiter behind: a value sent now stays in the channel.
+  CHECK(ch.try_send(9).status == corio::channel_status::delivered);
+  auto v = co_await ch.recv();
+  CHECK(v == std::optional<int>{9});
+  auto none = co_await corio::try_timeout(1s, ch.recv());
+  CHECK_FALSE(none.has_value());
+}
+
+corio::task<void> task_within_and_past_the_deadline() {
+  auto fast = co_await corio::timeout(1s, value_after(10ms, 3));
+  CHECK(fast == 3);
+  const auto start = corio::now();
+  auto slow = co_await corio::try_timeout(1s, value_after(1h, 4));
+  CHECK_FALSE(slow.has_value());
+  CHECK(corio::now() - start < 1h);  // the inner sleep was cancelled, not waited for
+  auto done = co_await corio::try_timeout(1s, corio::sleep_for(1ms));
+  CHECK(done);
+  bool threw = false;
+  try {
+    co_await corio::deadline(corio::now() - 1s, never_ends());
+  } catch (const corio::timed_out&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+corio::task<void> timeout_of_a_join() {
+  auto h = corio::spawn(never_ends());
+  bool timed_out = false;
+  try {
+    co_await corio::timeout(1s, h);
+  } catch (const corio::timed_out&) {
+    timed_out = true;
+  }
+  CHECK(timed_out);
+  CHECK(h.valid());  // the join was withdrawn; the task runs on
+  CHECK(h.cancel());
+  bool cancelled = false;
+  try {
+    co_await h;
+  } catch (const corio::operation_cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
+}
+
+corio::task<int> inner_timeout_outer_cancel(std::atomic<bool>* started) {
+  started->store(true);
+  try {
+    co_await corio::timeout(1h, never_ends());
+  } catch (const corio::timed_out&) {
+    co_return 1;
+  } catch (const corio::operation_cancelled&) {
+    co_return 2;
+  }
+  co_return 0;
+}
+
+corio::task<void> cancel_beats_timeout() {
+  std::atomic<bool> started{false};
+  auto h = corio::spawn(inner_timeout_outer_cancel(&started));
+  for (int i = 0; i < 1000000 && !started.load(); ++i) co_await corio::yield();
+  for (int i = 0; i < 100; ++i) co_await corio::yield();
+  h.cancel();
+  const int r = co_await h;
+  CHECK(r == 2);  // cancelled, not timed out
+}
+
+}  // namespace
+
+TEST_SUITE("time") {
+  TEST_CASE("timeout: a ready operation wins, an empty receive times out and loses nothing") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      rt.block_on(ready_recv_wins());
+      rt.block_on(empty_recv_times_out());
+    }
+  }
+  TEST_CASE("timeout around a task: its result within the deadline, its cancellation past it") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      const auto start = rt.now();
+      rt.block_on(task_within_and_past_the_deadline());
+      std::this_thread::sleep_for(5ms);
+      CHECK(rt.now() - start < 1h);  // no timer left behind
+    }
+  }
+  TEST_CASE("timeout around a join withdraws the join; cancelling the task beats its timeout") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      rt.block_on(timeout_of_a_join());
+      rt.block_on(cancel_beats_timeout());
+    }
+  }
+}

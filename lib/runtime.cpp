@@ -16,6 +16,7 @@
 #endif
 
 #include "corio/errors.hpp"
+#include "corio/when_all.hpp"
 #include "corio/yield.hpp"
 
 namespace corio::detail {
@@ -34,6 +35,20 @@ thread_local std::coroutine_handle<> trampoline_next{};
 }  // namespace
 
 worker* current_worker() noexcept { return this_worker; }
+
+namespace {
+/// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.
+bool is_cancellation(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const operation_cancelled&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace
+
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 [[gnu::tls_model("initial-exec")]] thread_local constinit stop_state* tls_current_stop = nullptr;
@@ -142,14 +157,18 @@ void worker::deliver_bound(std::uint32_t bound, std::coroutine_handle<> h) {
 }
 
 void worker::post(std::coroutine_handle<> h) {
+  bool first;
   {
     std::lock_guard lock{inbox_mutex_};
     inbox_.push_back(h);
+    first = !inbox_flag_.load(std::memory_order_relaxed);
     inbox_flag_.store(true, std::memory_order_seq_cst);
   }
   // A direct wake: wakep() would wake any idle worker, and only this one may run the task. A wake
-  // that arrives before the wait makes the wait return at once.
-  if (reactor_) reactor_->wake();
+  // that arrives before the wait makes the wait return at once. Only the post that raised the flag
+  // wakes: the others find the inbox not drained yet, so the wake it sent is still to come or to
+  // be acted on (a burst of cancellations costs one eventfd write, not one each).
+  if (first && reactor_) reactor_->wake();
 }
 
 void worker::drain_inbox() {
@@ -286,6 +305,13 @@ void worker::drain_adopted() noexcept {
     promise_base* next = p->spawn_.next;  // read before link() reuses the field
     link(*p);
     p = next;
+  }
+}
+
+void worker::stop_registry() noexcept {
+  drain_adopted();
+  for (promise_base* p = registry_head_; p != nullptr; p = p->spawn_.next) {
+    if ((p->spawn_.state.load(std::memory_order_acquire) & state_running) != 0) p->spawn_.stop.request_stop();
   }
 }
 
@@ -560,6 +586,10 @@ void worker::run() noexcept {
   rt_.worker_started(nullptr);
 
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
+    if (const auto epoch = rt_.stop_all_epoch_.load(std::memory_order_acquire); epoch != stop_all_seen_) [[unlikely]] {
+      stop_all_seen_ = epoch;
+      stop_registry();
+    }
     std::coroutine_handle<> h = find_work();
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
@@ -606,7 +636,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
     start_cv_.wait(lock, [&] { return started_ == launched; });
   }
   if (start_error_) {
-    shutdown();
+    stop_and_destroy();
     std::rethrow_exception(start_error_);
   }
 #if defined(__linux__)
@@ -629,7 +659,7 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
 #endif  // elsewhere pin_workers is accepted and the workers run unpinned (documented)
 }
 
-runtime_impl::~runtime_impl() { shutdown(); }
+runtime_impl::~runtime_impl() { shutdown(clock::duration::zero()); }
 
 void runtime_impl::worker_started(std::exception_ptr error) noexcept {
   std::lock_guard lock{start_mutex_};
@@ -749,12 +779,7 @@ bool runtime_impl::remove_idle(worker& w) {
 
 void runtime_impl::report_unhandled(std::exception_ptr e) noexcept {
   // A task that ended because it was cancelled did what was asked of it: nothing to report.
-  try {
-    std::rethrow_exception(e);
-  } catch (const operation_cancelled&) {
-    return;
-  } catch (...) {
-  }
+  if (is_cancellation(e)) return;
   if (options_.unhandled_exception) {
     try {
       options_.unhandled_exception(e);
@@ -773,9 +798,28 @@ void runtime_impl::report_unhandled(std::exception_ptr e) noexcept {
   }
 }
 
-void runtime_impl::shutdown() noexcept {
-  if (shut_down_) return;
+std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
+  if (shut_down_) return 0;
+  // Graceful part: no new spawns, stop requested on every task (each worker walks its own
+  // registry), then wait for the tasks to end, up to `grace`.
+  closing_.store(true, std::memory_order_seq_cst);
+  if (grace > clock::duration::zero()) {
+    stop_all_epoch_.fetch_add(1, std::memory_order_acq_rel);
+    for (auto& w : workers_) {
+      if (w->reactor_) w->reactor_->wake();
+    }
+    const auto until = std::chrono::steady_clock::now() + grace;
+    for (auto pause = std::chrono::microseconds{20}; stats().live_tasks != 0 && std::chrono::steady_clock::now() < until;
+         pause = std::min(pause * 2, std::chrono::microseconds{2000})) {
+      std::this_thread::sleep_for(pause);
+    }
+  }
+  return stop_and_destroy();
+}
+
+std::size_t runtime_impl::stop_and_destroy() noexcept {
   shut_down_ = true;
+  closing_.store(true, std::memory_order_seq_cst);
   stopping_.store(true, std::memory_order_seq_cst);
   // Every worker leaves its loop at the next check; each drains its own ring (cancels and reaps
   // every request in flight) on its own thread before it exits.
@@ -815,18 +859,22 @@ void runtime_impl::shutdown() noexcept {
       }
     }
   }
-  auto destroy_list = [](promise_base* p) {
+  std::size_t destroyed = 0;
+  auto destroy_list = [&destroyed](promise_base* p) {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
       if (join_handle_base* owner = std::exchange(p->spawn_.owner, nullptr)) {
         owner->promise_ = orphaned_promise();
       }
       p->spawn_.self.destroy();
+      ++destroyed;
       p = next;
     }
   };
   for (auto& w : workers_) destroy_list(std::exchange(w->registry_head_, nullptr));
   for (auto& w : workers_) w->reactor_.reset();
+  destroyed_ = destroyed;
+  return destroyed;
 }
 
 runtime_stats runtime_impl::stats() const {
@@ -890,7 +938,7 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
   if (rt == nullptr) {
     throw std::logic_error("corio::spawn: called outside a task on a runtime; use runtime::spawn");
   }
-  if (rt->stopping_.load(std::memory_order_acquire)) {
+  if (rt->closing_.load(std::memory_order_acquire)) {
     throw std::runtime_error("corio::spawn: the runtime is shutting down");
   }
   if (bound != unbound_worker && bound >= rt->workers_.size()) {
@@ -919,7 +967,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   worker* w = this_worker;
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
   if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
-      !w->runtime().stopping_.load(std::memory_order_relaxed)) [[likely]] {
+      !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
     init_spawned(p, w->runtime(), self, unbound_worker, w->index());
     w->link(p);
     w->spawned.add();
@@ -940,6 +988,10 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// it is bound). The parent owns the children's frames and reads their results, so nothing of `p`
 /// or the group is touched after the subtraction unless it reached zero.
 static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
+  if (stop_state& st = p.spawn_.stop; st.has_children()) [[unlikely]] {
+    if (st.stop_requested()) st.observe();
+    st.release_children();
+  }
   worker* w = this_worker;
   fork_group& g = *p.spawn_.group;
   runtime_impl& rt = *p.spawn_.runtime;
@@ -969,7 +1021,7 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint3
   worker* w = this_worker;
   if (w == nullptr) throw std::logic_error("corio::when_all: awaited outside a task on a runtime");
   runtime_impl& rt = w->runtime();
-  if (rt.stopping_.load(std::memory_order_relaxed)) {
+  if (rt.closing_.load(std::memory_order_relaxed)) {
     throw std::runtime_error("corio::when_all: the runtime is shutting down");
   }
   g.parent = parent;
@@ -1127,6 +1179,12 @@ bool release_timeout_timer(timeout_timer* t) noexcept {
   return true;
 }
 
+void forward_to_children(stop_canceller& c) noexcept {
+  for (promise_base* p = static_cast<children_forwarder&>(c).last; p != nullptr; p = p->spawn_.prev) {
+    p->spawn_.stop.request_stop();
+  }
+}
+
 void forward_stop(stop_canceller& c) noexcept { static_cast<scope_forwarder&>(c).scope->request_stop(); }
 
 void arm_lazy_join(stop_state& s) noexcept {
@@ -1230,7 +1288,8 @@ std::coroutine_handle<> next_after_park() noexcept {
 }
 
 void destroy_spawned(promise_base& p) noexcept {
-  if (p.exception_ && (p.spawn_.state.load(std::memory_order_relaxed) & state_observed) == 0) {
+  if (p.exception_ && (p.spawn_.state.load(std::memory_order_relaxed) & state_observed) == 0 &&
+      !is_cancellation(p.exception_)) {
     p.spawn_.runtime->report_unhandled(p.exception_);
   }
   p.spawn_.self.destroy();
@@ -1239,6 +1298,7 @@ void destroy_spawned(promise_base& p) noexcept {
 void join_handle_base::release(promise_base* p, bool observed) noexcept {
   p->spawn_.owner = nullptr;
   std::uint32_t s = p->spawn_.state.load(std::memory_order_acquire);
+  if (!observed && (s & state_running) == 0 && p->exception_ && is_cancellation(p->exception_)) observed = true;
   if (!observed && (s & state_running) == 0 && p->exception_) {
     // Dropped after the task failed: report now, while this handle keeps the frame alive, rather
     // than whenever the frame is freed (finish_spawned reports the tasks detached while running).
@@ -1365,7 +1425,13 @@ runtime::~runtime() { shutdown(); }
 void runtime::shutdown() {
   if (!impl_) return;
   detail::check_not_on_worker(impl_.get());
-  impl_->shutdown();
+  impl_->shutdown(default_shutdown_grace);
+}
+
+std::size_t runtime::shutdown(clock::duration grace) {
+  if (!impl_) return 0;
+  detail::check_not_on_worker(impl_.get());
+  return impl_->shutdown(grace);
 }
 
 clock::time_point runtime::now() const noexcept { return impl_->now(); }

@@ -139,6 +139,9 @@ class worker {
   void unlink(promise_base& p) noexcept;
   /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
   void drain_remote_finished() noexcept;
+  /// Requests stop on every unfinished task of this worker's registry (runtime shutdown).
+  void stop_registry() noexcept;
+  std::uint32_t stop_all_seen_ = 0;
 
   /// The next local task to resume by symmetric transfer when the running task finished or
   /// parked with nothing to hand over, so that a chain of short tasks does not go back through the
@@ -275,7 +278,8 @@ class runtime_impl {
 
   void report_unhandled(std::exception_ptr e) noexcept;
 
-  void shutdown() noexcept;
+  /// runtime::shutdown(grace): returns the number of tasks destroyed. Idempotent (later calls: 0).
+  std::size_t shutdown(clock::duration grace) noexcept;
   runtime_stats stats() const;
 
   // Worker start-up: each worker reports success or the exception of its reactor set-up.
@@ -310,7 +314,11 @@ class runtime_impl {
   bool manual_ = false;
   alignas(64) std::atomic<std::int64_t> manual_ns_{0};
   std::vector<std::unique_ptr<worker>> workers_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false};  ///< the workers leave their loops
+  std::atomic<bool> closing_{false};   ///< spawns are refused (set first by shutdown)
+  /// Bumped by shutdown: each worker then requests stop on every task of its registry.
+  std::atomic<std::uint32_t> stop_all_epoch_{0};
+  std::size_t destroyed_ = 0;  ///< tasks the shutdown had to destroy
   alignas(64) std::atomic<std::uint32_t> spinning_{0};
   alignas(64) std::atomic<std::uint32_t> idle_count_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};   ///< spawns from outside the workers
@@ -330,6 +338,7 @@ class runtime_impl {
   unsigned started_ = 0;
   std::exception_ptr start_error_;
   bool shut_down_ = false;
+  std::size_t stop_and_destroy() noexcept;
 };
 
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).

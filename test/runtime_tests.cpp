@@ -363,7 +363,9 @@ TEST_CASE("destroying the runtime with tasks still suspended destroys their fram
     for (int i = 0; i < 50; ++i) kept.push_back(rt.spawn(join_a_sleeper(counted{i})));
     // Let them all reach their sleeps (bounded wait on the runtime's own counters).
     for (int i = 0; i < 10'000 && rt.stats().live_tasks < 200; ++i) std::this_thread::sleep_for(1ms);
-    rt.shutdown();
+    // No grace: every task still suspended is destroyed where it waits.
+    CHECK(rt.shutdown(corio::clock::duration::zero()) == 200);
+    CHECK(rt.shutdown(corio::clock::duration::zero()) == 0);  // idempotent
     for (auto& h : kept) CHECK_FALSE(h.valid());  // the runtime detached them from the frames
   }
   CHECK(counted::alive() == 0);
@@ -377,6 +379,7 @@ TEST_CASE("a handle whose task the runtime destroyed at shutdown is orphaned: aw
       corio::runtime rt{{.workers = 2}};
       for (int i = 0; i < 8; ++i) kept.push_back(rt.spawn(hold_forever(counted{i})));
       for (int i = 0; i < 10'000 && rt.stats().live_tasks < 8; ++i) std::this_thread::sleep_for(1ms);
+      rt.shutdown(corio::clock::duration::zero());  // no grace: the suspended tasks are destroyed
     }  // the runtime is gone; the handles outlive it, orphaned
     for (auto& h : kept) {
       CHECK_FALSE(h.valid());

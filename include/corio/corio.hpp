@@ -18,6 +18,7 @@
 #include "corio/signal.hpp"
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
+#include "corio/task_group.hpp"
 #include "corio/time.hpp"
 #include "corio/wait_group.hpp"
 #include "corio/when_all.hpp"

@@ -96,10 +96,10 @@ struct runtime_stats {
 /// kernel allows it (old kernels, seccomp and `kernel.io_uring_disabled` do not), Asio otherwise.
 /// It throws std::system_error when a worker cannot set up the reactor it must use (the message
 /// says which errno), std::invalid_argument for a backend corio was built without or an unknown
-/// CORIO_BACKEND value. Destruction (or shutdown()) stops
-/// the workers, cancels every operation still in a reactor and reaps its completion, and only then
-/// destroys the frames of tasks that never finished (their destructors run, closing what they
-/// hold). Spawning is thread-safe; shutdown() and the destructor must not be called from one of the
+/// CORIO_BACKEND value. Destruction (or shutdown()) requests stop on every task and gives them
+/// default_shutdown_grace to end, then stops the workers, cancels every operation still in a
+/// reactor and reaps its completion, and only then destroys the frames of tasks that never
+/// finished (their destructors run, closing what they hold). Spawning is thread-safe; shutdown() and the destructor must not be called from one of the
 /// runtime's own workers.
 class runtime {
  public:
@@ -129,7 +129,19 @@ class runtime {
   template <class T>
   T block_on(task<T> t);
 
-  /// Stops the runtime as the destructor does; idempotent. Later spawns throw std::runtime_error.
+  /// How long the destructor and shutdown() let tasks end after requesting their stop.
+  static constexpr clock::duration default_shutdown_grace = std::chrono::seconds{1};
+
+  /// Shuts the runtime down, Tokio's shutdown_timeout with structured cancellation: refuses new
+  /// spawns (they throw std::runtime_error), requests stop on every task (the operation each is
+  /// suspended in ends with operation_cancelled), and waits until every task has ended or `grace`
+  /// (ns resolution; zero: no wait) has passed. Then it stops the workers, cancels and reaps every
+  /// operation still in a reactor, and destroys the frames of the tasks still suspended (their
+  /// destructors run and close what they hold; a join_handle to one throws operation_cancelled).
+  /// Returns how many tasks had to be destroyed. Idempotent: later calls return 0. Not from one of
+  /// the runtime's workers (throws std::logic_error).
+  std::size_t shutdown(clock::duration grace);
+  /// shutdown(default_shutdown_grace), what the destructor does.
   void shutdown();
 
   /// The runtime's current time (corio::now() as its tasks see it). Thread-safe.

@@ -20,11 +20,13 @@ class wait_group {
 
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
-    explicit wait_operation(wait_group& g) noexcept : group_(g) {}
+    /// `cancellable`: false for a wait that must outlast the task's cancellation (task_group's
+    /// join waiting for cancelled children).
+    explicit wait_operation(wait_group& g, bool cancellable = true) noexcept : group_(g), cancellable_(cancellable) {}
     bool await_ready() const noexcept { return group_.count() == 0; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h, group_.lock_, group_.queue_);
+      prepare(h, group_.lock_, group_.queue_, 1, cancellable_);
       return next(h, group_.wait_or_enqueue(node_));
     }
     /// Throws operation_cancelled when the task's stop ended the wait.
@@ -32,6 +34,7 @@ class wait_group {
 
    private:
     wait_group& group_;
+    bool cancellable_;
   };
 
   /// Adds `n` (may be negative, as in Go) to the counter; at zero every waiter is woken.

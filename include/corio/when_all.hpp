@@ -55,9 +55,19 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
   p.spawn_.home = 0;  // run by the scheduler unless the run of inline children takes it
   p.spawn_.prev = last;
   p.spawn_.next = nullptr;
+  p.spawn_.stop.reset();  // each child has a stop state of its own (its spawns link under it)
+  p.spawn_.stop.task_ = &p;
+  p.stop_ = &p.spawn_.stop;
   if (last != nullptr) last->spawn_.next = &p;
   last = &p;
 }
+
+/// Passes a stop requested on the awaiting task on to every child of a when_all in flight (the
+/// children's frames live until the awaiter is destroyed). Defined in lib/runtime.cpp.
+struct children_forwarder : stop_canceller {
+  promise_base* last = nullptr;  ///< the last child; the others through spawn_.prev
+};
+void forward_to_children(stop_canceller& c) noexcept;
 
 /// The part of every when_all awaiter that does not depend on the result types. Movable only
 /// before it is awaited (the group is then referred to by the children); awaiting it twice, or
@@ -75,10 +85,24 @@ class when_all_base {
   }
   template <class Promise>
   std::coroutine_handle<> start(promise_base* last, std::size_t n, std::coroutine_handle<Promise> parent) {
+    // Cancelling the awaiting task cancels every child: armed before any child can run.
+    if (stop_state* s = stop_of(parent)) {
+      forwarder_.last = last;
+      forwarder_.cancel = &forward_to_children;
+      if (s->arm(forwarder_)) stop_ = s;
+      else forward_to_children(forwarder_);  // cancelled already: the children start cancelled
+    }
     return transfer(fork_start(group_, last, static_cast<std::uint32_t>(n), parent, binding_of(parent)));
   }
+  /// The start of every await_resume: the children are done, nothing to forward to any more.
+  void settle() noexcept {
+    if (stop_ != nullptr) std::exchange(stop_, nullptr)->disarm(forwarder_);
+  }
+  ~when_all_base() { settle(); }
 
   fork_group group_{};
+  children_forwarder forwarder_{};
+  stop_state* stop_ = nullptr;
   bool started_ = false;
 };
 
@@ -125,6 +149,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
     return start(last, sizeof...(Ts), parent);
   }
   std::tuple<detail::when_all_value<Ts>...> await_resume() {
+    settle();
     std::apply([](auto&... t) { detail::rethrow_first({&detail::handle_of(t).promise()...}); }, tasks_);
     return std::apply(
         [](auto&... t) {
@@ -163,6 +188,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
     return start(last, N, parent);
   }
   std::array<detail::when_all_value<T>, N> await_resume() {
+    settle();
     for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
     return [this]<std::size_t... I>(std::index_sequence<I...>) {
       return std::array<detail::when_all_value<T>, N>{detail::take_when_all_value(detail::handle_of(tasks_[I]))...};
@@ -197,6 +223,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
     return start(last, tasks_.size(), parent);
   }
   auto await_resume() {
+    settle();
     for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
     if constexpr (std::is_void_v<T>) {
       return;
@@ -227,8 +254,9 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
 /// short tasks this is much cheaper than spawn() and a join of each handle.
 ///
 /// Errors: when tasks throw, every task still runs to its end and then the exception of the first
-/// task (in order) that threw is rethrown; the others are dropped. (Cancelling the siblings on the
-/// first failure comes with cancellation: see DESIGN.md.) Throws std::invalid_argument when a task
+/// task (in order) that threw is rethrown; the others are dropped (for cancelling the siblings on
+/// the first failure, use a task_group). Cancelling the awaiting task cancels every child; each
+/// ends as its own cancellation decides, and the first exception in order is rethrown. Throws std::invalid_argument when a task
 /// is empty (when_all is called), std::logic_error when awaited outside a task on a runtime or
 /// awaited twice, std::runtime_error when the runtime is shutting down; no task has started then.
 ///

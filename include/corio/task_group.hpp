@@ -1,0 +1,266 @@
+// corio/task_group.hpp - structured concurrency: a nursery of child tasks, and when_any.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "corio/cancel.hpp"
+#include "corio/errors.hpp"
+#include "corio/detail/park.hpp"
+#include "corio/semaphore.hpp"
+#include "corio/spawn.hpp"
+#include "corio/task.hpp"
+#include "corio/wait_group.hpp"
+#include "corio/when_all.hpp"
+
+namespace corio {
+
+namespace detail {
+
+/// What a task_group shares with its children (they keep it alive: a child may outlive a group
+/// that was destroyed without a join). The children's stop states are listed under `lock`, so
+/// that cancel() reaches each while it runs.
+struct group_state {
+  explicit group_state(std::size_t max) : limit(max), slots(static_cast<std::int64_t>(max)) {}
+  spin_lock lock;
+  std::vector<stop_state*> running;  ///< under lock: the children's stop states
+  bool cancelled = false;            ///< under lock
+  std::exception_ptr error;          ///< under lock: the first failure
+  wait_group pending;                ///< children not finished
+  std::size_t limit;                 ///< max_concurrency, 0 for none
+  semaphore slots;                   ///< units of concurrency when limit != 0
+  std::atomic<std::size_t> active{0};      ///< children in their body now (for tests and stats)
+  std::atomic<std::size_t> max_active{0};  ///< the most there ever were at once
+
+  /// Requests stop on every child; later children start cancelled.
+  void cancel_all() noexcept {
+    spin_guard g{lock};
+    cancelled = true;
+    for (stop_state* s : running) s->request_stop();
+  }
+  void enter(stop_state* s) {
+    spin_guard g{lock};
+    running.push_back(s);
+    if (cancelled) s->request_stop();
+  }
+  void leave(stop_state* s) noexcept {
+    spin_guard g{lock};
+    for (auto& r : running) {
+      if (r == s) {
+        r = running.back();
+        running.pop_back();
+        break;
+      }
+    }
+  }
+  /// Records a child's failure: the first one is kept and cancels the siblings.
+  void fail(std::exception_ptr e) noexcept {
+    spin_guard g{lock};
+    if (error) return;
+    error = std::move(e);
+    cancelled = true;
+    for (stop_state* s : running) s->request_stop();
+  }
+};
+
+// Parameters by value (GCC 12 and coroutine references, see runtime.hpp).
+template <class T>
+task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
+  stop_state* self = current_stop();
+  st->enter(self);
+  bool slot = false;
+  try {
+    if (st->limit != 0) {
+      co_await st->slots.acquire();
+      slot = true;
+    }
+    const std::size_t now_active = st->active.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::size_t seen = st->max_active.load(std::memory_order_relaxed);
+    while (now_active > seen && !st->max_active.compare_exchange_weak(seen, now_active, std::memory_order_relaxed)) {
+    }
+    try {
+      co_await std::move(body);
+    } catch (...) {
+      st->active.fetch_sub(1, std::memory_order_relaxed);
+      throw;
+    }
+    st->active.fetch_sub(1, std::memory_order_relaxed);
+  } catch (const operation_cancelled&) {
+    // The group's own cancellation is not a failure; a child that gave up on its own (a timeout
+    // running out inside it) is.
+    bool by_group;
+    {
+      spin_guard g{st->lock};
+      by_group = st->cancelled || self->stop_requested();
+    }
+    if (!by_group) st->fail(std::current_exception());
+  } catch (...) {
+    st->fail(std::current_exception());
+  }
+  body = task<T>{};  // the child's frame is gone before the group hears of its end
+  if (slot) st->slots.release();
+  st->leave(self);
+  st->pending.done();
+}
+
+}  // namespace detail
+
+/// A nursery (Trio's nursery, Kotlin's coroutineScope, Go's errgroup): tasks spawned into the group
+/// run as independent tasks; `co_await group.join()` returns once every one has finished. The
+/// first child that fails (throws anything but the cancellation the group itself caused) cancels
+/// its siblings, and join() rethrows its exception once all have ended. `max_concurrency` (0: no
+/// limit) bounds how many children run their body at once; the others wait (parked) for a slot.
+///
+/// Cancellation: cancel() requests stop on every child; cancelling the task that awaits join()
+/// cancels the children, waits for them to end, and then throws operation_cancelled. Destroying a
+/// group that was not joined (its scope left by an exception, say) cancels its children: they end
+/// at their next suspension point, holding the group's shared state until then; the destructor
+/// does not block its thread (a worker must never block). Children are not linked to the spawning
+/// task's stop state: the group is their parent.
+///
+/// spawn() and cancel() are thread-safe; join() is for one task at a time.
+class task_group {
+ public:
+  /// `max_concurrency`: children running their body at once; 0 for no limit.
+  explicit task_group(std::size_t max_concurrency = 0) : state_(std::make_shared<detail::group_state>(max_concurrency)) {}
+  task_group(const task_group&) = delete;
+  task_group& operator=(const task_group&) = delete;
+  /// Cancels children still running (see the class comment).
+  ~task_group() {
+    if (state_ && state_->pending.count() != 0) state_->cancel_all();
+  }
+
+  /// Spawns `t` into the group (on the calling task's runtime, as corio::spawn). Its result is
+  /// dropped; its exception goes to join(). Throws like corio::spawn, and std::logic_error after
+  /// join() returned.
+  template <class T>
+  void spawn(task<T> t) {
+    if (joined_) throw std::logic_error("corio::task_group::spawn: the group was joined already");
+    if (!t.valid()) throw std::invalid_argument("corio::task_group::spawn: empty task");
+    state_->pending.add(1);
+    try {
+      corio::spawn(detail::group_child<T>(std::move(t), state_)).detach();  // the group is the parent
+    } catch (...) {
+      state_->pending.done();
+      throw;
+    }
+  }
+
+  /// Requests stop on every child, now and spawned later. Thread-safe.
+  void cancel() noexcept { state_->cancel_all(); }
+
+  /// Waits for every child; rethrows the first failure. Cancelling the awaiting task cancels the
+  /// children, waits for them all the same, then throws operation_cancelled.
+  task<void> join() { return join_impl(state_, &joined_); }
+
+  /// Children not finished yet (a snapshot).
+  [[nodiscard]] std::int64_t pending() const noexcept { return state_->pending.count(); }
+  /// The most children that ran their body at once so far.
+  [[nodiscard]] std::size_t max_observed_concurrency() const noexcept {
+    return state_->max_active.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static task<void> join_impl(std::shared_ptr<detail::group_state> st, bool* joined) {
+    std::exception_ptr cancelled;
+    try {
+      co_await st->pending.wait();
+    } catch (const operation_cancelled&) {
+      cancelled = std::current_exception();
+    }
+    if (cancelled) {
+      st->cancel_all();
+      co_await wait_group::wait_operation{st->pending, false};  // the children end first
+    }
+    *joined = true;
+    if (cancelled) std::rethrow_exception(cancelled);
+    std::exception_ptr error;
+    {
+      detail::spin_guard g{st->lock};
+      error = st->error;
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+  std::shared_ptr<detail::group_state> state_;
+  bool joined_ = false;
+};
+
+namespace detail {
+
+template <class Result, std::size_t N>
+struct any_state {
+  std::atomic<bool> decided{false};
+  std::optional<Result> result;
+  std::exception_ptr error;
+  std::array<stop_state*, N> children{};
+
+  /// The first child to finish claims the result and cancels the others.
+  bool claim(std::size_t self) noexcept {
+    if (decided.exchange(true, std::memory_order_acq_rel)) return false;
+    for (std::size_t i = 0; i < N; ++i) {
+      if (i != self && children[i] != nullptr) children[i]->request_stop();
+    }
+    return true;
+  }
+};
+
+template <std::size_t I, class Result, std::size_t N, class T>
+task<void> any_child(task<T> t, any_state<Result, N>* st) {
+  try {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(t);
+      if (st->claim(I)) st->result.emplace(std::in_place_index<I>, std::monostate{});
+    } else {
+      auto v = co_await std::move(t);
+      if (st->claim(I)) st->result.emplace(std::in_place_index<I>, std::move(v));
+    }
+  } catch (const operation_cancelled&) {
+    // A loser cancelled by the winner; or every child cancelled with the awaiting task.
+    if (!st->decided.load(std::memory_order_acquire) && !current_stop()->stop_requested() && st->claim(I)) {
+      st->error = std::current_exception();
+    }
+  } catch (...) {
+    if (st->claim(I)) st->error = std::current_exception();
+  }
+}
+
+template <class Result, class... Ts, std::size_t... I>
+task<Result> when_any_impl(std::index_sequence<I...>, task<Ts>... tasks) {
+  constexpr std::size_t n = sizeof...(Ts);
+  any_state<Result, n> st;
+  auto children = std::make_tuple(any_child<I, Result, n, Ts>(std::move(tasks), &st)...);
+  ((st.children[I] = &std::get<I>(children).handle().promise().spawn_.stop), ...);
+  co_await std::apply([](auto&... c) { return when_all(std::move(c)...); }, children);
+  if (st.error) std::rethrow_exception(st.error);
+  if (!st.result) throw operation_cancelled("corio::when_any: cancelled");
+  co_return std::move(*st.result);
+}
+
+}  // namespace detail
+
+/// `co_await corio::when_any(a, b, ...)`: runs the tasks as when_all does; the first to finish
+/// wins: its result is returned as a std::variant whose index() is the winner's position (a `void`
+/// task gives std::monostate), or its exception is rethrown. The others are cancelled and waited
+/// for before when_any returns (nothing of theirs outlives it; a loser that took effect before its
+/// cancellation reached it has its result dropped). Cancelling the awaiting task cancels all of
+/// them and throws operation_cancelled. Like Tokio's select! over futures, without leaving the
+/// losers running. Throws like when_all for empty tasks or outside a runtime.
+template <class... Ts>
+task<std::variant<detail::when_all_value<Ts>...>> when_any(task<Ts>... tasks) {
+  static_assert(sizeof...(Ts) > 0, "corio::when_any needs at least one task");
+  using result = std::variant<detail::when_all_value<Ts>...>;
+  return detail::when_any_impl<result, Ts...>(std::index_sequence_for<Ts...>{}, std::move(tasks)...);
+}
+
+}  // namespace corio

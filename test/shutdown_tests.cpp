@@ -1,0 +1,105 @@
+// runtime::shutdown(grace) (suite "cancel"): stop requested on every task, a grace period, then
+// the frames of tasks still suspended destroyed; nothing leaks, nothing hangs.
+#include <corio/corio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using corio::net::endpoint;
+using corio::net::tcp_listener;
+using corio::net::tcp_stream;
+using corio_test::scaled;
+
+namespace {
+
+struct census {
+  static inline std::atomic<long> alive{0};
+  census() { alive.fetch_add(1); }
+  census(const census&) { alive.fetch_add(1); }
+  ~census() { alive.fetch_sub(1); }
+};
+
+corio::task<void> parked_on_channel(corio::channel<int> ch, census c) {
+  (void)c;
+  auto v = co_await ch.recv();
+  (void)v;
+}
+
+corio::task<void> sleeping(census c) {
+  (void)c;
+  co_await corio::sleep_for(24h);
+}
+
+corio::task<void> reader(tcp_stream s, census c, std::atomic<int>* ready) {
+  (void)c;
+  std::array<std::byte, 64> buf{};
+  ready->fetch_add(1);
+  auto n = co_await s.read_some(buf);
+  (void)n;
+}
+
+corio::task<void> stubborn(census c, std::atomic<int>* refusals) {
+  (void)c;
+  for (;;) {
+    bool refused = false;
+    try {
+      co_await corio::sleep_for(24h);
+    } catch (const corio::operation_cancelled&) {
+      refusals->fetch_add(1);
+      refused = true;
+    }
+    if (refused) co_await corio::yield();  // ignores its stop, yet suspends: the deadline can end it
+  }
+}
+
+corio::task<void> open_connections(std::size_t n, std::atomic<int>* ready) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  for (std::size_t i = 0; i < n; ++i) {
+    tcp_stream client = co_await tcp_stream::connect(ep);
+    tcp_stream server = co_await l.accept();
+    corio::spawn(reader(std::move(client), census{}, ready)).detach();
+    corio::spawn(reader(std::move(server), census{}, ready)).detach();
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("cancel") {
+  TEST_CASE("shutdown with many suspended tasks and open connections ends them all, leak-free") {
+    corio_test::hang_guard guard{"shutdown", 300s};
+    const std::size_t before = corio_test::open_descriptors();
+    const std::size_t tasks = scaled(100'000);
+    const std::size_t connections = std::min<std::size_t>(500, scaled(500));
+    std::atomic<int> ready{0}, refusals{0};
+    {
+      corio::runtime rt{{.workers = 4}};
+      corio::channel<int> ch{0};
+      for (std::size_t i = 0; i < tasks; ++i) {
+        if (i % 2 == 0) rt.spawn(parked_on_channel(ch, census{})).detach();
+        else rt.spawn(sleeping(census{})).detach();
+      }
+      rt.block_on(open_connections(connections, &ready));
+      for (int i = 0; i < 20'000 && ready.load() < static_cast<int>(2 * connections); ++i) std::this_thread::sleep_for(1ms);
+      CHECK(ready.load() == static_cast<int>(2 * connections));
+      rt.spawn(stubborn(census{}, &refusals)).detach();
+      for (int i = 0; i < 20'000 && rt.stats().live_tasks < tasks + 2 * connections + 1; ++i) {
+        std::this_thread::sleep_for(1ms);
+      }
+      const std::size_t destroyed = rt.shutdown(2s);
+      // Every task that honours its stop ended in the grace period; the stubborn one was destroyed.
+      CHECK(refusals.load() >= 1);
+      CHECK(destroyed >= 1);
+      CHECK(destroyed <= 1 + 2 * connections);  // reads end by cancellation (or by destruction)
+      CHECK_THROWS_AS((void)rt.spawn(sleeping(census{})), std::runtime_error);
+    }
+    CHECK(census::alive.load() == 0);
+    CHECK(corio_test::open_descriptors() == before);
+  }
+}

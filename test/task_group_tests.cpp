@@ -1,0 +1,167 @@
+// task_group and when_any (suite "cancel").
+#include <corio/corio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using corio_test::scaled;
+
+namespace {
+
+corio::task<void> wait_forever(std::atomic<int>* cancelled) {
+  try {
+    corio::event never;
+    co_await never.wait();
+  } catch (const corio::operation_cancelled&) {
+    cancelled->fetch_add(1);
+    throw;
+  }
+}
+
+corio::task<void> fail_after(corio::clock::duration d) {
+  co_await corio::sleep_for(d);
+  throw std::runtime_error("child failed");
+}
+
+corio::task<void> first_error_cancels_siblings(unsigned siblings) {
+  std::atomic<int> cancelled{0};
+  corio::task_group g;
+  for (unsigned i = 0; i < siblings; ++i) g.spawn(wait_forever(&cancelled));
+  g.spawn(fail_after(1ms));
+  bool rethrown = false;
+  try {
+    co_await g.join();
+  } catch (const std::runtime_error& e) {
+    rethrown = std::string{e.what()} == "child failed";
+  }
+  CHECK(rethrown);
+  CHECK(cancelled.load() == static_cast<int>(siblings));
+  CHECK(g.pending() == 0);
+}
+
+corio::task<void> bounded_child(std::atomic<int>* running, std::atomic<int>* peak, std::atomic<int>* done) {
+  const int now = running->fetch_add(1) + 1;
+  int seen = peak->load();
+  while (now > seen && !peak->compare_exchange_weak(seen, now)) {
+  }
+  co_await corio::yield();
+  co_await corio::sleep_for(std::chrono::microseconds{50});
+  running->fetch_sub(1);
+  done->fetch_add(1);
+}
+
+corio::task<void> max_concurrency_holds(std::size_t limit, int children) {
+  std::atomic<int> running{0}, peak{0}, done{0};
+  corio::task_group g{limit};
+  for (int i = 0; i < children; ++i) g.spawn(bounded_child(&running, &peak, &done));
+  co_await g.join();
+  CHECK(done.load() == children);
+  CHECK(peak.load() <= static_cast<int>(limit));
+  CHECK(g.max_observed_concurrency() <= limit);
+}
+
+corio::task<void> scope_exit_cancels(std::atomic<int>* cancelled) {
+  corio::task_group g;
+  for (int i = 0; i < 8; ++i) g.spawn(wait_forever(cancelled));
+  co_await corio::yield();
+  // Leaving the scope without join(): the children are cancelled and end on their own.
+}
+
+corio::task<void> joiner_cancelled(std::atomic<int>* cancelled, std::atomic<bool>* started) {
+  corio::task_group g;
+  for (int i = 0; i < 4; ++i) g.spawn(wait_forever(cancelled));
+  started->store(true);
+  co_await g.join();
+}
+
+corio::task<void> cancel_the_joiner() {
+  std::atomic<int> cancelled{0};
+  std::atomic<bool> started{false};
+  auto h = corio::spawn(joiner_cancelled(&cancelled, &started));
+  for (int i = 0; i < 1000000 && !started.load(); ++i) co_await corio::yield();
+  for (int i = 0; i < 100; ++i) co_await corio::yield();
+  h.cancel();
+  bool threw = false;
+  try {
+    co_await h;
+  } catch (const corio::operation_cancelled&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(cancelled.load() == 4);  // join() waited for every child before it threw
+}
+
+corio::task<int> value_after(corio::clock::duration d, int v) {
+  co_await corio::sleep_for(d);
+  co_return v;
+}
+
+corio::task<int> counted_forever(std::atomic<int>* cancelled) {
+  co_await wait_forever(cancelled);
+  co_return 0;
+}
+
+corio::task<void> when_any_first_wins() {
+  std::atomic<int> cancelled{0};
+  auto r = co_await corio::when_any(counted_forever(&cancelled), value_after(1ms, 7), counted_forever(&cancelled));
+  CHECK(r.index() == 1);
+  CHECK(std::get<1>(r) == 7);
+  CHECK(cancelled.load() == 2);  // the losers were cancelled and waited for
+  bool threw = false;
+  try {
+    auto e = co_await corio::when_any(fail_after(1ms), counted_forever(&cancelled));
+    (void)e;
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(cancelled.load() == 3);
+}
+
+}  // namespace
+
+TEST_SUITE("cancel") {
+  TEST_CASE("task_group: the first failure cancels the siblings and join rethrows it") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      for (int round = 0; round < static_cast<int>(scaled(20)); ++round) rt.block_on(first_error_cancels_siblings(16));
+    }
+  }
+  TEST_CASE("task_group: max_concurrency is never exceeded") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      rt.block_on(max_concurrency_holds(3, static_cast<int>(scaled(200))));
+      rt.block_on(max_concurrency_holds(1, 50));
+    }
+  }
+  TEST_CASE("task_group: leaving the scope cancels running children; cancelling the joiner cancels them too") {
+    corio_test::hang_guard guard{"task_group scope exit", 60s};
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      std::atomic<int> cancelled{0};
+      {
+        corio::runtime rt{{.workers = workers}};
+        rt.block_on(scope_exit_cancels(&cancelled));
+        for (int i = 0; i < 10'000 && cancelled.load() != 8; ++i) std::this_thread::sleep_for(1ms);
+        CHECK(cancelled.load() == 8);
+        for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+        CHECK(rt.stats().live_tasks == 0);  // no child leaked
+        rt.block_on(cancel_the_joiner());
+      }
+    }
+  }
+  TEST_CASE("when_any: the first to finish wins, the others are cancelled and waited for") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      rt.block_on(when_any_first_wins());
+    }
+  }
+}

@@ -3,6 +3,8 @@
 #include "asio_reactor.hpp"
 
 #include <asio/basic_socket_acceptor.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/basic_stream_socket.hpp>
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
@@ -10,6 +12,9 @@
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+#include <asio/posix/basic_stream_descriptor.hpp>
+#endif
 
 #include "net/socket_api.hpp"
 
@@ -26,12 +31,18 @@ namespace {
 using protocol = asio::generic::stream_protocol;
 using stream_socket = asio::basic_stream_socket<protocol, asio::io_context::executor_type>;
 using acceptor = asio::basic_socket_acceptor<protocol, asio::io_context::executor_type>;
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+using stream_descriptor = asio::posix::basic_stream_descriptor<asio::io_context::executor_type>;
+#endif
 
 /// What this worker registered with Asio for one descriptor number.
 struct table_entry {
   std::uint64_t generation = 0;
   std::unique_ptr<stream_socket> socket;  ///< for connect, recv, send
   std::unique_ptr<acceptor> listener;     ///< for accept
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+  std::unique_ptr<stream_descriptor> file;  ///< for read (a descriptor that is not a socket)
+#endif
 };
 
 /// An Asio completion as corio's reactors report it: a byte count or descriptor, 0 at end of
@@ -78,16 +89,73 @@ struct asio_reactor::state {
   bool draining = false;
   std::size_t finished = 0;  ///< requests finished since the count was last reset
   in_flight_list in_flight;  // for cancellation at drain()
+  cancel_inbox* cancels = nullptr;  ///< the reactor's (set by its constructor)
+  /// Cancellation signals of cancellable requests in flight (io_request::reactor_data) come from
+  /// this pool and go back to it when the request finishes: steady state allocates nothing, and
+  /// a signal's handler memory is reused by the next operation bound to it.
+  std::vector<std::unique_ptr<asio::cancellation_signal>> signal_pool;
+  std::vector<io_request*> cancel_batch;  ///< reused by submit_cancels()
 
   /// A request is done (result as to_result): the same steps as an io_uring completion.
   void finish(io_request& r, int result) noexcept {
     in_flight.unlink(r);
-    if (finish_request(r, result, draining, sink)) ++finished;
+    if (r.reactor_data != nullptr) {
+      // Back to the pool (a resubmission in on_complete takes one again). Never throws: the pool
+      // holds every signal ever handed out, so its capacity suffices.
+      signal_pool.emplace_back(static_cast<asio::cancellation_signal*>(std::exchange(r.reactor_data, nullptr)));
+      --signals_out;
+    }
+    if (finish_request(r, result, draining, sink, *cancels)) ++finished;
+  }
+
+  /// The slot to bind r's Asio operation to: a pooled signal's when r is cancellable, an
+  /// unconnected slot (per-operation cancellation off, nothing allocated) otherwise.
+  asio::cancellation_slot slot_for(io_request& r) {
+    if (r.cancel_owner == nullptr) return {};
+    if (r.reactor_data == nullptr) {
+      if (signal_pool.empty()) {
+        auto fresh = std::make_unique<asio::cancellation_signal>();
+        signal_pool.reserve(signal_pool.size() + 1 + signals_out);  // room to return every signal
+        r.reactor_data = fresh.release();
+      } else {
+        r.reactor_data = signal_pool.back().release();
+        signal_pool.pop_back();
+      }
+      ++signals_out;
+    }
+    return static_cast<asio::cancellation_signal*>(r.reactor_data)->slot();
+  }
+  std::size_t signals_out = 0;  ///< signals handed out and not yet returned
+
+  /// Emits terminal cancellation for each request cancellers left in the inbox (on this thread,
+  /// the io_context's: Asio's per-operation cancellation is not thread-safe).
+  void submit_cancels() noexcept {
+    cancel_batch.clear();
+    try {
+      cancels->take(cancel_batch);
+    } catch (...) {
+      return;
+    }
+    for (io_request* r : cancel_batch) {
+      // A request between two Asio operations (an accept about to retry, a completion posted)
+      // has nothing to cancel now: its next step sees cancel_requested, or it completes.
+      if (r->reactor_data != nullptr) {
+        static_cast<asio::cancellation_signal*>(r->reactor_data)->emit(asio::cancellation_type::terminal);
+      }
+    }
   }
 
   /// Finishes `r` with -error from the io_context, as a completion (never inside submit()).
   void fail_later(io_request& r, int error) {
     asio::post(context, [this, &r, error] { finish(r, -error); });
+  }
+
+  static bool has_file([[maybe_unused]] const table_entry& e) noexcept {
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+    return e.file != nullptr;
+#else
+    return false;
+#endif
   }
 
   static void release(table_entry& e) noexcept {
@@ -98,6 +166,10 @@ struct asio_reactor::state {
     if (e.listener) (void)e.listener->release(ignored);
     e.socket.reset();
     e.listener.reset();
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+    if (e.file) (void)e.file->release();
+    e.file.reset();
+#endif
     e.generation = 0;
   }
 
@@ -113,19 +185,33 @@ struct asio_reactor::state {
     if (index >= table.size()) table.resize(std::max(index + 1, table.size() * 2));
     table_entry& e = table[index];
     const bool want_listener = r.opcode == io_opcode::accept;
-    if (e.generation == r.generation && (want_listener ? e.listener != nullptr : e.socket != nullptr)) return &e;
+    const bool want_file = r.opcode == io_opcode::read;
+    if (e.generation == r.generation &&
+        (want_listener ? e.listener != nullptr : want_file ? has_file(e) : e.socket != nullptr)) {
+      return &e;
+    }
     release(e);
-    const int family = socket_family(r.fd, error);
-    if (family < 0) return nullptr;
     asio::error_code ec;
-    if (want_listener) {
-      e.listener = std::make_unique<acceptor>(context);
-      e.listener->assign(protocol{family, 0}, r.fd, ec);
-      // accept4() below must see EAGAIN rather than block the worker.
-      if (!ec) e.listener->non_blocking(true, ec);
+    if (want_file) {
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+      e.file = std::make_unique<stream_descriptor>(context);
+      e.file->assign(r.fd, ec);
+#else
+      error = ENOTSUP;
+      return nullptr;
+#endif
     } else {
-      e.socket = std::make_unique<stream_socket>(context);
-      e.socket->assign(protocol{family, 0}, r.fd, ec);
+      const int family = socket_family(r.fd, error);
+      if (family < 0) return nullptr;
+      if (want_listener) {
+        e.listener = std::make_unique<acceptor>(context);
+        e.listener->assign(protocol{family, 0}, r.fd, ec);
+        // accept4() below must see EAGAIN rather than block the worker.
+        if (!ec) e.listener->non_blocking(true, ec);
+      } else {
+        e.socket = std::make_unique<stream_socket>(context);
+        e.socket->assign(protocol{family, 0}, r.fd, ec);
+      }
     }
     if (ec) {
       release(e);
@@ -159,19 +245,24 @@ struct asio_reactor::state {
       }
       break;
     }
+    if (r.cancel_was_requested()) {  // cancelled between two waits: no connection was taken
+      fail_later(r, ECANCELED);
+      return;
+    }
     acceptor* l = &listener;  // the object is stable: the table holds it by pointer
-    listener.async_wait(acceptor::wait_read, [this, l, &r](const asio::error_code& ec) {
-      if (ec || draining) {
-        finish(r, ec ? to_result(ec, 0) : -ECANCELED);
-        return;
-      }
-      accept(*l, r);
-    });
+    listener.async_wait(acceptor::wait_read,
+                        asio::bind_cancellation_slot(slot_for(r), [this, l, &r](const asio::error_code& ec) {
+                          if (ec || draining) {
+                            finish(r, ec ? to_result(ec, 0) : -ECANCELED);
+                            return;
+                          }
+                          accept(*l, r);
+                        }));
   }
 #else
   /// Windows (IOCP): Asio's own accept (AcceptEx); the accepted socket is released to corio.
   void accept(acceptor& listener, io_request& r) {
-    listener.async_accept([this, &r](const asio::error_code& ec, stream_socket peer) {
+    listener.async_accept(asio::bind_cancellation_slot(slot_for(r), [this, &r](const asio::error_code& ec, stream_socket peer) {
       if (ec) {
         finish(r, to_result(ec, 0));
         return;
@@ -184,7 +275,7 @@ struct asio_reactor::state {
       }
       r.address_length = 0;  // the peer is available from remote_endpoint()
       finish(r, static_cast<int>(handle));
-    });
+    }));
   }
 #endif
 };
@@ -192,6 +283,7 @@ struct asio_reactor::state {
 asio_reactor::asio_reactor(completion_sink sink) {
   try {
     state_ = std::make_unique<state>(sink);
+    state_->cancels = &cancels_;
   } catch (const std::system_error&) {
     throw;
   } catch (const std::exception& e) {
@@ -219,26 +311,42 @@ void asio_reactor::submit(io_request& request) {
       s.accept(*e->listener, request);
       break;
     case io_opcode::connect:
-      e->socket->async_connect(
-          protocol::endpoint{request.address, request.address_length},
-          [&s, r](const asio::error_code& ec) { s.finish(*r, to_result(ec, 0)); });
+      e->socket->async_connect(protocol::endpoint{request.address, request.address_length},
+                               asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec) {
+                                 s.finish(*r, to_result(ec, 0));
+                               }));
       break;
     case io_opcode::recv:
-      e->socket->async_receive(asio::buffer(request.buffer, request.length),
-                               static_cast<asio::socket_base::message_flags>(request.flags),
-                               [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); });
+      e->socket->async_receive(
+          asio::buffer(request.buffer, request.length), static_cast<asio::socket_base::message_flags>(request.flags),
+          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
+            s.finish(*r, to_result(ec, n));
+          }));
       break;
     case io_opcode::send:
       // Asio adds MSG_NOSIGNAL on Linux; a short send completes with the bytes sent.
-      e->socket->async_send(asio::buffer(static_cast<const void*>(request.buffer), request.length),
-                            static_cast<asio::socket_base::message_flags>(request.flags),
-                            [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); });
+      e->socket->async_send(
+          asio::buffer(static_cast<const void*>(request.buffer), request.length),
+          static_cast<asio::socket_base::message_flags>(request.flags),
+          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
+            s.finish(*r, to_result(ec, n));
+          }));
+      break;
+    case io_opcode::read:
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+      e->file->async_read_some(
+          asio::buffer(request.buffer, request.length),
+          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
+            s.finish(*r, to_result(ec, n));
+          }));
+#endif
       break;
   }
 }
 
 std::size_t asio_reactor::poll() {
   state& s = *state_;
+  if (cancels_.pending()) [[unlikely]] s.submit_cancels();
   // Nothing in flight: only a wake can be pending, and wait() runs that. Skip Asio entirely (its
   // poll would make an epoll_wait system call), as the io_uring reactor skips its ring.
   if (s.in_flight.size() == 0) return 0;
@@ -251,6 +359,7 @@ std::size_t asio_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) 
   state& s = *state_;
   s.woken = false;
   s.finished = 0;
+  if (cancels_.pending()) [[unlikely]] s.submit_cancels();
   s.context.poll();  // what is ready already, the wake handler included
   if (s.finished != 0 || s.woken) return s.finished;
   if (!timeout) {
@@ -287,6 +396,9 @@ void asio_reactor::drain() noexcept {
       asio::error_code ignored;
       if (e.socket) e.socket->cancel(ignored);
       if (e.listener) e.listener->cancel(ignored);
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+      if (e.file) e.file->cancel(ignored);
+#endif
     }
     // Every cancelled operation completes with operation_aborted; bounded in case one does not.
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);

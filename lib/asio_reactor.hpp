@@ -27,7 +27,11 @@ namespace corio::detail {
 /// Asio. Each io_opcode maps to one Asio operation (async_accept, async_connect, async_receive,
 /// async_send); a completion handler hands the result to the worker like an io_uring completion
 /// (-errno, 0 at end of stream). wake() posts one handler to the io_context (at most one is
-/// pending), so a wake that comes before the wait makes the wait return at once.
+/// pending), so a wake that comes before the wait makes the wait return at once. A cancellable
+/// request's operation is bound to a pooled asio::cancellation_signal (bind_cancellation_slot);
+/// cancellers leave requests in cancels() and the owner emits cancellation_type::terminal on their
+/// signals at its next poll() or wait() (an accept waiting for readability cancels the wait).
+/// io_opcode::read uses a posix::stream_descriptor (not on Windows: ENOTSUP).
 /// References: the Asio 1.22 reference (io_context, basic_stream_socket, basic_socket_acceptor,
 /// generic::stream_protocol), epoll(7) on descriptors in several epoll sets.
 class asio_reactor final : public reactor {

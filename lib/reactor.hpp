@@ -12,8 +12,10 @@
 #include <coroutine>
 #include <cstdint>
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "corio/detail/io_operation.hpp"
 
@@ -52,17 +54,70 @@ class in_flight_list {
   std::size_t count_ = 0;
 };
 
+class reactor;
+
+/// Where cancellers (any thread) leave the requests whose operations their owning reactor must
+/// cancel, since only the owner may touch its ring or io_context (SINGLE_ISSUER). An intrusive
+/// list through io_request::cancel_prev/next under a mutex; a request is in it only while it is in
+/// flight: push() links it only when the reactor has not finished it (one fetch_or on
+/// cancel_flags decides), and the reactor, when it finishes a request that was queued, unlinks it
+/// before the waiter is scheduled. So the list never outlives a request (whose memory is in the
+/// suspended task's frame), and a cancel that comes too late does nothing. The owner takes the
+/// list in poll() and wait() and issues the cancellations. Design: Go's netpoll "unblock" and
+/// Tokio's per-driver cancellation are the same owner-side protocol; the flag word is
+/// std::stop_callback's (P0660) race resolution.
+class cancel_inbox {
+ public:
+  explicit cancel_inbox(reactor& owner) noexcept : owner_(owner) {}
+  cancel_inbox(const cancel_inbox&) = delete;
+  cancel_inbox& operator=(const cancel_inbox&) = delete;
+
+  /// Asks for `r` to be cancelled: sets cancel_requested and, unless the reactor finished `r`
+  /// already, links it and wakes the owner. Any thread; never blocks beyond the mutex. Defined in
+  /// lib/io_cancel.cpp, as are the others.
+  void push(io_request& r) noexcept;
+  /// Owner only: something was pushed since the last take().
+  [[nodiscard]] bool pending() const noexcept { return pending_.load(std::memory_order_acquire); }
+  /// Owner only: moves every queued request to `out` (clearing their cancel_queued bit). Each is
+  /// still in flight: only the owner finishes requests.
+  void take(std::vector<io_request*>& out);
+  /// Owner only, once `r` is finished for good (before its waiter is scheduled): marks it
+  /// finished and unlinks it when it is queued. Nothing for a request without a cancel_owner.
+  void finished(io_request& r) noexcept {
+    if (r.cancel_owner == nullptr) return;
+    const std::uint8_t old = r.cancel_flags.fetch_or(io_request::cancel_finished, std::memory_order_acq_rel);
+    if ((old & io_request::cancel_queued) != 0) unlink(r);
+  }
+
+ private:
+  void unlink(io_request& r) noexcept;
+
+  reactor& owner_;
+  std::mutex mutex_;
+  io_request* head_ = nullptr;
+  std::atomic<bool> pending_{false};
+};
+
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
 /// (and a descriptor an accept created anyway is closed, since nobody will ever see it);
 /// otherwise r's on_complete hook runs (it may resubmit the request, which then stays in flight)
 /// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
-/// to the sink. Owner thread only. Defined in lib/reactor_factory.cpp.
-bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink) noexcept;
+/// to the sink. A request that is finished for good is taken out of `cancels` first (see
+/// cancel_inbox::finished), so that no cancel for it is left once its task runs. Owner thread
+/// only. Defined in lib/reactor_factory.cpp.
+bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink,
+                    cancel_inbox& cancels) noexcept;
 
 class reactor {
  public:
+  reactor() noexcept : cancels_(*this) {}
   virtual ~reactor() = default;
+  reactor(const reactor&) = delete;
+  reactor& operator=(const reactor&) = delete;
+
+  /// Where cancellers leave requests of this reactor (see cancel_inbox). Any thread.
+  [[nodiscard]] cancel_inbox& cancels() noexcept { return cancels_; }
 
   /// Queues `request`; it reaches the kernel at the next poll() or wait(). Owner thread only.
   /// Throws std::system_error when the submission queue cannot take it even after a flush.
@@ -91,6 +146,9 @@ class reactor {
 
   /// Which optional features are on, comma-separated, for runtime_stats.
   [[nodiscard]] virtual std::string features() const = 0;
+
+ protected:
+  cancel_inbox cancels_;
 };
 
 }  // namespace corio::detail

@@ -24,16 +24,21 @@ namespace {
 
 }  // namespace
 
-bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink) noexcept {
+bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink,
+                    cancel_inbox& cancels) noexcept {
   if (draining) {
+    cancels.finished(r);
     if (r.opcode == io_opcode::accept && result >= 0) (void)close_socket(result);
     return false;
   }
   if (r.on_complete != nullptr) {
-    if (!r.on_complete(r, result)) return false;  // resubmitted itself
+    if (!r.on_complete(r, result)) return false;  // resubmitted itself: still in flight
   } else {
     r.result = result;
   }
+  // Out of the cancel inbox before the waiter may run (on another worker, for a bound task) and
+  // free the request with its frame.
+  cancels.finished(r);
   sink.ready(sink.context, r.waiter, r.bound);
   return true;
 }

@@ -41,12 +41,17 @@ void prepare_send(io_uring_sqe* sqe, io_request& r) noexcept {
   io_uring_prep_send(sqe, r.fd, r.buffer, r.length, static_cast<int>(r.flags | MSG_NOSIGNAL));
 }
 
-constexpr std::array<prepare_fn, 4> prepare_table{prepare_accept, prepare_connect, prepare_recv,
-                                                  prepare_send};
+void prepare_read(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_read(sqe, r.fd, r.buffer, static_cast<unsigned>(r.length), 0);
+}
+
+constexpr std::array<prepare_fn, 5> prepare_table{prepare_accept, prepare_connect, prepare_recv,
+                                                  prepare_send, prepare_read};
 static_assert(static_cast<std::size_t>(io_opcode::accept) == 0);
 static_assert(static_cast<std::size_t>(io_opcode::connect) == 1);
 static_assert(static_cast<std::size_t>(io_opcode::recv) == 2);
 static_assert(static_cast<std::size_t>(io_opcode::send) == 3);
+static_assert(static_cast<std::size_t>(io_opcode::read) == 4);
 
 [[noreturn]] void throw_errno(int error, const char* what) {
   throw std::system_error(error, std::system_category(), what);
@@ -168,7 +173,33 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
   in_flight_.unlink(r);
-  finish_request(r, result, draining_, sink_);
+  finish_request(r, result, draining_, sink_, cancels_);
+}
+
+void uring_reactor::submit_cancels() noexcept {
+  cancel_batch_.clear();
+  try {
+    cancels_.take(cancel_batch_);
+  } catch (...) {
+    return;  // out of memory for the batch: the requests stay queued for the next poll
+  }
+  for (io_request* r : cancel_batch_) {
+    // By user_data (every kernel with ASYNC_CANCEL): the request's own completion, -ECANCELED or
+    // its real result when it won the race, is reaped and delivered as usual.
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      unsubmitted_ = 0;
+      sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) {  // cannot happen after a submit; keep the request cancellable anyway
+        cancels_.push(*r);
+        continue;
+      }
+    }
+    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uintptr_t>(r), 0);
+    io_uring_sqe_set_data64(sqe, tag_ignore);
+    ++unsubmitted_;
+  }
 }
 
 std::size_t uring_reactor::reap() {
@@ -191,6 +222,7 @@ std::size_t uring_reactor::reap() {
 }
 
 std::size_t uring_reactor::poll() {
+  if (cancels_.pending()) [[unlikely]] submit_cancels();
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
   if (unsubmitted_ == 0 && in_flight_.size() == 0) return 0;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "reactor.hpp"
 
@@ -19,6 +20,8 @@ namespace corio::detail {
 /// ring always has a read armed on (io_uring_prep_read), so a wake is never lost: one that comes
 /// before the wait makes the wait return at once. Each io_opcode maps to one prepare function
 /// (see the table in uring_reactor.cpp); the completion loop is the same for all of them.
+/// Cancellation from other threads arrives through cancels() (see cancel_inbox) and becomes one
+/// IORING_OP_ASYNC_CANCEL per request at the next poll() or wait() (io_uring_prep_cancel(3)).
 /// Reference: io_uring(7), io_uring_setup(2), io_uring_enter(2), liburing 2.3.
 class uring_reactor final : public reactor {
  public:
@@ -44,6 +47,8 @@ class uring_reactor final : public reactor {
   void arm_wake_read();
   std::size_t reap();
   void complete(std::uint64_t user_data, int result) noexcept;
+  /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
+  void submit_cancels() noexcept;
 
   io_uring ring_{};
   completion_sink sink_;
@@ -55,6 +60,7 @@ class uring_reactor final : public reactor {
   bool defer_taskrun_ = false;
   unsigned unsubmitted_ = 0;
   in_flight_list in_flight_;  // for cancellation at drain()
+  std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()
   std::string features_;
 };
 

@@ -97,6 +97,12 @@ bool write_all_operation::on_complete(detail::io_request& r, int result) noexcep
     r.result = 0;
     return true;
   }
+  if (r.cancel_was_requested()) {
+    // Cancelled between two sends: stop here. The bytes sent so far stay in r.transferred (the
+    // error_code form returns the count with operation_canceled; the throwing form throws).
+    r.result = -ECANCELED;
+    return true;
+  }
   try {
     detail::submit_io(r);  // a short send: the rest goes out before the task resumes
   } catch (const std::system_error& e) {

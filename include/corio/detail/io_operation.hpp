@@ -1,11 +1,14 @@
 // corio/detail/io_operation.hpp - the seam between awaiters and the worker's reactor.
 #pragma once
 
+#include <atomic>
+#include <cerrno>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <system_error>
 
+#include "corio/detail/stop_state.hpp"
 #include "corio/task.hpp"
 
 namespace corio::detail {
@@ -17,7 +20,10 @@ enum class io_opcode : std::uint8_t {
   connect,  ///< connect(fd, address, address_length)
   recv,     ///< recv(fd, buffer, length, flags)
   send,     ///< send(fd, buffer, length, flags | MSG_NOSIGNAL)
+  read,     ///< read(fd, buffer, length): a file that is not a socket (corio::signal's eventfd)
 };
+
+class cancel_inbox;  // lib/reactor.hpp: where cancellers leave requests for their owning reactor
 
 /// One I/O operation in flight. It lives in the awaiter, hence in the suspended task's frame, which
 /// cannot be freed before the reactor reaped the completion (the runtime cancels and reaps every
@@ -46,6 +52,36 @@ struct io_request {
   std::uint32_t bound = unbound_worker; ///< the worker the waiter must run on (spawn_on), or none
   io_request* prev = nullptr;       ///< the reactor's list of requests in flight
   io_request* next = nullptr;
+
+  // --- cancellation (see io_operation and cancel_inbox in lib/reactor.hpp) --------------------
+  /// cancel_flags bits. `queued`: in the owner's cancel inbox; `requested`: a canceller asked for
+  /// the request to end early (sticky; a multi-step operation must not resubmit once it is set);
+  /// `finished`: the reactor reaped it for good (set before the waiter is scheduled), after which
+  /// a canceller leaves it alone.
+  static constexpr std::uint8_t cancel_queued = 1;
+  static constexpr std::uint8_t cancel_requested = 2;
+  static constexpr std::uint8_t cancel_finished = 4;
+  std::atomic<std::uint8_t> cancel_flags{0};
+  /// The inbox of the reactor the request was submitted to; null when it is not cancellable
+  /// (then none of the cancellation fields is used, and reaping costs nothing extra).
+  cancel_inbox* cancel_owner = nullptr;
+  io_request* cancel_prev = nullptr;  ///< the inbox's list (guarded by the inbox's mutex)
+  io_request* cancel_next = nullptr;
+  void* reactor_data = nullptr;       ///< the reactor's own per-request state (Asio: its cancellation signal)
+
+  /// True once a canceller asked for this request to end early. Any thread.
+  [[nodiscard]] bool cancel_was_requested() const noexcept {
+    return (cancel_flags.load(std::memory_order_acquire) & cancel_requested) != 0;
+  }
+};
+
+/// The stop_canceller an io_operation arms while it is suspended: request_stop() on any thread
+/// hands `request` to its owning reactor's cancel inbox (a mutex, an intrusive link and the
+/// reactor's wake()); the owner then cancels the kernel or Asio operation (IORING_OP_ASYNC_CANCEL,
+/// or an Asio cancellation_signal emitted with cancellation_type::terminal), whose completion
+/// resumes the task as usual. Defined in lib/io_cancel.cpp.
+struct io_canceller : stop_canceller {
+  io_request* request = nullptr;
 };
 
 /// The category of the error numbers corio's I/O reports: POSIX errno values, so the system
@@ -65,19 +101,39 @@ void submit_io(io_request& request);
 
 /// Base of the awaiters of I/O operations: suspends, submits, and turns the result into a value, a
 /// std::system_error, or an error_code (when constructed with one). Single use.
+///
+/// Cancellation (DESIGN.md "Cancellation and structure"): when the suspending coroutine runs
+/// under a stop state (stop_of(h)), the operation arms an io_canceller before it submits. If stop
+/// was requested already, nothing is submitted: the task does not suspend, observes its stop (so
+/// that its children are cancelled too) and the operation fails with ECANCELED. Otherwise a
+/// request_stop() from any thread makes the owning worker cancel the operation in its reactor;
+/// the operation then either had no effect (the kernel or Asio reports ECANCELED) or it took
+/// effect first and its result is returned as usual (a recv that got bytes returns them, an
+/// accept that got a descriptor returns the socket). The completion is always reaped before the
+/// task resumes. ECANCELED is reported as corio::operation_cancelled (derived from
+/// std::system_error), or in the error_code form as std::errc::operation_canceled.
 class io_operation {
  public:
   io_operation(const io_operation&) = delete;
   io_operation& operator=(const io_operation&) = delete;
+  /// A frame destroyed while the operation waits (runtime shutdown, after the reactor reaped it)
+  /// leaves no canceller armed.
+  ~io_operation() {
+    if (armed_) stop_->disarm(canceller_);
+  }
 
   /// Ready at once when construction already failed (for example: a closed socket with an
   /// error_code form), so the task does not suspend.
   bool await_ready() const noexcept { return request_.result < 0; }
+  /// Submits the request to the calling worker's reactor; false (resume at once, the operation
+  /// fails with ECANCELED) when the task's stop was requested before it could wait.
   template <class Promise>
-  void await_suspend(std::coroutine_handle<Promise> h) {
+  bool await_suspend(std::coroutine_handle<Promise> h) {
     request_.waiter = h;
     request_.bound = binding_of(h);
+    if (stop_state* s = stop_of(h); s != nullptr) return submit_cancellable(*s);
     submit_io(request_);  // publishes the request: nothing touches the frame after this
+    return true;
   }
 
  protected:
@@ -87,11 +143,19 @@ class io_operation {
   void fail_early(int error) noexcept { request_.result = -error; }
 
   /// The result as a non-negative count, or -1 after reporting the error: into the error_code
-  /// given at construction, or by throwing std::system_error with `what`.
+  /// given at construction, or by throwing std::system_error with `what` (operation_cancelled for
+  /// ECANCELED). Disarms the canceller first (waiting for a canceller call in progress).
   std::ptrdiff_t finish() {
+    if (armed_) {
+      armed_ = false;
+      stop_->disarm(canceller_);
+    }
     if (request_.result >= 0) {
       if (ec_ != nullptr) ec_->clear();
       return request_.result;
+    }
+    if (request_.result == -ECANCELED || (request_.result == -EINTR && request_.cancel_was_requested())) {
+      return cancelled();
     }
     std::error_code code{-request_.result, io_error_category()};
     if (ec_ == nullptr) throw_error(code, what_);
@@ -104,6 +168,16 @@ class io_operation {
   io_request request_{};
   std::error_code* ec_;
   const char* what_;
+
+ private:
+  /// await_suspend with a stop state: arms, then submits (lib/io_cancel.cpp).
+  bool submit_cancellable(stop_state& s);
+  /// The cancelled outcome: observes the stop, then throws operation_cancelled or sets *ec_.
+  std::ptrdiff_t cancelled();
+
+  io_canceller canceller_{};
+  stop_state* stop_ = nullptr;  ///< the state the operation ran under (for observe())
+  bool armed_ = false;          ///< canceller_ is armed on *stop_ until finish() disarms it
 };
 
 }  // namespace corio::detail

@@ -25,7 +25,11 @@ class read_some_operation : public detail::io_operation {
 };
 
 /// Awaiter of tcp_stream::write_all: the number of bytes written, which is all of them unless an
-/// error was reported through the error_code form.
+/// error was reported through the error_code form. Cancelled (see detail::io_operation) while a
+/// send is in flight, the send is cancelled; cancelled between two sends, no further send starts.
+/// Either way, once any byte went out the stream holds a prefix of `data`: the throwing form
+/// throws operation_cancelled, the error_code form reports std::errc::operation_canceled and
+/// returns the count sent. A send that completed is never undone.
 class write_all_operation : public detail::io_operation {
  public:
   write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec) noexcept;

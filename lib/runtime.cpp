@@ -91,12 +91,14 @@ void stop_state::wait_not_busy() noexcept {
 }
 
 void stop_state::propagate() noexcept {
+  flush();
   for (stop_state* c = first_child_; c != nullptr; c = c->next_sibling_) {
     if (!c->detached_.load(std::memory_order_relaxed)) c->request_stop();
   }
 }
 
 void stop_state::splice_children_into(stop_state& to) noexcept {
+  flush();
   while (stop_state* c = first_child_) {
     unlink_child(*c);
     to.link_child(*c);
@@ -104,6 +106,7 @@ void stop_state::splice_children_into(stop_state& to) noexcept {
 }
 
 void stop_state::release_children() noexcept {
+  flush();
   while (stop_state* c = first_child_) {
     unlink_child(*c);
     promise_base& child = *c->task_;
@@ -595,6 +598,7 @@ void worker::run() noexcept {
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
     begin_task();
     resume(h);  // may run several tasks: see next_direct()
+    set_current_stop(nullptr);  // no task runs on this thread until the next resume
     if (tick_ - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick_;
       maintenance();
@@ -847,6 +851,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   // first, while every registered frame (and so every children list) is still alive.
   for (auto& w : workers_) {
     for (promise_base* p = w->registry_head_; p != nullptr; p = p->spawn_.next) {
+      p->spawn_.stop.flush();
       for (stop_state* c = p->spawn_.stop.first_child(); c != nullptr;) {
         stop_state* next = c->next_sibling();
         promise_base& child = *c->task_;
@@ -1048,7 +1053,6 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
     if (st.stop_requested()) st.observe();
     st.release_children();
   }
-  set_current_stop(nullptr);
   std::uint32_t release = state_running;
   const bool on_runtime = w != nullptr && &w->runtime() == &rt;
   if (on_runtime && w->index() == p.spawn_.home) [[likely]] {
@@ -1193,8 +1197,7 @@ void arm_lazy_join(stop_state& s) noexcept {
   if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
 }
 
-void join_settle(join_canceller& c) {
-  if (c.stop != nullptr) c.stop->disarm(c);
+void join_settle_slow(join_canceller& c) {
   if (c.early) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
   std::atomic<std::uint32_t>& state = c.task->spawn_.state;
   if ((state.load(std::memory_order_acquire) & state_running) != 0) {

@@ -48,10 +48,19 @@ struct join_canceller : stop_canceller {
 /// Touches neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
 
-/// After a join parked and was resumed: disarms its canceller; throws operation_cancelled (after
+/// join_settle() when the join was cancelled or may have been: throws operation_cancelled (after
 /// clearing the joiner bits, so that the handle can be joined again) when the join was cancelled
 /// before the task finished. Defined in lib/runtime.cpp.
-void join_settle(join_canceller& c);
+void join_settle_slow(join_canceller& c);
+
+/// After a join parked and was resumed: disarms its canceller, and settles a cancelled join (see
+/// join_settle_slow). Inline for the usual case: the task finished and no stop was requested.
+inline void join_settle(join_canceller& c) {
+  if (c.stop != nullptr) c.stop->disarm(c);
+  if (c.early || (c.task->spawn_.state.load(std::memory_order_acquire) & state_running) != 0) [[unlikely]] {
+    join_settle_slow(c);
+  }
+}
 
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
 /// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).

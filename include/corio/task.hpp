@@ -191,11 +191,9 @@ struct stop_aware {
     if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
     return inner.await_suspend(h);
   }
+  /// (An awaiter that changes the promise's stop state while suspended, timeout's scope, sets
+  /// the thread's current one itself when it restores it.)
   decltype(auto) await_resume() noexcept(noexcept(inner.await_resume())) {
-    struct restore {
-      promise_base* p;
-      ~restore() { set_current_stop(p->stop_); }
-    } guard{promise};
     set_current_stop(promise->stop_);
     return inner.await_resume();
   }

@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <utility>
 
 namespace corio::detail {
 
@@ -56,7 +57,7 @@ class stop_state {
   void reset() noexcept {
     word_.store(0, std::memory_order_relaxed);
     parent_.store(nullptr, std::memory_order_relaxed);
-    first_child_ = prev_sibling_ = next_sibling_ = nullptr;
+    first_child_ = prev_sibling_ = next_sibling_ = pending_child_ = nullptr;
     lazy_join_ = nullptr;
     detached_.store(false, std::memory_order_relaxed);
     propagated_ = false;
@@ -100,27 +101,35 @@ class stop_state {
   /// Called by the task running under this state when it sees its stop: pushes the stop to every
   /// child not detached, once. Thread running the task only.
   void observe() noexcept {
-    if (!propagated_ && first_child_ != nullptr) propagate();
+    if (!propagated_ && has_children()) propagate();
     propagated_ = true;
   }
 
   // --- children (thread running the owner only) -------------------------------------------
-  /// Links `child` (a new task's state) under this one.
+  /// Links `child` (a new task's state) under this one. The newest child waits in a one-entry
+  /// slot and joins the list only when the next one comes (or the list is needed): a spawn that is
+  /// joined before the next spawn, the usual case, never touches the list.
   void link_child(stop_state& child) noexcept {
     child.parent_.store(this, std::memory_order_relaxed);
-    child.prev_sibling_ = nullptr;
-    child.next_sibling_ = first_child_;
-    if (first_child_ != nullptr) first_child_->prev_sibling_ = &child;
-    first_child_ = &child;
+    if (pending_child_ != nullptr) insert(*pending_child_);
+    pending_child_ = &child;
     if (propagated_) child.request_stop();  // spawned after this task saw its stop
   }
   /// Unlinks `child` from this state's list (the caller then clears its parented bit).
   void unlink_child(stop_state& child) noexcept {
+    child.parent_.store(nullptr, std::memory_order_relaxed);
+    if (pending_child_ == &child) {
+      pending_child_ = nullptr;
+      return;
+    }
     if (child.prev_sibling_ != nullptr) child.prev_sibling_->next_sibling_ = child.next_sibling_;
     else first_child_ = child.next_sibling_;
     if (child.next_sibling_ != nullptr) child.next_sibling_->prev_sibling_ = child.prev_sibling_;
-    child.parent_.store(nullptr, std::memory_order_relaxed);
     child.prev_sibling_ = child.next_sibling_ = nullptr;
+  }
+  /// Moves the newest child into the list, for whoever walks it.
+  void flush() noexcept {
+    if (pending_child_ != nullptr) insert(*std::exchange(pending_child_, nullptr));
   }
   /// Moves every child of this state to `to` (a timeout's scope ends: its children stay linked
   /// to the task).
@@ -132,8 +141,8 @@ class stop_state {
   /// The state this one is linked under (relaxed: a join_handle holder compares it with its own
   /// state while the parent may unlink it; only the parent's own thread acts on a match).
   [[nodiscard]] stop_state* parent() const noexcept { return parent_.load(std::memory_order_relaxed); }
-  [[nodiscard]] bool has_children() const noexcept { return first_child_ != nullptr; }
-  /// The children list, for the runtime's shutdown (no task runs then).
+  [[nodiscard]] bool has_children() const noexcept { return first_child_ != nullptr || pending_child_ != nullptr; }
+  /// The children list (after flush()), for the runtime's shutdown (no task runs then).
   [[nodiscard]] stop_state* first_child() const noexcept { return first_child_; }
   [[nodiscard]] stop_state* next_sibling() const noexcept { return next_sibling_; }
   /// Set by a join_handle holder that is not the parent: the parent's stop no longer reaches it.
@@ -145,6 +154,12 @@ class stop_state {
   promise_base* task_;
 
  private:
+  void insert(stop_state& child) noexcept {
+    child.prev_sibling_ = nullptr;
+    child.next_sibling_ = first_child_;
+    if (first_child_ != nullptr) first_child_->prev_sibling_ = &child;
+    first_child_ = &child;
+  }
   void propagate() noexcept;      // lib/runtime.cpp
   void wait_not_busy() noexcept;  // lib/runtime.cpp
 
@@ -153,6 +168,7 @@ class stop_state {
   stop_state* first_child_;
   stop_state* prev_sibling_;
   stop_state* next_sibling_;
+  stop_state* pending_child_;  ///< the newest child, not in the list yet
   bool propagated_;
 };
 

@@ -227,8 +227,8 @@ class channel_wait {
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
     if (c == park_state::cancelled) {
       if constexpr (Timed) timer_.disarm();  // resumed on the timer's worker (park_worker)
-      if (node_.linked) {
-        spin_guard g{ch_->lock};
+      {
+        spin_guard g{ch_->lock};  // a peer may be taking the claimed node off right now
         ch_->unlink(node_);
       }
       throw_cancelled(node_.sender ? "corio::channel::send: cancelled" : "corio::channel::recv: cancelled");

@@ -54,8 +54,8 @@ class sync_operation {
   void settle(const char* what) {
     disarm_park(park_);
     if (park_.claim.load(std::memory_order_acquire) != park_state::cancelled) return;
-    if (node_.linked) {
-      spin_guard g{*lock_};
+    {
+      spin_guard g{*lock_};  // a peer may be taking the claimed node off right now
       if (node_.linked) queue_->remove(node_);
     }
     throw_cancelled(what);

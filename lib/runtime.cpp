@@ -63,23 +63,23 @@ void set_current_stop(stop_state* s) noexcept { tls_current_stop = s; }
 // --- stop states ------------------------------------------------------------------------------
 
 bool stop_state::request_stop() noexcept {
-  std::uintptr_t old = word_.load(std::memory_order_relaxed);
+  std::uintptr_t old = word().load(std::memory_order_relaxed);
   std::uintptr_t desired;
   do {
     if ((old & requested_bit) != 0) return false;
     desired = requested_bit | (old != 0 ? busy_bit : 0);
-  } while (!word_.compare_exchange_weak(old, desired, std::memory_order_acq_rel, std::memory_order_relaxed));
+  } while (!word().compare_exchange_weak(old, desired, std::memory_order_acq_rel, std::memory_order_relaxed));
   if (old != 0) {
     auto* c = reinterpret_cast<stop_canceller*>(old);
     c->cancel(*c);
     // The last touch: once busy is clear, the task may disarm and free both `c` and this state.
-    word_.fetch_and(~busy_bit, std::memory_order_release);
+    word().fetch_and(~busy_bit, std::memory_order_release);
   }
   return true;
 }
 
 void stop_state::wait_not_busy() noexcept {
-  for (unsigned spins = 0; (word_.load(std::memory_order_acquire) & busy_bit) != 0; ++spins) {
+  for (unsigned spins = 0; (word().load(std::memory_order_acquire) & busy_bit) != 0; ++spins) {
     if (spins < 64) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
@@ -93,7 +93,7 @@ void stop_state::wait_not_busy() noexcept {
 void stop_state::propagate() noexcept {
   flush();
   for (stop_state* c = first_child_; c != nullptr; c = c->next_sibling_) {
-    if (!c->detached_.load(std::memory_order_relaxed)) c->request_stop();
+    if (!c->detached()) c->request_stop();
   }
 }
 
@@ -911,8 +911,8 @@ runtime_stats runtime_impl::stats() const {
 namespace {
 /// Writes the whole spawn state of a task about to be queued: running, held by a handle, in the
 /// registry of worker `home` (spawn_state's fields are not initialized before this).
-void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> self, std::uint32_t bound,
-                  std::uint32_t home) noexcept {
+[[gnu::always_inline]] inline void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> self,
+                                               std::uint32_t bound, std::uint32_t home, bool on_worker) noexcept {
   p.bound_ = bound;
   p.spawn_.runtime = &rt;
   p.spawn_.group = nullptr;
@@ -925,9 +925,9 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
   st.task_ = &p;
   p.stop_ = &st;
   std::uint32_t bits = state_running | state_handle | state_linked;
-  // Linked under the spawning task (the thread's current stop state), which then owns the link.
-  if (stop_state* parent = current_stop(); parent != nullptr && this_worker != nullptr &&
-                                           &this_worker->runtime() == &rt) {
+  // Linked under the spawning task (the thread's current stop state), which then owns the link;
+  // a spawn from outside the runtime's workers has no spawner to link to.
+  if (stop_state* parent = current_stop(); parent != nullptr && on_worker) {
     parent->link_child(st);
     bits |= state_parented;
   }
@@ -951,7 +951,7 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
                                         rt->workers_.size()));
   }
   if (w != nullptr && &w->runtime() == rt) {
-    init_spawned(p, *rt, self, bound, w->index());
+    init_spawned(p, *rt, self, bound, w->index(), true);
     w->link(p);
     w->spawned.add();
     if (bound != unbound_worker) w->deliver_bound(bound, self);
@@ -961,7 +961,7 @@ void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> sel
   // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
   const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
   const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
-  init_spawned(p, *rt, self, bound, home);
+  init_spawned(p, *rt, self, bound, home, false);
   rt->workers_[home]->adopt(p);
   if (bound != unbound_worker) rt->workers_[bound]->post(self);
   else rt->inject(self);  // publishes the frame: another worker may run it from here on
@@ -973,7 +973,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
   if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
       !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
-    init_spawned(p, w->runtime(), self, unbound_worker, w->index());
+    init_spawned(p, w->runtime(), self, unbound_worker, w->index(), true);
     w->link(p);
     w->spawned.add();
     w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
@@ -1113,13 +1113,8 @@ void cancel_join(stop_canceller& sc) noexcept {
 
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept {
   worker* w = this_worker;
-  c.task = &p;
-  c.cancel = &cancel_join;
-  c.joiner = joiner;
-  c.runtime = p.spawn_.runtime;
-  c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
   stop_state* s = c.stop;
-  if (s != nullptr && s->stop_requested()) {
+  if (s != nullptr && s->stop_requested()) [[unlikely]] {
     c.early = true;  // seen before waiting: join_settle throws
     s->observe();
     return joiner;
@@ -1135,6 +1130,11 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     p.spawn_.state.store(seen | state_joiner, std::memory_order_relaxed);
   } else {
     if (s != nullptr) {
+      c.task = &p;
+      c.cancel = &cancel_join;
+      c.joiner = joiner;
+      c.runtime = p.spawn_.runtime;
+      c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
       p.spawn_.join_armed = true;  // published by the addition below
       if (!s->arm(c)) {
         c.early = true;
@@ -1151,6 +1151,30 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
   if (w == nullptr) return std::noop_coroutine();
   std::coroutine_handle<> h = w->next_direct();
   return h ? h : std::noop_coroutine();
+}
+
+void arm_lazy_join(stop_state& s) noexcept {
+  auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
+  promise_base& task = *s.task_;  // the joined task, running now: the joiner is parked for good
+  c.task = &task;
+  c.cancel = &cancel_join;
+  c.joiner = task.continuation_;
+  c.runtime = task.spawn_.runtime;
+  c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
+  task.spawn_.join_armed = true;  // from now on a canceller may write the state
+  if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
+}
+
+void join_settle_slow(join_canceller& c, promise_base& task) {
+  if (c.early) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  std::atomic<std::uint32_t>& state = task.spawn_.state;
+  if ((state.load(std::memory_order_acquire) & state_running) != 0) {
+    // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
+    // us, sees state_join_cancel and leaves us alone either way).
+    state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
+    c.stop->observe();
+    throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  }
 }
 
 timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline) {
@@ -1190,24 +1214,6 @@ void forward_to_children(stop_canceller& c) noexcept {
 }
 
 void forward_stop(stop_canceller& c) noexcept { static_cast<scope_forwarder&>(c).scope->request_stop(); }
-
-void arm_lazy_join(stop_state& s) noexcept {
-  auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
-  c.task->spawn_.join_armed = true;  // from now on a canceller may write the state
-  if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
-}
-
-void join_settle_slow(join_canceller& c) {
-  if (c.early) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
-  std::atomic<std::uint32_t>& state = c.task->spawn_.state;
-  if ((state.load(std::memory_order_acquire) & state_running) != 0) {
-    // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
-    // us, sees state_join_cancel and leaves us alone either way).
-    state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
-    c.stop->observe();
-    throw operation_cancelled("corio::join_handle: the joiner was cancelled");
-  }
-}
 
 void wake_parked(const wake_ticket& t) noexcept {
   worker* w = this_worker;
@@ -1316,7 +1322,7 @@ void join_handle_base::release(promise_base* p, bool observed) noexcept {
       drop |= state_parented;
     } else {
       // Only the spawner may unlink; until it does, its stop no longer reaches this task.
-      p->spawn_.stop.detached_.store(true, std::memory_order_relaxed);
+      p->spawn_.stop.set_detached();
     }
   }
   if ((s & state_alive & ~drop) == 0) {

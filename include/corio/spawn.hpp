@@ -29,11 +29,13 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// running, it resumes the joiner (on the worker where it parked), and the task's finish, seeing
 /// the bit, does not. Exactly one of the two resumes the joiner.
 struct join_canceller : stop_canceller {
-  promise_base* task = nullptr;      ///< the joined task
+  // Written only when the canceller is armed (join_park's slow path, or arm_lazy_join): a join
+  // that parks with the plain-store fast path and is never cancelled writes none of them.
+  promise_base* task;                ///< the joined task
+  std::coroutine_handle<> joiner;
+  runtime_impl* runtime;
+  std::uint32_t park_worker;         ///< where to resume the joiner
   stop_state* stop = nullptr;        ///< the joiner's stop state (null: not cancellable)
-  std::coroutine_handle<> joiner{};
-  runtime_impl* runtime = nullptr;
-  std::uint32_t park_worker = unbound_worker;
   bool early = false;                ///< stop was requested before the join parked
 };
 
@@ -51,14 +53,14 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
 /// join_settle() when the join was cancelled or may have been: throws operation_cancelled (after
 /// clearing the joiner bits, so that the handle can be joined again) when the join was cancelled
 /// before the task finished. Defined in lib/runtime.cpp.
-void join_settle_slow(join_canceller& c);
+void join_settle_slow(join_canceller& c, promise_base& task);
 
 /// After a join parked and was resumed: disarms its canceller, and settles a cancelled join (see
 /// join_settle_slow). Inline for the usual case: the task finished and no stop was requested.
-inline void join_settle(join_canceller& c) {
+inline void join_settle(join_canceller& c, promise_base& task) {
   if (c.stop != nullptr) c.stop->disarm(c);
-  if (c.early || (c.task->spawn_.state.load(std::memory_order_acquire) & state_running) != 0) [[unlikely]] {
-    join_settle_slow(c);
+  if (c.early || (task.spawn_.state.load(std::memory_order_acquire) & state_running) != 0) [[unlikely]] {
+    join_settle_slow(c, task);
   }
 }
 
@@ -162,10 +164,8 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     explicit operation(join_handle& h) noexcept : handle_(h) {}
     operation(const operation&) = delete;
     operation& operator=(const operation&) = delete;
-    /// A frame destroyed while the join waits (runtime shutdown) leaves no canceller armed.
-    ~operation() {
-      if (this->stop != nullptr) this->stop->disarm(*this);
-    }
+    // No disarm in a destructor: a join still armed when its frame is destroyed is one the
+    // runtime's shutdown destroys, with the stop state it is armed on, after the workers stopped.
     /// Ready when the task finished, unless the worker's cooperation budget is spent (then the
     /// joiner yields once first, see detail::coop_spend).
     bool await_ready() noexcept {
@@ -188,7 +188,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       return detail::transfer(detail::join_park(p, joiner, *this));
     }
     T await_resume() {
-      if (parked_) detail::join_settle(*this);  // throws operation_cancelled for a cancelled join
+      if (parked_) detail::join_settle(*this, *handle_.promise_);  // throws for a cancelled join
       struct release_on_exit {
         join_handle& h;
         ~release_on_exit() {

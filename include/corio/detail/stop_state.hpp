@@ -55,17 +55,17 @@ class stop_state {
 
   /// Resets a state for reuse by a new task (spawn, when_all). Not thread-safe.
   void reset() noexcept {
-    word_.store(0, std::memory_order_relaxed);
-    parent_.store(nullptr, std::memory_order_relaxed);
-    first_child_ = prev_sibling_ = next_sibling_ = pending_child_ = nullptr;
+    word().store(0, std::memory_order_relaxed);
+    parent_ref().store(nullptr, std::memory_order_relaxed);
+    first_child_ = pending_child_ = nullptr;  // the sibling links are written by insert()
     lazy_join_ = nullptr;
-    detached_.store(false, std::memory_order_relaxed);
+    detached_ref().store(false, std::memory_order_relaxed);
     propagated_ = false;
   }
 
   /// True once stop was requested (sticky). Acquire: what the requester did before is visible.
   [[nodiscard]] bool stop_requested() const noexcept {
-    return (word_.load(std::memory_order_acquire) & requested_bit) != 0;
+    return (word().load(std::memory_order_acquire) & requested_bit) != 0;
   }
 
   /// Requests stop: sets the sticky bit and, if an operation is armed, runs its canceller on this
@@ -79,10 +79,10 @@ class stop_state {
   /// may not have disarmed yet (a compiler may resume two co_awaits of one expression, `co_await a
   /// + co_await b`, before it calls either await_resume).
   [[nodiscard]] bool arm(stop_canceller& c) noexcept {
-    std::uintptr_t w = word_.load(std::memory_order_relaxed);
+    std::uintptr_t w = word().load(std::memory_order_relaxed);
     do {
       if ((w & (requested_bit | busy_bit)) != 0) return false;
-    } while (!word_.compare_exchange_weak(w, reinterpret_cast<std::uintptr_t>(&c), std::memory_order_acq_rel,
+    } while (!word().compare_exchange_weak(w, reinterpret_cast<std::uintptr_t>(&c), std::memory_order_acq_rel,
                                           std::memory_order_relaxed));
     return true;
   }
@@ -90,9 +90,9 @@ class stop_state {
   /// Disarms `c` after its operation ended (or never armed it: then a load). When request_stop
   /// took `c`, waits until that call returned. After disarm, nothing touches `c`.
   void disarm(stop_canceller& c) noexcept {
-    std::uintptr_t w = word_.load(std::memory_order_acquire);
+    std::uintptr_t w = word().load(std::memory_order_acquire);
     if (w == reinterpret_cast<std::uintptr_t>(&c) &&
-        word_.compare_exchange_strong(w, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        word().compare_exchange_strong(w, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
       return;
     }
     if ((w & busy_bit) != 0) wait_not_busy();
@@ -110,14 +110,14 @@ class stop_state {
   /// slot and joins the list only when the next one comes (or the list is needed): a spawn that is
   /// joined before the next spawn, the usual case, never touches the list.
   void link_child(stop_state& child) noexcept {
-    child.parent_.store(this, std::memory_order_relaxed);
+    child.parent_ref().store(this, std::memory_order_relaxed);
     if (pending_child_ != nullptr) insert(*pending_child_);
     pending_child_ = &child;
     if (propagated_) child.request_stop();  // spawned after this task saw its stop
   }
   /// Unlinks `child` from this state's list (the caller then clears its parented bit).
   void unlink_child(stop_state& child) noexcept {
-    child.parent_.store(nullptr, std::memory_order_relaxed);
+    child.parent_ref().store(nullptr, std::memory_order_relaxed);
     if (pending_child_ == &child) {
       pending_child_ = nullptr;
       return;
@@ -140,13 +140,14 @@ class stop_state {
 
   /// The state this one is linked under (relaxed: a join_handle holder compares it with its own
   /// state while the parent may unlink it; only the parent's own thread acts on a match).
-  [[nodiscard]] stop_state* parent() const noexcept { return parent_.load(std::memory_order_relaxed); }
+  [[nodiscard]] stop_state* parent() const noexcept { return parent_ref().load(std::memory_order_relaxed); }
   [[nodiscard]] bool has_children() const noexcept { return first_child_ != nullptr || pending_child_ != nullptr; }
   /// The children list (after flush()), for the runtime's shutdown (no task runs then).
   [[nodiscard]] stop_state* first_child() const noexcept { return first_child_; }
   [[nodiscard]] stop_state* next_sibling() const noexcept { return next_sibling_; }
   /// Set by a join_handle holder that is not the parent: the parent's stop no longer reaches it.
-  std::atomic<bool> detached_{false};
+  void set_detached() noexcept { detached_ref().store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool detached() const noexcept { return detached_ref().load(std::memory_order_relaxed); }
   /// A join parked on this task with a plain store and no canceller yet (see join_park); the task
   /// arms the joiner's canceller if it suspends before it finishes. Thread running the task only.
   stop_canceller* lazy_join_;
@@ -163,8 +164,14 @@ class stop_state {
   void propagate() noexcept;      // lib/runtime.cpp
   void wait_not_busy() noexcept;  // lib/runtime.cpp
 
-  std::atomic<std::uintptr_t> word_{0};
-  std::atomic<stop_state*> parent_{nullptr};
+  // Plain fields reached through std::atomic_ref: a std::atomic member would be zeroed whenever
+  // a frame is created, and most frames belong to tasks that are only ever awaited.
+  std::atomic_ref<std::uintptr_t> word() const noexcept { return std::atomic_ref<std::uintptr_t>{word_}; }
+  std::atomic_ref<stop_state*> parent_ref() const noexcept { return std::atomic_ref<stop_state*>{parent_}; }
+  std::atomic_ref<bool> detached_ref() const noexcept { return std::atomic_ref<bool>{detached_}; }
+  alignas(std::atomic_ref<std::uintptr_t>::required_alignment) mutable std::uintptr_t word_;
+  alignas(std::atomic_ref<stop_state*>::required_alignment) mutable stop_state* parent_;
+  alignas(std::atomic_ref<bool>::required_alignment) mutable bool detached_;
   stop_state* first_child_;
   stop_state* prev_sibling_;
   stop_state* next_sibling_;

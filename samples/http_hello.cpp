@@ -5,11 +5,14 @@
 // Listens on 127.0.0.1:8080 by default (--port 0 picks a free port), prints
 // "listening on ADDRESS:PORT" once ready, and serves every connection in its own task. When
 // accept fails because the process is out of descriptors (EMFILE/ENFILE) it backs off for 10 ms
-// and keeps serving the connections it has.
+// and keeps serving the connections it has. On SIGINT or SIGTERM it shuts down gracefully: it stops
+// accepting, lets every connection finish the request it is answering (idle keep-alive
+// connections close at once), and exits 0.
 #include <corio/corio.hpp>
 #include <fmt/format.h>
 
 #include <charconv>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -34,18 +37,26 @@ int usage() {
   return 2;
 }
 
-corio::task<int> serve(std::string address) {
-  auto listener = corio::net::tcp_listener::bind(address);
-  fmt::print("listening on {}\n", listener.local_endpoint().to_string());
-  std::fflush(stdout);
+// Parameters by value or pointer (GCC 12 and coroutine references, see corio/runtime.hpp).
+corio::task<void> connection(corio::net::tcp_stream s) {
+  try {
+    co_await corio_samples::http::serve_connection(std::move(s));
+  } catch (...) {
+    // bad_alloc and the like end this connection, not the server (a task_group would cancel
+    // every other connection on a child's failure).
+  }
+}
+
+corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_group* connections) {
   auto last_report = corio::clock::now() - 1s;
   for (;;) {
     std::error_code ec;
-    corio::net::tcp_stream s = co_await listener.accept(ec);
+    corio::net::tcp_stream s = co_await listener->accept(ec);
     if (!ec) {
-      corio::spawn(corio_samples::http::serve_connection(std::move(s))).detach();
+      connections->spawn(connection(std::move(s)));
       continue;
     }
+    if (ec == std::errc::operation_canceled) co_return 0;  // shutting down
     if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system) {
       if (corio::clock::now() - last_report >= 1s) {  // at most one line a second
         fmt::print(stderr, "http_hello: accept: {}; backing off\n", ec.message());
@@ -58,6 +69,29 @@ corio::task<int> serve(std::string address) {
     fmt::print(stderr, "http_hello: accept failed: {}\n", ec.message());
     co_return 1;
   }
+}
+
+corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
+
+corio::task<int> serve(std::string address) {
+  auto listener = corio::net::tcp_listener::bind(address);
+  fmt::print("listening on {}\n", listener.local_endpoint().to_string());
+  std::fflush(stdout);
+  corio::task_group connections;
+  // The first of the two to end wins; when_any cancels the other and waits for it.
+  auto first = co_await corio::when_any(wait_for_signal(), accept_loop(&listener, &connections));
+  int status = 0;
+  if (first.index() == 0) {
+    fmt::print(stderr, "http_hello: signal {}: no new connections; finishing the requests in flight\n",
+               std::get<0>(first));
+  } else {
+    status = std::get<1>(first);
+  }
+  listener = corio::net::tcp_listener{};  // closed: new connections are refused
+  connections.cancel();                   // each connection ends at its next read
+  co_await connections.join();
+  fmt::print(stderr, "http_hello: stopped\n");
+  co_return status;
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // Opens N keep-alive connections to ADDRESS:PORT (default 127.0.0.1:8080, 64 connections,
 // 5 seconds, 1 worker, like `wrk -t1 -c64 -d5s`), each sending one GET at a time for S seconds,
 // and prints requests per second and the p50/p99/max latency in microseconds. Exits 1 when any
-// connection failed or any answer was not 200.
+// connection failed, any answer was malformed, truncated or not 200. A connection the server
+// closes between two answers (a graceful shutdown) is counted as closed, not as an error.
 #include <corio/corio.hpp>
 #include <fmt/format.h>
 
@@ -38,7 +39,8 @@ struct options {
 
 struct connection_result {
   std::uint64_t requests = 0;
-  std::uint64_t errors = 0;      // connect or I/O failures, malformed answers
+  std::uint64_t errors = 0;      // connect or I/O failures, malformed or truncated answers
+  std::uint64_t closed = 0;      // the server closed the connection between answers (a drain)
   std::uint64_t non_200 = 0;
   std::vector<std::uint32_t> latency_ns;  // one entry per request, capped at ~4.29 s
 };
@@ -62,7 +64,9 @@ corio::task<void> drive(corio::net::endpoint server, corio::clock::time_point de
     const auto start = corio::clock::now();
     (void)co_await s.write_all(request, ec);
     if (ec) {
-      ++out->errors;
+      // The server closed the connection (a graceful shutdown closes idle keep-alive
+      // connections): no answer was begun, so nothing was lost.
+      ++(ec == std::errc::broken_pipe || ec == std::errc::connection_reset ? out->closed : out->errors);
       co_return;
     }
     http::response_head head;
@@ -76,7 +80,10 @@ corio::task<void> drive(corio::net::endpoint server, corio::clock::time_point de
       }
       const std::size_t n = co_await s.read_some(std::span<char>{buf}.subspan(have), ec);
       if (ec || n == 0) {
-        ++out->errors;
+        // Closed before a byte of the answer: the request was not taken (a drain). Closed in the
+        // middle of an answer: a truncated answer, an error.
+        const bool clean = have == 0 && (n == 0 || ec == std::errc::connection_reset);
+        ++(clean ? out->closed : out->errors);
         co_return;
       }
       have += n;
@@ -104,11 +111,12 @@ corio::task<int> load(options opt) {
   for (auto& t : tasks) co_await t;
   const double elapsed = std::chrono::duration<double>(corio::clock::now() - start).count();
 
-  std::uint64_t requests = 0, errors = 0, non_200 = 0;
+  std::uint64_t requests = 0, errors = 0, non_200 = 0, closed = 0;
   std::vector<std::uint32_t> all;
   for (auto& r : results) {
     requests += r.requests;
     errors += r.errors;
+    closed += r.closed;
     non_200 += r.non_200;
     all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
   }
@@ -122,7 +130,8 @@ corio::task<int> load(options opt) {
   const double p99 = percentile_us(0.99);
   const double max = all.empty() ? 0.0 : *std::max_element(all.begin(), all.end()) / 1000.0;
   fmt::print("http_load: {} connections to {} for {:.2f} s\n", opt.connections, server.to_string(), elapsed);
-  fmt::print("requests: {}  errors: {}  non-200: {}\n", requests, errors, non_200);
+  fmt::print("requests: {}  errors: {}  non-200: {}  closed by the server: {}\n", requests, errors, non_200,
+             closed);
   fmt::print("requests/s: {:.0f}\n", static_cast<double>(requests) / elapsed);
   fmt::print("latency us: p50 {:.1f}  p99 {:.1f}  max {:.1f}\n", p50, p99, max);
   co_return (errors == 0 && non_200 == 0 && requests > 0) ? 0 : 1;

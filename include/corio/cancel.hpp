@@ -174,6 +174,49 @@ using stored_t = std::conditional_t<std::is_lvalue_reference_v<A>, A,
                                     std::conditional_t<std::is_move_constructible_v<std::remove_cvref_t<A>>,
                                                        std::remove_cvref_t<A>, A&&>>;
 
+/// The awaiter of shield(): awaits the inner operation with no stop state, so that nothing can
+/// cancel it; the task's own stop state is back when it completes.
+template <class A>
+class shield_operation {
+  using inner_t = awaiter_of_t<A>;
+
+ public:
+  explicit shield_operation(A&& awaitable)
+      : awaitable_(std::forward<A>(awaitable)), inner_(promise_base::get_awaiter(awaitable_)) {}
+  shield_operation(const shield_operation&) = delete;
+  shield_operation& operator=(const shield_operation&) = delete;
+
+  bool await_ready() { return inner_.await_ready(); }
+  template <class Promise>
+  decltype(auto) await_suspend(std::coroutine_handle<Promise> h) {
+    static_assert(std::is_base_of_v<promise_base, Promise>, "corio::shield: co_await it inside a corio::task");
+    promise_ = &h.promise();
+    saved_ = std::exchange(promise_->stop_, nullptr);
+    try {
+      return inner_.await_suspend(h);  // may publish the task: nothing of this frame after
+    } catch (...) {
+      restore();
+      throw;
+    }
+  }
+  decltype(auto) await_resume() {
+    restore();
+    return inner_.await_resume();
+  }
+
+ private:
+  void restore() noexcept {
+    if (promise_ == nullptr) return;
+    promise_->stop_ = saved_;
+    set_current_stop(saved_);
+    promise_ = nullptr;
+  }
+  A awaitable_;
+  inner_t inner_;
+  promise_base* promise_ = nullptr;
+  stop_state* saved_ = nullptr;
+};
+
 /// The awaiter of this_task::stop_requested().
 struct stop_requested_operation {
   bool value = false;
@@ -226,6 +269,15 @@ template <class Rep, class Period, class A>
 template <class A>
 [[nodiscard("co_await it")]] auto try_deadline(clock::time_point when, A&& op) {
   return detail::timeout_operation<detail::stored_t<A>, true>{when, std::forward<A>(op)};
+}
+
+/// `co_await corio::shield(op)`: awaits `op` so that the task's cancellation cannot end it (a
+/// stop requested meanwhile is seen at the next suspension point after it). For work that must
+/// finish once begun: writing a response already promised, releasing a resource over the network.
+/// Trio's shielded cancel scope, asyncio.shield. Only inside a corio::task; `op` as for timeout().
+template <class A>
+[[nodiscard("co_await it")]] auto shield(A&& op) {
+  return detail::shield_operation<detail::stored_t<A>>{std::forward<A>(op)};
 }
 
 namespace this_task {

@@ -45,6 +45,8 @@ inline void append_response(std::string& out, int version_minor, bool keep_alive
 /// answered, in order, in one write; a request split across reads is answered once complete.
 /// `GET /` and `HEAD /` get 200 "Hello, World!", any other target 404, a body is read and ignored.
 /// Never throws: I/O errors end the connection quietly (a reset peer is normal for a server).
+/// Cancelling the task (a graceful shutdown) ends it at its next read: a request already read is
+/// still answered in full (the write is shielded), an idle connection closes at once.
 inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_limits limits = {}) {
   std::error_code ec;
   stream.set_nodelay(true, ec);
@@ -95,7 +97,9 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
       }
     }
     if (!out.empty()) {
-      (void)co_await stream.write_all(out, ec);
+      // Shielded: a request read is answered in full even when the task is being cancelled (a
+      // graceful shutdown); the next read then sees the stop and the connection closes.
+      (void)co_await corio::shield(stream.write_all(out, ec));
       if (ec) co_return;
     }
     if (close_after) {

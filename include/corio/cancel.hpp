@@ -67,8 +67,14 @@ class timeout_operation : scope_forwarder {
   using result_type = std::conditional_t<!Optional, value_t,
                                          std::conditional_t<std::is_void_v<value_t>, bool, std::optional<value_t>>>;
 
-  timeout_operation(clock::time_point deadline, A&& awaitable)
-      : awaitable_(std::forward<A>(awaitable)), inner_(promise_base::get_awaiter(awaitable_)), deadline_(deadline) {}
+  /// Until `deadline`, or for `duration` from the moment it suspends when `relative` (the clock
+  /// is read only when the operation is not ready at once).
+  timeout_operation(clock::time_point deadline, clock::duration duration, bool relative, A&& awaitable)
+      : awaitable_(std::forward<A>(awaitable)),
+        inner_(promise_base::get_awaiter(awaitable_)),
+        deadline_(deadline),
+        duration_(duration),
+        relative_(relative) {}
   timeout_operation(const timeout_operation&) = delete;
   timeout_operation& operator=(const timeout_operation&) = delete;
   ~timeout_operation() { cleanup(); }  // a frame destroyed while suspended (shutdown)
@@ -88,7 +94,9 @@ class timeout_operation : scope_forwarder {
     this->cancel = &forward_stop;
     if (outer_ != nullptr && !outer_->arm(*this)) scope_.request_stop();  // the task is cancelled already
     armed_ = outer_ != nullptr && !scope_.stop_requested();
-    if (deadline_ <= now()) {
+    const clock::time_point t = now();
+    if (relative_) deadline_ = duration_ > clock::duration::max() - t.time_since_epoch() ? clock::time_point::max() : t + duration_;
+    if (deadline_ <= t) {
       expired_ = true;
       scope_.request_stop();
     } else {
@@ -158,6 +166,8 @@ class timeout_operation : scope_forwarder {
   A awaitable_;
   inner_t inner_;
   clock::time_point deadline_;
+  clock::duration duration_;
+  bool relative_;
   stop_state scope_;
   stop_state* outer_ = nullptr;
   promise_base* promise_ = nullptr;
@@ -247,28 +257,28 @@ struct stop_requested_operation {
 /// is a temporary operation that cannot be moved. Only inside a corio::task.
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, false>{now() + std::chrono::ceil<clock::duration>(d),
+  return detail::timeout_operation<detail::stored_t<A>, false>{{}, std::chrono::ceil<clock::duration>(d), true,
                                                                std::forward<A>(op)};
 }
 
 /// As timeout(), with an absolute deadline on corio's clock.
 template <class A>
 [[nodiscard("co_await it")]] auto deadline(clock::time_point when, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, false>{when, std::forward<A>(op)};
+  return detail::timeout_operation<detail::stored_t<A>, false>{when, {}, false, std::forward<A>(op)};
 }
 
 /// As timeout(), returning std::optional<T> (std::nullopt when the time ran out; `bool` for an
 /// operation returning void: false when the time ran out) instead of throwing timed_out.
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto try_timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, true>{now() + std::chrono::ceil<clock::duration>(d),
+  return detail::timeout_operation<detail::stored_t<A>, true>{{}, std::chrono::ceil<clock::duration>(d), true,
                                                               std::forward<A>(op)};
 }
 
 /// As deadline(), returning std::optional as try_timeout() does.
 template <class A>
 [[nodiscard("co_await it")]] auto try_deadline(clock::time_point when, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, true>{when, std::forward<A>(op)};
+  return detail::timeout_operation<detail::stored_t<A>, true>{when, {}, false, std::forward<A>(op)};
 }
 
 /// `co_await corio::shield(op)`: awaits `op` so that the task's cancellation cannot end it (a

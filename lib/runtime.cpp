@@ -1153,7 +1153,31 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
   return h ? h : std::noop_coroutine();
 }
 
+namespace {
+/// A when_all child running under `s` parks for the first time: arms its group's forwarder on the
+/// parent's stop state, and so on up while the parent is itself a when_all child whose group's
+/// forwarder is not armed yet. A parent whose stop was requested already forwards it at once.
+void arm_group_forwarders(stop_state* s) noexcept {
+  while (s != nullptr && s->task_ != nullptr && s->task_->spawn_.group != nullptr) {
+    fork_group& g = *s->task_->spawn_.group;
+    stop_state* parent = g.parent_stop;
+    if (parent == nullptr || g.forwarder == nullptr) return;
+    if (parent->armed_with(*g.forwarder)) return;  // a sibling did it (and the levels above)
+    if (!parent->arm(*g.forwarder)) {
+      forward_to_children(*g.forwarder);
+      return;
+    }
+    s = parent;
+  }
+}
+}  // namespace
+
 void arm_lazy_join(stop_state& s) noexcept {
+  if (s.lazy_join_ == group_marker()) {
+    s.lazy_join_ = nullptr;
+    arm_group_forwarders(&s);
+    return;
+  }
   auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
   promise_base& task = *s.task_;  // the joined task, running now: the joiner is parked for good
   c.task = &task;

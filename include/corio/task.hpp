@@ -65,7 +65,24 @@ struct fork_group {
   void* owner = nullptr;            ///< the forking worker (its private queue holds the children)
   promise_base* next = nullptr;     ///< the next child the run of inline children may take
   std::uint32_t inline_done = 0;    ///< children of the run of inline children finished so far
+  /// The parent's stop state and the canceller that forwards its stop to the children, armed
+  /// lazily: only once a child (or a task it awaits) parks in a real wait (see arm_lazy_join).
+  stop_state* parent_stop = nullptr;
+  stop_canceller* forwarder = nullptr;
 };
+
+/// stop_state::lazy_join_ of a when_all child: not a join, but "arm the group's forwarder on the
+/// parent's stop state when this child first parks" (see arm_lazy_join).
+inline stop_canceller* group_marker() noexcept {
+  static constinit stop_canceller marker{};
+  return &marker;
+}
+
+/// Awaiters that only start work rather than wait for something (awaiting a task, a when_all)
+/// say so with `static constexpr bool corio_fork = true;`: they do not count as the first time a
+/// task parks (see stop_aware), the waits inside the work they start do.
+template <class A>
+concept fork_awaiter = requires { requires std::remove_cvref_t<A>::corio_fork; };
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
 /// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
@@ -172,8 +189,10 @@ class promise_base {
   }
 };
 
-/// Arms the canceller of a join parked on the task running under `s` with a plain store, now that
-/// the task suspends before finishing (see join_park). Defined in lib/runtime.cpp.
+/// The task running under `s` parks for the first time with a lazily armed canceller pending:
+/// the canceller of a join parked on it with a plain store (see join_park), or, for a when_all
+/// child, the forwarders of its group and of every enclosing group up to a spawned task (so that
+/// a fork-join tree that never waits never arms one). Defined in lib/runtime.cpp.
 void arm_lazy_join(stop_state& s) noexcept;
 
 /// The wrapper await_transform puts around every awaiter in a task (see promise_base).
@@ -188,7 +207,9 @@ struct stop_aware {
   bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
   template <class Promise>
   decltype(auto) await_suspend(std::coroutine_handle<Promise> h) noexcept(noexcept(inner.await_suspend(h))) {
-    if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
+    if constexpr (!fork_awaiter<Awaiter>) {
+      if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
+    }
     return inner.await_suspend(h);
   }
   /// (An awaiter that changes the promise's stop state while suspended, timeout's scope, sets
@@ -314,6 +335,7 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
   /// the awaiting coroutine with the task's result, or rethrows its exception.
   class operation {
    public:
+    static constexpr bool corio_fork = true;  ///< runs the task; the task's own waits are waits
     explicit operation(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
     bool await_ready() const noexcept { return false; }
     template <class Promise>

@@ -57,6 +57,7 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
   p.spawn_.next = nullptr;
   p.spawn_.stop.reset();  // each child has a stop state of its own (its spawns link under it)
   p.spawn_.stop.task_ = &p;
+  p.spawn_.stop.lazy_join_ = group_marker();  // its first wait arms the group's forwarder
   p.stop_ = &p.spawn_.stop;
   if (last != nullptr) last->spawn_.next = &p;
   last = &p;
@@ -85,24 +86,27 @@ class when_all_base {
   }
   template <class Promise>
   std::coroutine_handle<> start(promise_base* last, std::size_t n, std::coroutine_handle<Promise> parent) {
-    // Cancelling the awaiting task cancels every child: armed before any child can run.
+    // Cancelling the awaiting task cancels every child. The forwarder is armed on the parent's
+    // stop state only when a child first parks in a real wait (arm_lazy_join): a fork-join tree
+    // whose children never wait pays no atomic for it. Children of a parent cancelled already
+    // start cancelled.
     if (stop_state* s = stop_of(parent)) {
       forwarder_.last = last;
       forwarder_.cancel = &forward_to_children;
-      if (s->arm(forwarder_)) stop_ = s;
-      else forward_to_children(forwarder_);  // cancelled already: the children start cancelled
+      group_.parent_stop = s;
+      group_.forwarder = &forwarder_;
+      if (s->stop_requested()) forward_to_children(forwarder_);
     }
     return transfer(fork_start(group_, last, static_cast<std::uint32_t>(n), parent, binding_of(parent)));
   }
-  /// The start of every await_resume: the children are done, nothing to forward to any more.
+  /// The start of every await_resume: the children are done, nothing to forward to any more
+  /// (a load when the forwarder was never armed).
   void settle() noexcept {
-    if (stop_ != nullptr) std::exchange(stop_, nullptr)->disarm(forwarder_);
+    if (group_.parent_stop != nullptr) std::exchange(group_.parent_stop, nullptr)->disarm(forwarder_);
   }
-  ~when_all_base() { settle(); }
 
   fork_group group_{};
   children_forwarder forwarder_{};
-  stop_state* stop_ = nullptr;
   bool started_ = false;
 };
 
@@ -128,6 +132,7 @@ inline void rethrow_first(std::initializer_list<const promise_base*> children) {
 template <class... Ts>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : detail::when_all_base {
  public:
+  static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   explicit when_all_tuple(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
     std::apply([](const auto&... t) { (detail::check_valid(t), ...); }, tasks_);
   }
@@ -167,6 +172,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
 template <class T, std::size_t N>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : detail::when_all_base {
  public:
+  static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   explicit when_all_array(std::array<task<T>, N>&& tasks) : tasks_(std::move(tasks)) {
     for (const auto& t : tasks_) detail::check_valid(t);
   }
@@ -204,6 +210,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
 template <class T>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : detail::when_all_base {
  public:
+  static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   explicit when_all_vector(std::vector<task<T>>&& tasks) : tasks_(std::move(tasks)) {
     if (tasks_.size() > std::numeric_limits<std::uint32_t>::max()) {
       throw std::length_error("corio::when_all: more than 2^32-1 tasks");

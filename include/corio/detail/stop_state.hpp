@@ -87,6 +87,11 @@ class stop_state {
     return true;
   }
 
+  /// True while `c` is the armed canceller (a relaxed snapshot).
+  [[nodiscard]] bool armed_with(const stop_canceller& c) const noexcept {
+    return word().load(std::memory_order_relaxed) == reinterpret_cast<std::uintptr_t>(&c);
+  }
+
   /// Disarms `c` after its operation ended (or never armed it: then a load). When request_stop
   /// took `c`, waits until that call returned. After disarm, nothing touches `c`.
   void disarm(stop_canceller& c) noexcept {

@@ -14,7 +14,8 @@ using corio_test::scaled;
 
 namespace {
 
-enum class op_kind { sleep, recv, send, select, mutex, semaphore, condvar, event, latch, wait_group, join, shared_lock };
+enum class op_kind { sleep, recv, send, select, mutex, semaphore, condvar, event, latch, wait_group, join, shared_lock,
+                     when_all, nested_when_all, timeout_scope };
 
 struct fixture {
   corio::channel<int> ch{0};
@@ -33,6 +34,20 @@ struct fixture {
 corio::task<void> forever() {
   corio::event never;
   co_await never.wait();
+}
+
+corio::task<int> recv_forever(corio::channel<int> ch) {
+  auto v = co_await ch.recv();
+  co_return v.value_or(0);
+}
+
+corio::task<int> compute(int n) { co_return n; }
+
+corio::task<int> fork_then_wait(corio::channel<int> ch) {
+  // A fork-join level that never waits, then one whose child waits: the stop must still reach it.
+  auto [a, b] = co_await corio::when_all(compute(1), compute(2));
+  auto [c, d] = co_await corio::when_all(compute(a), recv_forever(ch));
+  co_return b + c + d;
 }
 
 corio::task<void> waiter(op_kind kind, fixture* f) {
@@ -70,6 +85,21 @@ corio::task<void> waiter(op_kind kind, fixture* f) {
       case op_kind::event: co_await f->ev.wait(); break;
       case op_kind::latch: co_await f->latch.wait(); break;
       case op_kind::wait_group: co_await f->wg.wait(); break;
+      case op_kind::when_all: {
+        auto r = co_await corio::when_all(recv_forever(f->ch), recv_forever(f->ch2));
+        (void)r;
+        break;
+      }
+      case op_kind::nested_when_all: {
+        auto r = co_await corio::when_all(compute(0), fork_then_wait(f->ch));
+        (void)r;
+        break;
+      }
+      case op_kind::timeout_scope: {
+        auto r = co_await corio::timeout(24h, corio::when_all(recv_forever(f->ch), compute(3)));
+        (void)r;
+        break;
+      }
       case op_kind::join: {
         auto h = corio::spawn(forever());
         co_await h;  // the child is linked to us: it is cancelled too, and we wait for nothing else
@@ -108,8 +138,9 @@ corio::task<void> cancel_after_start(op_kind kind, fixture* f) {
 }
 
 const char* name_of(op_kind k) {
-  static const char* names[] = {"sleep", "recv", "send", "select", "mutex", "semaphore", "condvar",
-                                "event", "latch", "wait_group", "join", "shared_lock"};
+  static const char* names[] = {"sleep", "recv", "send", "select", "mutex", "semaphore", "condvar", "event",
+                                "latch", "wait_group", "join", "shared_lock", "when_all", "nested_when_all",
+                                "timeout_scope"};
   return names[static_cast<int>(k)];
 }
 
@@ -119,7 +150,7 @@ TEST_SUITE("cancel") {
   TEST_CASE("cancelling a task ends the wait it is suspended in with operation_cancelled, on 1 and 4 workers") {
     corio_test::hang_guard guard{"cancel each kind of wait", 120s};
     for (unsigned workers : {1u, 4u}) {
-      for (int k = 0; k <= static_cast<int>(op_kind::shared_lock); ++k) {
+      for (int k = 0; k <= static_cast<int>(op_kind::timeout_scope); ++k) {
         const auto kind = static_cast<op_kind>(k);
         CAPTURE(workers);
         CAPTURE(name_of(kind));

@@ -308,3 +308,47 @@ TEST_CASE("signal: bad signal numbers are std::system_error EINVAL") {
   CHECK_THROWS_AS(rt.block_on(wait_signal(0)), std::system_error);
   CHECK_THROWS_AS(rt.block_on(wait_signal(65)), std::system_error);
 }
+
+namespace {
+
+// A connect to a listener whose accept queue is full stays pending (the kernel drops the SYN and
+// the client retransmits), so only its cancellation can end it soon.
+corio::task<int> connect_outcome(endpoint ep) {
+  try {
+    tcp_stream s = co_await tcp_stream::connect(ep);
+    co_return returned;  // `s` is closed here
+  } catch (const corio::operation_cancelled&) {
+    co_return cancelled;
+  } catch (...) {
+    co_return failed;
+  }
+}
+
+corio::task<int> join_connect(corio::join_handle<int> h) { co_return co_await h; }
+
+}  // namespace
+
+TEST_CASE("I/O cancel: a connect left pending by a full accept queue ends with operation_cancelled") {
+  hang_guard guard{"connect cancel", std::chrono::seconds{120}};
+  const std::size_t before = open_descriptors();
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    tcp_listener listener = tcp_listener::bind("127.0.0.1:0", 1);  // never accepted from
+    const endpoint ep = listener.local_endpoint();
+    std::vector<corio::join_handle<int>> connects;
+    for (int i = 0; i < 8; ++i) connects.push_back(rt.spawn(connect_outcome(ep)));
+    std::this_thread::sleep_for(300ms);  // the queue fills; the rest wait for a SYN-ACK
+    int done = 0, was_cancelled = 0;
+    for (auto& h : connects) {
+      h.cancel();
+      const int r = rt.block_on(join_connect(std::move(h)));
+      CHECK(r != failed);
+      done += r == returned ? 1 : 0;
+      was_cancelled += r == cancelled ? 1 : 0;
+    }
+    CHECK(done + was_cancelled == 8);
+    CHECK(was_cancelled >= 1);  // at least one connect could only end by its cancellation
+  }
+  CHECK(open_descriptors() == before);
+}

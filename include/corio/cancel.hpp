@@ -314,12 +314,15 @@ inline void request_stop() noexcept {
 /// inert object outside a task.
 class stop_link {
  public:
+  /// The std::stop_callback's callable: requests stop on the task's state (null: no task).
   struct requester {
     detail::stop_state* state;
     void operator()() const noexcept {
       if (state != nullptr) state->request_stop();
     }
   };
+  /// Links `token` to the calling task (see stop_when). Runs the request at once when `token`
+  /// was stopped already. Not movable (std::stop_callback is not).
   explicit stop_link(std::stop_token token) : callback_(std::move(token), requester{detail::current_stop()}) {}
 
  private:

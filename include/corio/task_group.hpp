@@ -73,6 +73,8 @@ struct group_state {
   }
 };
 
+/// A task_group child: registers its stop state with the group, waits for a slot when the group
+/// has a max_concurrency, runs `body`, records a failure, and counts itself off.
 // Parameters by value (GCC 12 and coroutine references, see runtime.hpp).
 template <class T>
 task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
@@ -198,6 +200,8 @@ class task_group {
 
 namespace detail {
 
+/// What the children of one when_any share: who won, the winner's result or exception, and the
+/// children's stop states (to cancel the losers). Lives in when_any's frame.
 template <class Result, std::size_t N>
 struct any_state {
   std::atomic<bool> decided{false};
@@ -215,6 +219,8 @@ struct any_state {
   }
 };
 
+/// Child I of a when_any: awaits `t` and, if it is the first to finish, records its result or
+/// exception and cancels the others.
 template <std::size_t I, class Result, std::size_t N, class T>
 task<void> any_child(task<T> t, any_state<Result, N>* st) {
   try {
@@ -235,6 +241,7 @@ task<void> any_child(task<T> t, any_state<Result, N>* st) {
   }
 }
 
+/// when_any's body: the children run as a when_all; the winner's result comes out.
 template <class Result, class... Ts, std::size_t... I>
 task<Result> when_any_impl(std::index_sequence<I...>, task<Ts>... tasks) {
   constexpr std::size_t n = sizeof...(Ts);

@@ -178,9 +178,29 @@ void worker::drain_inbox() {
   std::lock_guard lock{inbox_mutex_};
   for (auto h : inbox_) fifo_.push_back(h);
   inbox_.clear();
-  for (timeout_timer* t : timer_releases_) remove_timeout_timer(*t), delete t;
-  timer_releases_.clear();
+  release_timers_locked();
   inbox_flag_.store(false, std::memory_order_seq_cst);
+}
+
+void worker::release_timers_locked() noexcept {
+  for (timeout_timer* t : timer_releases_) {
+    remove_timeout_timer(*t);
+    free_timeout_timer(t);
+  }
+  timer_releases_.clear();
+}
+
+namespace {
+/// A timeout's timer comes from the frame allocator's per-thread cache (any thread may free it: a
+/// free away from home goes back to its home in a batch), not from malloc.
+timeout_timer* allocate_timeout_timer() {
+  return ::new (frame_allocate(sizeof(timeout_timer))) timeout_timer;
+}
+}  // namespace
+
+void free_timeout_timer(timeout_timer* t) noexcept {
+  t->~timeout_timer();
+  frame_deallocate(t, sizeof(timeout_timer));
 }
 
 void worker::post_timer_release(timeout_timer* t) {
@@ -194,8 +214,7 @@ void worker::post_timer_release(timeout_timer* t) {
 
 void worker::drain_timer_releases() noexcept {
   std::lock_guard lock{inbox_mutex_};
-  for (timeout_timer* t : timer_releases_) remove_timeout_timer(*t), delete t;
-  timer_releases_.clear();
+  release_timers_locked();
 }
 
 void worker::add_timeout_timer(timeout_timer& t, clock::time_point deadline) {
@@ -333,13 +352,6 @@ void worker::drain_remote_finished() noexcept {
   }
 }
 
-void worker::add_timer(timer_node& node) {
-  node.entry.context = &node;
-  node.entry.deadline_tick = rt_.ticks_ceil(node.deadline);
-  wheel_.insert(node.entry);
-  if (rt_.manual_) publish_deadline();
-}
-
 void worker::add_park_timer(park_timer& t) {
   t.entry.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&t) | 1);  // tagged: see fire_timers
   t.entry.deadline_tick = rt_.ticks_ceil(clock::time_point{clock::duration{t.deadline_ns}});
@@ -376,13 +388,9 @@ std::size_t worker::fire_timers() {
       }
       return;
     }
-    if ((bits & 1) != 0) {
-      // A parked operation's timeout: resume the task only if the timeout ended the wait.
-      park_state& state = *reinterpret_cast<park_timer*>(bits & ~std::uintptr_t{1})->state;
-      if (state.try_claim(park_state::timed_out)) schedule_back(state.task);
-      return;
-    }
-    schedule_back(static_cast<timer_node*>(e.context)->waiter);
+    // A parked operation's timeout (a sleep's too): resume the task only if it ended the wait.
+    park_state& state = *reinterpret_cast<park_timer*>(bits & ~std::uintptr_t{1})->state;
+    if (state.try_claim(park_state::timed_out)) schedule_back(state.task);
   });
   timers_fired.add(fired);
   if (rt_.manual_) publish_deadline();
@@ -878,7 +886,6 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   };
   for (auto& w : workers_) destroy_list(std::exchange(w->registry_head_, nullptr));
   for (auto& w : workers_) w->reactor_.reset();
-  destroyed_ = destroyed;
   return destroyed;
 }
 
@@ -1106,7 +1113,8 @@ void cancel_join(stop_canceller& sc) noexcept {
   const std::uint32_t old = c.task->spawn_.state.fetch_or(state_join_cancel, std::memory_order_acq_rel);
   if ((old & (state_joiner | state_running)) == (state_joiner | state_running)) {
     // Parked and not finished: this call resumes the joiner, and the finish will not.
-    wake_parked(wake_ticket{c.joiner, c.runtime, c.park_worker});
+    // The joiner is the task's continuation (join_park stored it before publishing).
+    wake_parked(wake_ticket{c.task->continuation_, c.task->spawn_.runtime, c.park_worker});
   }
 }
 }  // namespace
@@ -1132,8 +1140,6 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     if (s != nullptr) {
       c.task = &p;
       c.cancel = &cancel_join;
-      c.joiner = joiner;
-      c.runtime = p.spawn_.runtime;
       c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
       p.spawn_.join_armed = true;  // published by the addition below
       if (!s->arm(c)) {
@@ -1182,8 +1188,6 @@ void arm_lazy_join(stop_state& s) noexcept {
   promise_base& task = *s.task_;  // the joined task, running now: the joiner is parked for good
   c.task = &task;
   c.cancel = &cancel_join;
-  c.joiner = task.continuation_;
-  c.runtime = task.spawn_.runtime;
   c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
   task.spawn_.join_armed = true;  // from now on a canceller may write the state
   if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
@@ -1203,7 +1207,7 @@ void join_settle_slow(join_canceller& c, promise_base& task) {
 
 timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline) {
   worker& w = require_worker("corio::timeout");
-  auto* t = new timeout_timer;
+  timeout_timer* t = allocate_timeout_timer();
   t->scope = &scope;
   t->owner = &w;
   w.add_timeout_timer(*t, deadline);
@@ -1217,7 +1221,7 @@ bool release_timeout_timer(timeout_timer* t) noexcept {
     // On its own worker (a firing would have run on this thread), or after the workers stopped.
     const bool fired = t->state.load(std::memory_order_acquire) == timeout_timer::fired;
     owner->remove_timeout_timer(*t);
-    delete t;
+    free_timeout_timer(t);
     return fired;
   }
   std::uint32_t expected = timeout_timer::armed;
@@ -1227,7 +1231,7 @@ bool release_timeout_timer(timeout_timer* t) noexcept {
   }
   // Firing or fired on its worker: wait for the firing to let go, then it is ours to free.
   while (t->state.load(std::memory_order_acquire) != timeout_timer::fired) std::this_thread::yield();
-  delete t;
+  free_timeout_timer(t);
   return true;
 }
 
@@ -1392,7 +1396,6 @@ bool coop_spend() noexcept {
   return true;
 }
 
-void add_timer(timer_node& node) { require_worker("corio::sleep_for/sleep_until").add_timer(node); }
 
 std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept {
   worker* w = current_worker();

@@ -124,7 +124,6 @@ class worker {
   /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
   /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
   void schedule_back(std::coroutine_handle<> h);
-  void add_timer(timer_node& node);
   /// A parked operation's timeout (corio/detail/park.hpp), and its cancellation (owner only).
   void add_park_timer(park_timer& t);
   void cancel_park_timer(park_timer& t) noexcept;
@@ -173,6 +172,8 @@ class worker {
   void remove_timeout_timer(timeout_timer& t) noexcept;
   /// After the workers stopped: frees the timers handed over and not yet released.
   void drain_timer_releases() noexcept;
+  /// Frees the timers handed over by post_timer_release; inbox_mutex_ held.
+  void release_timers_locked() noexcept;
   bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
   /// A task of this worker's registry finished on another worker (lock-free push).
   void push_remote_finished(promise_base& p) noexcept;
@@ -318,7 +319,6 @@ class runtime_impl {
   std::atomic<bool> closing_{false};   ///< spawns are refused (set first by shutdown)
   /// Bumped by shutdown: each worker then requests stop on every task of its registry.
   std::atomic<std::uint32_t> stop_all_epoch_{0};
-  std::size_t destroyed_ = 0;  ///< tasks the shutdown had to destroy
   alignas(64) std::atomic<std::uint32_t> spinning_{0};
   alignas(64) std::atomic<std::uint32_t> idle_count_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};   ///< spawns from outside the workers
@@ -343,6 +343,9 @@ class runtime_impl {
 
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).
 worker* current_worker() noexcept;
+
+/// Frees a timeout's timer (lib/runtime.cpp: they come from the frame allocator).
+void free_timeout_timer(timeout_timer* t) noexcept;
 
 /// Destroys a spawned task's frame, first reporting an exception nobody observed.
 void destroy_spawned(promise_base& p) noexcept;

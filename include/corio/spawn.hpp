@@ -31,9 +31,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 struct join_canceller : stop_canceller {
   // Written only when the canceller is armed (join_park's slow path, or arm_lazy_join): a join
   // that parks with the plain-store fast path and is never cancelled writes none of them.
-  promise_base* task;                ///< the joined task
-  std::coroutine_handle<> joiner;
-  runtime_impl* runtime;
+  promise_base* task;                ///< the joined task (its continuation_ is the joiner)
   std::uint32_t park_worker;         ///< where to resume the joiner
   stop_state* stop = nullptr;        ///< the joiner's stop state (null: not cancellable)
   bool early = false;                ///< stop was requested before the join parked

@@ -30,18 +30,6 @@ inline constexpr clock_source manual_clock = clock_source::manual;
 
 namespace detail {
 
-/// A pending sleep: the wheel entry, in the sleeping task's frame, and what to resume.
-struct timer_node {
-  timer_entry entry;
-  clock::time_point deadline{};
-  std::coroutine_handle<> waiter{};
-};
-
-/// Adds `node` to the calling worker's timer wheel; the worker resumes node.waiter once its
-/// runtime's time reads at least node.deadline. Defined in lib/runtime.cpp. Throws
-/// std::logic_error off a worker.
-void add_timer(timer_node& node);
-
 /// The calling worker's runtime time; steady_clock::now() on other threads.
 clock::time_point runtime_now() noexcept;
 

@@ -41,17 +41,6 @@ namespace {
 
 using block = frame_cache::block;
 
-/// The 16 bytes in front of every cached frame, written once when the block is created and never
-/// changed (a frame of the class never reaches them). The free path reads the home from here to
-/// tell a local free from a remote one; the home reads the class to sort returned frames.
-struct frame_block_header {
-  frame_home* home;
-  std::uint32_t size_class;
-  std::uint32_t home_slot;  ///< home->number % frame_remote_slots, kept here so that a remote
-                            ///< free need not read the home's (contended) cache line
-};
-static_assert(sizeof(frame_block_header) == frame_header_bytes);
-
 frame_block_header* header_of(block* frame) noexcept {
   return std::launder(
       reinterpret_cast<frame_block_header*>(reinterpret_cast<char*>(frame) - frame_header_bytes));
@@ -60,18 +49,8 @@ frame_block_header* header_of(block* frame) noexcept {
 /// Frees a cached frame's whole block.
 void delete_frame(block* frame) noexcept { ::operator delete(static_cast<void*>(header_of(frame))); }
 
-constexpr std::size_t max_cached_bytes = 1u << 20;  // per class and thread
-
-// Frames a cache keeps per class: max_cached_bytes of them.
-constexpr auto limits = [] {
-  struct table {
-    std::uint32_t v[frame_class_count];
-  } t{};
-  for (std::size_t c = 0; c < frame_class_count; ++c) {
-    t.v[c] = static_cast<std::uint32_t>(max_cached_bytes / ((c + 1) * frame_granule));
-  }
-  return t;
-}();
+// Frames a cache keeps per class (frame_max_cached_bytes_per_class of them).
+constexpr const auto& limits = frame_class_limits;
 
 /// The value of frame_home::returned while the home has no thread.
 constinit block closed_marker{nullptr};
@@ -272,22 +251,14 @@ void* frame_allocate_slow(std::size_t bytes) {
   return static_cast<char*>(raw) + frame_header_bytes;
 }
 
-void frame_deallocate(void* frame, std::size_t bytes) noexcept {
-  if (bytes <= frame_max_cached_bytes) [[likely]] {
-    const std::size_t c = frame_size_class(bytes);
-    auto* f = static_cast<block*>(frame);
-    const frame_block_header* h = header_of(f);
-    assert(h->size_class == c && "frame_deallocate: size differs from frame_allocate's");
-    frame_cache& cache = tls_frame_cache;
-    if (h->home == cache.home && cache.counts[c] < limits.v[c]) [[likely]] {
-      f->next = cache.heads[c];
-      cache.heads[c] = f;
-      ++cache.counts[c];
-      return;
-    }
-    return deallocate_slow(f);
+void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept {
+  if (bytes > frame_max_cached_bytes) {
+    ::operator delete(frame);
+    return;
   }
-  ::operator delete(frame);
+  auto* f = static_cast<block*>(frame);
+  assert(header_of(f)->size_class == frame_size_class(bytes) && "frame_deallocate: size differs from frame_allocate's");
+  deallocate_slow(f);
 }
 
 void frame_flush_remote() noexcept {

@@ -90,6 +90,8 @@ void stop_state::wait_not_busy() noexcept {
   }
 }
 
+void stop_state::stop_late_child(stop_state& child) noexcept { child.request_stop(); }
+
 void stop_state::propagate() noexcept {
   flush();
   for (stop_state* c = first_child_; c != nullptr; c = c->next_sibling_) {
@@ -493,6 +495,11 @@ std::coroutine_handle<> worker::next_direct() {
   std::coroutine_handle<> h = next_local();
   if (h) begin_task();
   return h;
+}
+
+std::coroutine_handle<> worker::next_or_noop() noexcept {
+  std::coroutine_handle<> h = next_direct();
+  return h ? h : std::noop_coroutine();
 }
 
 inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
@@ -928,14 +935,14 @@ namespace {
   p.spawn_.home = home;
   p.spawn_.join_armed = false;
   stop_state& st = p.spawn_.stop;
-  st.reset();
-  st.task_ = &p;
-  p.stop_ = &st;
-  std::uint32_t bits = state_running | state_handle | state_linked;
   // Linked under the spawning task (the thread's current stop state), which then owns the link;
   // a spawn from outside the runtime's workers has no spawner to link to.
-  if (stop_state* parent = current_stop(); parent != nullptr && on_worker) {
-    parent->link_child(st);
+  stop_state* parent = on_worker ? current_stop() : nullptr;
+  st.reset(&p, nullptr, parent);
+  p.stop_ = &st;
+  std::uint32_t bits = state_running | state_handle | state_linked;
+  if (parent != nullptr) {
+    parent->adopt_child(st);
     bits |= state_parented;
   }
   p.spawn_.state.store(bits, std::memory_order_relaxed);
@@ -943,8 +950,8 @@ namespace {
 
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
 /// runtime, bound tasks, and the errors.
-[[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
-                                       std::uint32_t bound) {
+[[gnu::noinline]] void spawn_root_checked(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
+                                          std::uint32_t bound) {
   worker* w = this_worker;
   if (rt == nullptr && w != nullptr) rt = &w->runtime();
   if (rt == nullptr) {
@@ -973,6 +980,17 @@ namespace {
   if (bound != unbound_worker) rt->workers_[bound]->post(self);
   else rt->inject(self);  // publishes the frame: another worker may run it from here on
 }
+
+/// spawn_root_checked(), destroying the frame when it throws.
+[[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
+                                       std::uint32_t bound) {
+  try {
+    spawn_root_checked(rt, p, self, bound);
+  } catch (...) {
+    self.destroy();  // the task never started: this frees its arguments
+    throw;
+  }
+}
 }  // namespace
 
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
@@ -986,12 +1004,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
     w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
     return;
   }
-  try {
-    spawn_root_slow(rt, p, self, bound);
-  } catch (...) {
-    self.destroy();  // the task never started: this frees its arguments
-    throw;
-  }
+  spawn_root_slow(rt, p, self, bound);
 }
 
 /// finish_spawned() for a when_all child (see fork_group). An inline child hands the thread to
@@ -999,7 +1012,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// themselves off `remaining`; whoever takes it to zero resumes the parent (on its own worker when
 /// it is bound). The parent owns the children's frames and reads their results, so nothing of `p`
 /// or the group is touched after the subtraction unless it reached zero.
-static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
+[[gnu::noinline]] static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
   if (stop_state& st = p.spawn_.stop; st.has_children()) [[unlikely]] {
     if (st.stop_requested()) st.observe();
     st.release_children();
@@ -1049,10 +1062,10 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint3
   return first->spawn_.self;
 }
 
-std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
-  if (p.spawn_.group != nullptr) return finish_grouped(p);
+namespace {
+/// finish_spawned() off its fast path.
+[[gnu::noinline]] std::coroutine_handle<> finish_spawned_slow(promise_base& p, worker* w) noexcept {
   runtime_impl& rt = *p.spawn_.runtime;
-  worker* w = this_worker;
   // The task's own children first: a cancelled task passes its stop on, then lets them go.
   stop_state& st = p.spawn_.stop;
   st.lazy_join_ = nullptr;
@@ -1105,6 +1118,28 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   // Nothing waits for this task: go straight on to the next local task.
   return on_runtime ? w->next_direct() : std::coroutine_handle<>{};
 }
+}  // namespace
+
+std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
+  if (p.spawn_.group != nullptr) return finish_grouped(p);
+  worker* w = this_worker;
+  stop_state& st = p.spawn_.stop;
+  // The usual end of a joined task: its join parked with a plain store while the task waited in
+  // the joiner's worker (join_park), the task has not suspended since (the join's canceller is
+  // still pending, so nobody else can write the state), this is its home worker, it has no
+  // children left and its joiner may run here. The registry and the state are released with plain
+  // stores, and the joiner resumes by symmetric transfer.
+  if (st.lazy_join_ != nullptr && !st.has_children() && p.spawn_.runtime->workers_[p.spawn_.home].get() == w &&
+      !w->has_adopted() && (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
+    st.lazy_join_ = nullptr;
+    w->unlink(p);
+    w->finished.add();
+    const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
+    p.spawn_.state.store(seen - (state_running | state_linked), std::memory_order_release);
+    return p.continuation_;
+  }
+  return finish_spawned_slow(p, w);
+}
 
 namespace {
 /// join_canceller::cancel (see spawn.hpp).
@@ -1119,50 +1154,87 @@ void cancel_join(stop_canceller& sc) noexcept {
 }
 }  // namespace
 
-std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept {
+namespace {
+/// join_park() off its fast path: the task may be running or reachable by other threads, or the
+/// joiner's stop was requested already. The joiner bit is set with one atomic addition, after the
+/// canceller was armed.
+[[gnu::noinline]] std::coroutine_handle<> join_park_slow(promise_base& p, std::coroutine_handle<> joiner,
+                                                         join_canceller& c) noexcept {
   worker* w = this_worker;
   stop_state* s = c.stop;
-  if (s != nullptr && s->stop_requested()) [[unlikely]] {
-    c.early = true;  // seen before waiting: join_settle throws
-    s->observe();
-    return joiner;
+  if (s != nullptr && s->lazy_join_ != nullptr) arm_lazy_join(*s);  // the joiner parks
+  if (s != nullptr) {
+    if (s->stop_requested()) {
+      c.flags = join_early;  // seen before waiting: join_settle throws
+      s->observe();
+      return joiner;
+    }
+    c.task = &p;
+    c.cancel = &cancel_join;
+    c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
+    p.spawn_.join_armed = true;  // published by the addition below
+    if (!s->arm(c)) {
+      c.flags = join_early;
+      s->observe();
+      return joiner;
+    }
   }
-  const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
-  if (w != nullptr && w->holds_unpublished(p.spawn_.self) &&
-      ((seen & state_parented) == 0 || p.spawn_.stop.parent() == s)) {
-    // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
-    // this thread only until a release-publishing queue hands it on (its parent, if any, is the
-    // joiner): a plain store of the joiner bit happens before anyone else can touch the task. The
-    // canceller is armed by the task itself if it suspends before it finishes (arm_lazy_join).
-    p.spawn_.stop.lazy_join_ = s != nullptr ? &c : nullptr;
-    p.spawn_.state.store(seen | state_joiner, std::memory_order_relaxed);
-  } else {
-    if (s != nullptr) {
-      c.task = &p;
-      c.cancel = &cancel_join;
-      c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
-      p.spawn_.join_armed = true;  // published by the addition below
-      if (!s->arm(c)) {
-        c.early = true;
-        s->observe();
-        return joiner;
-      }
-    }
-    // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
-    const std::uint32_t old = p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel);
-    if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
-      return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
-    }
+  // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
+  const std::uint32_t old = p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel);
+  if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
+    return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
   }
   if (w == nullptr) return std::noop_coroutine();
   std::coroutine_handle<> h = w->next_direct();
   return h ? h : std::noop_coroutine();
 }
+}  // namespace
+
+std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept {
+  worker* w = this_worker;
+  stop_state* s = c.stop;
+  const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
+  if (w != nullptr && (s == nullptr || s->lazy_join_ == nullptr) && w->holds_unpublished(p.spawn_.self) &&
+      ((seen & state_parented) == 0 || p.spawn_.stop.parent() == s)) [[likely]] {
+    // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
+    // this thread only until a release-publishing queue hands it on (its parent, if any, is the
+    // joiner): a plain store of the joiner bit happens before anyone else can touch the task. The
+    // canceller is armed by the task itself if it suspends before it finishes (arm_lazy_join);
+    // until then a stop of the joiner waits, even one requested before this join: either the
+    // task finishes without suspending and the join took effect, or its first suspension ends
+    // the join with operation_cancelled (the stop is then seen, as the rule asks).
+    std::uint32_t next = seen | state_joiner;
+    if ((seen & state_parented) != 0) {
+      // The joiner spawned it (its own list, plain stores): while the joiner waits, its stop
+      // reaches the join through the canceller; a cancelled join links the task back.
+      s->unlink_child(p.spawn_.stop);
+      next &= ~state_parented;
+      c.flags = join_relinked;
+    }
+    p.spawn_.stop.lazy_join_ = s != nullptr ? &c : nullptr;
+    p.spawn_.state.store(next, std::memory_order_relaxed);
+    return w->next_or_noop();
+  }
+  return join_park_slow(p, joiner, c);
+}
 
 namespace {
+/// Arms the canceller of a join that parked on `task` with a plain store (taken out of its
+/// lazy_join_ by the caller): the task suspends for the first time since, so the joiner is parked
+/// for good.
+void arm_pending_join(promise_base& task, join_canceller& c) noexcept {
+  c.task = &task;
+  c.cancel = &cancel_join;
+  c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
+  task.spawn_.join_armed = true;  // from now on a canceller may write the state
+  if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
+}
+
 /// A when_all child running under `s` parks for the first time: arms its group's forwarder on the
 /// parent's stop state, and so on up while the parent is itself a when_all child whose group's
 /// forwarder is not armed yet. A parent whose stop was requested already forwards it at once.
+/// At the top, a spawned task suspended in the when_all may have a join parked on it lazily: that
+/// join's canceller is armed too, or cancelling the joiner would not reach the waiting child.
 void arm_group_forwarders(stop_state* s) noexcept {
   while (s != nullptr && s->task_ != nullptr && s->task_->spawn_.group != nullptr) {
     fork_group& g = *s->task_->spawn_.group;
@@ -1175,6 +1247,14 @@ void arm_group_forwarders(stop_state* s) noexcept {
     }
     s = parent;
   }
+  if (s == nullptr || s->task_ == nullptr) return;
+  // The task is suspended in its when_all, so only children touch its lazy_join_ now, and
+  // children of several workers may get here at once: one exchange decides which arms the join.
+  std::atomic_ref<stop_canceller*> pending{s->lazy_join_};
+  if (pending.load(std::memory_order_acquire) == nullptr) return;
+  if (stop_canceller* c = pending.exchange(nullptr, std::memory_order_acq_rel)) {
+    arm_pending_join(*s->task_, static_cast<join_canceller&>(*c));
+  }
 }
 }  // namespace
 
@@ -1184,22 +1264,24 @@ void arm_lazy_join(stop_state& s) noexcept {
     arm_group_forwarders(&s);
     return;
   }
-  auto& c = static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr));
-  promise_base& task = *s.task_;  // the joined task, running now: the joiner is parked for good
-  c.task = &task;
-  c.cancel = &cancel_join;
-  c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
-  task.spawn_.join_armed = true;  // from now on a canceller may write the state
-  if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
+  // The joined task itself suspends (the thread running it).
+  arm_pending_join(*s.task_, static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr)));
 }
 
-void join_settle_slow(join_canceller& c, promise_base& task) {
-  if (c.early) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+void join_settle(join_canceller& c, promise_base& task) {
+  if (c.stop != nullptr) c.stop->disarm(c);
+  if ((c.flags & join_early) != 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
   std::atomic<std::uint32_t>& state = task.spawn_.state;
   if ((state.load(std::memory_order_acquire) & state_running) != 0) {
     // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
     // us, sees state_join_cancel and leaves us alone either way).
     state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
+    if ((c.flags & join_relinked) != 0) {
+      // Back under the joiner, which is the spawner and runs here: its stop reaches the task again
+      // (link_child passes on a stop the joiner saw already; observe() below passes on this one).
+      c.stop->link_child(task.spawn_.stop);
+      state.fetch_or(state_parented, std::memory_order_acq_rel);
+    }
     c.stop->observe();
     throw operation_cancelled("corio::join_handle: the joiner was cancelled");
   }

@@ -147,6 +147,8 @@ class worker {
   /// worker loop for each one; null when the loop must run instead (maintenance or a stop due, or
   /// nothing local). Does the loop's per-task accounting for the task it returns.
   std::coroutine_handle<> next_direct();
+  /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
+  std::coroutine_handle<> next_or_noop() noexcept;
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
   /// next_direct): the tick, the polls counter and a full cooperation budget.
   void begin_task() noexcept;
@@ -182,6 +184,8 @@ class worker {
   void adopt(promise_base& p) noexcept;
   /// Owner only: links the tasks adopted since the last call.
   void drain_adopted() noexcept;
+  /// Owner only: true when tasks were adopted since the last drain_adopted() (relaxed).
+  bool has_adopted() const noexcept { return adopted_.load(std::memory_order_relaxed) != nullptr; }
   /// Owner only: true when `h` is queued (not running) in this worker's LIFO slot or on top of
   /// its private queue, the places no other thread can take a task from (see join_park).
   bool holds_unpublished(std::coroutine_handle<> h) const noexcept {

@@ -15,7 +15,7 @@ using corio_test::scaled;
 namespace {
 
 enum class op_kind { sleep, recv, send, select, mutex, semaphore, condvar, event, latch, wait_group, join, shared_lock,
-                     when_all, nested_when_all, timeout_scope };
+                     when_all, nested_when_all, timeout_scope, join_of_when_all, join_of_join, last = join_of_join };
 
 struct fixture {
   corio::channel<int> ch{0};
@@ -29,6 +29,7 @@ struct fixture {
   corio::wait_group wg;
   std::atomic<bool> started{false};
   std::atomic<int> outcome{0};  // 1 cancelled, 2 returned normally, 3 other exception
+  std::atomic<int> child_outcome{0};  // the same, for the task a joining waiter spawned
 };
 
 corio::task<void> forever() {
@@ -48,6 +49,25 @@ corio::task<int> fork_then_wait(corio::channel<int> ch) {
   auto [a, b] = co_await corio::when_all(compute(1), compute(2));
   auto [c, d] = co_await corio::when_all(compute(a), recv_forever(ch));
   co_return b + c + d;
+}
+
+corio::task<int> both_forever(corio::channel<int> a, corio::channel<int> b) {
+  auto [x, y] = co_await corio::when_all(recv_forever(a), recv_forever(b));
+  co_return x + y;
+}
+
+corio::task<void> child_forever(fixture* f) {
+  try {
+    co_await forever();
+    f->child_outcome.store(2);
+  } catch (const corio::operation_cancelled&) {
+    f->child_outcome.store(1);
+  }
+}
+
+corio::task<void> join_forever() {
+  auto h = corio::spawn(forever());
+  co_await h;
 }
 
 corio::task<void> waiter(op_kind kind, fixture* f) {
@@ -101,8 +121,20 @@ corio::task<void> waiter(op_kind kind, fixture* f) {
         break;
       }
       case op_kind::join: {
-        auto h = corio::spawn(forever());
+        auto h = corio::spawn(child_forever(f));
         co_await h;  // the child is linked to us: it is cancelled too, and we wait for nothing else
+        break;
+      }
+      case op_kind::join_of_when_all: {
+        // The joined task never suspends itself: only its when_all's children wait.
+        auto h = corio::spawn(both_forever(f->ch, f->ch2));
+        auto r = co_await h;
+        (void)r;
+        break;
+      }
+      case op_kind::join_of_join: {
+        auto h = corio::spawn(join_forever());
+        co_await h;
         break;
       }
     }
@@ -135,12 +167,17 @@ corio::task<void> cancel_after_start(op_kind kind, fixture* f) {
     f->mutex.unlock();
   }
   if (kind == op_kind::wait_group) f->wg.add(-1);
+  if (kind == op_kind::join) {
+    // The joined child, spawned by the waiter, was cancelled with it (it may still be unwinding).
+    for (int i = 0; i < 1000000 && f->child_outcome.load() == 0; ++i) co_await corio::yield();
+    CHECK(f->child_outcome.load() == 1);
+  }
 }
 
 const char* name_of(op_kind k) {
   static const char* names[] = {"sleep", "recv", "send", "select", "mutex", "semaphore", "condvar", "event",
                                 "latch", "wait_group", "join", "shared_lock", "when_all", "nested_when_all",
-                                "timeout_scope"};
+                                "timeout_scope", "join_of_when_all", "join_of_join"};
   return names[static_cast<int>(k)];
 }
 
@@ -150,7 +187,7 @@ TEST_SUITE("cancel") {
   TEST_CASE("cancelling a task ends the wait it is suspended in with operation_cancelled, on 1 and 4 workers") {
     corio_test::hang_guard guard{"cancel each kind of wait", 120s};
     for (unsigned workers : {1u, 4u}) {
-      for (int k = 0; k <= static_cast<int>(op_kind::timeout_scope); ++k) {
+      for (int k = 0; k <= static_cast<int>(op_kind::last); ++k) {
         const auto kind = static_cast<op_kind>(k);
         CAPTURE(workers);
         CAPTURE(name_of(kind));

@@ -33,34 +33,37 @@ struct join_canceller : stop_canceller {
   // that parks with the plain-store fast path and is never cancelled writes none of them.
   promise_base* task;                ///< the joined task (its continuation_ is the joiner)
   std::uint32_t park_worker;         ///< where to resume the joiner
-  stop_state* stop = nullptr;        ///< the joiner's stop state (null: not cancellable)
-  bool early = false;                ///< stop was requested before the join parked
+  stop_state* stop;                  ///< the joiner's stop state (null: not cancellable); set by
+                                     ///< await_suspend, with `flags` cleared
+  std::uint8_t flags;                ///< join_early | join_relinked, set by join_park
 };
+/// join_canceller::flags: stop was requested before the join parked (join_settle throws).
+inline constexpr std::uint8_t join_early = 1;
+/// join_canceller::flags: the joiner is the task's spawner and took it out of its children when
+/// the join parked (a parked joiner's stop reaches the join through the canceller, not the list);
+/// a cancelled join links it back before it throws, so that the stop reaches it.
+inline constexpr std::uint8_t join_relinked = 2;
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
-/// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes the joiner in p's state and returns what the joiner's
-/// await_suspend resumes by symmetric transfer: `joiner` itself when the task finished meanwhile,
-/// else the next local task of the calling worker (next_after_park()). When the task is not
-/// running and sits in the calling worker's LIFO slot or on top of its private queue (where no
-/// other thread can reach it), the joiner bit is set with a plain store instead of a
-/// read-modify-write; the task then finishes on this worker and, seeing the bit, releases itself
-/// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
-/// Touches neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
+/// stored in p's continuation; `c` the join's canceller (its `stop` set and its `flags` cleared by
+/// the caller). Publishes the joiner in p's state and returns what the joiner's await_suspend
+/// resumes by symmetric transfer: `joiner` itself when the task finished meanwhile, else the next
+/// local task of the calling worker (next_after_park()). When the task is not running and sits in
+/// the calling worker's LIFO slot or on top of its private queue (where no other thread can reach
+/// it), the joiner bit is set with a plain store instead of a read-modify-write, and a joiner that
+/// spawned the task unlinks it from its children; the task then finishes on this worker and,
+/// seeing the bit, releases itself with a plain store too: a spawn and join that stay on one
+/// worker cost no locked instruction. Before it parks the joiner, arms what a join parked lazily
+/// on the joiner itself needs (arm_lazy_join, as stop_aware does for other awaiters). Touches
+/// neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
 
-/// join_settle() when the join was cancelled or may have been: throws operation_cancelled (after
-/// clearing the joiner bits, so that the handle can be joined again) when the join was cancelled
-/// before the task finished. Defined in lib/runtime.cpp.
-void join_settle_slow(join_canceller& c, promise_base& task);
-
-/// After a join parked and was resumed: disarms its canceller, and settles a cancelled join (see
-/// join_settle_slow). Inline for the usual case: the task finished and no stop was requested.
-inline void join_settle(join_canceller& c, promise_base& task) {
-  if (c.stop != nullptr) c.stop->disarm(c);
-  if (c.early || (task.spawn_.state.load(std::memory_order_acquire) & state_running) != 0) [[unlikely]] {
-    join_settle_slow(c, task);
-  }
-}
+/// After a join parked and was resumed, when it did not end the usual way (see
+/// join_handle::operation::await_resume): disarms its canceller, and throws operation_cancelled
+/// (after clearing the joiner bits, so that the handle can be joined again, and linking the task
+/// back under the joiner if the join had unlinked it) when the join was cancelled before the task
+/// finished. Defined in lib/runtime.cpp.
+void join_settle(join_canceller& c, promise_base& task);
 
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
 /// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).
@@ -159,6 +162,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
   /// finished first, the join returns its result.
   class operation : detail::join_canceller {
    public:
+    static constexpr bool corio_checks_lazy_join = true;  ///< join_park does (see stop_aware)
     explicit operation(join_handle& h) noexcept : handle_(h) {}
     operation(const operation&) = delete;
     operation& operator=(const operation&) = delete;
@@ -180,39 +184,34 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
       this->stop = detail::stop_of(joiner);
-      parked_ = true;
+      this->flags = 0;
       // Publishes the joiner (one atomic step, or a plain store while the task waits unstarted in
       // this worker's own queues) and returns what to run next: touch nothing of either frame after.
       return detail::transfer(detail::join_park(p, joiner, *this));
     }
     T await_resume() {
-      if (parked_) detail::join_settle(*this, *handle_.promise_);  // throws for a cancelled join
+      detail::promise_base& p = *handle_.promise_;
+      // The usual end of a join: the task finished, no canceller was ever armed for this join, and
+      // nothing but this handle refers to the frame (its home worker let go of it, and a spawner
+      // that joins it dropped its link when the join parked). Anything else is settled out of line.
+      const bool sole = (p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner) == detail::state_handle &&
+                        !p.spawn_.join_armed;
+      if (!sole && !ready_) detail::join_settle(*this, p);  // parked: throws for a cancelled join
       struct release_on_exit {
         join_handle& h;
+        bool sole;
         ~release_on_exit() {
-          detail::promise_base* p = std::exchange(h.promise_, nullptr);
-          // The usual case inline: the task finished, its home worker let go of it and nobody else
-          // links it, so this handle is the last reference and the result was taken: free the frame.
-          const std::uint32_t s = p->spawn_.state.load(std::memory_order_acquire) & detail::state_alive;
-          detail::stop_state* parent = p->spawn_.stop.parent();
-          if (s == detail::state_handle) {
-            p->spawn_.self.destroy();
-          } else if (s == (detail::state_handle | detail::state_parented) && parent != nullptr &&
-                     parent == detail::current_stop()) {
-            parent->unlink_child(p->spawn_.stop);  // the joiner spawned it: its own list
-            p->spawn_.self.destroy();
-          } else {
-            release(p, true);
-          }
+          detail::promise_base* q = std::exchange(h.promise_, nullptr);
+          if (sole) q->spawn_.self.destroy();  // the result was taken, nobody else links the frame
+          else release(q, true);
         }
-      } guard{handle_};
+      } guard{handle_, sole};
       return handle_.typed().promise().take_result();
     }
 
    private:
     join_handle& handle_;
-    bool ready_ = false;
-    bool parked_ = false;
+    bool ready_ = false;  ///< the task had finished at await_ready (the join did not park)
   };
 
   /// Waits for the task and returns its result or rethrows its exception; throws

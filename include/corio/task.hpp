@@ -83,6 +83,10 @@ inline stop_canceller* group_marker() noexcept {
 /// task parks (see stop_aware), the waits inside the work they start do.
 template <class A>
 concept fork_awaiter = requires { requires std::remove_cvref_t<A>::corio_fork; };
+/// Awaiters that make the lazy-join check themselves, where they already read the task's stop
+/// state (a join: join_park), say so with `static constexpr bool corio_checks_lazy_join = true;`.
+template <class A>
+concept lazy_join_checking_awaiter = requires { requires std::remove_cvref_t<A>::corio_checks_lazy_join; };
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
 /// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
@@ -207,7 +211,7 @@ struct stop_aware {
   bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
   template <class Promise>
   decltype(auto) await_suspend(std::coroutine_handle<Promise> h) noexcept(noexcept(inner.await_suspend(h))) {
-    if constexpr (!fork_awaiter<Awaiter>) {
+    if constexpr (!fork_awaiter<Awaiter> && !lazy_join_checking_awaiter<Awaiter>) {
       if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
     }
     return inner.await_suspend(h);

@@ -55,9 +55,9 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
   p.spawn_.home = 0;  // run by the scheduler unless the run of inline children takes it
   p.spawn_.prev = last;
   p.spawn_.next = nullptr;
-  p.spawn_.stop.reset();  // each child has a stop state of its own (its spawns link under it)
-  p.spawn_.stop.task_ = &p;
-  p.spawn_.stop.lazy_join_ = group_marker();  // its first wait arms the group's forwarder
+  // Each child has a stop state of its own (its spawns link under it); its first wait arms the
+  // group's forwarder.
+  p.spawn_.stop.reset(&p, group_marker());
   p.stop_ = &p.spawn_.stop;
   if (last != nullptr) last->spawn_.next = &p;
   last = &p;

@@ -136,11 +136,10 @@ void* frame_allocate_slow(std::size_t bytes);
 /// memory is exhausted. Thread-safe: every thread has its own cache. Must be paired with frame_deallocate()
 /// with the same `bytes`, on any thread.
 ///
-/// Inline, and the only inline use of a thread-local in corio. A frame is allocated in its
+/// Inline (as is frame_deallocate). A frame is allocated in its
 /// coroutine's ramp, but the ramp may be inlined into a calling coroutine's body, where clang can
 /// reuse a thread-local address across the caller's suspension points (llvm #47179): the cache is
-/// therefore reached through this_thread_frame_cache(), never through a plain TLS access. The free
-/// path, which runs in the frame's destroy function, stays out of line.
+/// therefore reached through this_thread_frame_cache(), never through a plain TLS access.
 /// Idea: the size-class thread caches of tcmalloc, and Go's per-P stack cache.
 inline void* frame_allocate(std::size_t bytes) {
   if (bytes <= frame_max_cached_bytes) [[likely]] {
@@ -155,6 +154,33 @@ inline void* frame_allocate(std::size_t bytes) {
   return frame_allocate_slow(bytes);
 }
 
+/// The 16 bytes in front of every cached frame, written once when the block is created and never
+/// changed (a frame of the class never reaches them). The free path reads the home from here to
+/// tell a local free from a remote one; the home reads the class to sort returned frames.
+struct frame_block_header {
+  frame_home* home;
+  std::uint32_t size_class;
+  std::uint32_t home_slot;  ///< home->number % frame_remote_slots, kept here so that a remote
+                            ///< free need not read the home's (contended) cache line
+};
+static_assert(sizeof(frame_block_header) == frame_header_bytes);
+
+/// The most bytes of free frames a thread keeps per size class (1 MiB), and so the most frames.
+inline constexpr std::size_t frame_max_cached_bytes_per_class = std::size_t{1} << 20;
+inline constexpr auto frame_class_limits = [] {
+  struct table {
+    std::uint32_t v[frame_class_count];
+  } t{};
+  for (std::size_t c = 0; c < frame_class_count; ++c) {
+    t.v[c] = static_cast<std::uint32_t>(frame_max_cached_bytes_per_class / ((c + 1) * frame_granule));
+  }
+  return t;
+}();
+
+/// frame_deallocate() for a frame of another home, of a full class list, or over
+/// frame_max_cached_bytes. Out of line, so that the local free path saves no registers.
+void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept;
+
 /// Frees a frame of `bytes` bytes (the size given to frame_allocate, which debug builds assert) on
 /// any thread. On the frame's home thread it joins the thread's free list for its class (at most
 /// 1 MiB per class and thread; the excess goes to `::operator delete`). On another thread it joins
@@ -163,7 +189,24 @@ inline void* frame_allocate(std::size_t bytes) {
 /// calls frame_flush_remote(), or when it exits; a frame whose home's thread has exited goes to
 /// `::operator delete` (or to the thread that took the home over). Never throws. Thread-safe.
 /// Idea: mimalloc's thread-delayed free lists, tcmalloc's transfer caches.
-void frame_deallocate(void* frame, std::size_t bytes) noexcept;
+///
+/// Inline, like frame_allocate (and for the same reason reached through this_thread_frame_cache()):
+/// the local free is a header load and compare, a count check and a push.
+inline void frame_deallocate(void* frame, std::size_t bytes) noexcept {
+  if (bytes <= frame_max_cached_bytes) [[likely]] {
+    const std::size_t c = frame_size_class(bytes);
+    auto* f = static_cast<frame_cache::block*>(frame);
+    const auto* h = reinterpret_cast<const frame_block_header*>(static_cast<const char*>(frame) - frame_header_bytes);
+    frame_cache& cache = this_thread_frame_cache();
+    if (h->home == cache.home && cache.counts[c] < frame_class_limits.v[c]) [[likely]] {
+      f->next = cache.heads[c];
+      cache.heads[c] = f;
+      ++cache.counts[c];
+      return;
+    }
+  }
+  frame_deallocate_slow(frame, bytes);
+}
 
 /// Pushes the frames the calling thread freed for other threads' homes and still holds in its
 /// pending batches back to those homes (one compare-and-swap per home), so that they do not stay

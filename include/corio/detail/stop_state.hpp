@@ -53,14 +53,17 @@ class stop_state {
   stop_state(const stop_state&) = delete;
   stop_state& operator=(const stop_state&) = delete;
 
-  /// Resets a state for reuse by a new task (spawn, when_all). Not thread-safe.
-  void reset() noexcept {
+  /// Resets a state for reuse by a new task (spawn, when_all; `task` null for a scope's state),
+  /// with its lazy_join_ and its parent (whose list the caller then links it into with
+  /// adopt_child). Not thread-safe.
+  void reset(promise_base* task, stop_canceller* lazy_join = nullptr, stop_state* parent = nullptr) noexcept {
     word().store(0, std::memory_order_relaxed);
-    parent_ref().store(nullptr, std::memory_order_relaxed);
+    lazy_join_ = lazy_join;
     first_child_ = pending_child_ = nullptr;  // the sibling links are written by insert()
-    lazy_join_ = nullptr;
     detached_ref().store(false, std::memory_order_relaxed);
     propagated_ = false;
+    parent_ref().store(parent, std::memory_order_relaxed);
+    task_ = task;
   }
 
   /// True once stop was requested (sticky). Acquire: what the requester did before is visible.
@@ -116,9 +119,13 @@ class stop_state {
   /// joined before the next spawn, the usual case, never touches the list.
   void link_child(stop_state& child) noexcept {
     child.parent_ref().store(this, std::memory_order_relaxed);
+    adopt_child(child);
+  }
+  /// link_child() for a child whose parent() is this state already (reset with it).
+  void adopt_child(stop_state& child) noexcept {
     if (pending_child_ != nullptr) insert(*pending_child_);
     pending_child_ = &child;
-    if (propagated_) child.request_stop();  // spawned after this task saw its stop
+    if (propagated_) [[unlikely]] stop_late_child(child);  // spawned after this task saw its stop
   }
   /// Unlinks `child` from this state's list (the caller then clears its parented bit).
   void unlink_child(stop_state& child) noexcept {
@@ -153,12 +160,6 @@ class stop_state {
   /// Set by a join_handle holder that is not the parent: the parent's stop no longer reaches it.
   void set_detached() noexcept { detached_ref().store(true, std::memory_order_relaxed); }
   [[nodiscard]] bool detached() const noexcept { return detached_ref().load(std::memory_order_relaxed); }
-  /// A join parked on this task with a plain store and no canceller yet (see join_park); the task
-  /// arms the joiner's canceller if it suspends before it finishes. Thread running the task only.
-  stop_canceller* lazy_join_;
-  /// The task whose spawn_state holds this state; null for a scope's state (timeout).
-  promise_base* task_;
-
  private:
   void insert(stop_state& child) noexcept {
     child.prev_sibling_ = nullptr;
@@ -167,6 +168,8 @@ class stop_state {
     first_child_ = &child;
   }
   void propagate() noexcept;      // lib/runtime.cpp
+  /// child.request_stop(), out of line so that a spawn's fast path makes no call.
+  [[gnu::noinline]] static void stop_late_child(stop_state& child) noexcept;  // lib/runtime.cpp
   void wait_not_busy() noexcept;  // lib/runtime.cpp
 
   // Plain fields reached through std::atomic_ref: a std::atomic member would be zeroed whenever
@@ -174,14 +177,29 @@ class stop_state {
   std::atomic_ref<std::uintptr_t> word() const noexcept { return std::atomic_ref<std::uintptr_t>{word_}; }
   std::atomic_ref<stop_state*> parent_ref() const noexcept { return std::atomic_ref<stop_state*>{parent_}; }
   std::atomic_ref<bool> detached_ref() const noexcept { return std::atomic_ref<bool>{detached_}; }
+  // The fields reset() writes come first, the zeroed ones together, so that a spawn writes them in
+  // a few wide stores.
   alignas(std::atomic_ref<std::uintptr_t>::required_alignment) mutable std::uintptr_t word_;
-  alignas(std::atomic_ref<stop_state*>::required_alignment) mutable stop_state* parent_;
-  alignas(std::atomic_ref<bool>::required_alignment) mutable bool detached_;
+
+ public:
+  /// A join parked on this task with a plain store and no canceller yet (see join_park); the task
+  /// arms the joiner's canceller if it suspends before it finishes. Thread running the task only.
+  stop_canceller* lazy_join_;
+
+ private:
   stop_state* first_child_;
+  stop_state* pending_child_;  ///< the newest child, not in the list yet
+  alignas(std::atomic_ref<bool>::required_alignment) mutable bool detached_;
+  bool propagated_;
+  alignas(std::atomic_ref<stop_state*>::required_alignment) mutable stop_state* parent_;
+
+ public:
+  /// The task whose spawn_state holds this state; null for a scope's state (timeout).
+  promise_base* task_;
+
+ private:
   stop_state* prev_sibling_;
   stop_state* next_sibling_;
-  stop_state* pending_child_;  ///< the newest child, not in the list yet
-  bool propagated_;
 };
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
@@ -190,20 +208,22 @@ extern thread_local constinit stop_state* tls_current_stop __asm__("corio_tls_cu
 /// initial-exec sequence so that a coroutine resumed on another thread never reuses a cached
 /// thread-local address (llvm #47179, as for the frame cache).
 inline stop_state* current_stop() noexcept {
-  stop_state** slot;
+  stop_state* s;
   __asm__ volatile(
       "movq corio_tls_current_stop@gottpoff(%%rip), %0\n\t"
-      "addq %%fs:0, %0"
-      : "=r"(slot));
-  return *slot;
+      "movq %%fs:(%0), %0"
+      : "=r"(s));
+  return s;
 }
+/// (Only these two functions touch the thread-local, always through volatile asm, which the
+/// compiler keeps in program order.)
 inline void set_current_stop(stop_state* s) noexcept {
-  stop_state** slot;
+  std::uintptr_t offset;
   __asm__ volatile(
       "movq corio_tls_current_stop@gottpoff(%%rip), %0\n\t"
-      "addq %%fs:0, %0"
-      : "=r"(slot));
-  *slot = s;
+      "movq %1, %%fs:(%0)"
+      : "=&r"(offset)
+      : "r"(s));
 }
 #else
 stop_state* current_stop() noexcept;            // lib/runtime.cpp, out of line (llvm #47179)

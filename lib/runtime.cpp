@@ -502,6 +502,19 @@ std::coroutine_handle<> worker::next_or_noop() noexcept {
   return h ? h : std::noop_coroutine();
 }
 
+inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
+  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn, inbox,
+  // maintenance or stop is due: that task (the one just spawned, when a spawn is joined at once).
+  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick_ - maintained_at_ < maintenance_interval &&
+      !inbox_flag_.load(std::memory_order_relaxed) && !rt_.stopping_.load(std::memory_order_relaxed)) [[likely]] {
+    --fairness_countdown_;
+    ++lifo_runs_;
+    begin_task();
+    return std::exchange(lifo_, {});
+  }
+  return next_or_noop();
+}
+
 inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
   // Anything that makes next_local() choose differently from "front of the FIFO list", or that
   // the loop must see: the general path.
@@ -931,8 +944,7 @@ namespace {
   p.spawn_.runtime = &rt;
   p.spawn_.group = nullptr;
   p.spawn_.self = self;
-  p.spawn_.owner = nullptr;
-  p.spawn_.home = home;
+  p.spawn_.home = home;  // (`owner` is written by the join_handle every spawn makes)
   p.spawn_.join_armed = false;
   stop_state& st = p.spawn_.stop;
   // Linked under the spawning task (the thread's current stop state), which then owns the link;
@@ -1165,16 +1177,14 @@ namespace {
   if (s != nullptr && s->lazy_join_ != nullptr) arm_lazy_join(*s);  // the joiner parks
   if (s != nullptr) {
     if (s->stop_requested()) {
-      c.flags = join_early;  // seen before waiting: join_settle throws
       s->observe();
-      return joiner;
+      return joiner;  // seen before waiting: the joiner bit stays clear, and join_settle throws
     }
     c.task = &p;
     c.cancel = &cancel_join;
     c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
     p.spawn_.join_armed = true;  // published by the addition below
     if (!s->arm(c)) {
-      c.flags = join_early;
       s->observe();
       return joiner;
     }
@@ -1206,14 +1216,14 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     std::uint32_t next = seen | state_joiner;
     if ((seen & state_parented) != 0) {
       // The joiner spawned it (its own list, plain stores): while the joiner waits, its stop
-      // reaches the join through the canceller; a cancelled join links the task back.
-      s->unlink_child(p.spawn_.stop);
+      // reaches the join through the canceller; a cancelled join links the task back (the task's
+      // parent() stays the joiner, which tells join_settle so).
+      s->withdraw_child(p.spawn_.stop);
       next &= ~state_parented;
-      c.flags = join_relinked;
     }
     p.spawn_.stop.lazy_join_ = s != nullptr ? &c : nullptr;
     p.spawn_.state.store(next, std::memory_order_relaxed);
-    return w->next_or_noop();
+    return w->next_or_noop_inline();
   }
   return join_park_slow(p, joiner, c);
 }
@@ -1270,13 +1280,17 @@ void arm_lazy_join(stop_state& s) noexcept {
 
 void join_settle(join_canceller& c, promise_base& task) {
   if (c.stop != nullptr) c.stop->disarm(c);
-  if ((c.flags & join_early) != 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
   std::atomic<std::uint32_t>& state = task.spawn_.state;
-  if ((state.load(std::memory_order_acquire) & state_running) != 0) {
+  const std::uint32_t seen = state.load(std::memory_order_acquire);
+  // The joiner bit is clear only when join_park saw the stop before it parked.
+  if ((seen & state_joiner) == 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  if ((seen & state_running) != 0) {
     // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
     // us, sees state_join_cancel and leaves us alone either way).
     state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
-    if ((c.flags & join_relinked) != 0) {
+    // Taken out of the joiner's children when the join parked (join_park): not parented, but
+    // its parent() is still the joiner.
+    if ((seen & state_parented) == 0 && c.stop != nullptr && task.spawn_.stop.parent() == c.stop) {
       // Back under the joiner, which is the spawner and runs here: its stop reaches the task again
       // (link_child passes on a stop the joiner saw already; observe() below passes on this one).
       c.stop->link_child(task.spawn_.stop);

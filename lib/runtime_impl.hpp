@@ -149,6 +149,8 @@ class worker {
   std::coroutine_handle<> next_direct();
   /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
   std::coroutine_handle<> next_or_noop() noexcept;
+  /// next_or_noop() with its usual case, the task in the LIFO slot, inline (lib/runtime.cpp).
+  std::coroutine_handle<> next_or_noop_inline() noexcept;
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
   /// next_direct): the tick, the polls counter and a full cooperation budget.
   void begin_task() noexcept;

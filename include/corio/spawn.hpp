@@ -34,19 +34,11 @@ struct join_canceller : stop_canceller {
   promise_base* task;                ///< the joined task (its continuation_ is the joiner)
   std::uint32_t park_worker;         ///< where to resume the joiner
   stop_state* stop;                  ///< the joiner's stop state (null: not cancellable); set by
-                                     ///< await_suspend, with `flags` cleared
-  std::uint8_t flags;                ///< join_early | join_relinked, set by join_park
+                                     ///< await_suspend
 };
-/// join_canceller::flags: stop was requested before the join parked (join_settle throws).
-inline constexpr std::uint8_t join_early = 1;
-/// join_canceller::flags: the joiner is the task's spawner and took it out of its children when
-/// the join parked (a parked joiner's stop reaches the join through the canceller, not the list);
-/// a cancelled join links it back before it throws, so that the stop reaches it.
-inline constexpr std::uint8_t join_relinked = 2;
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
-/// stored in p's continuation; `c` the join's canceller (its `stop` set and its `flags` cleared by
-/// the caller). Publishes the joiner in p's state and returns what the joiner's await_suspend
+/// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes the joiner in p's state and returns what the joiner's await_suspend
 /// resumes by symmetric transfer: `joiner` itself when the task finished meanwhile, else the next
 /// local task of the calling worker (next_after_park()). When the task is not running and sits in
 /// the calling worker's LIFO slot or on top of its private queue (where no other thread can reach
@@ -184,7 +176,6 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       p.continuation_ = joiner;
       p.joiner_bound_ = detail::binding_of(joiner);
       this->stop = detail::stop_of(joiner);
-      this->flags = 0;
       // Publishes the joiner (one atomic step, or a plain store while the task waits unstarted in
       // this worker's own queues) and returns what to run next: touch nothing of either frame after.
       return detail::transfer(detail::join_park(p, joiner, *this));
@@ -211,7 +202,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 
    private:
     join_handle& handle_;
-    bool ready_ = false;  ///< the task had finished at await_ready (the join did not park)
+    bool ready_;  ///< the task had finished at await_ready (the join did not park); set there
   };
 
   /// Waits for the task and returns its result or rethrows its exception; throws

@@ -175,11 +175,14 @@ class promise_base {
   std::coroutine_handle<> continuation_{};  ///< the awaiting coroutine, or the joiner
   std::exception_ptr exception_{};
   spawn_state spawn_;  // default-initialized: see spawn_state
-  std::uint32_t bound_ = unbound_worker;         ///< the worker this task must run on (spawn_on)
-  std::uint32_t joiner_bound_ = unbound_worker;  ///< the worker the joiner must run on
+  // The three fields below are left unset when the frame is created: whatever starts the
+  // coroutine writes them first (task::operation, spawn_root, when_all), or, for joiner_bound_, the
+  // join that parks on it.
+  std::uint32_t bound_;         ///< the worker this task must run on (spawn_on), or unbound_worker
+  std::uint32_t joiner_bound_;  ///< the worker the joiner must run on, or unbound_worker
   /// The stop state this coroutine runs under: its own spawn_.stop when spawned, its awaiter's
   /// when awaited, a scope's inside timeout(); null when awaited by a foreign coroutine.
-  stop_state* stop_ = nullptr;
+  stop_state* stop_;
 
   template <class A>
   static decltype(auto) get_awaiter(A&& a) {

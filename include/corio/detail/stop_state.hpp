@@ -36,7 +36,9 @@ class promise_base;
 /// awaiter. `cancel` runs on the requesting thread, at most once, while the operation is parked or
 /// still parking; it must end the wait only if it wins the operation's claim, and never block.
 struct stop_canceller {
-  void (*cancel)(stop_canceller& self) noexcept = nullptr;
+  /// Set by the operation before it arms the canceller (left unset until then, so that building an
+  /// awaiter stores nothing for it).
+  void (*cancel)(stop_canceller& self) noexcept;
 };
 
 /// A task's stop state (see the file comment). Thread-safe: request_stop() and stop_requested()
@@ -130,14 +132,16 @@ class stop_state {
   /// Unlinks `child` from this state's list (the caller then clears its parented bit).
   void unlink_child(stop_state& child) noexcept {
     child.parent_ref().store(nullptr, std::memory_order_relaxed);
+    withdraw_child(child);
+  }
+  /// unlink_child() that leaves the child's parent() in place: a joiner that spawned the child
+  /// takes it out while it waits for it, and links it back if the wait is cancelled (join_park).
+  void withdraw_child(stop_state& child) noexcept {
     if (pending_child_ == &child) {
       pending_child_ = nullptr;
       return;
     }
-    if (child.prev_sibling_ != nullptr) child.prev_sibling_->next_sibling_ = child.next_sibling_;
-    else first_child_ = child.next_sibling_;
-    if (child.next_sibling_ != nullptr) child.next_sibling_->prev_sibling_ = child.prev_sibling_;
-    child.prev_sibling_ = child.next_sibling_ = nullptr;
+    unlink_listed(child);
   }
   /// Moves the newest child into the list, for whoever walks it.
   void flush() noexcept {
@@ -161,6 +165,12 @@ class stop_state {
   void set_detached() noexcept { detached_ref().store(true, std::memory_order_relaxed); }
   [[nodiscard]] bool detached() const noexcept { return detached_ref().load(std::memory_order_relaxed); }
  private:
+  void unlink_listed(stop_state& child) noexcept {
+    if (child.prev_sibling_ != nullptr) child.prev_sibling_->next_sibling_ = child.next_sibling_;
+    else first_child_ = child.next_sibling_;
+    if (child.next_sibling_ != nullptr) child.next_sibling_->prev_sibling_ = child.prev_sibling_;
+    child.prev_sibling_ = child.next_sibling_ = nullptr;
+  }
   void insert(stop_state& child) noexcept {
     child.prev_sibling_ = nullptr;
     child.next_sibling_ = first_child_;

@@ -1174,7 +1174,7 @@ namespace {
                                                          join_canceller& c) noexcept {
   worker* w = this_worker;
   stop_state* s = c.stop;
-  if (s != nullptr && s->lazy_join_ != nullptr) arm_lazy_join(*s);  // the joiner parks
+  if (s != nullptr && s->lazy_join_ != nullptr) arm_lazy_join(*s);  // the joiner waits for real
   if (s != nullptr) {
     if (s->stop_requested()) {
       s->observe();
@@ -1198,18 +1198,20 @@ namespace {
   std::coroutine_handle<> h = w->next_direct();
   return h ? h : std::noop_coroutine();
 }
+
 }  // namespace
 
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept {
   worker* w = this_worker;
   stop_state* s = c.stop;
   const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
-  if (w != nullptr && (s == nullptr || s->lazy_join_ == nullptr) && w->holds_unpublished(p.spawn_.self) &&
+  if (w != nullptr && w->holds_unpublished(p.spawn_.self) &&
       ((seen & state_parented) == 0 || p.spawn_.stop.parent() == s)) [[likely]] {
     // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
     // this thread only until a release-publishing queue hands it on (its parent, if any, is the
     // joiner): a plain store of the joiner bit happens before anyone else can touch the task. The
-    // canceller is armed by the task itself if it suspends before it finishes (arm_lazy_join);
+    // canceller is armed once the task, or a task it joins the same way, waits for real
+    // (arm_lazy_join; a pending join of the joiner itself stays pending too, see there);
     // until then a stop of the joiner waits, even one requested before this join: either the
     // task finishes without suspending and the join took effect, or its first suspension ends
     // the join with operation_cancelled (the stop is then seen, as the rule asks).
@@ -1229,53 +1231,76 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
 }
 
 namespace {
-/// Arms the canceller of a join that parked on `task` with a plain store (taken out of its
-/// lazy_join_ by the caller): the task suspends for the first time since, so the joiner is parked
-/// for good.
-void arm_pending_join(promise_base& task, join_canceller& c) noexcept {
-  c.task = &task;
+/// Arms the canceller of a join that parked with a plain store on `c.task` (taken out of its
+/// lazy_join_ by arm_lazy_join): the joiner is parked for good.
+void arm_pending_join(join_canceller& c) noexcept {
+  promise_base& task = *c.task;
   c.cancel = &cancel_join;
   c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
   task.spawn_.join_armed = true;  // from now on a canceller may write the state
   if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
 }
 
-/// A when_all child running under `s` parks for the first time: arms its group's forwarder on the
-/// parent's stop state, and so on up while the parent is itself a when_all child whose group's
-/// forwarder is not armed yet. A parent whose stop was requested already forwards it at once.
-/// At the top, a spawned task suspended in the when_all may have a join parked on it lazily: that
-/// join's canceller is armed too, or cancelling the joiner would not reach the waiting child.
-void arm_group_forwarders(stop_state* s) noexcept {
+/// A when_all child running under `s` (or parked in a join that parked lazily on it) waits for
+/// real: arms its group's forwarder on the parent's stop state, and so on up while the parent is
+/// itself a when_all child whose group's forwarder is not armed yet. Returns the state of the
+/// spawned task at the top (suspended in the outermost when_all), whose own pending join the
+/// caller arms next, or null when there is nothing more to arm: a sibling armed the levels above
+/// already, the group has no parent state, or a parent's stop was requested already (the stop is
+/// then forwarded at once).
+stop_state* arm_group_forwarders(stop_state* s) noexcept {
   while (s != nullptr && s->task_ != nullptr && s->task_->spawn_.group != nullptr) {
     fork_group& g = *s->task_->spawn_.group;
     stop_state* parent = g.parent_stop;
-    if (parent == nullptr || g.forwarder == nullptr) return;
-    if (parent->armed_with(*g.forwarder)) return;  // a sibling did it (and the levels above)
+    if (parent == nullptr || g.forwarder == nullptr) return nullptr;
+    if (parent->armed_with(*g.forwarder)) return nullptr;  // a sibling did it (and the levels above)
     if (!parent->arm(*g.forwarder)) {
       forward_to_children(*g.forwarder);
-      return;
+      return nullptr;
     }
     s = parent;
   }
-  if (s == nullptr || s->task_ == nullptr) return;
-  // The task is suspended in its when_all, so only children touch its lazy_join_ now, and
-  // children of several workers may get here at once: one exchange decides which arms the join.
-  std::atomic_ref<stop_canceller*> pending{s->lazy_join_};
-  if (pending.load(std::memory_order_acquire) == nullptr) return;
-  if (stop_canceller* c = pending.exchange(nullptr, std::memory_order_acq_rel)) {
-    arm_pending_join(*s->task_, static_cast<join_canceller&>(*c));
-  }
+  return s != nullptr && s->task_ != nullptr ? s : nullptr;
 }
 }  // namespace
 
 void arm_lazy_join(stop_state& s) noexcept {
-  if (s.lazy_join_ == group_marker()) {
-    s.lazy_join_ = nullptr;
-    arm_group_forwarders(&s);
-    return;
+  // Laziness is transitive: a task that parks in a join that parked lazily (join_park's plain
+  // path) leaves its own pending join unarmed, so a whole chain of such joins (fib: a spawn and a
+  // join at every level) arms nothing until a task at its end waits for real. Then every pending
+  // canceller of the chain is armed: the join parked on that task, the join parked on that joiner,
+  // and so on up, through when_all levels (their forwarders) too.
+  //
+  // Only `s` is the calling thread's own; the states above belong to parked tasks, which nothing
+  // can resume while no canceller of the chain is armed (each waits for the one below, and the
+  // one at the bottom is the caller). So the pending cancellers are first collected, claimed by an
+  // exchange (children of one when_all on several workers may climb to the same parent at once),
+  // and then armed from the top down: an armed join may resume its joiner at once (its stop came
+  // first), after which nothing below it is touched by anyone but its own thread. (Forwarders are
+  // armed on the way up: they never resume the task they are armed on.)
+  join_canceller* top = nullptr;
+  stop_state* at = &s;
+  stop_canceller* pending = std::exchange(s.lazy_join_, nullptr);
+  while (pending != nullptr) {
+    if (pending == group_marker()) {
+      at = arm_group_forwarders(at);
+    } else {
+      auto& c = static_cast<join_canceller&>(*pending);
+      c.task = at->task_;  // the joined task: its continuation_ is the joiner
+      c.chain_next = top;
+      top = &c;
+      at = c.stop;  // the joiner, parked on this join
+    }
+    if (at == nullptr) break;
+    std::atomic_ref<stop_canceller*> next{at->lazy_join_};
+    if (next.load(std::memory_order_acquire) == nullptr) break;
+    pending = next.exchange(nullptr, std::memory_order_acq_rel);
   }
-  // The joined task itself suspends (the thread running it).
-  arm_pending_join(*s.task_, static_cast<join_canceller&>(*std::exchange(s.lazy_join_, nullptr)));
+  while (top != nullptr) {
+    join_canceller* below = top->chain_next;
+    arm_pending_join(*top);
+    top = below;
+  }
 }
 
 void join_settle(join_canceller& c, promise_base& task) {

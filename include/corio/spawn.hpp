@@ -35,6 +35,7 @@ struct join_canceller : stop_canceller {
   std::uint32_t park_worker;         ///< where to resume the joiner
   stop_state* stop;                  ///< the joiner's stop state (null: not cancellable); set by
                                      ///< await_suspend
+  join_canceller* chain_next;        ///< arm_lazy_join's list of cancellers to arm (lib/runtime.cpp)
 };
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
@@ -182,21 +183,31 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     }
     T await_resume() {
       detail::promise_base& p = *handle_.promise_;
-      // The usual end of a join: the task finished, no canceller was ever armed for this join, and
-      // nothing but this handle refers to the frame (its home worker let go of it, and a spawner
-      // that joins it dropped its link when the join parked). Anything else is settled out of line.
-      const bool sole = (p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner) == detail::state_handle &&
-                        !p.spawn_.join_armed;
-      if (!sole && !ready_) detail::join_settle(*this, p);  // parked: throws for a cancelled join
+      // The usual ends of a join: the task finished, no canceller was ever armed for this join, its
+      // home worker let go of it, and besides this handle at most the joiner's own children list
+      // refers to the frame (a task joined after it finished; a spawner that parked on the join
+      // dropped its link then). Anything else is settled out of line.
+      const std::uint32_t rest = (p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner) |
+                                 (p.spawn_.join_armed ? detail::state_join_cancel : 0u);
+      const bool usual = (rest & ~detail::state_parented) == detail::state_handle;
+      if (!usual && !ready_) detail::join_settle(*this, p);  // parked: throws for a cancelled join
       struct release_on_exit {
         join_handle& h;
-        bool sole;
+        std::uint32_t rest;
+        bool usual;
         ~release_on_exit() {
           detail::promise_base* q = std::exchange(h.promise_, nullptr);
-          if (sole) q->spawn_.self.destroy();  // the result was taken, nobody else links the frame
-          else release(q, true);
+          detail::stop_state* parent;
+          if (usual && rest == detail::state_handle) {
+            q->spawn_.self.destroy();  // the result was taken, nobody else links the frame
+          } else if (usual && (parent = q->spawn_.stop.parent()) == detail::current_stop() && parent != nullptr) {
+            parent->unlink_child(q->spawn_.stop);  // the joiner spawned it: its own list
+            q->spawn_.self.destroy();
+          } else {
+            release(q, true);
+          }
         }
-      } guard{handle_, sole};
+      } guard{handle_, rest, usual};
       return handle_.typed().promise().take_result();
     }
 

@@ -1389,9 +1389,6 @@ void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bou
   s.stop = stop;
 }
 
-namespace {
-/// park_state's canceller: claims the wait with `cancelled` (under the list's lock for a solo
-/// wait, whose peers claim with plain stores) and resumes the task where it parked.
 void cancel_park(stop_canceller& c) noexcept {
   auto& s = static_cast<park_state&>(c);
   bool won;
@@ -1403,15 +1400,10 @@ void cancel_park(stop_canceller& c) noexcept {
   }
   if (won) wake_parked(wake_ticket{s.task, s.runtime, s.park_worker});
 }
-}  // namespace
 
-bool arm_park(park_state& s) noexcept {
-  if (s.stop == nullptr) return true;
-  s.cancel = &cancel_park;
-  if (s.stop->arm(s)) return true;
+void refuse_park(park_state& s) noexcept {
   s.claim.store(park_state::cancelled, std::memory_order_relaxed);  // nobody else can see it yet
   s.stop->observe();
-  return false;
 }
 
 void park_timer::arm(park_state& s) {

@@ -45,13 +45,6 @@ wait_node* claim_all(wait_list& list, wait_node* chain, bool closed) noexcept {
   return chain;
 }
 
-bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
-  list.push_back(n);
-  if (arm_park(*n.owner)) return true;
-  list.remove(n);
-  return false;
-}
-
 void throw_cancelled(const char* what) { throw operation_cancelled(what); }
 
 void wake_chain(wait_node* n) noexcept {

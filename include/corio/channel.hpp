@@ -161,7 +161,6 @@ class channel_wait {
   /// node off the channel, which may outlive the runtime. In every other case the node is already
   /// off (whoever claimed it unlinked it before the wake that happened before this).
   ~channel_wait() {
-    disarm_park(park_);
     if (node_.linked) {
       spin_guard g{ch_->lock};
       ch_->unlink(node_);

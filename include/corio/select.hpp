@@ -102,7 +102,6 @@ class [[nodiscard("co_await it")]] select_operation {
   select_operation& operator=(const select_operation&) = delete;
   /// Destroyed while parked (shutdown): take every node off its channel (see channel_wait).
   ~select_operation() {
-    disarm_park(park_);
     bool any = false;
     for (const wait_node& n : nodes_) any = any || n.linked;
     if (!any) return;

@@ -48,7 +48,6 @@ class sleep_operation {
   explicit sleep_operation(clock::time_point deadline) noexcept : deadline_(deadline) {}
   sleep_operation(const sleep_operation&) = delete;
   sleep_operation& operator=(const sleep_operation&) = delete;
-  ~sleep_operation() { detail::disarm_park(park_); }
   bool await_ready() const noexcept;
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {

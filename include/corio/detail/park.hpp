@@ -169,21 +169,44 @@ void wake_parked(const wake_ticket& t) noexcept;
 void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
                   stop_state* stop);
 
-/// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held.
-/// False when the task's stop was requested already: the claim is then `cancelled` (the caller
-/// takes its nodes off again and resumes the task at once), and the task's children are told.
-/// Defined in lib/runtime.cpp.
-bool arm_park(park_state& s) noexcept;
+/// park_state's canceller (stop_canceller::cancel): claims the wait with `cancelled` (under the
+/// list's lock for a solo wait, whose peers claim with plain stores) and resumes the task on the
+/// worker where it parked. Defined in lib/runtime.cpp.
+void cancel_park(stop_canceller& c) noexcept;
+
+/// arm_park() when the task's stop was requested already: claims `s` with `cancelled` (nobody
+/// else can see it yet) and tells the task's children. Defined in lib/runtime.cpp.
+void refuse_park(park_state& s) noexcept;
+
+/// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held:
+/// one compare-and-swap (stop_state::arm). False when the task's stop was requested already: the
+/// claim is then `cancelled` (the caller takes its nodes off again and resumes the task at once),
+/// and the task's children are told.
+inline bool arm_park(park_state& s) noexcept {
+  if (s.stop == nullptr) return true;
+  s.cancel = &cancel_park;
+  if (s.stop->arm(s)) [[likely]] return true;
+  refuse_park(s);
+  return false;
+}
 
 /// After the wait ended: disarms the canceller (waits for a request_stop still running it).
+/// Awaiters call it when they settle a wait, not when they are destroyed: a frame destroyed while
+/// parked is one the runtime's shutdown destroys after its workers stopped, together with the
+/// stop state the canceller is armed on.
 inline void disarm_park(park_state& s) noexcept {
   if (s.stop != nullptr) s.stop->disarm(s);
 }
 
 /// Queues `n` on `list` (its lock held) and arms the task's canceller; when the task's stop was
 /// already requested, takes `n` off again and returns false: the caller does not park, and the
-/// operation ends with operation_cancelled. Defined in lib/sync.cpp.
-bool enqueue_parked(wait_list& list, wait_node& n) noexcept;
+/// operation ends with operation_cancelled.
+inline bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
+  list.push_back(n);
+  if (arm_park(*n.owner)) [[likely]] return true;
+  list.remove(n);
+  return false;
+}
 
 /// Throws corio::operation_cancelled for a wait that cancellation ended. Defined in lib/sync.cpp.
 [[noreturn]] void throw_cancelled(const char* what);

@@ -23,7 +23,6 @@ class sync_operation {
   /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
   /// node off the primitive's queue, since the primitive may outlive the runtime.
   ~sync_operation() {
-    disarm_park(park_);
     if (node_.linked && lock_ != nullptr) {
       spin_guard g{*lock_};
       if (node_.linked) queue_->remove(node_);

@@ -154,7 +154,7 @@ class channel_state : public channel_core {
 template <class T, bool Timed>
 class channel_wait {
  protected:
-  explicit channel_wait(channel_state<T>* ch) noexcept : ch_(ch) {}
+  explicit channel_wait(channel_state<T>* ch) noexcept : ch_(ch), park_(uninitialized), node_(uninitialized) {}
   channel_wait(const channel_wait&) = delete;
   channel_wait& operator=(const channel_wait&) = delete;
   /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
@@ -173,10 +173,8 @@ class channel_wait {
   std::coroutine_handle<> park(std::coroutine_handle<Promise> h, wait_list& list, void* slot, bool sender) {
     try {
       prepare_park(park_, h, binding_of(h), &ch_->lock, stop_of(h));
-      if constexpr (Timed) {
-        park_.solo = false;
-        timer_.arm(park_);
-      }
+      park_.solo = !Timed;  // a timer races the peers for the claim
+      if constexpr (Timed) timer_.arm(park_);
     } catch (...) {
       ch_->lock.unlock();
       throw;
@@ -185,6 +183,7 @@ class channel_wait {
     node_.slot = slot;
     node_.case_index = 1;
     node_.sender = sender;
+    node_.closed = false;
     const bool parked = enqueue_parked(list, node_);  // false: the task's stop came first
     ch_->lock.unlock();  // publishes the node: touch nothing of this frame after (llvm #56301)
     return transfer(parked ? next_after_park() : std::coroutine_handle<>{h});
@@ -244,8 +243,8 @@ class channel_wait {
   }
 
   channel_state<T>* ch_;
-  park_state park_{};
-  wait_node node_{};
+  park_state park_;  // the rest of both is written when the operation parks (park())
+  wait_node node_;
   [[no_unique_address]] std::conditional_t<Timed, park_timer, std::monostate> timer_{};
   channel_status status_ = channel_status::would_block;  ///< decided without parking, if not would_block
   bool yield_ = false;  ///< done at once, but the cooperation budget is spent: requeue first

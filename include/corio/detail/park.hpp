@@ -57,6 +57,12 @@ class spin_guard {
   spin_lock& lock_;
 };
 
+/// Tag for the constructors of park_state and wait_node that leave most fields unset.
+struct uninitialized_t {
+  explicit uninitialized_t() = default;
+};
+inline constexpr uninitialized_t uninitialized{};
+
 /// The one-shot state of a parked operation (see the file comment). Lives in the parked task's
 /// frame (in the awaiter). It is also the operation's canceller (stop_state.hpp).
 struct park_state : stop_canceller {
@@ -64,22 +70,30 @@ struct park_state : stop_canceller {
   static constexpr std::uint32_t timed_out = 0xffff'fffeu;
   static constexpr std::uint32_t cancelled = 0xffff'fffdu;  ///< the task's stop ended the wait
 
+  /// Every field set: waiting, solo, nobody to resume yet.
+  park_state() noexcept
+      : solo(true), runtime(nullptr), wake_on(unbound_worker), park_worker(unbound_worker), lock(nullptr), stop(nullptr) {}
+  /// Only `claim` (waiting) and `task` set: for an awaiter that parks rarely and writes the rest
+  /// when it does (prepare_park and `solo`), so that an operation that completes at once stores
+  /// nothing else (channel_wait).
+  explicit park_state(uninitialized_t) noexcept {}
+
   /// waiting, then 1 + the index of the case that ended the wait, timed_out or cancelled.
   std::atomic<std::uint32_t> claim{waiting};
   /// No timer and no select: only holders of the one list's lock can end the wait, so the claim
   /// is a plain store (no read-modify-write on the hot path of a single send or receive).
-  bool solo = true;
+  bool solo;
   std::coroutine_handle<> task{};
-  runtime_impl* runtime = nullptr;
+  runtime_impl* runtime;
   /// The worker that must resume the task (the one whose wheel holds its timer, or the one it is
   /// bound to), or unbound_worker.
-  std::uint32_t wake_on = unbound_worker;
+  std::uint32_t wake_on;
   /// The worker the task parked on: a cancelled task resumes there (see the file comment).
-  std::uint32_t park_worker = unbound_worker;
+  std::uint32_t park_worker;
   /// The lock solo claims are made under (the list's owner's), which cancellation takes too.
-  spin_lock* lock = nullptr;
+  spin_lock* lock;
   /// The task's stop state, or null (not cancellable). Armed by arm_park().
-  stop_state* stop = nullptr;
+  stop_state* stop;
 
   /// Ends the wait with `value` if nobody did yet; true when this call did. Call with the lock of
   /// the list holding the node when `solo`.
@@ -96,17 +110,24 @@ struct park_state : stop_canceller {
 
 /// One parked task's entry in one wait_list.
 struct wait_node {
-  wait_node* prev = nullptr;
-  wait_node* next = nullptr;
-  park_state* owner = nullptr;
+  /// Every field set: not on a list.
+  wait_node() noexcept
+      : prev(nullptr), next(nullptr), owner(nullptr), slot(nullptr), case_index(0), linked(false), sender(false),
+        closed(false), amount(0) {}
+  /// Only `linked` (false) set: the awaiter writes the rest when it parks (channel_wait).
+  explicit wait_node(uninitialized_t) noexcept : linked(false) {}
+
+  wait_node* prev;
+  wait_node* next;
+  park_state* owner;
   /// What the peer moves from or into: the value a sender offers (T*), or where a receiver's
   /// value goes (std::optional<T>*). Unused by the sync primitives.
-  void* slot = nullptr;
-  std::uint32_t case_index = 0;  ///< 1 + the select case this node stands for (1 for plain ops)
-  bool linked = false;           ///< on its list; written under the list's lock
-  bool sender = false;           ///< a channel node: on the senders' list (else the receivers')
-  bool closed = false;           ///< the wait ended because the channel was closed
-  std::uint32_t amount = 0;      ///< shared_mutex: 1 for a writer, 0 for a reader
+  void* slot;
+  std::uint32_t case_index;  ///< 1 + the select case this node stands for (1 for plain ops)
+  bool linked;               ///< on its list; written under the list's lock
+  bool sender;               ///< a channel node: on the senders' list (else the receivers')
+  bool closed;               ///< the wait ended because the channel was closed
+  std::uint32_t amount;      ///< shared_mutex: 1 for a writer, 0 for a reader
 };
 
 /// An intrusive FIFO list of wait_nodes, protected by its owner's spin_lock.

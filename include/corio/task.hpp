@@ -196,10 +196,12 @@ class promise_base {
   }
 };
 
-/// The task running under `s` parks for the first time with a lazily armed canceller pending:
-/// the canceller of a join parked on it with a plain store (see join_park), or, for a when_all
-/// child, the forwarders of its group and of every enclosing group up to a spawned task (so that
-/// a fork-join tree that never waits never arms one). Defined in lib/runtime.cpp.
+/// The task running under `s` waits for real (anything but a fork, or a join that parks with the
+/// plain store) with a lazily armed canceller pending: arms the canceller of the join parked on
+/// it with a plain store (see join_park), or, for a when_all child, the forwarders of its group
+/// and of every enclosing group up to a spawned task, and then, transitively, whatever is pending
+/// on the joiners above (so that a fork-join tree or a chain of spawn+join levels that never waits
+/// arms nothing). Never blocks; called on the thread running the task. Defined in lib/runtime.cpp.
 void arm_lazy_join(stop_state& s) noexcept;
 
 /// The wrapper await_transform puts around every awaiter in a task (see promise_base).

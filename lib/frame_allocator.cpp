@@ -49,9 +49,6 @@ frame_block_header* header_of(block* frame) noexcept {
 /// Frees a cached frame's whole block.
 void delete_frame(block* frame) noexcept { ::operator delete(static_cast<void*>(header_of(frame))); }
 
-// Frames a cache keeps per class (frame_max_cached_bytes_per_class of them).
-constexpr const auto& limits = frame_class_limits;
-
 /// The value of frame_home::returned while the home has no thread.
 constinit block closed_marker{nullptr};
 constexpr block* closed = &closed_marker;
@@ -131,7 +128,7 @@ bool collect_returned(frame_cache& cache) noexcept {
   while (f != nullptr) {
     block* next = f->next;
     const std::uint32_t c = header_of(f)->size_class;
-    if (cache.counts[c] < limits.v[c]) {
+    if (cache.counts[c] < frame_class_limits.v[c]) {
       f->next = cache.heads[c];
       cache.heads[c] = f;
       ++cache.counts[c];
@@ -198,32 +195,6 @@ bool ensure_exit_hook(frame_cache& cache) noexcept {
   return cache.state == state_live;
 }
 
-/// frame_deallocate() for a frame of another home, or of a full class list. Not inlined, so that
-/// the local free path saves no registers.
-[[gnu::noinline]] void deallocate_slow(block* f) noexcept {
-  frame_cache& cache = tls_frame_cache;
-  const frame_block_header* h = header_of(f);
-  frame_home* owner = h->home;
-  if (owner == cache.home || owner == &orphan_home) {  // the class list is full, or no home
-    delete_frame(f);
-    return;
-  }
-  if (!ensure_exit_hook(cache)) {  // exiting: nobody would flush a batch
-    return_chain(owner, f, f);
-    return;
-  }
-  const std::size_t i = h->home_slot;
-  frame_cache::remote_batch& s = cache.pending[i];
-  if (s.home != owner) {
-    if (s.home != nullptr) flush_slot(cache, i);  // direct-mapped: the slot's previous home
-    s.home = owner;
-    s.tail = f;
-    cache.pending_mask |= std::uint32_t{1} << i;
-  }
-  f->next = s.head;
-  s.head = f;
-  if (++s.count == frame_remote_batch) flush_slot(cache, i);
-}
 
 }  // namespace
 
@@ -257,8 +228,29 @@ void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept {
     return;
   }
   auto* f = static_cast<block*>(frame);
-  assert(header_of(f)->size_class == frame_size_class(bytes) && "frame_deallocate: size differs from frame_allocate's");
-  deallocate_slow(f);
+  const frame_block_header* h = header_of(f);
+  assert(h->size_class == frame_size_class(bytes) && "frame_deallocate: size differs from frame_allocate's");
+  frame_cache& cache = tls_frame_cache;
+  frame_home* owner = h->home;
+  if (owner == cache.home || owner == &orphan_home) {  // the class list is full, or no home
+    delete_frame(f);
+    return;
+  }
+  if (!ensure_exit_hook(cache)) {  // exiting: nobody would flush a batch
+    return_chain(owner, f, f);
+    return;
+  }
+  const std::size_t i = h->home_slot;
+  frame_cache::remote_batch& s = cache.pending[i];
+  if (s.home != owner) {
+    if (s.home != nullptr) flush_slot(cache, i);  // direct-mapped: the slot's previous home
+    s.home = owner;
+    s.tail = f;
+    cache.pending_mask |= std::uint32_t{1} << i;
+  }
+  f->next = s.head;
+  s.head = f;
+  if (++s.count == frame_remote_batch) flush_slot(cache, i);
 }
 
 void frame_flush_remote() noexcept {

@@ -219,18 +219,22 @@ void worker::drain_timer_releases() noexcept {
   release_timers_locked();
 }
 
-void worker::add_timeout_timer(timeout_timer& t, clock::time_point deadline) {
-  t.entry.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&t) | 2);  // tagged: see fire_timers
-  t.entry.deadline_tick = rt_.ticks_ceil(deadline);
-  wheel_.insert(t.entry);
+void worker::insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline) {
+  e.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(owner) | tag);  // see fire_timers
+  e.deadline_tick = rt_.ticks_ceil(deadline);
+  wheel_.insert(e);
   if (rt_.manual_) publish_deadline();
 }
 
-void worker::remove_timeout_timer(timeout_timer& t) noexcept {
-  if (!t.entry.inserted()) return;
-  wheel_.cancel(t.entry);
+void worker::remove_timer(timer_entry& e) noexcept {
+  if (!e.inserted()) return;
+  wheel_.cancel(e);
   if (rt_.manual_) publish_deadline();
 }
+
+void worker::add_timeout_timer(timeout_timer& t, clock::time_point deadline) { insert_timer(t.entry, &t, 2, deadline); }
+
+void worker::remove_timeout_timer(timeout_timer& t) noexcept { remove_timer(t.entry); }
 
 void worker::schedule_local(std::coroutine_handle<> h) {
   std::coroutine_handle<> displaced = std::exchange(lifo_, h);
@@ -355,17 +359,10 @@ void worker::drain_remote_finished() noexcept {
 }
 
 void worker::add_park_timer(park_timer& t) {
-  t.entry.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(&t) | 1);  // tagged: see fire_timers
-  t.entry.deadline_tick = rt_.ticks_ceil(clock::time_point{clock::duration{t.deadline_ns}});
-  wheel_.insert(t.entry);
-  if (rt_.manual_) publish_deadline();
+  insert_timer(t.entry, &t, 1, clock::time_point{clock::duration{t.deadline_ns}});
 }
 
-void worker::cancel_park_timer(park_timer& t) noexcept {
-  if (!t.entry.inserted()) return;
-  wheel_.cancel(t.entry);
-  if (rt_.manual_) publish_deadline();
-}
+void worker::cancel_park_timer(park_timer& t) noexcept { remove_timer(t.entry); }
 
 void worker::publish_deadline() noexcept {
   const auto next = wheel_.next_deadline();
@@ -961,43 +958,37 @@ namespace {
 }
 
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
-/// runtime, bound tasks, and the errors.
-[[gnu::noinline]] void spawn_root_checked(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
-                                          std::uint32_t bound) {
-  worker* w = this_worker;
-  if (rt == nullptr && w != nullptr) rt = &w->runtime();
-  if (rt == nullptr) {
-    throw std::logic_error("corio::spawn: called outside a task on a runtime; use runtime::spawn");
-  }
-  if (rt->closing_.load(std::memory_order_acquire)) {
-    throw std::runtime_error("corio::spawn: the runtime is shutting down");
-  }
-  if (bound != unbound_worker && bound >= rt->workers_.size()) {
-    throw std::out_of_range(fmt::format("corio::spawn_on: worker {} does not exist (the runtime has {})", bound,
-                                        rt->workers_.size()));
-  }
-  if (w != nullptr && &w->runtime() == rt) {
-    init_spawned(p, *rt, self, bound, w->index(), true);
-    w->link(p);
-    w->spawned.add();
-    if (bound != unbound_worker) w->deliver_bound(bound, self);
-    else w->schedule_local(self);
-    return;
-  }
-  // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
-  const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
-  const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
-  init_spawned(p, *rt, self, bound, home, false);
-  rt->workers_[home]->adopt(p);
-  if (bound != unbound_worker) rt->workers_[bound]->post(self);
-  else rt->inject(self);  // publishes the frame: another worker may run it from here on
-}
-
-/// spawn_root_checked(), destroying the frame when it throws.
+/// runtime, bound tasks, and the errors (the frame is destroyed before an error leaves).
 [[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                                        std::uint32_t bound) {
   try {
-    spawn_root_checked(rt, p, self, bound);
+    worker* w = this_worker;
+    if (rt == nullptr && w != nullptr) rt = &w->runtime();
+    if (rt == nullptr) {
+      throw std::logic_error("corio::spawn: called outside a task on a runtime; use runtime::spawn");
+    }
+    if (rt->closing_.load(std::memory_order_acquire)) {
+      throw std::runtime_error("corio::spawn: the runtime is shutting down");
+    }
+    if (bound != unbound_worker && bound >= rt->workers_.size()) {
+      throw std::out_of_range(fmt::format("corio::spawn_on: worker {} does not exist (the runtime has {})", bound,
+                                          rt->workers_.size()));
+    }
+    if (w != nullptr && &w->runtime() == rt) {
+      init_spawned(p, *rt, self, bound, w->index(), true);
+      w->link(p);
+      w->spawned.add();
+      if (bound != unbound_worker) w->deliver_bound(bound, self);
+      else w->schedule_local(self);
+      return;
+    }
+    // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
+    const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
+    const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
+    init_spawned(p, *rt, self, bound, home, false);
+    rt->workers_[home]->adopt(p);
+    if (bound != unbound_worker) rt->workers_[bound]->post(self);
+    else rt->inject(self);  // publishes the frame: another worker may run it from here on
   } catch (...) {
     self.destroy();  // the task never started: this frees its arguments
     throw;
@@ -1137,9 +1128,9 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   worker* w = this_worker;
   stop_state& st = p.spawn_.stop;
   // The usual end of a joined task: its join parked with a plain store while the task waited in
-  // the joiner's worker (join_park), the task has not suspended since (the join's canceller is
-  // still pending, so nobody else can write the state), this is its home worker, it has no
-  // children left and its joiner may run here. The registry and the state are released with plain
+  // the joiner's worker (join_park), and its canceller is still pending (the task, and the tasks
+  // it joined the same way, never waited for real: see arm_lazy_join), so nobody else can write
+  // the state; this is its home worker, it has no children left and its joiner may run here. The registry and the state are released with plain
   // stores, and the joiner resumes by symmetric transfer.
   if (st.lazy_join_ != nullptr && !st.has_children() && p.spawn_.runtime->workers_[p.spawn_.home].get() == w &&
       !w->has_adopted() && (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
@@ -1194,9 +1185,7 @@ namespace {
   if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
     return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
   }
-  if (w == nullptr) return std::noop_coroutine();
-  std::coroutine_handle<> h = w->next_direct();
-  return h ? h : std::noop_coroutine();
+  return w != nullptr ? w->next_or_noop() : std::noop_coroutine();
 }
 
 }  // namespace
@@ -1432,9 +1421,7 @@ std::uint32_t random_u32() noexcept {
 
 std::coroutine_handle<> next_after_park() noexcept {
   worker* w = this_worker;
-  if (w == nullptr) return std::noop_coroutine();
-  std::coroutine_handle<> h = w->next_direct();
-  return h ? h : std::noop_coroutine();
+  return w != nullptr ? w->next_or_noop() : std::noop_coroutine();
 }
 
 void destroy_spawned(promise_base& p) noexcept {

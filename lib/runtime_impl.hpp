@@ -176,6 +176,10 @@ class worker {
   void remove_timeout_timer(timeout_timer& t) noexcept;
   /// After the workers stopped: frees the timers handed over and not yet released.
   void drain_timer_releases() noexcept;
+  /// Owner only: inserts `e` into the wheel, its context `owner` tagged with `tag` (1: a
+  /// park_timer, 2: a timeout_timer; see fire_timers), and removes it (no-op if not inserted).
+  void insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline);
+  void remove_timer(timer_entry& e) noexcept;
   /// Frees the timers handed over by post_timer_release; inbox_mutex_ held.
   void release_timers_locked() noexcept;
   bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }

@@ -39,16 +39,19 @@ struct join_canceller : stop_canceller {
 };
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
-/// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes the joiner in p's state and returns what the joiner's await_suspend
-/// resumes by symmetric transfer: `joiner` itself when the task finished meanwhile, else the next
-/// local task of the calling worker (next_after_park()). When the task is not running and sits in
-/// the calling worker's LIFO slot or on top of its private queue (where no other thread can reach
-/// it), the joiner bit is set with a plain store instead of a read-modify-write, and a joiner that
-/// spawned the task unlinks it from its children; the task then finishes on this worker and,
-/// seeing the bit, releases itself with a plain store too: a spawn and join that stay on one
-/// worker cost no locked instruction. Before it parks the joiner, arms what a join parked lazily
-/// on the joiner itself needs (arm_lazy_join, as stop_aware does for other awaiters). Touches
-/// neither frame after the publishing step (llvm #56301). Defined in lib/runtime.cpp.
+/// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes
+/// the joiner in p's state and returns what the joiner's await_suspend resumes by symmetric
+/// transfer: `joiner` itself when the task finished meanwhile, else the next local task of the
+/// calling worker (next_after_park()). When the task is not running and sits in the calling
+/// worker's LIFO slot or on top of its private queue (where no other thread can reach it), the
+/// joiner bit is set with a plain store instead of a read-modify-write, a joiner that spawned the
+/// task unlinks it from its children (a cancelled join links it back), and the canceller stays
+/// pending until the task waits for real (arm_lazy_join; a join pending on the joiner itself
+/// stays pending too); the task then finishes on this worker and, seeing the bit, releases itself
+/// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
+/// Otherwise the joiner's own pending join is armed first, then this join's canceller, and the
+/// joiner bit is set with one atomic addition. Touches neither frame after the publishing step
+/// (llvm #56301). Defined in lib/runtime.cpp.
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
 
 /// After a join parked and was resumed, when it did not end the usual way (see
@@ -187,6 +190,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       // home worker let go of it, and besides this handle at most the joiner's own children list
       // refers to the frame (a task joined after it finished; a spawner that parked on the join
       // dropped its link then). Anything else is settled out of line.
+      // (An armed canceller counts as state_join_cancel here: either way the join is not usual.)
       const std::uint32_t rest = (p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner) |
                                  (p.spawn_.join_armed ? detail::state_join_cancel : 0u);
       const bool usual = (rest & ~detail::state_parented) == detail::state_handle;

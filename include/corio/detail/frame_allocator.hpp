@@ -181,8 +181,9 @@ inline constexpr auto frame_class_limits = [] {
 /// frame_max_cached_bytes. Out of line, so that the local free path saves no registers.
 void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept;
 
-/// Frees a frame of `bytes` bytes (the size given to frame_allocate, which debug builds assert) on
-/// any thread. On the frame's home thread it joins the thread's free list for its class (at most
+/// Frees a frame of `bytes` bytes (the size given to frame_allocate; debug builds check it when
+/// the free leaves the local path) on any thread. On the frame's home thread it joins the
+/// thread's free list for its class (at most
 /// 1 MiB per class and thread; the excess goes to `::operator delete`). On another thread it joins
 /// that thread's pending batch for the frame's home and reaches the home when the batch is full
 /// (frame_remote_batch frames), when another home takes the batch slot, when the freeing thread

@@ -192,8 +192,10 @@ class stop_state {
   alignas(std::atomic_ref<std::uintptr_t>::required_alignment) mutable std::uintptr_t word_;
 
  public:
-  /// A join parked on this task with a plain store and no canceller yet (see join_park); the task
-  /// arms the joiner's canceller if it suspends before it finishes. Thread running the task only.
+  /// The canceller left pending on this task: a join parked on it with a plain store (see
+  /// join_park), or group_marker() for a when_all child; armed when the task, or a task it joins
+  /// the same way, waits for real (arm_lazy_join). Written by the thread running the task, and
+  /// taken with an exchange by a waiting descendant while the task is parked.
   stop_canceller* lazy_join_;
 
  private:

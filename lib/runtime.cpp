@@ -942,7 +942,6 @@ namespace {
   p.spawn_.group = nullptr;
   p.spawn_.self = self;
   p.spawn_.home = home;  // (`owner` is written by the join_handle every spawn makes)
-  p.spawn_.join_armed = false;
   stop_state& st = p.spawn_.stop;
   // Linked under the spawning task (the thread's current stop state), which then owns the link;
   // a spawn from outside the runtime's workers has no spawner to link to.
@@ -1103,7 +1102,7 @@ namespace {
   // its canceller, the parent or the home may race us: one atomic addition.
   std::uint32_t old;
   if (const std::uint32_t seen = p.spawn_.state.load(std::memory_order_acquire);
-      (seen & state_joiner) != 0 && (release & state_linked) != 0 && !p.spawn_.join_armed) {
+      (seen & state_joiner) != 0 && (release & state_linked) != 0 && (seen & state_join_armed) == 0) {
     old = seen;
     p.spawn_.state.store(seen + observed - release, std::memory_order_release);
   } else {
@@ -1174,14 +1173,15 @@ namespace {
     c.task = &p;
     c.cancel = &cancel_join;
     c.park_worker = w != nullptr && &w->runtime() == p.spawn_.runtime ? w->index() : p.joiner_bound_;
-    p.spawn_.join_armed = true;  // published by the addition below
     if (!s->arm(c)) {
       s->observe();
       return joiner;
     }
   }
-  // The joiner bit is clear (one join per handle): an addition sets it without a CAS loop.
-  const std::uint32_t old = p.spawn_.state.fetch_add(state_joiner, std::memory_order_acq_rel);
+  // The joiner bit is clear (one join per handle), and so is state_join_armed (a withdrawn join
+  // clears it): an addition sets both without a CAS loop.
+  const std::uint32_t old =
+      p.spawn_.state.fetch_add(s != nullptr ? state_joiner | state_join_armed : state_joiner, std::memory_order_acq_rel);
   if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
     return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
   }
@@ -1226,7 +1226,7 @@ void arm_pending_join(join_canceller& c) noexcept {
   promise_base& task = *c.task;
   c.cancel = &cancel_join;
   c.park_worker = task.joiner_bound_;  // any worker may resume it (or the one it is bound to)
-  task.spawn_.join_armed = true;  // from now on a canceller may write the state
+  task.spawn_.state.fetch_or(state_join_armed, std::memory_order_acq_rel);  // a canceller may write it now
   if (!c.stop->arm(c)) cancel_join(c);  // the joiner's stop came first: end the join now
 }
 
@@ -1294,14 +1294,14 @@ void arm_lazy_join(stop_state& s) noexcept {
 
 void join_settle(join_canceller& c, promise_base& task) {
   if (c.stop != nullptr) c.stop->disarm(c);
-  std::atomic<std::uint32_t>& state = task.spawn_.state;
+  auto& state = task.spawn_.state;
   const std::uint32_t seen = state.load(std::memory_order_acquire);
   // The joiner bit is clear only when join_park saw the stop before it parked.
   if ((seen & state_joiner) == 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
   if ((seen & state_running) != 0) {
     // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
     // us, sees state_join_cancel and leaves us alone either way).
-    state.fetch_and(~(state_joiner | state_join_cancel), std::memory_order_acq_rel);
+    state.fetch_and(~(state_joiner | state_join_cancel | state_join_armed), std::memory_order_acq_rel);
     // Taken out of the joiner's children when the join parked (join_park): not parented, but
     // its parent() is still the joiner.
     if ((seen & state_parented) == 0 && c.stop != nullptr && task.spawn_.stop.parent() == c.stop) {

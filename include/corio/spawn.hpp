@@ -189,33 +189,48 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       // The usual ends of a join: the task finished, no canceller was ever armed for this join, its
       // home worker let go of it, and besides this handle at most the joiner's own children list
       // refers to the frame (a task joined after it finished; a spawner that parked on the join
-      // dropped its link then). Anything else is settled out of line.
-      // (An armed canceller counts as state_join_cancel here: either way the join is not usual.)
-      const std::uint32_t rest = (p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner) |
-                                 (p.spawn_.join_armed ? detail::state_join_cancel : 0u);
-      const bool usual = (rest & ~detail::state_parented) == detail::state_handle;
-      if (!usual && !ready_) detail::join_settle(*this, p);  // parked: throws for a cancelled join
+      // dropped its link then): the result is taken and the frame freed here. Anything else is
+      // settled out of line. (An armed canceller, state_join_armed, makes the join unusual too.)
+      const std::uint32_t rest = p.spawn_.state.load(std::memory_order_acquire) & ~detail::state_joiner;
+      if ((rest & ~detail::state_parented) == detail::state_handle) [[likely]] {
+        if (rest == detail::state_handle) return take_and_free();
+        if (detail::stop_state* parent = p.spawn_.stop.parent();
+            parent != nullptr && parent == detail::current_stop()) {
+          parent->unlink_child(p.spawn_.stop);  // the joiner spawned it: its own list
+          return take_and_free();
+        }
+      } else if (!ready_) {
+        detail::join_settle(*this, p);  // parked: throws for a cancelled join
+      }
       struct release_on_exit {
         join_handle& h;
-        std::uint32_t rest;
-        bool usual;
-        ~release_on_exit() {
-          detail::promise_base* q = std::exchange(h.promise_, nullptr);
-          detail::stop_state* parent;
-          if (usual && rest == detail::state_handle) {
-            q->spawn_.self.destroy();  // the result was taken, nobody else links the frame
-          } else if (usual && (parent = q->spawn_.stop.parent()) == detail::current_stop() && parent != nullptr) {
-            parent->unlink_child(q->spawn_.stop);  // the joiner spawned it: its own list
-            q->spawn_.self.destroy();
-          } else {
-            release(q, true);
-          }
-        }
-      } guard{handle_, rest, usual};
+        ~release_on_exit() { release(std::exchange(h.promise_, nullptr), true); }
+      } guard{handle_};
       return handle_.typed().promise().take_result();
     }
 
    private:
+    /// Takes the result of a finished task that nothing else refers to any more, and destroys
+    /// its frame (also when the result is an exception, which is rethrown).
+    T take_and_free() {
+      const auto h = handle_.typed();
+      handle_.promise_ = nullptr;
+      if constexpr (std::is_void_v<T>) {
+        if (h.promise().exception_) [[unlikely]] {
+          const std::exception_ptr e = std::move(h.promise().exception_);
+          h.destroy();
+          std::rethrow_exception(e);
+        }
+        h.destroy();
+      } else {
+        struct destroy_on_exit {
+          std::coroutine_handle<promise_type> h;
+          ~destroy_on_exit() { h.destroy(); }
+        } guard{h};
+        return h.promise().take_result();
+      }
+    }
+
     join_handle& handle_;
     bool ready_;  ///< the task had finished at await_ready (the join did not park); set there
   };

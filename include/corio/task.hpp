@@ -39,6 +39,12 @@ inline constexpr std::uint32_t state_parented = 32;
 /// A cancelled join: set by the joiner's canceller (see join_park); whoever sees it first in a
 /// read-modify-write of the state decides that the finishing task does not resume the joiner.
 inline constexpr std::uint32_t state_join_cancel = 64;
+/// The joiner armed a canceller for its join, so the canceller may write the state while the
+/// joiner is parked: the finishing task releases the state with a read-modify-write, not a plain
+/// store, and the joiner settles the join out of line. Set with the joiner bit, or (a lazily
+/// parked join, see arm_lazy_join) before the canceller is armed; cleared when a cancelled join
+/// is withdrawn.
+inline constexpr std::uint32_t state_join_armed = 128;
 /// The bits that keep a spawned frame alive: whoever clears the last of them destroys it.
 inline constexpr std::uint32_t state_alive = 1 | 2 | 8 | 32;
 
@@ -87,6 +93,53 @@ concept fork_awaiter = requires { requires std::remove_cvref_t<A>::corio_fork; }
 /// state (a join: join_park), say so with `static constexpr bool corio_checks_lazy_join = true;`.
 template <class A>
 concept lazy_join_checking_awaiter = requires { requires std::remove_cvref_t<A>::corio_checks_lazy_join; };
+/// An atomic object that its constructor leaves unwritten: every access goes through
+/// std::atomic_ref, so a frame's creation writes nothing for it (a std::atomic member would be
+/// zeroed in every frame, though only spawn_root() and when_all give it a value). Same member
+/// functions and memory orders as std::atomic; thread-safe as std::atomic once written.
+template <class T>
+class deferred_atomic {
+ public:
+  deferred_atomic() noexcept {}
+  deferred_atomic(const deferred_atomic&) = delete;
+  deferred_atomic& operator=(const deferred_atomic&) = delete;
+  T load(std::memory_order o = std::memory_order_seq_cst) const noexcept { return ref().load(o); }
+  void store(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { ref().store(v, o); }
+  T exchange(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().exchange(v, o); }
+  T fetch_add(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_add(v, o); }
+  T fetch_sub(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_sub(v, o); }
+  T fetch_or(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_or(v, o); }
+  T fetch_and(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_and(v, o); }
+  bool compare_exchange_weak(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
+    return ref().compare_exchange_weak(expected, desired, s, f);
+  }
+  bool compare_exchange_strong(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
+    return ref().compare_exchange_strong(expected, desired, s, f);
+  }
+
+ private:
+  std::atomic_ref<T> ref() const noexcept { return std::atomic_ref<T>{value_}; }
+  alignas(std::atomic_ref<T>::required_alignment) mutable T value_;
+};
+
+/// A coroutine handle that its constructor leaves unwritten (spawn_state::self is written by
+/// whatever starts the task); converts to and from std::coroutine_handle<>.
+class deferred_handle {
+ public:
+  deferred_handle() noexcept {}
+  deferred_handle& operator=(std::coroutine_handle<> h) noexcept {
+    address_ = h.address();
+    return *this;
+  }
+  operator std::coroutine_handle<>() const noexcept { return std::coroutine_handle<>::from_address(address_); }
+  void* address() const noexcept { return address_; }
+  void resume() const { std::coroutine_handle<>::from_address(address_).resume(); }
+  void destroy() const { std::coroutine_handle<>::from_address(address_).destroy(); }
+
+ private:
+  void* address_;
+};
+
 /// What a task needs once it is spawned as a root task of a runtime. It lives in the frame
 /// itself (no allocation per spawn), like the task header of Tokio's task cell. Only `runtime` is
 /// set when the frame is created (null: not spawned); spawn_root() writes the rest, so that tasks
@@ -102,18 +155,14 @@ struct spawn_state {
     /// (as null) before it writes this.
     promise_base* remote_next;
   };
-  std::atomic<std::uint32_t> state;          ///< state_* bits below
+  deferred_atomic<std::uint32_t> state;      ///< state_* bits below
   std::uint32_t home;                        ///< the worker whose registry holds the task (a
                                              ///< when_all child: 1 when it runs inline, else 0)
   join_handle_base* owner;                   ///< the join_handle referring to this frame, if any
   promise_base* prev;                        ///< registry links (owned by the home worker); they
   promise_base* next;                        ///< also link a when_all's children, in order
-  std::coroutine_handle<> self;              ///< the frame, for destroy() from the registry
+  deferred_handle self;                      ///< the frame, for destroy() from the registry
   stop_state stop;                           ///< the task's stop state (stop_state.hpp)
-  /// A canceller may touch `state` while a joiner is parked (the joiner armed one), so the
-  /// finishing task must not release the state with a plain store. Written before the joiner bit
-  /// is published, or by the task itself.
-  bool join_armed;
 };
 
 /// Runs when a spawned task reaches its final suspend point (a when_all child: see fork_group):

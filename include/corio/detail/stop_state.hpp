@@ -59,12 +59,14 @@ class stop_state {
   /// with its lazy_join_ and its parent (whose list the caller then links it into with
   /// adopt_child). Not thread-safe.
   void reset(promise_base* task, stop_canceller* lazy_join = nullptr, stop_state* parent = nullptr) noexcept {
-    word().store(0, std::memory_order_relaxed);
+    // Plain stores, which the compiler merges: the state is reset before the task is published,
+    // so no other thread reads it yet.
+    word_ = 0;
     lazy_join_ = lazy_join;
     first_child_ = pending_child_ = nullptr;  // the sibling links are written by insert()
-    detached_ref().store(false, std::memory_order_relaxed);
+    detached_ = false;
     propagated_ = false;
-    parent_ref().store(parent, std::memory_order_relaxed);
+    parent_ = parent;
     task_ = task;
   }
 

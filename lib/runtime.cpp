@@ -236,9 +236,7 @@ void worker::add_timeout_timer(timeout_timer& t, clock::time_point deadline) { i
 
 void worker::remove_timeout_timer(timeout_timer& t) noexcept { remove_timer(t.entry); }
 
-void worker::schedule_local(std::coroutine_handle<> h) {
-  std::coroutine_handle<> displaced = std::exchange(lifo_, h);
-  if (!displaced) return;
+void worker::push_displaced(std::coroutine_handle<> displaced) {
   if (private_.full()) publish();  // full: its older half becomes stealable
   private_.push_back(displaced);
   if (rt_.someone_looking()) publish();
@@ -287,9 +285,9 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
   promise_base* c = g.next;
   if (c == nullptr || g.owner != this || private_.empty() || private_.back() != c->spawn_.self) return nullptr;
   // Maintenance (I/O, timers, the stop flag) is due: leave the rest to the loop.
-  if (tick_ - maintained_at_ >= maintenance_interval) return nullptr;
+  if (tick() - maintained_at_ >= maintenance_interval) return nullptr;
   (void)private_.pop_back();
-  ++tick_;
+  count_tick();
   g.next = c->spawn_.next;
   c->spawn_.home = 1;  // inline: counted off by the run, not one by one
   return c;
@@ -297,19 +295,13 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
 
 void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
 
-void worker::link(promise_base& p) noexcept {
+void worker::insert_registered(promise_base& p) noexcept {
   p.spawn_.prev = nullptr;
   p.spawn_.next = registry_head_;
   if (registry_head_ != nullptr) registry_head_->spawn_.prev = &p;
   registry_head_ = &p;
 }
 
-void worker::unlink(promise_base& p) noexcept {
-  if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
-  else registry_head_ = p.spawn_.next;
-  if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
-  p.spawn_.prev = p.spawn_.next = nullptr;
-}
 
 void worker::push_remote_finished(promise_base& p) noexcept {
   promise_base* head = remote_finished_.load(std::memory_order_relaxed);
@@ -330,14 +322,15 @@ void worker::drain_adopted() noexcept {
   if (adopted_.load(std::memory_order_relaxed) == nullptr) return;
   promise_base* p = adopted_.exchange(nullptr, std::memory_order_acquire);
   while (p != nullptr) {
-    promise_base* next = p->spawn_.next;  // read before link() reuses the field
-    link(*p);
+    promise_base* next = p->spawn_.next;  // read before insert_registered() reuses the field
+    insert_registered(*p);  // straight into the list: counted by foreign_spawned_ already
     p = next;
   }
 }
 
 void worker::stop_registry() noexcept {
   drain_adopted();
+  flush_registry();
   for (promise_base* p = registry_head_; p != nullptr; p = p->spawn_.next) {
     if ((p->spawn_.state.load(std::memory_order_acquire) & state_running) != 0) p->spawn_.stop.request_stop();
   }
@@ -349,7 +342,7 @@ void worker::drain_remote_finished() noexcept {
   drain_adopted();  // a task adopted here may be among them: link before unlinking
   while (p != nullptr) {
     promise_base* next = p->spawn_.remote_next;
-    unlink(*p);
+    unlink_finished_elsewhere(*p);
     // state_linked is set until this line: subtracting it clears it with a plain `lock xadd`
     // instead of a compare-exchange loop (the same for every bit cleared or set below).
     const std::uint32_t old = p->spawn_.state.fetch_sub(state_linked, std::memory_order_acq_rel);
@@ -481,14 +474,13 @@ std::coroutine_handle<> worker::steal() {
 }
 
 inline void worker::begin_task() noexcept {
-  ++tick_;
-  polls.add();
+  count_tick();
   budget_ = rt_.options_.budget;
 }
 
 std::coroutine_handle<> worker::next_direct() {
   // Maintenance is due: leave it to the loop (as the stop flag).
-  if (tick_ - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
+  if (tick() - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
   std::coroutine_handle<> h = next_local();
   if (h) begin_task();
   return h;
@@ -502,7 +494,7 @@ std::coroutine_handle<> worker::next_or_noop() noexcept {
 inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
   // The choice next_local() makes when the LIFO slot holds a task and no fairness turn, inbox,
   // maintenance or stop is due: that task (the one just spawned, when a spawn is joined at once).
-  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick_ - maintained_at_ < maintenance_interval &&
+  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval &&
       !inbox_flag_.load(std::memory_order_relaxed) && !rt_.stopping_.load(std::memory_order_relaxed)) [[likely]] {
     --fairness_countdown_;
     ++lifo_runs_;
@@ -515,7 +507,7 @@ inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
 inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
   // Anything that makes next_local() choose differently from "front of the FIFO list", or that
   // the loop must see: the general path.
-  if (tick_ - maintained_at_ >= maintenance_interval || fairness_countdown_ == 1 || lifo_ ||
+  if (tick() - maintained_at_ >= maintenance_interval || fairness_countdown_ == 1 || lifo_ ||
       !private_.empty() || inbox_flag_.load(std::memory_order_relaxed) ||
       !ring_.empty_owner() || rt_.stopping_.load(std::memory_order_relaxed)) [[unlikely]] {
     schedule_back(h);
@@ -624,8 +616,8 @@ void worker::run() noexcept {
     begin_task();
     resume(h);  // may run several tasks: see next_direct()
     set_current_stop(nullptr);  // no task runs on this thread until the next resume
-    if (tick_ - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
-      maintained_at_ = tick_;
+    if (tick() - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
+      maintained_at_ = tick();
       maintenance();
     }
   }
@@ -871,6 +863,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
     w->drain_adopted();
     w->drain_remote_finished();
     w->drain_timer_releases();
+    w->flush_registry();
   }
   // Finished tasks still linked under a task that never finished are in no registry: free them
   // first, while every registered frame (and so every children list) is still alive.
@@ -920,9 +913,12 @@ runtime_stats runtime_impl::stats() const {
       s.backend += "+" + w->reactor_name_;  // a worker fell back on its own
     }
     if (s.backend_fallback.empty()) s.backend_fallback = w->reactor_fallback_;
+    // The slot before the counter: a task moving from the slot into the list is counted in
+    // `spawned` before it leaves the slot (worker::link), so it is seen at least once.
+    spawned += w->registry_pending_count();
     spawned += w->spawned.get();
     finished += w->finished.get();
-    s.workers.push_back(worker_stats{w->polls.get(), w->steals.get(), w->injections.get(), w->parks.get(),
+    s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get()});
   }
@@ -975,8 +971,7 @@ namespace {
     }
     if (w != nullptr && &w->runtime() == rt) {
       init_spawned(p, *rt, self, bound, w->index(), true);
-      w->link(p);
-      w->spawned.add();
+      w->link(p);  // counts it (see worker::link)
       if (bound != unbound_worker) w->deliver_bound(bound, self);
       else w->schedule_local(self);
       return;
@@ -1001,8 +996,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
       !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
     init_spawned(p, w->runtime(), self, unbound_worker, w->index(), true);
-    w->link(p);
-    w->spawned.add();
+    w->link(p);  // counts it (see worker::link)
     w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
     return;
   }
@@ -1079,7 +1073,7 @@ namespace {
   const bool on_runtime = w != nullptr && &w->runtime() == &rt;
   if (on_runtime && w->index() == p.spawn_.home) [[likely]] {
     w->drain_adopted();  // this task may have been adopted here and not linked yet
-    w->unlink(p);
+    if (w->unlink(p)) w->finished.add();  // one in the registry's slot was never counted
     release |= state_linked;
   } else {
     // Finished away from home: the home worker unlinks it later (no lock on the fast path).
@@ -1093,8 +1087,11 @@ namespace {
     rt.report_unhandled(p.exception_);
     observed = state_observed;  // set in the same step, so that destroy_spawned does not report again
   }
-  if (on_runtime) w->finished.add();
-  else rt.foreign_finished_.fetch_add(1, std::memory_order_release);
+  if (!on_runtime) {
+    rt.foreign_finished_.fetch_add(1, std::memory_order_release);
+  } else if ((release & state_linked) == 0) {
+    w->finished.add();  // away from home (at home, counted above)
+  }
   // Clears the bits known set and sets `observed` (known clear when it is set) in one addition.
   // When a joiner is already parked without a canceller and this is the home worker, nobody else
   // can write the state any more (the joiner waits, the handle is its own, the parent is the joiner
@@ -1129,13 +1126,20 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   // The usual end of a joined task: its join parked with a plain store while the task waited in
   // the joiner's worker (join_park), and its canceller is still pending (the task, and the tasks
   // it joined the same way, never waited for real: see arm_lazy_join), so nobody else can write
-  // the state; this is its home worker, it has no children left and its joiner may run here. The registry and the state are released with plain
-  // stores, and the joiner resumes by symmetric transfer.
-  if (st.lazy_join_ != nullptr && !st.has_children() && p.spawn_.runtime->workers_[p.spawn_.home].get() == w &&
-      !w->has_adopted() && (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
-    st.lazy_join_ = nullptr;
-    w->unlink(p);
-    w->finished.add();
+  // the state; this is its home worker, it has no children left and its joiner may run here.
+  // The registry and the state are released with plain stores, and the joiner resumes by
+  // symmetric transfer. (lazy_join_ keeps its stale value: the joiner frees the frame next, and
+  // nothing reads it before.)
+  if (st.lazy_join_ != nullptr && !st.has_children() && w != nullptr &&
+      (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
+    if (w->in_registry_slot(p)) {
+      w->clear_registry_slot();  // its home is this worker, and it was never counted (worker::link)
+    } else if (w->index() == p.spawn_.home && &w->runtime() == p.spawn_.runtime && !w->has_adopted()) {
+      w->unlink_registered(p);  // in the list: a task spawned before the newest one (fib's first)
+      w->finished.add();
+    } else {
+      return finish_spawned_slow(p, w);
+    }
     const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
     p.spawn_.state.store(seen - (state_running | state_linked), std::memory_order_release);
     return p.continuation_;

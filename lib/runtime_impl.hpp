@@ -52,7 +52,8 @@
 //   Pushes from outside (injection) are fenced.
 //
 // Registry: each spawned task is linked into its spawning worker's list (owner-only, no lock), so
-// that shutdown can destroy tasks that never finished. A task that finishes on another worker is
+// that shutdown can destroy tasks that never finished; the newest one waits in a one-task slot in
+// front of the list, so that a spawn joined at once never touches the list (worker::link). A task that finishes on another worker is
 // pushed onto its home's remote-finished stack (one CAS) and unlinked there later. A task spawned
 // from outside the workers gets a home in turn and is pushed onto that worker's adopted stack (one
 // CAS); the home links what it adopted before it unlinks anything (the push happens before the
@@ -61,6 +62,11 @@
 // when_all children (fork_group, worker::schedule_children) are not registered: their frames are
 // owned by the awaiter in the parent's frame, so shutdown destroys them when it destroys the
 // parent (or the parent's own parent); they count in the spawned/finished counters like spawns.
+//
+// Counters: live_tasks is the sum of every worker's `spawned` minus `finished`, plus the tasks
+// waiting in the registries' slots (worker::link). A task spawned here counts in `spawned` only
+// once it enters the registry's list, so that a spawn joined at once, which enters and leaves the
+// slot, counts nothing.
 #pragma once
 
 #include <atomic>
@@ -93,7 +99,7 @@ class runtime_impl;
 /// plain move on x86), so that a reader who sees a count also sees what was done before it.
 struct counter {
   std::atomic<std::uint64_t> value{0};
-  void add(std::uint64_t n = 1) noexcept {
+  [[gnu::always_inline]] void add(std::uint64_t n = 1) noexcept {
     value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_release);
   }
   std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
@@ -112,7 +118,12 @@ class worker {
   // --- owner thread only -------------------------------------------------------------------
   /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
   /// to the private queue).
-  void schedule_local(std::coroutine_handle<> h);
+  void schedule_local(std::coroutine_handle<> h) {
+    if (std::coroutine_handle<> displaced = std::exchange(lifo_, h)) push_displaced(displaced);
+  }
+  /// schedule_local() off its fast path: `displaced`, the slot's previous task, goes to the private
+  /// queue (out of line, so that a spawn into an empty slot saves no registers).
+  [[gnu::noinline]] void push_displaced(std::coroutine_handle<> displaced);
   /// The children of a when_all, `last` the last of them, linked in order (n >= 1): all but the
   /// first into the private queue, the second on top; returns the first, which the caller runs
   /// now. Sets each child's runtime. One publish check for the batch instead of one per child.
@@ -134,8 +145,67 @@ class worker {
     random_state_ ^= random_state_ << 17;
     return static_cast<std::uint32_t>(random_state_ >> 32);
   }
-  void link(promise_base& p) noexcept;
-  void unlink(promise_base& p) noexcept;
+  /// Registers a task this worker is home to (owner only). The newest one waits in a slot
+  /// (registry_pending_) and enters the list when the next one is registered: a task spawned and
+  /// joined before the next spawn, the usual case, never touches the list. Like the newest child
+  /// of a stop state (stop_state::pending_child_). A task counts in `spawned` when it enters the
+  /// list; stats() counts the one in the slot as live besides (see unlink).
+  void link(promise_base& p) noexcept {
+    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
+      insert_registered(*q);
+      spawned.add();
+    }
+    registry_pending_.store(&p, std::memory_order_release);
+  }
+  /// Takes a task that finished here out of the registry (owner only). Returns true when the task
+  /// was in the list (the caller counts it in `finished`), false when it was in the slot: it was
+  /// never counted in `spawned`, so nothing is counted (a spawn joined at once costs no counter).
+  bool unlink(promise_base& p) noexcept {
+    if (registry_pending_.load(std::memory_order_relaxed) == &p) {
+      registry_pending_.store(nullptr, std::memory_order_release);
+      return false;
+    }
+    unlink_registered(p);
+    return true;
+  }
+  /// unlink() of a task that finished on another worker, which counted it in `finished`: one
+  /// that was in the slot is counted in `spawned` before the slot is cleared (so that stats(),
+  /// which reads the slot first, may count it twice but never not at all).
+  void unlink_finished_elsewhere(promise_base& p) noexcept {
+    if (registry_pending_.load(std::memory_order_relaxed) == &p) {
+      spawned.add();
+      registry_pending_.store(nullptr, std::memory_order_release);
+      return;
+    }
+    unlink_registered(p);
+  }
+  /// Moves the task in the slot into the list, before the list is walked (owner only, or once the
+  /// workers stopped).
+  void flush_registry() noexcept {
+    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
+      insert_registered(*q);
+      spawned.add();  // before the slot is cleared: stats() may count it twice, never not at all
+      registry_pending_.store(nullptr, std::memory_order_release);
+    }
+  }
+  /// 1 when a task waits in the registry's slot (any thread; relaxed, for stats()).
+  std::uint64_t registry_pending_count() const noexcept {
+    return registry_pending_.load(std::memory_order_acquire) != nullptr ? 1 : 0;
+  }
+  void insert_registered(promise_base& p) noexcept;
+  /// Takes a task out of the registry's list (owner only).
+  void unlink_registered(promise_base& p) noexcept {
+    if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
+    else registry_head_ = p.spawn_.next;
+    if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
+    p.spawn_.prev = p.spawn_.next = nullptr;
+  }
+  /// True when `p` is the task in the registry's slot (owner only).
+  bool in_registry_slot(const promise_base& p) const noexcept {
+    return registry_pending_.load(std::memory_order_relaxed) == &p;
+  }
+  /// Takes the task in the slot out of the registry (owner only; see unlink).
+  void clear_registry_slot() noexcept { registry_pending_.store(nullptr, std::memory_order_release); }
   /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
   void drain_remote_finished() noexcept;
   /// Requests stop on every unfinished task of this worker's registry (runtime shutdown).
@@ -152,7 +222,7 @@ class worker {
   /// next_or_noop() with its usual case, the task in the LIFO slot, inline (lib/runtime.cpp).
   std::coroutine_handle<> next_or_noop_inline() noexcept;
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
-  /// next_direct): the tick, the polls counter and a full cooperation budget.
+  /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
   void begin_task() noexcept;
   /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
   /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
@@ -205,7 +275,9 @@ class worker {
   unsigned index() const noexcept { return index_; }
 
   // Counters (see worker_stats); spawned/finished count this worker's spawns and finishes.
-  counter polls, steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
+  /// Tasks resumed from the queues so far (stats().polls); any thread, relaxed.
+  std::uint64_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
+  counter steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
   counter spawned, finished;
 
   std::unique_ptr<reactor> reactor_;
@@ -214,7 +286,8 @@ class worker {
   std::string reactor_features_;
   std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
   std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
-  promise_base* registry_head_ = nullptr;
+  promise_base* registry_head_ = nullptr;     ///< the registry's list (see link); walk it only after flush_registry()
+  std::atomic<promise_base*> registry_pending_{nullptr};  ///< the newest registered task, not in the list yet
 
  private:
   std::coroutine_handle<> next_local();
@@ -237,8 +310,11 @@ class worker {
   std::coroutine_handle<> lifo_{};
   fifo_queue fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
   std::uint32_t lifo_runs_ = 0;
-  std::uint32_t tick_ = 0;           ///< tasks resumed (wraps; only differences are used)
-  std::uint32_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
+  /// Tasks resumed from the queues (stats().polls). Written by the owner only, with a relaxed
+  /// load and store (no locked instruction); read by stats() from any thread.
+  std::atomic<std::uint64_t> tick_{0};
+  std::uint64_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
+  void count_tick() noexcept { tick_.store(tick_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};

@@ -173,7 +173,10 @@ void worker::post(std::coroutine_handle<> h) {
   // that arrives before the wait makes the wait return at once. Only the post that raised the flag
   // wakes: the others find the inbox not drained yet, so the wake it sent is still to come or to
   // be acted on (a burst of cancellations costs one eventfd write, not one each).
-  if (first && reactor_) reactor_->wake();
+  if (first && reactor_) {
+    if (rt_.manual_) rt_.claim_idle(*this);
+    reactor_->wake();
+  }
 }
 
 void worker::drain_inbox() {
@@ -211,7 +214,10 @@ void worker::post_timer_release(timeout_timer* t) {
     timer_releases_.push_back(t);
     inbox_flag_.store(true, std::memory_order_seq_cst);
   }
-  if (reactor_) reactor_->wake();
+  if (reactor_) {
+    if (rt_.manual_) rt_.claim_idle(*this);
+    reactor_->wake();
+  }
 }
 
 void worker::drain_timer_releases() noexcept {
@@ -787,6 +793,10 @@ void runtime_impl::add_idle(worker& w) {
   std::lock_guard lock{idle_mutex_};
   idle_.push_back(&w);
   idle_count_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void runtime_impl::claim_idle(worker& w) {
+  if (remove_idle(w)) spinning_.fetch_add(1, std::memory_order_seq_cst);  // w now counts as a spinner
 }
 
 bool runtime_impl::remove_idle(worker& w) {

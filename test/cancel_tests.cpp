@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -174,6 +176,28 @@ corio::task<void> cancel_after_start(op_kind kind, fixture* f) {
   }
 }
 
+/// One round of the released-timeout test: `n` tasks each wait in a 24 h timeout around a
+/// when_all whose children may be stolen (so the scope often ends on another worker than the one
+/// that armed its timer, which then gets the timer back through its inbox), and are cancelled.
+corio::task<int> timeout_round(int n) {
+  corio::channel<int> ch{0};
+  std::vector<corio::join_handle<int>> handles;
+  auto one = [](corio::channel<int> c) -> corio::task<int> {
+    try {
+      auto r = co_await corio::timeout(24h, corio::when_all(recv_forever(c), compute(3)));
+      co_return std::get<0>(r) + std::get<1>(r);
+    } catch (const corio::operation_cancelled&) {
+      co_return -1;
+    }
+  };
+  for (int i = 0; i < n; ++i) handles.push_back(corio::spawn(one(ch)));
+  for (int i = 0; i < 50; ++i) co_await corio::yield();
+  for (auto& h : handles) h.cancel();
+  int cancelled = 0;
+  for (auto& h : handles) cancelled += (co_await h) == -1 ? 1 : 0;
+  co_return cancelled;
+}
+
 const char* name_of(op_kind k) {
   static const char* names[] = {"sleep", "recv", "send", "select", "mutex", "semaphore", "condvar", "event",
                                 "latch", "wait_group", "join", "shared_lock", "when_all", "nested_when_all",
@@ -184,13 +208,30 @@ const char* name_of(op_kind k) {
 }  // namespace
 
 TEST_SUITE("cancel") {
+  TEST_CASE("a timeout released on another worker never moves a manual clock that nobody advances") {
+    // The worker that armed a timeout's timer removes it when its inbox hands it back; until then
+    // it must not count as idle, or the idle runtime jumps its time to that timer.
+    corio_test::hang_guard guard{"released timeouts", 120s};
+    corio::runtime rt{{.workers = 4, .clock = corio::manual_clock}};
+    const auto start = rt.now();
+    const int rounds = static_cast<int>(scaled(200));
+    int moved_at = -1;
+    for (int round = 0; round < rounds && moved_at < 0; ++round) {
+      CHECK(rt.block_on(timeout_round(8)) == 8);
+      std::this_thread::sleep_for(1ms);  // time for an idle worker to make a wrong jump
+      if (rt.now() - start >= 1h) moved_at = round;
+    }
+    CHECK(moved_at == -1);
+  }
+
   TEST_CASE("cancelling a task ends the wait it is suspended in with operation_cancelled, on 1 and 4 workers") {
     corio_test::hang_guard guard{"cancel each kind of wait", 120s};
     for (unsigned workers : {1u, 4u}) {
       for (int k = 0; k <= static_cast<int>(op_kind::last); ++k) {
         const auto kind = static_cast<op_kind>(k);
         CAPTURE(workers);
-        CAPTURE(name_of(kind));
+        const std::string kind_name = name_of(kind);
+        CAPTURE(kind_name);
         corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
         const auto start = rt.now();
         fixture f;

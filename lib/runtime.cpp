@@ -51,7 +51,10 @@ bool is_cancellation(const std::exception_ptr& e) noexcept {
 
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-[[gnu::tls_model("initial-exec")]] thread_local constinit stop_state* tls_current_stop = nullptr;
+// Referenced only by name from inline asm (stop_state.hpp): `used` and `externally_visible` keep
+// link-time optimization from dropping or renaming it (an LTO build failed to link without).
+[[gnu::tls_model("initial-exec"), gnu::used, gnu::externally_visible]] thread_local constinit stop_state* tls_current_stop =
+    nullptr;
 #else
 namespace {
 thread_local constinit stop_state* tls_current_stop = nullptr;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|clang|asan|tsan]
+# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|clang|asan|tsan|lto]
 #   release (default): g++, optimized, every suite.
 #   clang: clang++-16, optimized, every suite (and the benchmarks and samples built with clang).
 #   asan:  g++ -O0 with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included),
 #          stress tests at 10% of their iterations.
 #   tsan:  clang++-16 -O2 -g with ThreadSanitizer, stress tests at 10%.
+#   lto:   g++, optimized with link-time optimization (b_lto), every suite: the fast paths lean on
+#          inline asm naming symbols of the library, which LTO must keep.
 # Ends with one line "tests: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -145,7 +145,7 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
-      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1) {}
+      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
   auto* w = static_cast<worker*>(self);
@@ -484,7 +484,7 @@ std::coroutine_handle<> worker::steal() {
 
 inline void worker::begin_task() noexcept {
   count_tick();
-  budget_ = rt_.options_.budget;
+  budget_ = full_budget_;
 }
 
 std::coroutine_handle<> worker::next_direct() {
@@ -501,10 +501,12 @@ std::coroutine_handle<> worker::next_or_noop() noexcept {
 }
 
 inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
-  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn, inbox,
-  // maintenance or stop is due: that task (the one just spawned, when a spawn is joined at once).
-  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval &&
-      !inbox_flag_.load(std::memory_order_relaxed) && !rt_.stopping_.load(std::memory_order_relaxed)) [[likely]] {
+  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn or
+  // maintenance is due: that task (the one just spawned, when a spawn is joined at once). The
+  // inbox and the stop flag are not looked at here: within max_lifo_runs tasks the LIFO run ends
+  // and next_local() drains the inbox, and within maintenance_interval the loop sees the stop.
+  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval)
+      [[likely]] {
     --fairness_countdown_;
     ++lifo_runs_;
     begin_task();

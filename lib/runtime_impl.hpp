@@ -334,6 +334,7 @@ class worker {
 
  private:
   std::uint64_t random_state_;
+  std::uint32_t full_budget_;  ///< runtime_options::budget, kept here for begin_task()
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 

@@ -66,23 +66,23 @@ void set_current_stop(stop_state* s) noexcept { tls_current_stop = s; }
 // --- stop states ------------------------------------------------------------------------------
 
 bool stop_state::request_stop() noexcept {
-  std::uintptr_t old = word().load(std::memory_order_relaxed);
+  std::uintptr_t old = word_.load(std::memory_order_relaxed);
   std::uintptr_t desired;
   do {
     if ((old & requested_bit) != 0) return false;
     desired = requested_bit | (old != 0 ? busy_bit : 0);
-  } while (!word().compare_exchange_weak(old, desired, std::memory_order_acq_rel, std::memory_order_relaxed));
+  } while (!word_.compare_exchange_weak(old, desired, std::memory_order_acq_rel, std::memory_order_relaxed));
   if (old != 0) {
     auto* c = reinterpret_cast<stop_canceller*>(old);
     c->cancel(*c);
     // The last touch: once busy is clear, the task may disarm and free both `c` and this state.
-    word().fetch_and(~busy_bit, std::memory_order_release);
+    word_.fetch_and(~busy_bit, std::memory_order_release);
   }
   return true;
 }
 
 void stop_state::wait_not_busy() noexcept {
-  for (unsigned spins = 0; (word().load(std::memory_order_acquire) & busy_bit) != 0; ++spins) {
+  for (unsigned spins = 0; (word_.load(std::memory_order_acquire) & busy_bit) != 0; ++spins) {
     if (spins < 64) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
@@ -1088,7 +1088,7 @@ namespace {
   const bool on_runtime = w != nullptr && &w->runtime() == &rt;
   if (on_runtime && w->index() == p.spawn_.home) [[likely]] {
     w->drain_adopted();  // this task may have been adopted here and not linked yet
-    if (w->unlink(p)) w->finished.add();  // one in the registry's slot was never counted
+    w->unlink(p);  // counts it finished, unless it was in the registry's slot (never counted)
     release |= state_linked;
   } else {
     // Finished away from home: the home worker unlinks it later (no lock on the fast path).
@@ -1150,8 +1150,7 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
     if (w->in_registry_slot(p)) {
       w->clear_registry_slot();  // its home is this worker, and it was never counted (worker::link)
     } else if (w->index() == p.spawn_.home && &w->runtime() == p.spawn_.runtime && !w->has_adopted()) {
-      w->unlink_registered(p);  // in the list: a task spawned before the newest one (fib's first)
-      w->finished.add();
+      w->unlink(p);  // in the list: a task spawned before the newest one (fib's first child)
     } else {
       return finish_spawned_slow(p, w);
     }

@@ -151,30 +151,27 @@ class worker {
   /// of a stop state (stop_state::pending_child_). A task counts in `spawned` when it enters the
   /// list; stats() counts the one in the slot as live besides (see unlink).
   void link(promise_base& p) noexcept {
-    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
-      insert_registered(*q);
-      spawned.add();
-    }
+    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) list_registered(*q);
     registry_pending_.store(&p, std::memory_order_release);
   }
-  /// Takes a task that finished here out of the registry (owner only). Returns true when the task
-  /// was in the list (the caller counts it in `finished`), false when it was in the slot: it was
-  /// never counted in `spawned`, so nothing is counted (a spawn joined at once costs no counter).
-  bool unlink(promise_base& p) noexcept {
-    if (registry_pending_.load(std::memory_order_relaxed) == &p) {
-      registry_pending_.store(nullptr, std::memory_order_release);
-      return false;
+  /// Takes a task that finished here out of the registry (owner only) and counts it in
+  /// `finished`, unless it was in the slot: then it was never counted in `spawned` either, so
+  /// nothing is counted (a spawn joined at once costs no counter).
+  void unlink(promise_base& p) noexcept {
+    if (in_registry_slot(p)) {
+      clear_registry_slot();
+      return;
     }
     unlink_registered(p);
-    return true;
+    finished.add();
   }
   /// unlink() of a task that finished on another worker, which counted it in `finished`: one
   /// that was in the slot is counted in `spawned` before the slot is cleared (so that stats(),
   /// which reads the slot first, may count it twice but never not at all).
   void unlink_finished_elsewhere(promise_base& p) noexcept {
-    if (registry_pending_.load(std::memory_order_relaxed) == &p) {
+    if (in_registry_slot(p)) {
       spawned.add();
-      registry_pending_.store(nullptr, std::memory_order_release);
+      clear_registry_slot();
       return;
     }
     unlink_registered(p);
@@ -183,10 +180,14 @@ class worker {
   /// workers stopped).
   void flush_registry() noexcept {
     if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
-      insert_registered(*q);
-      spawned.add();  // before the slot is cleared: stats() may count it twice, never not at all
-      registry_pending_.store(nullptr, std::memory_order_release);
+      list_registered(*q);  // before the slot is cleared: stats() may count it twice, never not at all
+      clear_registry_slot();
     }
+  }
+  /// The task leaving the slot for the list: inserted, and counted in `spawned` from now on.
+  void list_registered(promise_base& q) noexcept {
+    insert_registered(q);
+    spawned.add();
   }
   /// 1 when a task waits in the registry's slot (any thread; relaxed, for stats()).
   std::uint64_t registry_pending_count() const noexcept {

@@ -93,35 +93,6 @@ concept fork_awaiter = requires { requires std::remove_cvref_t<A>::corio_fork; }
 /// state (a join: join_park), say so with `static constexpr bool corio_checks_lazy_join = true;`.
 template <class A>
 concept lazy_join_checking_awaiter = requires { requires std::remove_cvref_t<A>::corio_checks_lazy_join; };
-/// An atomic object that its constructor leaves unwritten: every access goes through
-/// std::atomic_ref, so a frame's creation writes nothing for it (a std::atomic member would be
-/// zeroed in every frame, though only spawn_root() and when_all give it a value). Same member
-/// functions and memory orders as std::atomic; thread-safe as std::atomic once written.
-template <class T>
-class deferred_atomic {
- public:
-  deferred_atomic() noexcept {}
-  deferred_atomic(const deferred_atomic&) = delete;
-  deferred_atomic& operator=(const deferred_atomic&) = delete;
-  T load(std::memory_order o = std::memory_order_seq_cst) const noexcept { return ref().load(o); }
-  void store(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { ref().store(v, o); }
-  T exchange(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().exchange(v, o); }
-  T fetch_add(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_add(v, o); }
-  T fetch_sub(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_sub(v, o); }
-  T fetch_or(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_or(v, o); }
-  T fetch_and(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_and(v, o); }
-  bool compare_exchange_weak(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
-    return ref().compare_exchange_weak(expected, desired, s, f);
-  }
-  bool compare_exchange_strong(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
-    return ref().compare_exchange_strong(expected, desired, s, f);
-  }
-
- private:
-  std::atomic_ref<T> ref() const noexcept { return std::atomic_ref<T>{value_}; }
-  alignas(std::atomic_ref<T>::required_alignment) mutable T value_;
-};
-
 /// A coroutine handle that its constructor leaves unwritten (spawn_state::self is written by
 /// whatever starts the task); converts to and from std::coroutine_handle<>.
 class deferred_handle {
@@ -132,8 +103,6 @@ class deferred_handle {
     return *this;
   }
   operator std::coroutine_handle<>() const noexcept { return std::coroutine_handle<>::from_address(address_); }
-  void* address() const noexcept { return address_; }
-  void resume() const { std::coroutine_handle<>::from_address(address_).resume(); }
   void destroy() const { std::coroutine_handle<>::from_address(address_).destroy(); }
 
  private:

@@ -32,6 +32,39 @@ namespace corio::detail {
 
 class promise_base;
 
+/// An atomic object that its constructor leaves unwritten: every access goes through
+/// std::atomic_ref, so a frame's creation writes nothing for it (a std::atomic member would be
+/// zeroed in every frame, though only spawn_root() and when_all give it a value: the spawn state
+/// and the stop state in it). Same member functions and memory orders as std::atomic, plus init(),
+/// a plain store for before the object is shared; thread-safe as std::atomic once written.
+template <class T>
+class deferred_atomic {
+ public:
+  deferred_atomic() noexcept {}
+  deferred_atomic(const deferred_atomic&) = delete;
+  deferred_atomic& operator=(const deferred_atomic&) = delete;
+  T load(std::memory_order o = std::memory_order_seq_cst) const noexcept { return ref().load(o); }
+  /// Gives the object its value before any other thread can see it: a plain store, which the
+  /// compiler may merge with its neighbours' (a spawn's reset writes several in a few stores).
+  void init(T v) noexcept { value_ = v; }
+  void store(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { ref().store(v, o); }
+  T exchange(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().exchange(v, o); }
+  T fetch_add(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_add(v, o); }
+  T fetch_sub(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_sub(v, o); }
+  T fetch_or(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_or(v, o); }
+  T fetch_and(T v, std::memory_order o = std::memory_order_seq_cst) noexcept { return ref().fetch_and(v, o); }
+  bool compare_exchange_weak(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
+    return ref().compare_exchange_weak(expected, desired, s, f);
+  }
+  bool compare_exchange_strong(T& expected, T desired, std::memory_order s, std::memory_order f) noexcept {
+    return ref().compare_exchange_strong(expected, desired, s, f);
+  }
+
+ private:
+  std::atomic_ref<T> ref() const noexcept { return std::atomic_ref<T>{value_}; }
+  alignas(std::atomic_ref<T>::required_alignment) mutable T value_;
+};
+
 /// What request_stop() calls for the operation a task is suspended in. Lives in that operation's
 /// awaiter. `cancel` runs on the requesting thread, at most once, while the operation is parked or
 /// still parking; it must end the wait only if it wins the operation's claim, and never block.
@@ -61,18 +94,18 @@ class stop_state {
   void reset(promise_base* task, stop_canceller* lazy_join = nullptr, stop_state* parent = nullptr) noexcept {
     // Plain stores, which the compiler merges: the state is reset before the task is published,
     // so no other thread reads it yet.
-    word_ = 0;
+    word_.init(0);
     lazy_join_ = lazy_join;
     first_child_ = pending_child_ = nullptr;  // the sibling links are written by insert()
-    detached_ = false;
+    detached_.init(false);
     propagated_ = false;
-    parent_ = parent;
+    parent_.init(parent);
     task_ = task;
   }
 
   /// True once stop was requested (sticky). Acquire: what the requester did before is visible.
   [[nodiscard]] bool stop_requested() const noexcept {
-    return (word().load(std::memory_order_acquire) & requested_bit) != 0;
+    return (word_.load(std::memory_order_acquire) & requested_bit) != 0;
   }
 
   /// Requests stop: sets the sticky bit and, if an operation is armed, runs its canceller on this
@@ -86,25 +119,25 @@ class stop_state {
   /// may not have disarmed yet (a compiler may resume two co_awaits of one expression, `co_await a
   /// + co_await b`, before it calls either await_resume).
   [[nodiscard]] bool arm(stop_canceller& c) noexcept {
-    std::uintptr_t w = word().load(std::memory_order_relaxed);
+    std::uintptr_t w = word_.load(std::memory_order_relaxed);
     do {
       if ((w & (requested_bit | busy_bit)) != 0) return false;
-    } while (!word().compare_exchange_weak(w, reinterpret_cast<std::uintptr_t>(&c), std::memory_order_acq_rel,
+    } while (!word_.compare_exchange_weak(w, reinterpret_cast<std::uintptr_t>(&c), std::memory_order_acq_rel,
                                           std::memory_order_relaxed));
     return true;
   }
 
   /// True while `c` is the armed canceller (a relaxed snapshot).
   [[nodiscard]] bool armed_with(const stop_canceller& c) const noexcept {
-    return word().load(std::memory_order_relaxed) == reinterpret_cast<std::uintptr_t>(&c);
+    return word_.load(std::memory_order_relaxed) == reinterpret_cast<std::uintptr_t>(&c);
   }
 
   /// Disarms `c` after its operation ended (or never armed it: then a load). When request_stop
   /// took `c`, waits until that call returned. After disarm, nothing touches `c`.
   void disarm(stop_canceller& c) noexcept {
-    std::uintptr_t w = word().load(std::memory_order_acquire);
+    std::uintptr_t w = word_.load(std::memory_order_acquire);
     if (w == reinterpret_cast<std::uintptr_t>(&c) &&
-        word().compare_exchange_strong(w, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        word_.compare_exchange_strong(w, 0, std::memory_order_acq_rel, std::memory_order_acquire)) {
       return;
     }
     if ((w & busy_bit) != 0) wait_not_busy();
@@ -122,7 +155,7 @@ class stop_state {
   /// slot and joins the list only when the next one comes (or the list is needed): a spawn that is
   /// joined before the next spawn, the usual case, never touches the list.
   void link_child(stop_state& child) noexcept {
-    child.parent_ref().store(this, std::memory_order_relaxed);
+    child.parent_.store(this, std::memory_order_relaxed);
     adopt_child(child);
   }
   /// link_child() for a child whose parent() is this state already (reset with it).
@@ -133,7 +166,7 @@ class stop_state {
   }
   /// Unlinks `child` from this state's list (the caller then clears its parented bit).
   void unlink_child(stop_state& child) noexcept {
-    child.parent_ref().store(nullptr, std::memory_order_relaxed);
+    child.parent_.store(nullptr, std::memory_order_relaxed);
     withdraw_child(child);
   }
   /// unlink_child() that leaves the child's parent() in place: a joiner that spawned the child
@@ -158,14 +191,14 @@ class stop_state {
 
   /// The state this one is linked under (relaxed: a join_handle holder compares it with its own
   /// state while the parent may unlink it; only the parent's own thread acts on a match).
-  [[nodiscard]] stop_state* parent() const noexcept { return parent_ref().load(std::memory_order_relaxed); }
+  [[nodiscard]] stop_state* parent() const noexcept { return parent_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool has_children() const noexcept { return first_child_ != nullptr || pending_child_ != nullptr; }
   /// The children list (after flush()), for the runtime's shutdown (no task runs then).
   [[nodiscard]] stop_state* first_child() const noexcept { return first_child_; }
   [[nodiscard]] stop_state* next_sibling() const noexcept { return next_sibling_; }
   /// Set by a join_handle holder that is not the parent: the parent's stop no longer reaches it.
-  void set_detached() noexcept { detached_ref().store(true, std::memory_order_relaxed); }
-  [[nodiscard]] bool detached() const noexcept { return detached_ref().load(std::memory_order_relaxed); }
+  void set_detached() noexcept { detached_.store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool detached() const noexcept { return detached_.load(std::memory_order_relaxed); }
  private:
   void unlink_listed(stop_state& child) noexcept {
     if (child.prev_sibling_ != nullptr) child.prev_sibling_->next_sibling_ = child.next_sibling_;
@@ -184,14 +217,10 @@ class stop_state {
   [[gnu::noinline]] static void stop_late_child(stop_state& child) noexcept;  // lib/runtime.cpp
   void wait_not_busy() noexcept;  // lib/runtime.cpp
 
-  // Plain fields reached through std::atomic_ref: a std::atomic member would be zeroed whenever
-  // a frame is created, and most frames belong to tasks that are only ever awaited.
-  std::atomic_ref<std::uintptr_t> word() const noexcept { return std::atomic_ref<std::uintptr_t>{word_}; }
-  std::atomic_ref<stop_state*> parent_ref() const noexcept { return std::atomic_ref<stop_state*>{parent_}; }
-  std::atomic_ref<bool> detached_ref() const noexcept { return std::atomic_ref<bool>{detached_}; }
-  // The fields reset() writes come first, the zeroed ones together, so that a spawn writes them in
-  // a few wide stores.
-  alignas(std::atomic_ref<std::uintptr_t>::required_alignment) mutable std::uintptr_t word_;
+  // deferred_atomic, not std::atomic: a std::atomic member would be zeroed whenever a frame is
+  // created, and most frames belong to tasks that are only ever awaited. The fields reset()
+  // writes come first, the zeroed ones together, so that a spawn writes them in a few wide stores.
+  deferred_atomic<std::uintptr_t> word_;
 
  public:
   /// The canceller left pending on this task: a join parked on it with a plain store (see
@@ -203,9 +232,9 @@ class stop_state {
  private:
   stop_state* first_child_;
   stop_state* pending_child_;  ///< the newest child, not in the list yet
-  alignas(std::atomic_ref<bool>::required_alignment) mutable bool detached_;
+  deferred_atomic<bool> detached_;
   bool propagated_;
-  alignas(std::atomic_ref<stop_state*>::required_alignment) mutable stop_state* parent_;
+  deferred_atomic<stop_state*> parent_;
 
  public:
   /// The task whose spawn_state holds this state; null for a scope's state (timeout).

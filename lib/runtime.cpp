@@ -917,8 +917,13 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
 runtime_stats runtime_impl::stats() const {
   runtime_stats s;
   s.seed = options_.seed;
+  // Every finish first, then every spawn: a task's spawn happens before its finish, so a finish
+  // read here comes with its spawn, and the count is never short of a task that is still alive
+  // (read the other way round, a task spawned on one worker and finished on another between the
+  // two reads could cancel a live one out: shutdown waits for this count to reach 0).
+  std::uint64_t finished = foreign_finished_.load(std::memory_order_acquire);
+  for (const auto& w : workers_) finished += w->finished.get();
   std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);
-  std::uint64_t finished = foreign_finished_.load(std::memory_order_relaxed);
   s.backend_fallback = backend_.fallback_reason;
   for (const auto& w : workers_) {
     if (s.backend.empty()) {
@@ -932,7 +937,6 @@ runtime_stats runtime_impl::stats() const {
     // `spawned` before it leaves the slot (worker::link), so it is seen at least once.
     spawned += w->registry_pending_count();
     spawned += w->spawned.get();
-    finished += w->finished.get();
     s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get()});

@@ -248,9 +248,85 @@ corio::task<std::tuple<long, long, long>> three_joiners(long rounds) {
                                      join_queued_children(rounds));
 }
 
+corio::task<void> no_work() { co_return; }
+
+corio::task<void> wait_on_gate(corio::event* gate, std::atomic<int>* started) {
+  started->fetch_add(1);
+  co_await gate->wait();
+}
+
+/// Exact counts while nothing finishes: a spawned task waits in the registry's slot, then in its
+/// list once the next one is spawned; both are counted, and neither once joined.
+corio::task<std::vector<std::uint64_t>> count_live(corio::runtime* rt) {
+  std::vector<std::uint64_t> seen;
+  corio::event gate;
+  std::atomic<int> started{0};
+  seen.push_back(rt->stats().live_tasks);  // this task
+  auto a = corio::spawn(wait_on_gate(&gate, &started));
+  seen.push_back(rt->stats().live_tasks);
+  auto b = corio::spawn(wait_on_gate(&gate, &started));
+  seen.push_back(rt->stats().live_tasks);
+  for (int i = 0; i < 1'000'000 && started.load() < 2; ++i) co_await corio::yield();
+  seen.push_back(rt->stats().live_tasks);
+  gate.set();
+  co_await a;
+  co_await b;
+  seen.push_back(rt->stats().live_tasks);
+  co_return seen;
+}
+
+/// Every way a task enters and leaves the registry: into the slot and out (joined at once), from
+/// the slot into the list (spawned before the next one), and finished on the other worker.
+corio::task<void> registry_churn(std::size_t rounds, std::atomic<bool>* running) {
+  running->store(true);
+  for (std::size_t i = 0; i < rounds; ++i) {
+    co_await corio::spawn(no_work());
+    auto a = corio::spawn(no_work());
+    auto b = corio::spawn(no_work());
+    co_await b;
+    co_await a;
+    co_await corio::spawn_on((corio::this_worker_index().value_or(0) + 1) % 2, no_work());
+  }
+  running->store(false);
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
+
+TEST_CASE("live_tasks counts every spawned task that has not finished, wherever the registry keeps it") {
+  corio::runtime rt{{.workers = 2}};
+  const auto seen = rt.block_on(count_live(&rt));
+  REQUIRE(seen.size() == 5);
+  const std::uint64_t base = seen[0];
+  CHECK(base >= 1);
+  CHECK(seen[1] == base + 1);  // the first in the slot
+  CHECK(seen[2] == base + 2);  // the first in the list, the second in the slot
+  CHECK(seen[3] == base + 2);  // both parked
+  CHECK(seen[4] == base);      // both joined
+  // While a task runs (the root of block_on), a reader on another thread never sees 0, however
+  // the registry moves tasks between its slot and its list, and whichever worker they finish on.
+  std::atomic<bool> done{false};
+  std::atomic<bool> running{false};
+  std::atomic<std::uint64_t> zero_reads{0};
+  std::uint64_t reads = 0;
+  std::thread reader([&] {
+    while (!done.load()) {
+      if (!running.load()) continue;
+      const std::uint64_t live = rt.stats().live_tasks;
+      if (!running.load()) continue;  // the root may have finished during the read
+      ++reads;
+      if (live == 0) zero_reads.fetch_add(1);
+    }
+  });
+  rt.block_on(registry_churn(scaled(20'000), &running));
+  done.store(true);
+  reader.join();
+  MESSAGE(reads << " reads of live_tasks while the churn ran");
+  CHECK(zero_reads.load() == 0);
+  for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+  CHECK(rt.stats().live_tasks == 0);
+}
 
 TEST_CASE("joining tasks still queued on the joiner's worker gives each value and exception once and frees every frame") {
   const long rounds = static_cast<long>(scaled(50'000));

@@ -83,7 +83,10 @@ struct runtime_stats {
   /// io_uring set-up, or "CORIO_BACKEND=asio"); empty when it runs on its first choice.
   std::string backend_fallback;
   std::uint64_t seed = 0;            ///< the seed in use (runtime_options::seed, or the one drawn)
-  std::uint64_t live_tasks = 0;      ///< spawned tasks that have not finished
+  /// Spawned tasks that have not finished. A snapshot of counters the workers keep without a
+  /// lock: while tasks spawn and finish it may count a finishing task still, but never fewer
+  /// than the tasks alive throughout the call (runtime::shutdown waits for it to reach 0).
+  std::uint64_t live_tasks = 0;
   std::vector<worker_stats> workers;
 };
 

@@ -1,0 +1,320 @@
+// lib/worker.hpp - a worker: its run queues, spinning and parking, its timers, its share of the
+// task registry (the runtime that owns the workers: runtime_impl.hpp).
+//
+// Where a runnable task goes (Go's runnext, Tokio's LIFO slot, private deques, a Chase-Lev deque):
+// - spawned or woken by another task on a worker: that worker's LIFO slot; the task
+//   that was in the slot moves to the back of the worker's private queue (owner-only, no
+//   atomics). While any worker spins or is idle, the owner publishes the older half of its private
+//   queue to its stealable Chase-Lev deque (lib/run_queue.hpp) at each push and pop, and calls
+//   wakep(); on a busy machine no task pays a fence. The slot belongs to its worker alone. A worker runs at most
+//   max_lifo_runs tasks from the slot in a row before it serves the deque, so two tasks waking
+//   each other cannot starve the rest.
+// - an I/O completion, a yield, a timer that fired: the worker's FIFO list (owner-only, in
+//   order). Network tasks then run in completion order on the worker whose ring serves them (fair
+//   latency, warm caches); they spread over workers when they are spawned (the acceptor's spawns
+//   are published and stolen like any other).
+// - from a thread that is not a worker: the injection queue (a mutex-protected deque).
+// - a task bound to a worker (spawn_on), and every wake of it: that worker's FIFO list, through
+//   its inbox (mutex + flag + reactor wake) when the wake happens on another thread. Bound tasks
+//   never enter the LIFO slot, the private queue or the deque, so they are never stolen.
+// - deque full: its older half and the displaced task move to the injection queue in one batch.
+//
+// Where a worker takes work: every 61st task, the injection queue and its FIFO list first
+// (fairness, as in Go's schedule() and Tokio); otherwise its LIFO slot (at most 16 in a row), its
+// private queue (newest first), the bottom of its deque, its FIFO list, the injection queue; then
+// it polls its reactor and timers; then it spins: steals half (rounded up) of a random victim's
+// deque, oldest first, runs the oldest and keeps the rest in its private queue, up to spin_limit
+// rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
+// for fork-join work, bounded memory); the oldest local tasks are what thieves take. A task that
+// finishes with nobody to wake, parks on a join, or yields, resumes the next local task itself by
+// symmetric transfer (worker::next_direct or worker::yield_next, the same choice as above) rather
+// than returning to the loop; every maintenance_interval-th task goes back through the loop, which
+// polls I/O and timers and checks the stop flag.
+//
+// Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
+// - At most half of the busy workers spin at once: a worker becomes a spinner only while
+//   2 * spinning < workers - idle.
+// - Whoever makes work stealable (a push to a ring or to the injection queue) calls wakep():
+//   if no worker is spinning and one is idle, it claims the single "spinner slot" (CAS spinning
+//   0 -> 1), takes an idle worker off the idle list and wakes its reactor; that worker starts
+//   out spinning.
+// - A spinner that finds work stops spinning and, if it was the last spinner, calls wakep(): while
+//   work keeps appearing, somebody keeps looking for more.
+// - Parking: stop spinning, put yourself on the idle list (idle += 1, sequentially consistent),
+//   then look at the injection queue and every ring once more; if any has work, take yourself off
+//   the list and go back to work. Otherwise wait in the reactor, bounded by the next timer. A wake
+//   is an eventfd write the ring always has a read armed for, so a wake that arrives before the
+//   wait makes the wait return at once: no wake is lost.
+// - Why no task is stranded: a pusher stores the task, then reads `idle`; a parker increments
+//   `idle`, then reads the queues. With both orders sequentially consistent one of them sees the
+//   other. Pushes from a worker skip the fence (as Go's runqput does): a worker's own ring is
+//   never stranded, since its owner does not park while it has work; at worst a peer starts late.
+//   Pushes from outside (injection) are fenced.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "corio/cancel.hpp"
+#include "corio/detail/park.hpp"
+#include "corio/time.hpp"
+#include "reactor.hpp"
+#include "run_queue.hpp"
+#include "timer_wheel.hpp"
+
+namespace corio::detail {
+
+class runtime_impl;
+
+/// A counter written by one thread and read by any. The store releases and the read acquires (a
+/// plain move on x86), so that a reader who sees a count also sees what was done before it.
+struct counter {
+  std::atomic<std::uint64_t> value{0};
+  [[gnu::always_inline]] void add(std::uint64_t n = 1) noexcept {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+  std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
+};
+
+class worker {
+ public:
+  worker(runtime_impl& rt, unsigned index, std::uint64_t seed);
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// The thread body: set up the reactor, report to the runtime, run tasks until stopped,
+  /// drain the reactor.
+  void run() noexcept;
+
+  // --- owner thread only -------------------------------------------------------------------
+  /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
+  /// to the private queue).
+  void schedule_local(std::coroutine_handle<> h) {
+    if (std::coroutine_handle<> displaced = std::exchange(lifo_, h)) push_displaced(displaced);
+  }
+  /// schedule_local() off its fast path: `displaced`, the slot's previous task, goes to the private
+  /// queue (out of line, so that a spawn into an empty slot saves no registers).
+  [[gnu::noinline]] void push_displaced(std::coroutine_handle<> displaced);
+  /// The children of a when_all, `last` the last of them, linked in order (n >= 1): all but the
+  /// first into the private queue, the second on top; returns the first, which the caller runs
+  /// now. Sets each child's runtime. One publish check for the batch instead of one per child.
+  promise_base* schedule_children(promise_base* last, std::uint32_t n) noexcept;
+  /// The next child of `g` for its run of inline children (see fork_group): taken off the top of
+  /// this worker's private queue when it is still there, this worker forked `g` and maintenance
+  /// is not due; null otherwise (the child is left to the scheduler).
+  promise_base* claim_child(fork_group& g) noexcept;
+  /// A yield or a timer: the tail of this worker's FIFO list (not stealable; served after the
+  /// LIFO slot and the deques, and every 61st task). I/O completions go there too.
+  void schedule_back(std::coroutine_handle<> h);
+  /// A parked operation's timeout (corio/detail/park.hpp), and its cancellation (owner only).
+  void add_park_timer(park_timer& t);
+  void cancel_park_timer(park_timer& t) noexcept;
+  /// The next number of this worker's xorshift64 generator (steal victims and select share it).
+  std::uint32_t random_u32() noexcept {
+    random_state_ ^= random_state_ << 13;
+    random_state_ ^= random_state_ >> 7;
+    random_state_ ^= random_state_ << 17;
+    return static_cast<std::uint32_t>(random_state_ >> 32);
+  }
+  /// Registers a task this worker is home to (owner only). The newest one waits in a slot
+  /// (registry_pending_) and enters the list when the next one is registered: a task spawned and
+  /// joined before the next spawn, the usual case, never touches the list. Like the newest child
+  /// of a stop state (stop_state::pending_child_). A task counts in `spawned` when it enters the
+  /// list; stats() counts the one in the slot as live besides (see unlink).
+  void link(promise_base& p) noexcept {
+    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) list_registered(*q);
+    registry_pending_.store(&p, std::memory_order_release);
+  }
+  /// Takes a task that finished here out of the registry (owner only) and counts it in
+  /// `finished`, unless it was in the slot: then it was never counted in `spawned` either, so
+  /// nothing is counted (a spawn joined at once costs no counter).
+  void unlink(promise_base& p) noexcept {
+    if (in_registry_slot(p)) {
+      clear_registry_slot();
+      return;
+    }
+    unlink_registered(p);
+    finished.add();
+  }
+  /// unlink() of a task that finished on another worker, which counted it in `finished`: one
+  /// that was in the slot is counted in `spawned` before the slot is cleared (so that stats(),
+  /// which reads the slot first, may count it twice but never not at all).
+  void unlink_finished_elsewhere(promise_base& p) noexcept {
+    if (in_registry_slot(p)) {
+      spawned.add();
+      clear_registry_slot();
+      return;
+    }
+    unlink_registered(p);
+  }
+  /// Moves the task in the slot into the list, before the list is walked (owner only, or once the
+  /// workers stopped).
+  void flush_registry() noexcept {
+    if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
+      list_registered(*q);  // before the slot is cleared: stats() may count it twice, never not at all
+      clear_registry_slot();
+    }
+  }
+  /// The task leaving the slot for the list: inserted, and counted in `spawned` from now on.
+  void list_registered(promise_base& q) noexcept {
+    insert_registered(q);
+    spawned.add();
+  }
+  /// 1 when a task waits in the registry's slot (any thread; relaxed, for stats()).
+  std::uint64_t registry_pending_count() const noexcept {
+    return registry_pending_.load(std::memory_order_acquire) != nullptr ? 1 : 0;
+  }
+  void insert_registered(promise_base& p) noexcept;
+  /// Takes a task out of the registry's list (owner only).
+  void unlink_registered(promise_base& p) noexcept {
+    if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
+    else registry_head_ = p.spawn_.next;
+    if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
+    p.spawn_.prev = p.spawn_.next = nullptr;
+  }
+  /// True when `p` is the task in the registry's slot (owner only).
+  bool in_registry_slot(const promise_base& p) const noexcept {
+    return registry_pending_.load(std::memory_order_relaxed) == &p;
+  }
+  /// Takes the task in the slot out of the registry (owner only; see unlink).
+  void clear_registry_slot() noexcept { registry_pending_.store(nullptr, std::memory_order_release); }
+  /// Unlinks the tasks other workers finished for this one; destroys those nobody holds.
+  void drain_remote_finished() noexcept;
+  /// Requests stop on every unfinished task of this worker's registry (runtime shutdown).
+  void stop_registry() noexcept;
+  std::uint32_t stop_all_seen_ = 0;
+
+  /// The next local task to resume by symmetric transfer when the running task finished or
+  /// parked with nothing to hand over, so that a chain of short tasks does not go back through the
+  /// worker loop for each one; null when the loop must run instead (maintenance or a stop due, or
+  /// nothing local). Does the loop's per-task accounting for the task it returns.
+  std::coroutine_handle<> next_direct();
+  /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
+  std::coroutine_handle<> next_or_noop() noexcept;
+  /// next_or_noop() with its usual case, the task in the LIFO slot, inline (lib/runtime.cpp).
+  std::coroutine_handle<> next_or_noop_inline() noexcept;
+  /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
+  /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
+  void begin_task() noexcept;
+  /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
+  /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
+  /// accounting done), or null when the loop must run (maintenance or a stop due). When nothing
+  /// local but the FIFO list is runnable (the common case) it skips next_local(): the front of
+  /// the FIFO list comes out as `h` goes in, or `h` itself when the list was empty.
+  std::coroutine_handle<> yield_next(std::coroutine_handle<> h);
+
+  /// Runs `h` on worker `bound` only: this worker's FIFO list when it is this one, otherwise that
+  /// worker's inbox.
+  void deliver_bound(std::uint32_t bound, std::coroutine_handle<> h);
+
+  // --- any thread --------------------------------------------------------------------------
+  /// Queues a task bound to this worker (spawn_on) from another thread, and wakes this worker.
+  void post(std::coroutine_handle<> h);
+  /// A timeout's timer let go of on another thread: this worker removes it from its wheel and
+  /// frees it (corio/cancel.hpp). Any thread.
+  void post_timer_release(timeout_timer* t);
+  /// Owner only (or after the workers stopped): inserts a timeout's timer, and removes one.
+  void add_timeout_timer(timeout_timer& t, clock::time_point deadline);
+  void remove_timeout_timer(timeout_timer& t) noexcept;
+  /// After the workers stopped: frees the timers handed over and not yet released.
+  void drain_timer_releases() noexcept;
+  /// Owner only: inserts `e` into the wheel, its context `owner` tagged with `tag` (1: a
+  /// park_timer, 2: a timeout_timer; see fire_timers), and removes it (no-op if not inserted).
+  void insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline);
+  void remove_timer(timer_entry& e) noexcept;
+  /// Frees the timers handed over by post_timer_release; inbox_mutex_ held.
+  void release_timers_locked() noexcept;
+  bool inbox_nonempty() const noexcept { return inbox_flag_.load(std::memory_order_seq_cst); }
+  /// A task of this worker's registry finished on another worker (lock-free push).
+  void push_remote_finished(promise_base& p) noexcept;
+  /// A task spawned from outside the workers joins this worker's registry (lock-free push; the
+  /// owner links it at its next finish or drain, always before it unlinks anything).
+  void adopt(promise_base& p) noexcept;
+  /// Owner only: links the tasks adopted since the last call.
+  void drain_adopted() noexcept;
+  /// Owner only: true when tasks were adopted since the last drain_adopted() (relaxed).
+  bool has_adopted() const noexcept { return adopted_.load(std::memory_order_relaxed) != nullptr; }
+  /// Owner only: true when `h` is queued (not running) in this worker's LIFO slot or on top of
+  /// its private queue, the places no other thread can take a task from (see join_park).
+  bool holds_unpublished(std::coroutine_handle<> h) const noexcept {
+    return lifo_ == h || (!private_.empty() && private_.back() == h);
+  }
+  /// Owner only: room left in the private queue, and a task taken from the injection queue.
+  std::size_t private_room() const noexcept { return (private_.capacity() - private_.size()) / 2; }
+  void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }
+
+  runtime_impl& runtime() const noexcept { return rt_; }
+  unsigned index() const noexcept { return index_; }
+
+  // Counters (see worker_stats); spawned/finished count this worker's spawns and finishes.
+  /// Tasks resumed from the queues so far (stats().polls); any thread, relaxed.
+  std::uint64_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
+  counter steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
+  counter spawned, finished;
+
+  std::unique_ptr<reactor> reactor_;
+  std::thread thread_;
+  std::string reactor_name_;
+  std::string reactor_features_;
+  std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
+  std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
+  promise_base* registry_head_ = nullptr;     ///< the registry's list (see link); walk it only after flush_registry()
+  std::atomic<promise_base*> registry_pending_{nullptr};  ///< the newest registered task, not in the list yet
+
+ private:
+  std::coroutine_handle<> next_local();
+  std::coroutine_handle<> find_work();
+  std::coroutine_handle<> pop_fifo() noexcept;
+  std::coroutine_handle<> steal();
+  void publish();
+  void stop_spinning() noexcept;
+  void park();
+  std::size_t fire_timers();
+  std::optional<clock::time_point> next_deadline() const;
+  void maintenance();
+  static void on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept;
+  void drain_inbox();
+
+  runtime_impl& rt_;
+  const unsigned index_;
+  run_queue ring_;
+  private_queue private_;
+  std::coroutine_handle<> lifo_{};
+  fifo_queue fifo_;  ///< owner-only FIFO list (I/O, yields, timers)
+  std::uint32_t lifo_runs_ = 0;
+  /// Tasks resumed from the queues (stats().polls). Written by the owner only, with a relaxed
+  /// load and store (no locked instruction); read by stats() from any thread.
+  std::atomic<std::uint64_t> tick_{0};
+  std::uint64_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
+  void count_tick() noexcept { tick_.store(tick_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
+  bool spinning_ = false;
+  std::atomic<promise_base*> remote_finished_{nullptr};
+  std::atomic<promise_base*> adopted_{nullptr};  ///< linked through spawn_state::next until drained
+  std::mutex inbox_mutex_;
+  std::vector<std::coroutine_handle<>> inbox_;
+  std::vector<timeout_timer*> timer_releases_;  ///< under inbox_mutex_, flagged by inbox_flag_
+  std::atomic<bool> inbox_flag_{false};
+
+  // Timers of tasks that slept on this worker (1 µs ticks since the runtime's origin).
+  timer_wheel wheel_{};
+  void publish_deadline() noexcept;
+
+ public:
+  /// Manual clock: this worker's earliest timer tick, for the runtime's auto-advance.
+  std::atomic<std::uint64_t> published_deadline_{~std::uint64_t{0}};
+
+ private:
+  std::uint64_t random_state_;
+  std::uint32_t full_budget_;  ///< runtime_options::budget, kept here for begin_task()
+  std::vector<std::coroutine_handle<>> overflow_batch_;
+};
+
+}  // namespace corio::detail

@@ -23,21 +23,17 @@ namespace corio::detail {
 
 // --- thread-locals, reached only through these out-of-line functions (llvm #47179) -----------
 
-namespace {
-// initial-exec: one %fs-relative load. The library is compiled -fPIC (static or shared), where the
-// default model costs a general-dynamic access that the linker relaxes to two dependent loads; this
-// one is read on every yield, spawn and finish. Costs 8 bytes of static TLS if dlopen()ed.
 #if defined(__ELF__)
 [[gnu::tls_model("initial-exec")]]
 #endif
-thread_local worker* this_worker = nullptr;
+thread_local constinit worker* this_worker = nullptr;
+
+namespace {
 thread_local std::coroutine_handle<> trampoline_next{};
 }  // namespace
 
 worker* current_worker() noexcept { return this_worker; }
 
-namespace {
-/// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.
 bool is_cancellation(const std::exception_ptr& e) noexcept {
   try {
     std::rethrow_exception(e);
@@ -47,7 +43,6 @@ bool is_cancellation(const std::exception_ptr& e) noexcept {
     return false;
   }
 }
-}  // namespace
 
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
@@ -127,21 +122,13 @@ void trampoline_push(std::coroutine_handle<> next) noexcept {
 
 std::coroutine_handle<> trampoline_take() noexcept { return std::exchange(trampoline_next, {}); }
 
-namespace {
 worker& require_worker(const char* what) {
   worker* w = current_worker();
   if (w == nullptr) throw std::logic_error(fmt::format("corio: {} outside a task on a runtime", what));
   return *w;
 }
 
-}  // namespace
-
 // --- worker ---------------------------------------------------------------------------------
-
-namespace {
-constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the queues are served
-constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
-}  // namespace
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
@@ -482,11 +469,6 @@ std::coroutine_handle<> worker::steal() {
   return {};
 }
 
-inline void worker::begin_task() noexcept {
-  count_tick();
-  budget_ = full_budget_;
-}
-
 std::coroutine_handle<> worker::next_direct() {
   // Maintenance is due: leave it to the loop (as the stop flag).
   if (tick() - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
@@ -498,21 +480,6 @@ std::coroutine_handle<> worker::next_direct() {
 std::coroutine_handle<> worker::next_or_noop() noexcept {
   std::coroutine_handle<> h = next_direct();
   return h ? h : std::noop_coroutine();
-}
-
-inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
-  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn or
-  // maintenance is due: that task (the one just spawned, when a spawn is joined at once). The
-  // inbox and the stop flag are not looked at here: within max_lifo_runs tasks the LIFO run ends
-  // and next_local() drains the inbox, and within maintenance_interval the loop sees the stop.
-  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval)
-      [[likely]] {
-    --fairness_countdown_;
-    ++lifo_runs_;
-    begin_task();
-    return std::exchange(lifo_, {});
-  }
-  return next_or_noop();
 }
 
 inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {

@@ -138,6 +138,9 @@ worker* current_worker() noexcept;
 /// Frees a timeout's timer (lib/runtime.cpp: they come from the frame allocator).
 void free_timeout_timer(timeout_timer* t) noexcept;
 
+/// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.
+bool is_cancellation(const std::exception_ptr& e) noexcept;
+
 /// Destroys a spawned task's frame, first reporting an exception nobody observed.
 void destroy_spawned(promise_base& p) noexcept;
 

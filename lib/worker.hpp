@@ -72,6 +72,23 @@
 namespace corio::detail {
 
 class runtime_impl;
+class worker;
+
+/// The worker running on this thread, or null, for the library's own functions (lib/runtime.cpp).
+/// Never read it from a coroutine: a coroutine reaches it through current_worker() (llvm #47179).
+/// initial-exec: one %fs-relative load. The library is compiled -fPIC (static or shared), where the
+/// default model costs a general-dynamic access that the linker relaxes to two dependent loads; this
+/// one is read on every yield, spawn and finish. Costs 8 bytes of static TLS if dlopen()ed.
+#if defined(__ELF__)
+[[gnu::tls_model("initial-exec")]]
+#endif
+extern thread_local constinit worker* this_worker;
+
+/// The calling thread's worker; throws std::logic_error naming `what` off the workers.
+worker& require_worker(const char* what);
+
+constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the queues are served
+constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
 
 /// A counter written by one thread and read by any. The store releases and the read acquires (a
 /// plain move on x86), so that a reader who sees a count also sees what was done before it.
@@ -198,7 +215,7 @@ class worker {
   std::coroutine_handle<> next_direct();
   /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
   std::coroutine_handle<> next_or_noop() noexcept;
-  /// next_or_noop() with its usual case, the task in the LIFO slot, inline (lib/runtime.cpp).
+  /// next_or_noop() with its usual case, the task in the LIFO slot, inline.
   std::coroutine_handle<> next_or_noop_inline() noexcept;
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
   /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
@@ -316,5 +333,25 @@ class worker {
   std::uint32_t full_budget_;  ///< runtime_options::budget, kept here for begin_task()
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
+
+inline void worker::begin_task() noexcept {
+  count_tick();
+  budget_ = full_budget_;
+}
+
+inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
+  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn or
+  // maintenance is due: that task (the one just spawned, when a spawn is joined at once). The
+  // inbox and the stop flag are not looked at here: within max_lifo_runs tasks the LIFO run ends
+  // and next_local() drains the inbox, and within maintenance_interval the loop sees the stop.
+  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval)
+      [[likely]] {
+    --fairness_countdown_;
+    ++lifo_runs_;
+    begin_task();
+    return std::exchange(lifo_, {});
+  }
+  return next_or_noop();
+}
 
 }  // namespace corio::detail

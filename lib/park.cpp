@@ -1,0 +1,76 @@
+// lib/park.cpp - parking a task and waking it (corio/detail/park.hpp): the wake-up, the park
+// state's canceller, a parked operation's timer, select's random numbers.
+#include "runtime_impl.hpp"
+
+#include <cassert>
+#include <stdexcept>
+
+namespace corio::detail {
+
+void wake_parked(const wake_ticket& t) noexcept {
+  worker* w = this_worker;
+  runtime_impl& rt = *t.runtime;
+  const bool here = w != nullptr && &w->runtime() == &rt;
+  if (t.wake_on != unbound_worker) {
+    if (here) w->deliver_bound(t.wake_on, t.task);
+    else rt.workers_[t.wake_on]->post(t.task);
+    return;
+  }
+  if (here) w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
+  else rt.inject(t.task);
+}
+
+void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
+                  stop_state* stop) {
+  worker* w = this_worker;
+  if (w == nullptr) throw std::logic_error("corio: a channel, select or lock wait outside a task on a runtime");
+  s.task = task;
+  s.runtime = &w->runtime();
+  s.wake_on = bound;
+  s.park_worker = w->index();
+  s.lock = lock;
+  s.stop = stop;
+}
+
+void cancel_park(stop_canceller& c) noexcept {
+  auto& s = static_cast<park_state&>(c);
+  bool won;
+  if (s.solo) {
+    spin_guard g{*s.lock};
+    won = s.try_claim(park_state::cancelled);
+  } else {
+    won = s.try_claim(park_state::cancelled);
+  }
+  if (won) wake_parked(wake_ticket{s.task, s.runtime, s.park_worker});
+}
+
+void refuse_park(park_state& s) noexcept {
+  s.claim.store(park_state::cancelled, std::memory_order_relaxed);  // nobody else can see it yet
+  s.stop->observe();
+}
+
+void park_timer::arm(park_state& s) {
+  worker* w = this_worker;
+  if (w == nullptr) throw std::logic_error("corio: a timed wait outside a task on a runtime");
+  state = &s;
+  s.wake_on = w->index();  // a peer's wake brings the task back here, where disarm() runs
+  w->add_park_timer(*this);
+}
+
+void park_timer::disarm() noexcept {
+  if (!entry.inserted()) return;
+  worker* w = this_worker;
+  assert(w != nullptr && "corio: park_timer disarmed off its worker");
+  w->cancel_park_timer(*this);
+}
+
+std::uint32_t random_u32() noexcept {
+  if (worker* w = this_worker) return w->random_u32();
+  thread_local std::uint64_t state = 0x9E3779B97F4A7C15ull ^ reinterpret_cast<std::uintptr_t>(&state);
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return static_cast<std::uint32_t>(state >> 32);
+}
+
+}  // namespace corio::detail

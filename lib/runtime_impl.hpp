@@ -135,7 +135,7 @@ class runtime_impl {
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).
 worker* current_worker() noexcept;
 
-/// Frees a timeout's timer (lib/runtime.cpp: they come from the frame allocator).
+/// Frees a timeout's timer (lib/timers.cpp: they come from the frame allocator).
 void free_timeout_timer(timeout_timer* t) noexcept;
 
 /// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.

@@ -74,7 +74,7 @@ namespace corio::detail {
 class runtime_impl;
 class worker;
 
-/// The worker running on this thread, or null, for the library's own functions (lib/runtime.cpp).
+/// The worker running on this thread, or null, for the library's own functions (defined in lib/worker.cpp).
 /// Never read it from a coroutine: a coroutine reaches it through current_worker() (llvm #47179).
 /// initial-exec: one %fs-relative load. The library is compiled -fPIC (static or shared), where the
 /// default model costs a general-dynamic access that the linker relaxes to two dependent loads; this

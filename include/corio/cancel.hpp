@@ -38,18 +38,18 @@ struct timeout_timer {
 };
 
 /// Allocates a timer for `scope` and inserts it into the calling worker's wheel, due at `deadline`.
-/// Throws std::logic_error off a worker. Defined in lib/runtime.cpp.
+/// Throws std::logic_error off a worker. Defined in lib/timers.cpp.
 timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline);
 /// Lets go of a timer after the awaited operation ended, from any thread: removes and frees it on
 /// its own worker, or hands it to that worker to do so; waits for a firing in progress. Returns
-/// true when the timer fired (the scope's stop came from it). Defined in lib/runtime.cpp.
+/// true when the timer fired (the scope's stop came from it). Defined in lib/timers.cpp.
 bool release_timeout_timer(timeout_timer* t) noexcept;
 
 /// What a scope's outer stop state calls: passes the stop on to the scope.
 struct scope_forwarder : stop_canceller {
   stop_state* scope = nullptr;
 };
-void forward_stop(stop_canceller& c) noexcept;  // lib/runtime.cpp
+void forward_stop(stop_canceller& c) noexcept;  // lib/stop_state.cpp
 
 template <class A>
 using awaiter_of_t = decltype(promise_base::get_awaiter(std::declval<A&>()));

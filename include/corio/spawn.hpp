@@ -35,7 +35,7 @@ struct join_canceller : stop_canceller {
   std::uint32_t park_worker;         ///< where to resume the joiner
   stop_state* stop;                  ///< the joiner's stop state (null: not cancellable); set by
                                      ///< await_suspend
-  join_canceller* chain_next;        ///< arm_lazy_join's list of cancellers to arm (lib/runtime.cpp)
+  join_canceller* chain_next;        ///< arm_lazy_join's list of cancellers to arm (lib/spawn.cpp)
 };
 
 /// The suspending half of a join: `p` is the spawned task, `joiner` the task awaiting it, already
@@ -51,14 +51,14 @@ struct join_canceller : stop_canceller {
 /// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
 /// Otherwise the joiner's own pending join is armed first, then this join's canceller, and the
 /// joiner bit is set with one atomic addition. Touches neither frame after the publishing step
-/// (llvm #56301). Defined in lib/runtime.cpp.
+/// (llvm #56301). Defined in lib/spawn.cpp.
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
 
 /// After a join parked and was resumed, when it did not end the usual way (see
 /// join_handle::operation::await_resume): disarms its canceller, and throws operation_cancelled
 /// (after clearing the joiner bits, so that the handle can be joined again, and linking the task
 /// back under the joiner if the join had unlinked it) when the join was cancelled before the task
-/// finished. Defined in lib/runtime.cpp.
+/// finished. Defined in lib/spawn.cpp.
 void join_settle(join_canceller& c, promise_base& task);
 
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,

@@ -139,7 +139,7 @@ struct spawn_state {
 /// to resume; when there is none (and, if nobody holds a join_handle, after reporting an
 /// unobserved exception to the runtime's handler and destroying the frame) it returns the next
 /// local task of the worker to resume instead (see next_after_park in transfer.hpp), or null to return to the
-/// worker loop. Defined in lib/runtime.cpp.
+/// worker loop. Defined in lib/spawn.cpp.
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
 
 /// State shared by every promise type: the frame allocator, the continuation, the exception, and
@@ -219,7 +219,7 @@ class promise_base {
 /// it with a plain store (see join_park), or, for a when_all child, the forwarders of its group
 /// and of every enclosing group up to a spawned task, and then, transitively, whatever is pending
 /// on the joiners above (so that a fork-join tree or a chain of spawn+join levels that never waits
-/// arms nothing). Never blocks; called on the thread running the task. Defined in lib/runtime.cpp.
+/// arms nothing). Never blocks; called on the thread running the task. Defined in lib/spawn.cpp.
 void arm_lazy_join(stop_state& s) noexcept;
 
 /// The wrapper await_transform puts around every awaiter in a task (see promise_base).

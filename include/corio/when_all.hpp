@@ -25,7 +25,7 @@ namespace detail {
 /// the first on the calling worker's private queue (stealable like spawn() once published) and
 /// returns the first, for the caller to resume by symmetric transfer (see fork_group). Throws std::logic_error off a worker and
 /// std::runtime_error while the runtime shuts down; nothing is queued then. Defined in
-/// lib/runtime.cpp.
+/// lib/spawn.cpp.
 std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint32_t n,
                                    std::coroutine_handle<> parent, std::uint32_t parent_bound);
 
@@ -64,7 +64,7 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
 }
 
 /// Passes a stop requested on the awaiting task on to every child of a when_all in flight (the
-/// children's frames live until the awaiter is destroyed). Defined in lib/runtime.cpp.
+/// children's frames live until the awaiter is destroyed). Defined in lib/stop_state.cpp.
 struct children_forwarder : stop_canceller {
   promise_base* last = nullptr;  ///< the last child; the others through spawn_.prev
 };

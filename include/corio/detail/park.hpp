@@ -181,22 +181,22 @@ void wake_chain(wait_node* n) noexcept;
 /// Resumes a claimed task: on its wake_on worker if it has one; otherwise next on the calling
 /// worker (its LIFO slot, Go's runnext) when the caller is a worker of the task's runtime, or
 /// through the runtime's injection queue from any other thread. Never touches the parked frame.
-/// Thread-safe. Defined in lib/runtime.cpp.
+/// Thread-safe. Defined in lib/park.cpp.
 void wake_parked(const wake_ticket& t) noexcept;
 
 /// Fills in the park_state of a task about to park: the handle, the calling worker's runtime,
 /// wake_on from the task's binding, the lock its list is guarded by, and its stop state (null:
-/// not cancellable). Throws std::logic_error off a worker. Defined in lib/runtime.cpp.
+/// not cancellable). Throws std::logic_error off a worker. Defined in lib/park.cpp.
 void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
                   stop_state* stop);
 
 /// park_state's canceller (stop_canceller::cancel): claims the wait with `cancelled` (under the
 /// list's lock for a solo wait, whose peers claim with plain stores) and resumes the task on the
-/// worker where it parked. Defined in lib/runtime.cpp.
+/// worker where it parked. Defined in lib/park.cpp.
 void cancel_park(stop_canceller& c) noexcept;
 
 /// arm_park() when the task's stop was requested already: claims `s` with `cancelled` (nobody
-/// else can see it yet) and tells the task's children. Defined in lib/runtime.cpp.
+/// else can see it yet) and tells the task's children. Defined in lib/park.cpp.
 void refuse_park(park_state& s) noexcept;
 
 /// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held:
@@ -240,8 +240,8 @@ struct park_timer {
   timer_entry entry;
   std::int64_t deadline_ns = 0;  ///< clock::time_point's count
   park_state* state = nullptr;
-  void arm(park_state& s);    // lib/runtime.cpp
-  void disarm() noexcept;     // lib/runtime.cpp; a no-op once fired
+  void arm(park_state& s);    // lib/park.cpp
+  void disarm() noexcept;     // lib/park.cpp; a no-op once fired
 };
 
 /// A uniformly distributed 32-bit number from the calling worker's generator (seeded from

@@ -186,7 +186,7 @@ class stop_state {
   /// to the task).
   void splice_children_into(stop_state& to) noexcept;
   /// Unlinks every child (the owner finishes): each runs on without a parent; a child that
-  /// finished and has no handle is destroyed. Defined in lib/runtime.cpp.
+  /// finished and has no handle is destroyed. Defined in lib/stop_state.cpp.
   void release_children() noexcept;
 
   /// The state this one is linked under (relaxed: a join_handle holder compares it with its own
@@ -212,10 +212,10 @@ class stop_state {
     if (first_child_ != nullptr) first_child_->prev_sibling_ = &child;
     first_child_ = &child;
   }
-  void propagate() noexcept;      // lib/runtime.cpp
+  void propagate() noexcept;      // lib/stop_state.cpp
   /// child.request_stop(), out of line so that a spawn's fast path makes no call.
-  [[gnu::noinline]] static void stop_late_child(stop_state& child) noexcept;  // lib/runtime.cpp
-  void wait_not_busy() noexcept;  // lib/runtime.cpp
+  [[gnu::noinline]] static void stop_late_child(stop_state& child) noexcept;  // lib/stop_state.cpp
+  void wait_not_busy() noexcept;  // lib/stop_state.cpp
 
   // deferred_atomic, not std::atomic: a std::atomic member would be zeroed whenever a frame is
   // created, and most frames belong to tasks that are only ever awaited. The fields reset()
@@ -269,8 +269,8 @@ inline void set_current_stop(stop_state* s) noexcept {
       : "r"(s));
 }
 #else
-stop_state* current_stop() noexcept;            // lib/runtime.cpp, out of line (llvm #47179)
-void set_current_stop(stop_state* s) noexcept;  // lib/runtime.cpp
+stop_state* current_stop() noexcept;            // lib/stop_state.cpp, out of line (llvm #47179)
+void set_current_stop(stop_state* s) noexcept;  // lib/stop_state.cpp
 #endif
 
 }  // namespace corio::detail

@@ -19,7 +19,7 @@ std::coroutine_handle<> trampoline_take() noexcept;
 /// next by symmetric transfer: the next task of the calling worker's local queues, so that a
 /// parked task does not cost a trip through the worker loop, or std::noop_coroutine() (back to
 /// the loop: maintenance due, nothing local, or not on a worker). Touches nothing of the parked
-/// task. Thread-safe (works on the calling thread's worker only). Defined in lib/runtime.cpp.
+/// task. Thread-safe (works on the calling thread's worker only). Defined in lib/worker.cpp.
 std::coroutine_handle<> next_after_park() noexcept;
 
 /// Resumes `h` and then every coroutine it transferred to through the trampoline, until the chain

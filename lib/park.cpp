@@ -46,7 +46,6 @@ void cancel_park(stop_canceller& c) noexcept {
 
 void refuse_park(park_state& s) noexcept {
   s.claim.store(park_state::cancelled, std::memory_order_relaxed);  // nobody else can see it yet
-  s.stop->observe();
 }
 
 void park_timer::arm(park_state& s) {

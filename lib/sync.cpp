@@ -45,7 +45,10 @@ wait_node* claim_all(wait_list& list, wait_node* chain, bool closed) noexcept {
   return chain;
 }
 
-void throw_cancelled(const char* what) { throw operation_cancelled(what); }
+void throw_cancelled(park_state& s, const char* what) {
+  if (s.stop != nullptr) s.stop->observe();
+  throw operation_cancelled(what);
+}
 
 void wake_chain(wait_node* n) noexcept {
   while (n != nullptr) {

@@ -198,10 +198,97 @@ corio::task<int> timeout_round(int n) {
   co_return cancelled;
 }
 
+/// The waits a task and the child it spawned can share one lock for (refused_wait_round).
+enum class shared_wait { mutex, semaphore, recv, send, select, condvar, shared_lock, last = shared_lock };
+
+struct shared_wait_fixture {
+  corio::mutex mutex;
+  corio::semaphore sem{0};
+  corio::channel<int> ch{0};
+  corio::condition_variable cv;
+  corio::shared_mutex shared;
+  std::atomic<bool> child_waiting{false};
+  std::atomic<bool> stop_requested{false};
+  std::atomic<int> parent_outcome{0};  // 1 cancelled, 2 returned normally, 3 other exception
+  std::atomic<int> child_outcome{0};
+};
+
+/// Waits once, for something nobody provides, on the fixture's object of `kind`.
+corio::task<void> wait_on(shared_wait kind, shared_wait_fixture* f) {
+  switch (kind) {
+    case shared_wait::mutex: co_await f->mutex.lock(); f->mutex.unlock(); break;
+    case shared_wait::semaphore: co_await f->sem.acquire(); break;
+    case shared_wait::recv: {
+      auto v = co_await f->ch.recv();
+      (void)v;
+      break;
+    }
+    case shared_wait::send: co_await f->ch.send(1); break;
+    case shared_wait::select: {
+      auto r = co_await corio::select(f->ch.recv_case());
+      (void)r;
+      break;
+    }
+    case shared_wait::condvar: {
+      auto g = co_await f->mutex.scoped_lock();
+      co_await f->cv.wait(g);
+      break;
+    }
+    case shared_wait::shared_lock: co_await f->shared.lock_shared(); break;
+  }
+}
+
+corio::task<void> waiting_child(shared_wait kind, shared_wait_fixture* f) {
+  try {
+    f->child_waiting.store(true);
+    co_await wait_on(kind, f);
+    f->child_outcome.store(2);
+  } catch (const corio::operation_cancelled&) {
+    f->child_outcome.store(1);
+  } catch (...) {
+    f->child_outcome.store(3);
+  }
+}
+
+/// Spawns a child that waits on `kind`'s object, keeps running (yields do not see a stop) until
+/// its own stop was requested, then waits on the same object: the wait is refused at once.
+corio::task<void> refused_parent(shared_wait kind, shared_wait_fixture* f) {
+  auto child = corio::spawn(waiting_child(kind, f));
+  for (int i = 0; i < 1000000 && !f->stop_requested.load(); ++i) co_await corio::yield();
+  try {
+    co_await wait_on(kind, f);
+    f->parent_outcome.store(2);
+  } catch (const corio::operation_cancelled&) {
+    f->parent_outcome.store(1);
+  } catch (...) {
+    f->parent_outcome.store(3);
+  }
+}
+
+corio::task<void> refused_wait_round(shared_wait kind, shared_wait_fixture* f) {
+  if (kind == shared_wait::mutex) co_await f->mutex.lock();  // held: both waiters queue
+  if (kind == shared_wait::shared_lock) co_await f->shared.lock();
+  auto parent = corio::spawn(refused_parent(kind, f));
+  for (int i = 0; i < 1000000 && !f->child_waiting.load(); ++i) co_await corio::yield();
+  for (int i = 0; i < 100; ++i) co_await corio::yield();  // the child parks
+  CHECK(parent.cancel());
+  f->stop_requested.store(true);
+  co_await parent;
+  // The parent saw its stop when its wait was refused: its child is cancelled too.
+  for (int i = 0; i < 1000000 && f->child_outcome.load() == 0; ++i) co_await corio::yield();
+  if (kind == shared_wait::mutex) f->mutex.unlock();
+  if (kind == shared_wait::shared_lock) f->shared.unlock();
+}
+
 const char* name_of(op_kind k) {
   static const char* names[] = {"sleep", "recv", "send", "select", "mutex", "semaphore", "condvar", "event",
                                 "latch", "wait_group", "join", "shared_lock", "when_all", "nested_when_all",
                                 "timeout_scope", "join_of_when_all", "join_of_join"};
+  return names[static_cast<int>(k)];
+}
+
+const char* name_of(shared_wait k) {
+  static const char* names[] = {"mutex", "semaphore", "recv", "send", "select", "condvar", "shared_lock"};
   return names[static_cast<int>(k)];
 }
 
@@ -240,6 +327,25 @@ TEST_SUITE("cancel") {
         // No timer was left behind: the idle runtime would have jumped its time to it.
         std::this_thread::sleep_for(5ms);
         CHECK(rt.now() - start < 1h);
+      }
+    }
+  }
+
+  TEST_CASE("a task cancelled while it runs, whose child waits on the lock it then waits on, is refused without a deadlock") {
+    // The refused wait holds the object's lock when it finds the stop; telling the child (parked
+    // on that same lock) from there took the lock again and spun forever.
+    corio_test::hang_guard guard{"refused wait beside a waiting child", 120s};
+    for (unsigned workers : {1u, 4u}) {
+      for (int k = 0; k <= static_cast<int>(shared_wait::last); ++k) {
+        const auto kind = static_cast<shared_wait>(k);
+        CAPTURE(workers);
+        const std::string kind_name = name_of(kind);
+        CAPTURE(kind_name);
+        corio::runtime rt{{.workers = workers}};
+        shared_wait_fixture f;
+        rt.block_on(refused_wait_round(kind, &f));
+        CHECK(f.parent_outcome.load() == 1);
+        CHECK(f.child_outcome.load() == 1);
       }
     }
   }

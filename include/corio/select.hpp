@@ -274,7 +274,7 @@ class [[nodiscard("co_await it")]] select_operation {
     unlock_all();
     if (c == park_state::cancelled) {
       if constexpr (afters != 0) timer_.disarm();  // resumed where it parked: the timer's worker
-      throw_cancelled("corio::select: cancelled");
+      throw_cancelled(park_, "corio::select: cancelled");
     }
     if constexpr (afters != 0) {
       if (c == park_state::timed_out) {

@@ -66,7 +66,7 @@ class sleep_operation {
     detail::disarm_park(park_);
     if (park_.claim.load(std::memory_order_acquire) == detail::park_state::cancelled) {
       timer_.disarm();
-      detail::throw_cancelled("corio::sleep: cancelled");
+      detail::throw_cancelled(park_, "corio::sleep: cancelled");
     }
   }
 

@@ -196,13 +196,15 @@ void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bou
 void cancel_park(stop_canceller& c) noexcept;
 
 /// arm_park() when the task's stop was requested already: claims `s` with `cancelled` (nobody
-/// else can see it yet) and tells the task's children. Defined in lib/park.cpp.
+/// else can see it yet). The task's children are told when the operation throws, after the
+/// list's lock is released (throw_cancelled): a child parked on the same lock is cancelled by
+/// taking that lock. Defined in lib/park.cpp.
 void refuse_park(park_state& s) noexcept;
 
 /// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held:
 /// one compare-and-swap (stop_state::arm). False when the task's stop was requested already: the
-/// claim is then `cancelled` (the caller takes its nodes off again and resumes the task at once),
-/// and the task's children are told.
+/// claim is then `cancelled` (the caller takes its nodes off again and resumes the task at once,
+/// and its settling throws).
 inline bool arm_park(park_state& s) noexcept {
   if (s.stop == nullptr) return true;
   s.cancel = &cancel_park;
@@ -229,8 +231,10 @@ inline bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
   return false;
 }
 
-/// Throws corio::operation_cancelled for a wait that cancellation ended. Defined in lib/sync.cpp.
-[[noreturn]] void throw_cancelled(const char* what);
+/// Throws corio::operation_cancelled (with `what`) for the wait `s` that cancellation ended, after
+/// telling the task's children (stop_state::observe: the task saw its stop). Call it with no list
+/// lock held: cancelling a child parked on that lock takes it. Defined in lib/sync.cpp.
+[[noreturn]] void throw_cancelled(park_state& s, const char* what);
 
 /// A timeout for a parked operation, in the calling worker's wheel: when it fires first it claims
 /// `state` with park_state::timed_out and resumes the task on that worker; when a peer claimed

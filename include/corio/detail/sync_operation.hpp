@@ -57,7 +57,7 @@ class sync_operation {
       spin_guard g{*lock_};  // a peer may be taking the claimed node off right now
       if (node_.linked) queue_->remove(node_);
     }
-    throw_cancelled(what);
+    throw_cancelled(park_, what);
   }
 
   park_state park_{};

@@ -2,7 +2,6 @@
 // state's canceller, a parked operation's timer, select's random numbers.
 #include "runtime_impl.hpp"
 
-#include <cassert>
 #include <stdexcept>
 
 namespace corio::detail {
@@ -45,12 +44,14 @@ void cancel_park(stop_canceller& c) noexcept {
 }
 
 void refuse_park(park_state& s) noexcept {
+  CORIO_ASSERT(s.claim.load(std::memory_order_relaxed) == park_state::waiting, "refusal-is-private");
   s.claim.store(park_state::cancelled, std::memory_order_relaxed);  // nobody else can see it yet
 }
 
 void park_timer::arm(park_state& s) {
   worker* w = this_worker;
   if (w == nullptr) throw std::logic_error("corio: a timed wait outside a task on a runtime");
+  CORIO_ASSERT(!s.solo, "solo-claim-under-lock");  // a timer claims without any list's lock
   state = &s;
   s.wake_on = w->index();  // a peer's wake brings the task back here, where disarm() runs
   w->add_park_timer(*this);
@@ -59,7 +60,7 @@ void park_timer::arm(park_state& s) {
 void park_timer::disarm() noexcept {
   if (!entry.inserted()) return;
   worker* w = this_worker;
-  assert(w != nullptr && "corio: park_timer disarmed off its worker");
+  CORIO_ASSERT(w != nullptr && w->index() == state->wake_on, "park-timer-on-its-worker");
   w->cancel_park_timer(*this);
 }
 

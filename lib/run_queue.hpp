@@ -23,6 +23,8 @@
 #include <memory>
 #include <vector>
 
+#include "corio/detail/assert.hpp"
+
 namespace corio::detail {
 
 /// `capacity` rounded up to a power of two, at least 4 and at most 2^30.
@@ -140,7 +142,10 @@ class private_queue {
   bool empty() const noexcept { return tail_ == head_; }
   bool full() const noexcept { return tail_ - head_ > mask_; }
   /// Precondition: !full().
-  void push_back(std::coroutine_handle<> h) noexcept { slots_[tail_++ & mask_] = h; }
+  void push_back(std::coroutine_handle<> h) noexcept {
+    CORIO_ASSERT(!full(), "private-queue-room");
+    slots_[tail_++ & mask_] = h;
+  }
   std::coroutine_handle<> pop_back() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[--tail_ & mask_]; }
   std::coroutine_handle<> pop_front() noexcept { return empty() ? std::coroutine_handle<>{} : slots_[head_++ & mask_]; }
   /// The newest task, left in place. Precondition: !empty().

@@ -171,6 +171,7 @@ void runtime_impl::auto_advance() noexcept {
 
 void runtime_impl::add_idle(worker& w) {
   std::lock_guard lock{idle_mutex_};
+  CORIO_ASSERT(std::find(idle_.begin(), idle_.end(), &w) == idle_.end(), "idle-list-exact");
   idle_.push_back(&w);
   idle_count_.fetch_add(1, std::memory_order_seq_cst);
 }
@@ -185,6 +186,7 @@ bool runtime_impl::remove_idle(worker& w) {
   if (it == idle_.end()) return false;
   idle_.erase(it);
   idle_count_.fetch_sub(1, std::memory_order_seq_cst);
+  CORIO_ASSERT(idle_count_.load(std::memory_order_relaxed) == idle_.size(), "idle-list-exact");
   return true;
 }
 
@@ -316,6 +318,7 @@ runtime_stats runtime_impl::stats() const {
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get()});
   }
+  CORIO_ASSERT(shut_down_ || spawned >= finished, "registry-slot-counted");
   s.live_tasks = shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);
   return s;
 }

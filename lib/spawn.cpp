@@ -44,6 +44,7 @@ void worker::adopt(promise_base& p) noexcept {
 }
 
 void worker::drain_adopted() noexcept {
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   if (adopted_.load(std::memory_order_relaxed) == nullptr) return;
   promise_base* p = adopted_.exchange(nullptr, std::memory_order_acquire);
   while (p != nullptr) {
@@ -62,6 +63,7 @@ void worker::stop_registry() noexcept {
 }
 
 void worker::drain_remote_finished() noexcept {
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   if (remote_finished_.load(std::memory_order_relaxed) == nullptr) return;
   promise_base* p = remote_finished_.exchange(nullptr, std::memory_order_acquire);
   drain_adopted();  // a task adopted here may be among them: link before unlinking
@@ -175,7 +177,9 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   }
   if (on_runtime) w->finished.add(done);
   else rt.foreign_finished_.fetch_add(done, std::memory_order_release);
-  if (g.remaining.fetch_sub(done, std::memory_order_acq_rel) == done) {
+  const std::uint32_t remaining = g.remaining.fetch_sub(done, std::memory_order_acq_rel);
+  CORIO_ASSERT(remaining >= done, "fork-group-counted-once");
+  if (remaining == done) {
     const std::uint32_t bound = g.parent_bound;
     const std::coroutine_handle<> parent = g.parent;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return parent;
@@ -288,6 +292,9 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
       return finish_spawned_slow(p, w);
     }
     const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
+    CORIO_ASSERT((seen & (state_running | state_linked | state_joiner | state_join_armed | state_join_cancel |
+                          state_parented)) == (state_running | state_linked | state_joiner),
+                 "lazy-join-pending");
     p.spawn_.state.store(seen - (state_running | state_linked), std::memory_order_release);
     return p.continuation_;
   }
@@ -333,6 +340,7 @@ namespace {
   // clears it): an addition sets both without a CAS loop.
   const std::uint32_t old =
       p.spawn_.state.fetch_add(s != nullptr ? state_joiner | state_join_armed : state_joiner, std::memory_order_acq_rel);
+  CORIO_ASSERT((old & (state_joiner | state_join_armed)) == 0, "one-join-per-handle");
   if ((old & state_running) == 0 || (old & state_join_cancel) != 0) {
     return joiner;  // finished meanwhile, or cancelled before the joiner was published: go on now
   }
@@ -355,6 +363,8 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     // until then a stop of the joiner waits, even one requested before this join: either the
     // task finishes without suspending and the join took effect, or its first suspension ends
     // the join with operation_cancelled (the stop is then seen, as the rule asks).
+    CORIO_ASSERT((seen & (state_running | state_joiner | state_join_cancel | state_join_armed)) == state_running,
+                 "unpublished-task-owner-only");
     std::uint32_t next = seen | state_joiner;
     if ((seen & state_parented) != 0) {
       // The joiner spawned it (its own list, plain stores): while the joiner waits, its stop
@@ -467,6 +477,8 @@ void join_settle(join_canceller& c, promise_base& task) {
 }
 
 void destroy_spawned(promise_base& p) noexcept {
+  CORIO_ASSERT((p.spawn_.state.load(std::memory_order_relaxed) & (state_running | state_linked)) == 0,
+               "frame-freed-by-last-bit");
   if (p.exception_ && (p.spawn_.state.load(std::memory_order_relaxed) & state_observed) == 0 &&
       !is_cancellation(p.exception_)) {
     p.spawn_.runtime->report_unhandled(p.exception_);

@@ -52,6 +52,7 @@ void throw_cancelled(park_state& s, const char* what) {
 
 void wake_chain(wait_node* n) noexcept {
   while (n != nullptr) {
+    CORIO_ASSERT(!n->linked, "peer-unlinks-first");
     wait_node* next = n->next;  // read first: the node lives in the frame being woken
     wake_parked(ticket_of(*n->owner));
     n = next;

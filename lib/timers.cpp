@@ -2,7 +2,6 @@
 // timers (timeout_timer, which any thread may let go of), firing them, the next deadline.
 #include "runtime_impl.hpp"
 
-#include <cassert>
 #include <thread>
 
 namespace corio::detail {
@@ -24,6 +23,7 @@ timeout_timer* allocate_timeout_timer() {
 }  // namespace
 
 void free_timeout_timer(timeout_timer* t) noexcept {
+  CORIO_ASSERT(!t->entry.inserted(), "timer-entry-outlives-insertion");
   t->~timeout_timer();
   frame_deallocate(t, sizeof(timeout_timer));
 }
@@ -46,6 +46,7 @@ void worker::drain_timer_releases() noexcept {
 }
 
 void worker::insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline) {
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   e.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(owner) | tag);  // see fire_timers
   e.deadline_tick = rt_.ticks_ceil(deadline);
   wheel_.insert(e);
@@ -54,6 +55,7 @@ void worker::insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock
 
 void worker::remove_timer(timer_entry& e) noexcept {
   if (!e.inserted()) return;
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   wheel_.cancel(e);
   if (rt_.manual_) publish_deadline();
 }
@@ -74,12 +76,14 @@ void worker::publish_deadline() noexcept {
 }
 
 std::size_t worker::fire_timers() {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   if (wheel_.empty()) return 0;
   const std::uint64_t now_tick = rt_.ticks_floor(rt_.now());
   if (const auto next = wheel_.next_deadline(); !next || *next > now_tick) return 0;
   // In deadline order, onto the FIFO list; each node is in a frame that is published by this and
   // not touched again.
-  const std::size_t fired = wheel_.advance(now_tick, [this](timer_entry& e) {
+  const std::size_t fired = wheel_.advance(now_tick, [this, now_tick](timer_entry& e) {
+    CORIO_ASSERT(e.deadline_tick <= now_tick, "timer-never-early");
     const auto bits = reinterpret_cast<std::uintptr_t>(e.context);
     if ((bits & 2) != 0) {
       // A timeout's timer: stop its scope, unless the awaiter let go of it already.

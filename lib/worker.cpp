@@ -25,7 +25,7 @@ thread_local std::coroutine_handle<> trampoline_next{};
 worker* current_worker() noexcept { return this_worker; }
 
 void trampoline_push(std::coroutine_handle<> next) noexcept {
-  assert(!trampoline_next && "corio: two transfers pending on one thread");
+  CORIO_ASSERT(!trampoline_next, "one-transfer-pending");
   trampoline_next = next;
 }
 
@@ -77,6 +77,7 @@ void worker::post(std::coroutine_handle<> h) {
 }
 
 void worker::drain_inbox() {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   std::lock_guard lock{inbox_mutex_};
   for (auto h : inbox_) fifo_.push_back(h);
   inbox_.clear();
@@ -85,12 +86,14 @@ void worker::drain_inbox() {
 }
 
 void worker::push_displaced(std::coroutine_handle<> displaced) {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   if (private_.full()) publish();  // full: its older half becomes stealable
   private_.push_back(displaced);
   if (rt_.someone_looking()) publish();
 }
 
 void worker::publish() {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   // The oldest half (at least one) of the private queue becomes stealable, oldest first, so that
   // thieves take the roots of the largest subtrees.
   std::uint32_t n = (private_.size() + 1) / 2;
@@ -111,6 +114,7 @@ void worker::publish() {
 }
 
 promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noexcept {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   // Whatever held the LIFO slot is older than the children: it goes behind them.
   if (n > 1 && lifo_) {
     if (private_.full()) publish();
@@ -130,6 +134,7 @@ promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noe
 }
 
 promise_base* worker::claim_child(fork_group& g) noexcept {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   promise_base* c = g.next;
   if (c == nullptr || g.owner != this || private_.empty() || private_.back() != c->spawn_.self) return nullptr;
   // Maintenance (I/O, timers, the stop flag) is due: leave the rest to the loop.
@@ -141,7 +146,10 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
   return c;
 }
 
-void worker::schedule_back(std::coroutine_handle<> h) { fifo_.push_back(h); }
+void worker::schedule_back(std::coroutine_handle<> h) {
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
+  fifo_.push_back(h);
+}
 
 void worker::maintenance() {
   if (!private_.empty() && rt_.someone_looking()) publish();
@@ -155,6 +163,7 @@ std::coroutine_handle<> worker::pop_fifo() noexcept {
 }
 
 std::coroutine_handle<> worker::next_local() {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   if (inbox_flag_.load(std::memory_order_relaxed)) drain_inbox();
   if (--fairness_countdown_ == 0) {
     fairness_countdown_ = 61;
@@ -235,6 +244,7 @@ std::coroutine_handle<> worker::next_or_noop() noexcept {
 }
 
 inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   // Anything that makes next_local() choose differently from "front of the FIFO list", or that
   // the loop must see: the general path.
   if (tick() - maintained_at_ >= maintenance_interval || fairness_countdown_ == 1 || lifo_ ||
@@ -254,7 +264,9 @@ inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
 void worker::stop_spinning() noexcept {
   spinning_ = false;
   // The last spinner to find work wakes another, so that somebody keeps looking.
-  if (rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1) rt_.wakep(true);
+  const std::uint32_t spinners = rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
+  CORIO_ASSERT(spinners != 0, "spinners-counted");
+  if (spinners == 1) rt_.wakep(true);
 }
 
 std::coroutine_handle<> worker::find_work() {
@@ -289,7 +301,8 @@ void worker::park() {
   const bool was_spinning = spinning_;
   if (spinning_) {
     spinning_ = false;
-    rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    [[maybe_unused]] const std::uint32_t spinners = rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    CORIO_ASSERT(spinners != 0, "spinners-counted");
   }
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
   // Look once more at everything another worker could have pushed before it read idle_count.
@@ -315,6 +328,7 @@ void worker::park() {
   }
   parks.add();
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps
+  CORIO_ASSERT(!lifo_ && private_.empty() && fifo_.empty() && ring_.empty_owner(), "owner-parks-empty");
   reactor_->wait(timeout);
   // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
   // waker did, and made us the spinner.

@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "corio/cancel.hpp"
+#include "corio/detail/assert.hpp"
 #include "corio/detail/park.hpp"
 #include "corio/time.hpp"
 #include "reactor.hpp"
@@ -114,6 +115,7 @@ class worker {
   /// A task spawned or woken here by another task: into the LIFO slot (the previous occupant goes
   /// to the private queue).
   void schedule_local(std::coroutine_handle<> h) {
+    CORIO_ASSERT(this_worker == this, "worker-owner-only");
     if (std::coroutine_handle<> displaced = std::exchange(lifo_, h)) push_displaced(displaced);
   }
   /// schedule_local() off its fast path: `displaced`, the slot's previous task, goes to the private
@@ -146,6 +148,7 @@ class worker {
   /// of a stop state (stop_state::pending_child_). A task counts in `spawned` when it enters the
   /// list; stats() counts the one in the slot as live besides (see unlink).
   void link(promise_base& p) noexcept {
+    CORIO_ASSERT(this_worker == this, "worker-owner-only");
     if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) list_registered(*q);
     registry_pending_.store(&p, std::memory_order_release);
   }
@@ -153,6 +156,7 @@ class worker {
   /// `finished`, unless it was in the slot: then it was never counted in `spawned` either, so
   /// nothing is counted (a spawn joined at once costs no counter).
   void unlink(promise_base& p) noexcept {
+    CORIO_ASSERT(this_worker == this, "worker-owner-only");
     if (in_registry_slot(p)) {
       clear_registry_slot();
       return;
@@ -174,6 +178,7 @@ class worker {
   /// Moves the task in the slot into the list, before the list is walked (owner only, or once the
   /// workers stopped).
   void flush_registry() noexcept {
+    CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
     if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) {
       list_registered(*q);  // before the slot is cleared: stats() may count it twice, never not at all
       clear_registry_slot();
@@ -191,6 +196,7 @@ class worker {
   void insert_registered(promise_base& p) noexcept;
   /// Takes a task out of the registry's list (owner only).
   void unlink_registered(promise_base& p) noexcept {
+    CORIO_ASSERT(p.spawn_.prev != nullptr || registry_head_ == &p, "registry-adopted-before-unlinked");
     if (p.spawn_.prev != nullptr) p.spawn_.prev->spawn_.next = p.spawn_.next;
     else registry_head_ = p.spawn_.next;
     if (p.spawn_.next != nullptr) p.spawn_.next->spawn_.prev = p.spawn_.prev;
@@ -261,14 +267,21 @@ class worker {
   /// Owner only: true when `h` is queued (not running) in this worker's LIFO slot or on top of
   /// its private queue, the places no other thread can take a task from (see join_park).
   bool holds_unpublished(std::coroutine_handle<> h) const noexcept {
+    CORIO_ASSERT(this_worker == this, "worker-owner-only");
     return lifo_ == h || (!private_.empty() && private_.back() == h);
   }
   /// Owner only: room left in the private queue, and a task taken from the injection queue.
   std::size_t private_room() const noexcept { return (private_.capacity() - private_.size()) / 2; }
-  void take_injected(std::coroutine_handle<> h) noexcept { private_.push_back(h); }
+  void take_injected(std::coroutine_handle<> h) noexcept {
+    CORIO_ASSERT(this_worker == this, "worker-owner-only");
+    private_.push_back(h);
+  }
 
   runtime_impl& runtime() const noexcept { return rt_; }
   unsigned index() const noexcept { return index_; }
+  /// True on this worker's own thread, or once its thread has ended (shutdown's clean-up): where
+  /// the owner-only structures may be touched (docs/internals.md, owner-only-queues). For checks.
+  bool owner_or_stopped() const noexcept { return this_worker == this || !thread_.joinable(); }
 
   // Counters (see worker_stats); spawned/finished count this worker's spawns and finishes.
   /// Tasks resumed from the queues so far (stats().polls); any thread, relaxed.
@@ -340,6 +353,7 @@ inline void worker::begin_task() noexcept {
 }
 
 inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
+  CORIO_ASSERT(this_worker == this, "worker-owner-only");
   // The choice next_local() makes when the LIFO slot holds a task and no fairness turn or
   // maintenance is due: that task (the one just spawned, when a spawn is joined at once). The
   // inbox and the stop flag are not looked at here: within max_lifo_runs tasks the LIFO run ends

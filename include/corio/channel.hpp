@@ -179,6 +179,7 @@ class channel_wait {
       ch_->lock.unlock();
       throw;
     }
+    CORIO_ASSERT(!ch_->closed, "no-waiter-on-closed-channel");
     node_.owner = &park_;
     node_.slot = slot;
     node_.case_index = 1;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -211,7 +212,10 @@ class [[nodiscard("co_await it")]] select_operation {
     locks_[locks_count_++] = c;
   }
   void lock_all() noexcept {
-    for (std::size_t i = 0; i < locks_count_; ++i) locks_[i]->lock.lock();
+    for (std::size_t i = 0; i < locks_count_; ++i) {
+      CORIO_ASSERT(i == 0 || std::less<>{}(locks_[i - 1], locks_[i]), "select-locks-ordered");
+      locks_[i]->lock.lock();
+    }
   }
   void unlock_all() noexcept {
     for (std::size_t i = locks_count_; i > 0; --i) locks_[i - 1]->lock.unlock();

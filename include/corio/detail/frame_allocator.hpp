@@ -31,6 +31,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "corio/detail/assert.hpp"
+
 namespace corio::detail {
 
 inline constexpr std::size_t frame_granule = 64;      ///< bytes per size class step (a cache line)
@@ -198,6 +200,7 @@ inline void frame_deallocate(void* frame, std::size_t bytes) noexcept {
     const std::size_t c = frame_size_class(bytes);
     auto* f = static_cast<frame_cache::block*>(frame);
     const auto* h = reinterpret_cast<const frame_block_header*>(static_cast<const char*>(frame) - frame_header_bytes);
+    CORIO_ASSERT(h->size_class == c, "frame-size-matches");
     frame_cache& cache = this_thread_frame_cache();
     if (h->home == cache.home && cache.counts[c] < frame_class_limits.v[c]) [[likely]] {
       f->next = cache.heads[c];

@@ -17,6 +17,7 @@
 #include <coroutine>
 #include <cstdint>
 
+#include "corio/detail/assert.hpp"
 #include "corio/detail/stop_state.hpp"
 #include "corio/detail/timer_entry.hpp"
 #include "corio/task.hpp"
@@ -39,6 +40,8 @@ class spin_lock {
     return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
   }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  /// True while some thread holds the lock (a relaxed snapshot, for CORIO_ASSERT checks).
+  [[nodiscard]] bool held() const noexcept { return locked_.load(std::memory_order_relaxed); }
 
  private:
   void lock_slow() noexcept;  // lib/sync.cpp
@@ -99,6 +102,7 @@ struct park_state : stop_canceller {
   /// the list holding the node when `solo`.
   bool try_claim(std::uint32_t value) noexcept {
     if (solo) {
+      CORIO_ASSERT(lock != nullptr && lock->held(), "solo-claim-under-lock");
       if (claim.load(std::memory_order_relaxed) != waiting) return false;
       claim.store(value, std::memory_order_relaxed);
       return true;

@@ -28,9 +28,19 @@
 #include <cstdint>
 #include <utility>
 
+#include "corio/detail/assert.hpp"
+
 namespace corio::detail {
 
 class promise_base;
+
+class stop_state;
+/// The stop state of the task running on this thread (defined at the end of this file).
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+inline stop_state* current_stop() noexcept;
+#else
+stop_state* current_stop() noexcept;
+#endif
 
 /// An atomic object that its constructor leaves unwritten: every access goes through
 /// std::atomic_ref, so a frame's creation writes nothing for it (a std::atomic member would be
@@ -160,6 +170,7 @@ class stop_state {
   }
   /// link_child() for a child whose parent() is this state already (reset with it).
   void adopt_child(stop_state& child) noexcept {
+    CORIO_ASSERT(current_stop() == this, "stop-children-owner");
     if (pending_child_ != nullptr) insert(*pending_child_);
     pending_child_ = &child;
     if (propagated_) [[unlikely]] stop_late_child(child);  // spawned after this task saw its stop

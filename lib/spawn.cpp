@@ -244,14 +244,13 @@ namespace {
   } else if ((release & state_linked) == 0) {
     w->finished.add();  // away from home (at home, counted above)
   }
-  // Clears the bits known set and sets `observed` (known clear when it is set) in one addition.
-  // When a joiner is already parked without a canceller and this is the home worker, nobody else
-  // can write the state any more (the joiner waits, the handle is its own, the parent is the joiner
-  // or gone, and no remote-finished entry exists): a plain release store does. Otherwise a joiner,
-  // its canceller, the parent or the home may race us: one atomic addition.
+  // Clears the bits known set and sets `observed` (known clear when it is set) in one addition:
+  // a plain release store when nobody else can write the state any more (docs/internals.md,
+  // parked-joiner-alone: a joiner parked with no canceller, no spawner holding the task, and this
+  // the home worker), otherwise one atomic addition.
   std::uint32_t old;
   if (const std::uint32_t seen = p.spawn_.state.load(std::memory_order_acquire);
-      (seen & state_joiner) != 0 && (release & state_linked) != 0 && (seen & state_join_armed) == 0) {
+      (seen & (state_joiner | state_join_armed | state_parented)) == state_joiner && (release & state_linked) != 0) {
     old = seen;
     p.spawn_.state.store(seen + observed - release, std::memory_order_release);
   } else {

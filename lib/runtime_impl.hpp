@@ -1,22 +1,8 @@
 // lib/runtime_impl.hpp - the runtime behind corio::runtime: its workers (worker.hpp), the
 // injection queue, the idle set and wake-ups, the manual clock, shutdown and stats.
 //
-// Registry: each spawned task is linked into its spawning worker's list (owner-only, no lock), so
-// that shutdown can destroy tasks that never finished; the newest one waits in a one-task slot in
-// front of the list, so that a spawn joined at once never touches the list (worker::link). A task that finishes on another worker is
-// pushed onto its home's remote-finished stack (one CAS) and unlinked there later. A task spawned
-// from outside the workers gets a home in turn and is pushed onto that worker's adopted stack (one
-// CAS); the home links what it adopted before it unlinks anything (the push happens before the
-// task is queued, so whoever finishes the task, the home sees the push first).
-//
-// when_all children (fork_group, worker::schedule_children) are not registered: their frames are
-// owned by the awaiter in the parent's frame, so shutdown destroys them when it destroys the
-// parent (or the parent's own parent); they count in the spawned/finished counters like spawns.
-//
-// Counters: live_tasks is the sum of every worker's `spawned` minus `finished`, plus the tasks
-// waiting in the registries' slots (worker::link). A task spawned here counts in `spawned` only
-// once it enters the registry's list, so that a spawn joined at once, which enters and leaves the
-// slot, counts nothing.
+// The registry of spawned tasks and the live-task counters are described in docs/internals.md,
+// "Spawn, finish and join" (invariants registry-adopted-before-unlinked, registry-slot-counted).
 #pragma once
 
 #include <atomic>

@@ -274,13 +274,11 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if (p.spawn_.group != nullptr) return finish_grouped(p);
   worker* w = this_worker;
   stop_state& st = p.spawn_.stop;
-  // The usual end of a joined task: its join parked with a plain store while the task waited in
-  // the joiner's worker (join_park), and its canceller is still pending (the task, and the tasks
-  // it joined the same way, never waited for real: see arm_lazy_join), so nobody else can write
-  // the state; this is its home worker, it has no children left and its joiner may run here.
-  // The registry and the state are released with plain stores, and the joiner resumes by
-  // symmetric transfer. (lazy_join_ keeps its stale value: the joiner frees the frame next, and
-  // nothing reads it before.)
+  // The usual end of a joined task, the plain-store join (docs/internals.md, lazy-join-pending:
+  // nobody else can write the state): here, its home worker, with no children left and a joiner
+  // that may run here, the registry and the state are released with plain stores and the joiner
+  // resumes by symmetric transfer. (lazy_join_ keeps its stale value: the joiner frees the frame
+  // next, and nothing reads it before.)
   if (st.lazy_join_ != nullptr && !st.has_children() && w != nullptr &&
       (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
     if (w->in_registry_slot(p)) {
@@ -354,14 +352,9 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
   const std::uint32_t seen = p.spawn_.state.load(std::memory_order_relaxed);
   if (w != nullptr && w->holds_unpublished(p.spawn_.self) &&
       ((seen & state_parented) == 0 || p.spawn_.stop.parent() == s)) [[likely]] {
-    // Queued here and not running (unstarted, or woken and not yet resumed), and reachable by
-    // this thread only until a release-publishing queue hands it on (its parent, if any, is the
-    // joiner): a plain store of the joiner bit happens before anyone else can touch the task. The
-    // canceller is armed once the task, or a task it joins the same way, waits for real
-    // (arm_lazy_join; a pending join of the joiner itself stays pending too, see there);
-    // until then a stop of the joiner waits, even one requested before this join: either the
-    // task finishes without suspending and the join took effect, or its first suspension ends
-    // the join with operation_cancelled (the stop is then seen, as the rule asks).
+    // The plain-store join (docs/internals.md, unpublished-task-owner-only; its parent, if any, is
+    // the joiner): the canceller stays pending until the task, or a task it joins the same way,
+    // waits for real (arm_lazy_join, lazy-join-pending).
     CORIO_ASSERT((seen & (state_running | state_joiner | state_join_cancel | state_join_armed)) == state_running,
                  "unpublished-task-owner-only");
     std::uint32_t next = seen | state_joiner;
@@ -414,11 +407,8 @@ stop_state* arm_group_forwarders(stop_state* s) noexcept {
 }  // namespace
 
 void arm_lazy_join(stop_state& s) noexcept {
-  // Laziness is transitive: a task that parks in a join that parked lazily (join_park's plain
-  // path) leaves its own pending join unarmed, so a whole chain of such joins (fib: a spawn and a
-  // join at every level) arms nothing until a task at its end waits for real. Then every pending
-  // canceller of the chain is armed: the join parked on that task, the join parked on that joiner,
-  // and so on up, through when_all levels (their forwarders) too.
+  // Laziness is transitive (docs/internals.md, "Lazy arming"): every pending canceller of the
+  // chain above `s` is armed now, through when_all levels (their forwarders) too.
   //
   // Only `s` is the calling thread's own; the states above belong to parked tasks, which nothing
   // can resume while no canceller of the chain is armed (each waits for the one below, and the

@@ -1,55 +1,11 @@
 // lib/worker.hpp - a worker: its run queues, spinning and parking, its timers, its share of the
 // task registry (the runtime that owns the workers: runtime_impl.hpp).
 //
-// Where a runnable task goes (Go's runnext, Tokio's LIFO slot, private deques, a Chase-Lev deque):
-// - spawned or woken by another task on a worker: that worker's LIFO slot; the task
-//   that was in the slot moves to the back of the worker's private queue (owner-only, no
-//   atomics). While any worker spins or is idle, the owner publishes the older half of its private
-//   queue to its stealable Chase-Lev deque (lib/run_queue.hpp) at each push and pop, and calls
-//   wakep(); on a busy machine no task pays a fence. The slot belongs to its worker alone. A worker runs at most
-//   max_lifo_runs tasks from the slot in a row before it serves the deque, so two tasks waking
-//   each other cannot starve the rest.
-// - an I/O completion, a yield, a timer that fired: the worker's FIFO list (owner-only, in
-//   order). Network tasks then run in completion order on the worker whose ring serves them (fair
-//   latency, warm caches); they spread over workers when they are spawned (the acceptor's spawns
-//   are published and stolen like any other).
-// - from a thread that is not a worker: the injection queue (a mutex-protected deque).
-// - a task bound to a worker (spawn_on), and every wake of it: that worker's FIFO list, through
-//   its inbox (mutex + flag + reactor wake) when the wake happens on another thread. Bound tasks
-//   never enter the LIFO slot, the private queue or the deque, so they are never stolen.
-// - deque full: its older half and the displaced task move to the injection queue in one batch.
-//
-// Where a worker takes work: every 61st task, the injection queue and its FIFO list first
-// (fairness, as in Go's schedule() and Tokio); otherwise its LIFO slot (at most 16 in a row), its
-// private queue (newest first), the bottom of its deque, its FIFO list, the injection queue; then
-// it polls its reactor and timers; then it spins: steals half (rounded up) of a random victim's
-// deque, oldest first, runs the oldest and keeps the rest in its private queue, up to spin_limit
-// rounds over all victims; then it parks in its reactor. Local work is LIFO (depth-first
-// for fork-join work, bounded memory); the oldest local tasks are what thieves take. A task that
-// finishes with nobody to wake, parks on a join, or yields, resumes the next local task itself by
-// symmetric transfer (worker::next_direct or worker::yield_next, the same choice as above) rather
-// than returning to the loop; every maintenance_interval-th task goes back through the loop, which
-// polls I/O and timers and checks the stop flag.
-//
-// Spinning and parking (Go's protocol, runtime/proc.go: wakep, resetspinning, findrunnable):
-// - At most half of the busy workers spin at once: a worker becomes a spinner only while
-//   2 * spinning < workers - idle.
-// - Whoever makes work stealable (a push to a ring or to the injection queue) calls wakep():
-//   if no worker is spinning and one is idle, it claims the single "spinner slot" (CAS spinning
-//   0 -> 1), takes an idle worker off the idle list and wakes its reactor; that worker starts
-//   out spinning.
-// - A spinner that finds work stops spinning and, if it was the last spinner, calls wakep(): while
-//   work keeps appearing, somebody keeps looking for more.
-// - Parking: stop spinning, put yourself on the idle list (idle += 1, sequentially consistent),
-//   then look at the injection queue and every ring once more; if any has work, take yourself off
-//   the list and go back to work. Otherwise wait in the reactor, bounded by the next timer. A wake
-//   is an eventfd write the ring always has a read armed for, so a wake that arrives before the
-//   wait makes the wait return at once: no wake is lost.
-// - Why no task is stranded: a pusher stores the task, then reads `idle`; a parker increments
-//   `idle`, then reads the queues. With both orders sequentially consistent one of them sees the
-//   other. Pushes from a worker skip the fence (as Go's runqput does): a worker's own ring is
-//   never stranded, since its owner does not park while it has work; at worst a peer starts late.
-//   Pushes from outside (injection) are fenced.
+// docs/internals.md, "The worker loop", says where a runnable task goes, where a worker takes its
+// next task, and how workers spin and park (Go's protocol); the invariants this file keeps are
+// worker-owner-only, unpublished-task-owner-only, no-lost-wakeup, owner-parks-empty,
+// inline-next-bounded, spinners-counted and idle-list-exact. Bound tasks (spawn_on) never enter
+// the LIFO slot, the private queue or the deque, so they are never stolen.
 #pragma once
 
 #include <atomic>

@@ -42,16 +42,12 @@ struct join_canceller : stop_canceller {
 /// stored in p's continuation; `c` the join's canceller (its `stop` set by the caller). Publishes
 /// the joiner in p's state and returns what the joiner's await_suspend resumes by symmetric
 /// transfer: `joiner` itself when the task finished meanwhile, else the next local task of the
-/// calling worker (next_after_park()). When the task is not running and sits in the calling
-/// worker's LIFO slot or on top of its private queue (where no other thread can reach it), the
-/// joiner bit is set with a plain store instead of a read-modify-write, a joiner that spawned the
-/// task unlinks it from its children (a cancelled join links it back), and the canceller stays
-/// pending until the task waits for real (arm_lazy_join; a join pending on the joiner itself
-/// stays pending too); the task then finishes on this worker and, seeing the bit, releases itself
-/// with a plain store too: a spawn and join that stay on one worker cost no locked instruction.
-/// Otherwise the joiner's own pending join is armed first, then this join's canceller, and the
-/// joiner bit is set with one atomic addition. Touches neither frame after the publishing step
-/// (llvm #56301). Defined in lib/spawn.cpp.
+/// calling worker (next_after_park()). A task still queued unstarted in the calling worker's
+/// LIFO slot or on top of its private queue gets the plain-store join, its canceller left pending
+/// until it waits for real (docs/internals.md, "Spawn, finish and join"); otherwise the joiner's
+/// own pending join is armed first, then this join's canceller, and the joiner bit is set with one
+/// atomic addition. Touches neither frame after the publishing step (llvm #56301). Defined in
+/// lib/spawn.cpp.
 std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
 
 /// After a join parked and was resumed, when it did not end the usual way (see

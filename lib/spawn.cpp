@@ -367,7 +367,7 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     }
     p.spawn_.stop.lazy_join_ = s != nullptr ? &c : nullptr;
     p.spawn_.state.store(next, std::memory_order_relaxed);
-    return w->next_or_noop_inline();
+    return w->next_or_noop();
   }
   return join_park_slow(p, joiner, c);
 }

@@ -37,6 +37,11 @@ worker& require_worker(const char* what) {
   return *w;
 }
 
+namespace {
+constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the queues are served
+constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
+}  // namespace
+
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {}

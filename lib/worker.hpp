@@ -4,7 +4,7 @@
 // docs/internals.md, "The worker loop", says where a runnable task goes, where a worker takes its
 // next task, and how workers spin and park (Go's protocol); the invariants this file keeps are
 // worker-owner-only, unpublished-task-owner-only, no-lost-wakeup, owner-parks-empty,
-// inline-next-bounded, spinners-counted and idle-list-exact. Bound tasks (spawn_on) never enter
+// spinners-counted and idle-list-exact. Bound tasks (spawn_on) never enter
 // the LIFO slot, the private queue or the deque, so they are never stolen.
 #pragma once
 
@@ -44,8 +44,6 @@ extern thread_local constinit worker* this_worker;
 /// The calling thread's worker; throws std::logic_error naming `what` off the workers.
 worker& require_worker(const char* what);
 
-constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the queues are served
-constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
 
 /// A counter written by one thread and read by any. The store releases and the read acquires (a
 /// plain move on x86), so that a reader who sees a count also sees what was done before it.
@@ -177,8 +175,6 @@ class worker {
   std::coroutine_handle<> next_direct();
   /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
   std::coroutine_handle<> next_or_noop() noexcept;
-  /// next_or_noop() with its usual case, the task in the LIFO slot, inline.
-  std::coroutine_handle<> next_or_noop_inline() noexcept;
   /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
   /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
   void begin_task() noexcept;
@@ -306,22 +302,6 @@ class worker {
 inline void worker::begin_task() noexcept {
   count_tick();
   budget_ = full_budget_;
-}
-
-inline std::coroutine_handle<> worker::next_or_noop_inline() noexcept {
-  CORIO_ASSERT(this_worker == this, "worker-owner-only");
-  // The choice next_local() makes when the LIFO slot holds a task and no fairness turn or
-  // maintenance is due: that task (the one just spawned, when a spawn is joined at once). The
-  // inbox and the stop flag are not looked at here: within max_lifo_runs tasks the LIFO run ends
-  // and next_local() drains the inbox, and within maintenance_interval the loop sees the stop.
-  if (lifo_ && lifo_runs_ < max_lifo_runs && fairness_countdown_ > 1 && tick() - maintained_at_ < maintenance_interval)
-      [[likely]] {
-    --fairness_countdown_;
-    ++lifo_runs_;
-    begin_task();
-    return std::exchange(lifo_, {});
-  }
-  return next_or_noop();
 }
 
 }  // namespace corio::detail

@@ -245,17 +245,8 @@ namespace {
     w->finished.add();  // away from home (at home, counted above)
   }
   // Clears the bits known set and sets `observed` (known clear when it is set) in one addition:
-  // a plain release store when nobody else can write the state any more (docs/internals.md,
-  // parked-joiner-alone: a joiner parked with no canceller, no spawner holding the task, and this
-  // the home worker), otherwise one atomic addition.
-  std::uint32_t old;
-  if (const std::uint32_t seen = p.spawn_.state.load(std::memory_order_acquire);
-      (seen & (state_joiner | state_join_armed | state_parented)) == state_joiner && (release & state_linked) != 0) {
-    old = seen;
-    p.spawn_.state.store(seen + observed - release, std::memory_order_release);
-  } else {
-    old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
-  }
+  // a joiner, its canceller, the spawner or the home worker may race us.
+  const std::uint32_t old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
   if ((old & (state_joiner | state_join_cancel)) == state_joiner) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
     if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;

@@ -310,8 +310,12 @@ void worker::park() {
     CORIO_ASSERT(spinners != 0, "spinners-counted");
   }
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
-  // Look once more at everything another worker could have pushed before it read idle_count.
-  bool work = !rt_.injection_empty() || inbox_nonempty() || rt_.stopping_.load(std::memory_order_seq_cst);
+  // Look once more at everything another worker could have pushed before it read idle_count, and
+  // at this worker's own queues (owner-parks-empty): find_work's last look at them came before it
+  // settled the tasks other workers finished for it, and destroying one of those frames runs its
+  // parameters' destructors, which may wake a task here (a guard that unlocks a corio::mutex).
+  bool work = lifo_ || !private_.empty() || !fifo_.empty() || !rt_.injection_empty() || inbox_nonempty() ||
+              rt_.stopping_.load(std::memory_order_seq_cst);
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
   if (work) {
     if (rt_.remove_idle(*this)) {

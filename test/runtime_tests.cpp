@@ -290,6 +290,37 @@ corio::task<void> registry_churn(std::size_t rounds, std::atomic<bool>* running)
   running->store(false);
 }
 
+/// Holds a lock until its frame is destroyed: as a parameter, the guard lives as long as the frame.
+corio::task<void> hold_until_freed(corio::mutex_guard guard) {
+  (void)guard;
+  co_return;
+}
+
+corio::task<int> lock_once(corio::mutex* m, std::atomic<bool>* started) {
+  started->store(true);
+  co_await m->lock();
+  m->unlock();
+  co_return 1;
+}
+
+/// Runs on worker 0. The last lock of a mutex is released by the frame of a task that finished on
+/// worker 1: worker 0 frees that frame when it settles the tasks other workers finished for it,
+/// just before it parks, and the release wakes a waiter into worker 0's LIFO slot.
+corio::task<int> wake_while_settling() {
+  corio::mutex m;
+  std::atomic<bool> started{false};
+  auto guard = co_await m.scoped_lock();
+  auto waiter = corio::spawn(lock_once(&m, &started));
+  for (int i = 0; i < 1000000 && !started.load(); ++i) co_await corio::yield();
+  for (int i = 0; i < 100; ++i) co_await corio::yield();  // the waiter parks on the mutex
+  auto holder = corio::spawn_on(1, hold_until_freed(std::move(guard)));  // its home is worker 0
+  for (int i = 0; i < 1000000 && !holder.done(); ++i) co_await corio::yield();
+  holder.detach();  // finished on worker 1: only worker 0 frees its frame, and the guard with it
+  co_return co_await waiter;
+}
+
+corio::task<int> run_on_worker_0() { co_return co_await corio::spawn_on(0, wake_while_settling()); }
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
@@ -503,6 +534,15 @@ TEST_CASE("a task bound with spawn_on runs only on its worker, whatever wakes it
     // From a foreign thread too.
     auto h = rt.spawn_on(workers - 1, stay_on(workers - 1, 10));
     CHECK(rt.block_on(join_it(std::move(h))) == 0);
+  }
+}
+
+TEST_CASE("a task woken while its worker frees another worker's finished tasks runs before that worker sleeps") {
+  // The wake lands in the LIFO slot after find_work's last look at it; park() must see it.
+  corio_test::hang_guard guard{"wake while settling remote finishes", 60s};
+  for (int round = 0; round < 20; ++round) {
+    corio::runtime rt{{.workers = 2}};
+    CHECK(rt.block_on(run_on_worker_0()) == 1);
   }
 }
 

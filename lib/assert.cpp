@@ -10,8 +10,8 @@
 namespace corio::detail {
 
 void assertion_failed(const char* invariant, const char* condition, const char* file, int line) noexcept {
-  fmt::print(stderr, "corio: invariant '{}' broken ({}:{}: {}); see docs/internals.md\n", invariant, file, line,
-             condition);
+  fmt::print(stderr, "corio: invariant '{}' broken ({}:{}: {}); see docs/internals.md\n", invariant, file,
+             line, condition);
   std::fflush(stderr);
   std::abort();
 }

@@ -346,8 +346,9 @@ std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joine
     // The plain-store join (docs/internals.md, unpublished-task-owner-only; its parent, if any, is
     // the joiner): the canceller stays pending until the task, or a task it joins the same way,
     // waits for real (arm_lazy_join, lazy-join-pending).
-    CORIO_ASSERT((seen & (state_running | state_joiner | state_join_cancel | state_join_armed)) == state_running,
-                 "unpublished-task-owner-only");
+    CORIO_ASSERT(
+        (seen & (state_running | state_joiner | state_join_cancel | state_join_armed)) == state_running,
+        "unpublished-task-owner-only");
     std::uint32_t next = seen | state_joiner;
     if ((seen & state_parented) != 0) {
       // The joiner spawned it (its own list, plain stores): while the joiner waits, its stop

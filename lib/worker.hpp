@@ -4,8 +4,8 @@
 // docs/internals.md, "The worker loop", says where a runnable task goes, where a worker takes its
 // next task, and how workers spin and park (Go's protocol); the invariants this file keeps are
 // worker-owner-only, unpublished-task-owner-only, no-lost-wakeup, owner-parks-empty,
-// spinners-counted and idle-list-exact. Bound tasks (spawn_on) never enter
-// the LIFO slot, the private queue or the deque, so they are never stolen.
+// spinners-counted and idle-list-exact. Bound tasks (spawn_on) never enter the LIFO slot, the
+// private queue or the deque, so they are never stolen.
 #pragma once
 
 #include <atomic>
@@ -31,8 +31,9 @@ namespace corio::detail {
 class runtime_impl;
 class worker;
 
-/// The worker running on this thread, or null, for the library's own functions (defined in lib/worker.cpp).
-/// Never read it from a coroutine: a coroutine reaches it through current_worker() (llvm #47179).
+/// The worker running on this thread, or null, for the library's own functions (defined in
+/// lib/worker.cpp). Never read it from a coroutine: a coroutine reaches it through
+/// current_worker() (llvm #47179).
 /// initial-exec: one %fs-relative load. The library is compiled -fPIC (static or shared), where the
 /// default model costs a general-dynamic access that the linker relaxes to two dependent loads; this
 /// one is read on every yield, spawn and finish. Costs 8 bytes of static TLS if dlopen()ed.
@@ -43,7 +44,6 @@ extern thread_local constinit worker* this_worker;
 
 /// The calling thread's worker; throws std::logic_error naming `what` off the workers.
 worker& require_worker(const char* what);
-
 
 /// A counter written by one thread and read by any. The store releases and the read acquires (a
 /// plain move on x86), so that a reader who sees a count also sees what was done before it.

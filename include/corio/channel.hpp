@@ -230,7 +230,8 @@ class channel_wait {
         spin_guard g{ch_->lock};  // a peer may be taking the claimed node off right now
         ch_->unlink(node_);
       }
-      throw_cancelled(park_, node_.sender ? "corio::channel::send: cancelled" : "corio::channel::recv: cancelled");
+      throw_cancelled(park_,
+                      node_.sender ? "corio::channel::send: cancelled" : "corio::channel::recv: cancelled");
     }
     if constexpr (Timed) {
       if (c == park_state::timed_out) {

@@ -1,7 +1,7 @@
 // corio/detail/assert.hpp - CORIO_ASSERT: the runtime's invariants, checked where a fast path relies
 // on them.
 //
-// docs/internals.md names every invariant a fast path of the runtime relies on ("owner-only-queues",
+// docs/internals.md names every invariant a fast path of the runtime relies on ("worker-owner-only",
 // "solo-claim-under-lock", ...). CORIO_ASSERT(condition, "name") checks one of them at a place that
 // relies on it: when NDEBUG is not defined (debug and sanitizer builds, the ASan build in CI) a false
 // condition prints the invariant's name, the condition and the place to stderr and aborts; with

@@ -224,6 +224,7 @@ class channel_wait {
   channel_status settle() {
     disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
+    CORIO_ASSERT(c != park_state::waiting, "claim-once-then-effect");  // only a claimer wakes a task
     if (c == park_state::cancelled) {
       if constexpr (Timed) timer_.disarm();  // resumed on the timer's worker (park_worker)
       {

@@ -273,6 +273,7 @@ class [[nodiscard("co_await it")]] select_operation {
   void settle() {
     disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
+    CORIO_ASSERT(c != park_state::waiting, "claim-once-then-effect");  // only a claimer wakes a task
     lock_all();
     unlink_all(std::make_index_sequence<n>{});
     unlock_all();

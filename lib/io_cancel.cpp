@@ -43,9 +43,11 @@ void cancel_inbox::push(io_request& r) noexcept {
       linked = true;
     }
   }
-  // The reactor outlives the request: frames are destroyed (their io_operation disarming, which
-  // waits for this call) before any reactor is.
-  if (linked) owner_.wake();
+  // The reactor (and its worker) outlives the request: frames are destroyed (their io_operation
+  // disarming, which waits for this call) before any reactor is.
+  if (!linked) return;
+  if (waker_.wake != nullptr) waker_.wake(waker_.context);
+  else owner_.wake();
 }
 
 void cancel_inbox::take(std::vector<io_request*>& out) {
@@ -55,6 +57,7 @@ void cancel_inbox::take(std::vector<io_request*>& out) {
     r->cancel_flags.fetch_and(static_cast<std::uint8_t>(~io_request::cancel_queued), std::memory_order_acq_rel);
     r->cancel_prev = r->cancel_next = nullptr;
     out.push_back(r);
+    ++outstanding_;
     r = next;
   }
   head_ = nullptr;

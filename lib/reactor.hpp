@@ -68,7 +68,16 @@ class reactor;
 /// std::stop_callback's (P0660) race resolution.
 class cancel_inbox {
  public:
+  /// What push() calls to wake the owner after it linked a request: by default the owning
+  /// reactor's wake(); a worker replaces it with its own (worker::wake_for_work) so that the wake
+  /// also takes it off the idle list under the manual clock.
+  struct waker {
+    void (*wake)(void* context) noexcept;
+    void* context;
+  };
   explicit cancel_inbox(reactor& owner) noexcept : owner_(owner) {}
+  /// Replaces the wake push() makes. Owner thread, before any request of this reactor is in flight.
+  void set_waker(waker w) noexcept { waker_ = w; }
   cancel_inbox(const cancel_inbox&) = delete;
   cancel_inbox& operator=(const cancel_inbox&) = delete;
 
@@ -87,12 +96,19 @@ class cancel_inbox {
     if (r.cancel_owner == nullptr) return;
     const std::uint8_t old = r.cancel_flags.fetch_or(io_request::cancel_finished, std::memory_order_acq_rel);
     if ((old & io_request::cancel_queued) != 0) unlink(r);
+    else if ((old & io_request::cancel_requested) != 0) --outstanding_;  // taken, its cancel issued
   }
+  /// Owner only: requests whose cancellation the owner issued (take()) and whose completion has
+  /// not come yet. While it is not zero the worker does not let the manual clock jump: the
+  /// cancelled task is about to run (worker::publish_deadline).
+  [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_; }
 
  private:
   void unlink(io_request& r) noexcept;
 
   reactor& owner_;
+  waker waker_{nullptr, nullptr};
+  std::size_t outstanding_ = 0;  ///< owner only (see outstanding())
   std::mutex mutex_;
   io_request* head_ = nullptr;
   std::atomic<bool> pending_{false};

@@ -157,6 +157,12 @@ void runtime_impl::auto_advance() noexcept {
   // a worker left the idle list before it published (both sequentially consistent), so counting
   // again after the reads tells: then that worker makes the next jump when it parks.
   if (idle_count_.load(std::memory_order_seq_cst) != workers_.size()) return;
+  // Work handed to an idle worker from another thread (its inbox, an I/O cancel) makes it leave
+  // the idle list (worker::wake_for_work), but one that was not on the list yet when the work came
+  // joins it and only then looks: until it leaves again, that work is still to run.
+  for (auto& w : workers_) {
+    if (w->inbox_nonempty() || (w->reactor_ && w->reactor_->cancels().pending())) return;
+  }
   const auto target = tick_time(earliest);
   const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
   std::int64_t cur = manual_ns_.load(std::memory_order_acquire);

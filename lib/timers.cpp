@@ -34,10 +34,7 @@ void worker::post_timer_release(timeout_timer* t) {
     timer_releases_.push_back(t);
     inbox_flag_.store(true, std::memory_order_seq_cst);
   }
-  if (reactor_) {
-    if (rt_.manual_) rt_.claim_idle(*this);
-    reactor_->wake();
-  }
+  wake_for_work();
 }
 
 void worker::drain_timer_releases() noexcept {
@@ -71,8 +68,12 @@ void worker::add_park_timer(park_timer& t) {
 void worker::cancel_park_timer(park_timer& t) noexcept { remove_timer(t.entry); }
 
 void worker::publish_deadline() noexcept {
+  // A cancelled I/O operation whose completion is still to come is work about to run: publish a
+  // tick that is never in the future, so that no auto_advance() jumps past it.
   const auto next = wheel_.next_deadline();
-  published_deadline_.store(next ? *next : ~std::uint64_t{0}, std::memory_order_seq_cst);
+  const bool cancel_pending =
+      reactor_ && (reactor_->cancels().pending() || reactor_->cancels().outstanding() != 0);
+  published_deadline_.store(cancel_pending ? 0 : next ? *next : ~std::uint64_t{0}, std::memory_order_seq_cst);
 }
 
 std::size_t worker::fire_timers() {

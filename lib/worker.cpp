@@ -75,10 +75,13 @@ void worker::post(std::coroutine_handle<> h) {
   // that arrives before the wait makes the wait return at once. Only the post that raised the flag
   // wakes: the others find the inbox not drained yet, so the wake it sent is still to come or to
   // be acted on (a burst of cancellations costs one eventfd write, not one each).
-  if (first && reactor_) {
-    if (rt_.manual_) rt_.claim_idle(*this);
-    reactor_->wake();
-  }
+  if (first) wake_for_work();
+}
+
+void worker::wake_for_work() noexcept {
+  if (!reactor_) return;
+  if (rt_.manual_) rt_.claim_idle(*this);
+  reactor_->wake();
 }
 
 void worker::drain_inbox() {
@@ -309,13 +312,14 @@ void worker::park() {
     [[maybe_unused]] const std::uint32_t spinners = rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
     CORIO_ASSERT(spinners != 0, "spinners-counted");
   }
+  if (rt_.manual_) publish_deadline();  // before joining the idle list: see auto_advance
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
-  // Look once more at everything another worker could have pushed before it read idle_count, and
-  // at this worker's own queues (owner-parks-empty): find_work's last look at them came before it
+  // Look once more at everything another thread could have handed over before it read the idle
+  // list (tasks, I/O cancels for this reactor), and at this worker's own queues (owner-parks-empty): find_work's last look at them came before it
   // settled the tasks other workers finished for it, and destroying one of those frames runs its
   // parameters' destructors, which may wake a task here (a guard that unlocks a corio::mutex).
   bool work = lifo_ || !private_.empty() || !fifo_.empty() || !rt_.injection_empty() || inbox_nonempty() ||
-              rt_.stopping_.load(std::memory_order_seq_cst);
+              reactor_->cancels().pending() || rt_.stopping_.load(std::memory_order_seq_cst);
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
   if (work) {
     if (rt_.remove_idle(*this)) {
@@ -349,6 +353,7 @@ void worker::run() noexcept {
   try {
     reactor_ = make_reactor(rt_.backend_, rt_.options_.ring_entries, completion_sink{&worker::on_ready, this},
                             reactor_fallback_);
+    reactor_->cancels().set_waker({[](void* self) noexcept { static_cast<worker*>(self)->wake_for_work(); }, this});
     reactor_name_ = reactor_->name();
     reactor_features_ = reactor_->features();
   } catch (...) {

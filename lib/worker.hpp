@@ -192,6 +192,11 @@ class worker {
   // --- any thread --------------------------------------------------------------------------
   /// Queues a task bound to this worker (spawn_on) from another thread, and wakes this worker.
   void post(std::coroutine_handle<> h);
+  /// Wakes this worker for work another thread handed it (its inbox, a timer to remove, an I/O
+  /// cancel in its reactor's cancel inbox). Under the manual clock it first takes the worker off
+  /// the idle list (runtime_impl::claim_idle), so that no worker sees every worker idle, and jumps
+  /// the time, before this one did that work. Any thread; nothing before the reactor exists.
+  void wake_for_work() noexcept;
   /// A timeout's timer let go of on another thread: this worker removes it from its wheel and
   /// frees it (corio/cancel.hpp). Any thread.
   void post_timer_release(timeout_timer* t);

@@ -130,6 +130,43 @@ void blocked_then_cancelled(unsigned workers, op kind, bool from_thread) {
   CHECK(open_descriptors() == before);
 }
 
+/// Waits for a byte that never comes and notes the manual time at which the wait ended.
+corio::task<void> recv_noting_end(tcp_stream* s, std::atomic<bool>* started, std::atomic<std::int64_t>* ended_ns) {
+  started->store(true);
+  std::array<std::byte, 1> b{};
+  try {
+    auto n = co_await s->read_some(b);
+    (void)n;
+  } catch (const corio::operation_cancelled&) {
+  }
+  ended_ns->store(corio::now().time_since_epoch().count());
+}
+
+corio::task<void> sleep_a_day() { co_await corio::sleep_for(24h); }
+
+/// On worker 1: cancels a recv parked in worker 0's reactor, then parks itself (joining it) while
+/// a 24 h sleep of its own is the only timer. Returns the manual time the recv saw, from the start.
+corio::task<std::int64_t> cancel_recv_on_other_worker() {
+  const auto start_ns = corio::now().time_since_epoch().count();
+  auto p = co_await connected_pair();
+  std::atomic<bool> started{false};
+  std::atomic<std::int64_t> ended_ns{-1};
+  auto sleeper = corio::spawn(sleep_a_day());
+  auto recv = corio::spawn_on(0, recv_noting_end(&p.b, &started, &ended_ns));
+  co_await until([&started] { return started.load(); });
+  for (int i = 0; i < 100; ++i) co_await corio::yield();  // the recv is in worker 0's reactor
+  recv.cancel();
+  co_await recv;
+  sleeper.cancel();
+  try {
+    co_await sleeper;
+  } catch (const corio::operation_cancelled&) {
+  }
+  co_return ended_ns.load() - start_ns;
+}
+
+corio::task<std::int64_t> cancel_recv_from_worker_1() { co_return co_await corio::spawn_on(1, cancel_recv_on_other_worker()); }
+
 }  // namespace
 
 TEST_CASE("I/O cancel: accept, recv and send blocked in the reactor end with operation_cancelled") {
@@ -351,4 +388,18 @@ TEST_CASE("I/O cancel: a connect left pending by a full accept queue ends with o
     CHECK(was_cancelled >= 1);  // at least one connect could only end by its cancellation
   }
   CHECK(open_descriptors() == before);
+}
+
+TEST_CASE("I/O cancel: the manual clock does not move while a cancelled recv's worker is still to run it") {
+  // The canceller's worker parks right after the cancel; the recv's worker, woken through its
+  // cancel inbox, must not count as idle, or the idle runtime jumps the time to the 24 h sleep.
+  hang_guard guard{"manual clock and an I/O cancel", 120s};
+  const int rounds = static_cast<int>(scaled(30));
+  for (int round = 0; round < rounds; ++round) {
+    CAPTURE(round);
+    corio::runtime rt{options(2)};
+    const std::int64_t seen = rt.block_on(cancel_recv_from_worker_1());
+    CHECK(seen >= 0);
+    CHECK(seen < std::chrono::nanoseconds{1h}.count());
+  }
 }

@@ -99,7 +99,7 @@ bool io_operation::submit_cancellable(stop_state& s) {
 
 std::ptrdiff_t io_operation::cancelled() {
   if (stop_ != nullptr) stop_->observe();  // this task's children are cancelled with it
-  if (ec_ == nullptr) throw operation_cancelled(what_);
+  if (ec_ == nullptr) throw operation_cancelled(what_, stop_);
   *ec_ = std::make_error_code(std::errc::operation_canceled);
   return -1;
 }

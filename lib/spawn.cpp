@@ -439,7 +439,7 @@ void join_settle(join_canceller& c, promise_base& task) {
   auto& state = task.spawn_.state;
   const std::uint32_t seen = state.load(std::memory_order_acquire);
   // The joiner bit is clear only when join_park saw the stop before it parked.
-  if ((seen & state_joiner) == 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+  if ((seen & state_joiner) == 0) throw operation_cancelled("corio::join_handle: the joiner was cancelled", c.stop);
   if ((seen & state_running) != 0) {
     // Resumed by the canceller before the task finished: withdraw the join (the finish, racing
     // us, sees state_join_cancel and leaves us alone either way).
@@ -453,7 +453,7 @@ void join_settle(join_canceller& c, promise_base& task) {
       state.fetch_or(state_parented, std::memory_order_acq_rel);
     }
     c.stop->observe();
-    throw operation_cancelled("corio::join_handle: the joiner was cancelled");
+    throw operation_cancelled("corio::join_handle: the joiner was cancelled", c.stop);
   }
 }
 
@@ -501,7 +501,9 @@ void join_handle_base::release(promise_base* p, bool observed) noexcept {
 }
 
 void join_handle_base::throw_empty() const {
-  if (promise_ == orphaned_promise()) throw operation_cancelled("corio::join_handle: the runtime destroyed the task at shutdown");
+  if (promise_ == orphaned_promise()) {
+    throw operation_cancelled("corio::join_handle: the runtime destroyed the task at shutdown", nullptr);
+  }
   throw std::logic_error("corio::join_handle: awaited after it was joined, detached or moved from");
 }
 

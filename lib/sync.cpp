@@ -47,7 +47,7 @@ wait_node* claim_all(wait_list& list, wait_node* chain, bool closed) noexcept {
 
 void throw_cancelled(park_state& s, const char* what) {
   if (s.stop != nullptr) s.stop->observe();
-  throw operation_cancelled(what);
+  throw operation_cancelled(what, s.stop);
 }
 
 void wake_chain(wait_node* n) noexcept {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "test_support.hpp"
@@ -110,6 +111,75 @@ corio::task<void> cancel_beats_timeout() {
   CHECK(r == 2);  // cancelled, not timed out
 }
 
+/// A task whose own outcome is a cancellation (it gives up by itself, without any stop).
+corio::task<int> gives_up() {
+  throw corio::operation_cancelled("the task gave up");
+  co_return 0;
+}
+
+corio::task<int> times_out_by_itself() {
+  throw corio::timed_out("the task timed out by itself");
+  co_return 0;
+}
+
+corio::task<int> spawn_and_join(bool timed) {
+  auto h = corio::spawn(timed ? times_out_by_itself() : gives_up());
+  co_return co_await h;
+}
+
+/// What a timeout whose deadline has passed reports for an operation that took effect anyway: the
+/// join inside ran the task to its end (the task never suspends, so the join's cancellation has
+/// nothing to end), and the task's own cancellation is the outcome.
+corio::task<void> expired_timeout_keeps_the_outcome() {
+  for (bool timed : {false, true}) {
+    CAPTURE(timed);
+    std::string what;
+    bool nullopt = false;
+    try {
+      auto r = co_await corio::try_deadline(corio::now() - 1s, spawn_and_join(timed));
+      nullopt = !r.has_value();
+    } catch (const corio::operation_cancelled& e) {
+      what = e.what();
+    }
+    CHECK_FALSE(nullopt);
+    CHECK(what.starts_with(timed ? "the task timed out by itself" : "the task gave up"));
+    what.clear();
+    try {
+      co_await corio::deadline(corio::now() - 1s, spawn_and_join(timed));
+    } catch (const corio::operation_cancelled& e) {
+      what = e.what();
+    }
+    CHECK(what.starts_with(timed ? "the task timed out by itself" : "the task gave up"));
+  }
+}
+
+corio::task<int> recv_one(corio::channel<int> ch) {
+  auto v = co_await ch.recv();
+  co_return v.value_or(-1);
+}
+
+/// The deadline's stop reaches the waits through a when_all (the children's own stop states) and
+/// through an inner timeout's scope: both are still this timeout's doing.
+corio::task<void> deadline_through_forwarders() {
+  corio::channel<int> ch{0};
+  bool timed = false;
+  try {
+    auto r = co_await corio::timeout(1s, corio::when_all(recv_one(ch), recv_one(ch)));
+    (void)r;
+  } catch (const corio::timed_out&) {
+    timed = true;
+  }
+  CHECK(timed);
+  timed = false;
+  try {
+    auto v = co_await corio::timeout(1s, corio::timeout(1h, ch.recv()));
+    (void)v;
+  } catch (const corio::timed_out& e) {
+    timed = std::string(e.what()).starts_with("corio::timeout: the deadline passed");
+  }
+  CHECK(timed);
+}
+
 }  // namespace
 
 TEST_SUITE("time") {
@@ -137,6 +207,14 @@ TEST_SUITE("time") {
       corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
       rt.block_on(timeout_of_a_join());
       rt.block_on(cancel_beats_timeout());
+    }
+  }
+  TEST_CASE("a timeout reports what ended the operation: an outcome that is a cancellation stands after the deadline") {
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      rt.block_on(expired_timeout_keeps_the_outcome());
+      rt.block_on(deadline_through_forwarders());
     }
   }
 }

@@ -111,20 +111,27 @@ class timeout_operation : scope_forwarder {
   }
 
   /// The operation's result; timed_out (or std::nullopt / false in the optional forms) when the
-  /// deadline ended it; operation_cancelled when the task was cancelled.
+  /// deadline ended it; operation_cancelled when the task was cancelled. Decided by what ended the
+  /// operation, not by the exception's type: a cancellation that this scope's stop did not cause
+  /// (operation_cancelled::cancelled_by) is the operation's own outcome (a joined task that ended
+  /// cancelled, say) and is rethrown as it is, even after the deadline passed.
   result_type await_resume() {
     if (ready_) return wrap(inner_);
     restore();
     try {
       return wrap(inner_);
-    } catch (const operation_cancelled&) {
+    } catch (operation_cancelled& e) {
+      if (e.cancelled_by() != &scope_) throw;  // the operation took effect: its outcome stands
       const bool task_cancelled = outer_ != nullptr && outer_->stop_requested();
-      if (!expired_ || task_cancelled) throw;
+      if (!expired_ || task_cancelled) {
+        e.set_cancelled_by(outer_);  // the task's stop, passed on through the scope
+        throw;
+      }
       if constexpr (Optional) {
         if constexpr (std::is_void_v<value_t>) return false;
         else return std::nullopt;
       } else {
-        throw timed_out("corio::timeout: the deadline passed");
+        throw timed_out("corio::timeout: the deadline passed", &scope_);
       }
     }
   }

@@ -253,7 +253,8 @@ template <class T>
 T runtime::block_on(task<T> t) {
   detail::check_not_on_worker(impl_.get());
   detail::block_on_result<T> result;
-  result.error = std::make_exception_ptr(operation_cancelled("corio: the runtime was shut down before the task finished"));
+  result.error =
+      std::make_exception_ptr(operation_cancelled("corio: the runtime was shut down before the task finished", nullptr));
   detail::blocking_signal done;
   spawn(detail::block_on_root<T>(std::move(t), &result, &done)).detach();
   done.wait();

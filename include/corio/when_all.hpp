@@ -1,6 +1,7 @@
 // corio/when_all.hpp - fork-join: run several tasks as independent tasks and wait for all of them.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "corio/errors.hpp"
 #include "corio/task.hpp"
 
 namespace corio {
@@ -102,11 +104,27 @@ class when_all_base {
   /// The start of every await_resume: the children are done, nothing to forward to any more
   /// (a load when the forwarder was never armed).
   void settle() noexcept {
-    if (group_.parent_stop != nullptr) std::exchange(group_.parent_stop, nullptr)->disarm(forwarder_);
+    if (stop_state* parent = std::exchange(group_.parent_stop, nullptr)) {
+      parent->disarm(forwarder_);
+      if (parent->stop_requested()) stopped_parent_ = parent;
+    }
+  }
+  /// A child's cancellation that its own stop state answered (`is_child`) while the awaiting
+  /// task's stop was requested is that task's stop, passed on by the forwarder: attributed to the
+  /// awaiting task's stop state (operation_cancelled::cancelled_by), as if the when_all itself had
+  /// been cancelled. Call while rethrowing a child's exception.
+  template <class IsChild>
+  void attribute(operation_cancelled& e, IsChild is_child) const noexcept {
+    if (stopped_parent_ != nullptr && is_child(e.cancelled_by())) e.set_cancelled_by(stopped_parent_);
+  }
+  template <class T>
+  static const void* stop_of_child(task<T>& t) noexcept {
+    return &t.handle().promise().spawn_.stop;
   }
 
   fork_group group_{};
   children_forwarder forwarder_{};
+  stop_state* stopped_parent_ = nullptr;  ///< set by settle(): the awaiting task's stop, requested
   bool started_ = false;
 };
 
@@ -155,7 +173,14 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
   }
   std::tuple<detail::when_all_value<Ts>...> await_resume() {
     settle();
-    std::apply([](auto&... t) { detail::rethrow_first({&detail::handle_of(t).promise()...}); }, tasks_);
+    try {
+      std::apply([](auto&... t) { detail::rethrow_first({&detail::handle_of(t).promise()...}); }, tasks_);
+    } catch (operation_cancelled& e) {
+      attribute(e, [this](const void* s) {
+        return std::apply([s](auto&... t) { return ((stop_of_child(t) == s) || ...); }, tasks_);
+      });
+      throw;
+    }
     return std::apply(
         [](auto&... t) {
           return std::tuple<detail::when_all_value<Ts>...>{detail::take_when_all_value(detail::handle_of(t))...};
@@ -195,7 +220,14 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
   }
   std::array<detail::when_all_value<T>, N> await_resume() {
     settle();
-    for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    try {
+      for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    } catch (operation_cancelled& e) {
+      attribute(e, [this](const void* s) {
+        return std::any_of(tasks_.begin(), tasks_.end(), [s](auto& t) { return stop_of_child(t) == s; });
+      });
+      throw;
+    }
     return [this]<std::size_t... I>(std::index_sequence<I...>) {
       return std::array<detail::when_all_value<T>, N>{detail::take_when_all_value(detail::handle_of(tasks_[I]))...};
     }(std::make_index_sequence<N>{});
@@ -231,7 +263,14 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
   }
   auto await_resume() {
     settle();
-    for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    try {
+      for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
+    } catch (operation_cancelled& e) {
+      attribute(e, [this](const void* s) {
+        return std::any_of(tasks_.begin(), tasks_.end(), [s](auto& t) { return stop_of_child(t) == s; });
+      });
+      throw;
+    }
     if constexpr (std::is_void_v<T>) {
       return;
     } else {

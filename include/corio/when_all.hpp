@@ -121,6 +121,19 @@ class when_all_base {
   static const void* stop_of_child(task<T>& t) noexcept {
     return &t.handle().promise().spawn_.stop;
   }
+  /// Rethrows the exception of the first of `tasks` (an array or vector of children) that
+  /// failed, attributed as attribute() says.
+  template <class Range>
+  void rethrow_first_of(Range& tasks) const {
+    try {
+      for (auto& t : tasks) t.handle().promise().rethrow_if_exception();
+    } catch (operation_cancelled& e) {
+      attribute(e, [&tasks](const void* s) {
+        return std::any_of(tasks.begin(), tasks.end(), [s](auto& t) { return stop_of_child(t) == s; });
+      });
+      throw;
+    }
+  }
 
   fork_group group_{};
   children_forwarder forwarder_{};
@@ -220,14 +233,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
   }
   std::array<detail::when_all_value<T>, N> await_resume() {
     settle();
-    try {
-      for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
-    } catch (operation_cancelled& e) {
-      attribute(e, [this](const void* s) {
-        return std::any_of(tasks_.begin(), tasks_.end(), [s](auto& t) { return stop_of_child(t) == s; });
-      });
-      throw;
-    }
+    rethrow_first_of(tasks_);
     return [this]<std::size_t... I>(std::index_sequence<I...>) {
       return std::array<detail::when_all_value<T>, N>{detail::take_when_all_value(detail::handle_of(tasks_[I]))...};
     }(std::make_index_sequence<N>{});
@@ -263,14 +269,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
   }
   auto await_resume() {
     settle();
-    try {
-      for (auto& t : tasks_) detail::handle_of(t).promise().rethrow_if_exception();
-    } catch (operation_cancelled& e) {
-      attribute(e, [this](const void* s) {
-        return std::any_of(tasks_.begin(), tasks_.end(), [s](auto& t) { return stop_of_child(t) == s; });
-      });
-      throw;
-    }
+    rethrow_first_of(tasks_);
     if constexpr (std::is_void_v<T>) {
       return;
     } else {

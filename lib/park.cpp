@@ -8,15 +8,18 @@ namespace corio::detail {
 
 void wake_parked(const wake_ticket& t) noexcept {
   worker* w = this_worker;
-  runtime_impl& rt = *t.runtime;
-  const bool here = w != nullptr && &w->runtime() == &rt;
-  if (t.wake_on != unbound_worker) {
-    if (here) w->deliver_bound(t.wake_on, t.task);
-    else rt.workers_[t.wake_on]->post(t.task);
+  if (w != nullptr && w->runtime().gate_.gate == t.gate) [[likely]] {
+    // A worker of the task's runtime (which is therefore running, and the ticket's generation).
+    if (t.wake_on != unbound_worker) w->deliver_bound(t.wake_on, t.task);
+    else w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
     return;
   }
-  if (here) w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
-  else rt.inject(t.task);
+  // Any other thread: only while the runtime has not stopped its workers (runtime_gate).
+  runtime_impl* rt = t.gate->enter(t.generation);
+  if (rt == nullptr) return;  // shut down: the runtime destroys the task's frame
+  if (t.wake_on != unbound_worker) rt->workers_[t.wake_on]->post(t.task);
+  else rt->inject(t.task);
+  t.gate->leave();
 }
 
 void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
@@ -24,7 +27,8 @@ void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bou
   worker* w = this_worker;
   if (w == nullptr) throw std::logic_error("corio: a channel, select or lock wait outside a task on a runtime");
   s.task = task;
-  s.runtime = &w->runtime();
+  s.gate = w->runtime().gate_.gate;
+  s.generation = w->runtime().gate_.generation;
   s.wake_on = bound;
   s.park_worker = w->index();
   s.lock = lock;
@@ -40,7 +44,7 @@ void cancel_park(stop_canceller& c) noexcept {
   } else {
     won = s.try_claim(park_state::cancelled);
   }
-  if (won) wake_parked(wake_ticket{s.task, s.runtime, s.park_worker});
+  if (won) wake_parked(wake_ticket{s.task, s.gate, s.generation, s.park_worker});
 }
 
 void refuse_park(park_state& s) noexcept {

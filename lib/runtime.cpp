@@ -17,6 +17,48 @@
 
 namespace corio::detail {
 
+namespace {
+/// Gates are never freed (see runtime_gate): a closed one waits here for the next runtime.
+struct gate_pool {
+  std::mutex mutex;
+  std::vector<runtime_gate*> free;
+};
+gate_pool& gates() {
+  static gate_pool* pool = new gate_pool;  // never destroyed: wakes may come during static destruction
+  return *pool;
+}
+}  // namespace
+
+void runtime_gate::close() noexcept {
+  runtime.store(nullptr, std::memory_order_seq_cst);
+  for (unsigned spins = 0; entered.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins >= 64) std::this_thread::yield();  // a waker inside was preempted
+  }
+}
+
+gate_hold::gate_hold(runtime_impl* rt)
+    : gate([] {
+        gate_pool& pool = gates();
+        std::lock_guard lock{pool.mutex};
+        if (pool.free.empty()) return new runtime_gate;
+        runtime_gate* g = pool.free.back();
+        pool.free.pop_back();
+        return g;
+      }()),
+      generation(gate->generation.load(std::memory_order_relaxed)) {
+  gate->runtime.store(rt, std::memory_order_seq_cst);
+}
+
+gate_hold::~gate_hold() {
+  gate->close();
+  // The next runtime to take this gate gets the next generation: a ticket of this one that is
+  // still held somewhere no longer matches.
+  gate->generation.store(generation + 1, std::memory_order_release);
+  gate_pool& pool = gates();
+  std::lock_guard lock{pool.mutex};
+  pool.free.push_back(gate);
+}
+
 runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options)) {
   unsigned n = options_.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
@@ -248,6 +290,10 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   for (auto& w : workers_) {
     if (w->thread_.joinable()) w->thread_.join();
   }
+  // Threads that are not workers may still be waking tasks of this runtime (a channel's try_send
+  // or close, an unlock): from now on their wakes are dropped, and those already inside finish
+  // before anything they might touch (the queues, the reactors) goes away.
+  gate_.gate->close();
   // No thread runs tasks any more and no ring holds a request: drop the queues (they only point
   // into frames), settle the tasks that finished away from home, then destroy every task that never
   // finished. Destroying a root frame destroys the tasks it awaits and runs the destructors of its

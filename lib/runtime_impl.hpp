@@ -22,6 +22,46 @@
 
 namespace corio::detail {
 
+/// See corio/detail/park.hpp. Wakers from threads that are not the runtime's workers enter() it
+/// (one increment, one load) and leave() after their inject or post; the runtime, stopping,
+/// close()s it before it tears anything down: from then on enter() fails, and close() waits for
+/// the wakers already inside. The pair (gate, generation) names one runtime: a gate is reused by
+/// a later runtime with the next generation, so a stale ticket never reaches the new one.
+/// Thread-safe.
+struct runtime_gate {
+  std::atomic<runtime_impl*> runtime{nullptr};
+  std::atomic<std::uint32_t> generation{0};
+  std::atomic<std::uint32_t> entered{0};
+
+  /// The runtime, if it is still open and `gen` is its generation; then the caller must leave().
+  runtime_impl* enter(std::uint32_t gen) noexcept {
+    entered.fetch_add(1, std::memory_order_seq_cst);
+    runtime_impl* rt = runtime.load(std::memory_order_seq_cst);
+    if (rt == nullptr || generation.load(std::memory_order_acquire) != gen) {
+      leave();
+      return nullptr;
+    }
+    return rt;
+  }
+  void leave() noexcept { entered.fetch_sub(1, std::memory_order_release); }
+
+  /// Closes the gate: no waker enters from now on; returns once those inside have left.
+  /// Idempotent.
+  void close() noexcept;
+};
+
+/// A runtime's hold on its gate: takes one from the pool (or a new one) open for `rt`, and on
+/// destruction closes it and gives it back with the next generation. Defined in lib/runtime.cpp.
+class gate_hold {
+ public:
+  explicit gate_hold(runtime_impl* rt);
+  ~gate_hold();
+  gate_hold(const gate_hold&) = delete;
+  gate_hold& operator=(const gate_hold&) = delete;
+  runtime_gate* const gate;
+  const std::uint32_t generation;
+};
+
 class runtime_impl {
  public:
   explicit runtime_impl(runtime_options options);
@@ -88,6 +128,8 @@ class runtime_impl {
 
   runtime_options options_;
   backend_choice backend_;  ///< decided before the workers start (choose_backend)
+  /// How wakes from other threads reach this runtime (park.hpp); open until stop_and_destroy.
+  gate_hold gate_{this};
   const clock::time_point origin_ = clock::now();
   bool manual_ = false;
   alignas(64) std::atomic<std::int64_t> manual_ns_{0};

@@ -297,7 +297,8 @@ void cancel_join(stop_canceller& sc) noexcept {
   if ((old & (state_joiner | state_running)) == (state_joiner | state_running)) {
     // Parked and not finished: this call resumes the joiner, and the finish will not.
     // The joiner is the task's continuation (join_park stored it before publishing).
-    wake_parked(wake_ticket{c.task->continuation_, c.task->spawn_.runtime, c.park_worker});
+    const gate_hold& gate = c.task->spawn_.runtime->gate_;
+    wake_parked(wake_ticket{c.task->continuation_, gate.gate, gate.generation, c.park_worker});
   }
 }
 }  // namespace

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -69,6 +70,23 @@ corio::task<void> open_connections(std::size_t n, std::atomic<int>* ready) {
   }
 }
 
+corio::task<void> receive_until_closed(corio::channel<int> ch, std::atomic<long>* received) {
+  for (;;) {
+    auto v = co_await ch.recv();
+    if (!v) break;
+    received->fetch_add(1);
+  }
+}
+
+corio::task<void> select_until_closed(corio::channel<int> a, corio::channel<int> b, std::atomic<long>* received) {
+  for (;;) {
+    auto r = co_await corio::select(a.recv_case(), b.recv_case());
+    const std::optional<int>& v = r.index() == 0 ? std::get<0>(r) : std::get<1>(r);
+    if (!v) break;
+    received->fetch_add(1);
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("cancel") {
@@ -101,5 +119,40 @@ TEST_SUITE("cancel") {
     }
     CHECK(census::alive.load() == 0);
     CHECK(corio_test::open_descriptors() == before);
+  }
+
+  TEST_CASE("a thread outside the runtime that sends and closes while the runtime shuts down races nothing") {
+    // The channels outlive the runtime (documented); try_send and close are allowed from any
+    // thread. Tasks parked on them are destroyed by the shutdown while the thread claims them.
+    corio_test::hang_guard guard{"foreign sender during shutdown", 300s};
+    const int rounds = static_cast<int>(scaled(60));
+    for (int round = 0; round < rounds; ++round) {
+      CAPTURE(round);
+      corio::channel<int> a{0}, b{1};
+      std::atomic<long> received{0}, sent{0};
+      std::atomic<bool> done{false};
+      std::thread foreign;
+      {
+        corio::runtime rt{{.workers = 2}};
+        for (int i = 0; i < 4; ++i) {
+          rt.spawn(receive_until_closed(a, &received)).detach();
+          rt.spawn(select_until_closed(a, b, &received)).detach();
+        }
+        for (int i = 0; i < 20'000 && rt.stats().live_tasks < 8; ++i) std::this_thread::sleep_for(100us);
+        foreign = std::thread([&a, &b, &sent, &done] {
+          for (int i = 0; i < 200'000 && !done.load(); ++i) {
+            if (a.try_send(i).status == corio::channel_status::delivered) sent.fetch_add(1);
+            if (b.try_send(i).status == corio::channel_status::delivered) sent.fetch_add(1);
+          }
+          a.close();
+          b.close();
+        });
+        std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50));  // vary where the race lands
+        rt.shutdown(std::chrono::milliseconds(round % 2));
+        done.store(true);
+      }
+      foreign.join();
+      CHECK(received.load() <= sent.load());
+    }
   }
 }

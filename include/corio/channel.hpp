@@ -158,12 +158,13 @@ class channel_wait {
   channel_wait(const channel_wait&) = delete;
   channel_wait& operator=(const channel_wait&) = delete;
   /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
-  /// node off the channel, which may outlive the runtime. In every other case the node is already
-  /// off (whoever claimed it unlinked it before the wake that happened before this).
+  /// node off the channel, which may outlive the runtime, under the channel's lock: a thread that
+  /// is not a worker (a try_send, a close) may be claiming the node and writing into this frame
+  /// right now. In every other case settle() ran and the node is off.
   ~channel_wait() {
-    if (node_.linked) {
+    if (parked_) {
       spin_guard g{ch_->lock};
-      ch_->unlink(node_);
+      if (node_.linked) ch_->unlink(node_);
     }
   }
 
@@ -185,6 +186,7 @@ class channel_wait {
     node_.case_index = 1;
     node_.sender = sender;
     node_.closed = false;
+    parked_ = true;  // until settle(): the destructor takes the node off under the lock
     const bool parked = enqueue_parked(list, node_);  // false: the task's stop came first
     ch_->lock.unlock();  // publishes the node: touch nothing of this frame after (llvm #56301)
     return transfer(parked ? next_after_park() : std::coroutine_handle<>{h});
@@ -222,6 +224,7 @@ class channel_wait {
   /// After a parked wait: how it ended. Takes the node off its list if a timeout ended it; throws
   /// operation_cancelled when cancellation did (nothing was sent or received).
   channel_status settle() {
+    parked_ = false;
     disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
     CORIO_ASSERT(c != park_state::waiting, "claim-once-then-effect");  // only a claimer wakes a task
@@ -251,6 +254,7 @@ class channel_wait {
   [[no_unique_address]] std::conditional_t<Timed, park_timer, std::monostate> timer_{};
   channel_status status_ = channel_status::would_block;  ///< decided without parking, if not would_block
   bool yield_ = false;  ///< done at once, but the cooperation budget is spent: requeue first
+  bool parked_ = false;  ///< the node was queued and settle() has not run
 };
 
 /// The awaiter of channel::send and send_for.

@@ -101,11 +101,10 @@ class [[nodiscard("co_await it")]] select_operation {
   explicit select_operation(Cases... cases) : cases_(std::move(cases)...) {}
   select_operation(const select_operation&) = delete;
   select_operation& operator=(const select_operation&) = delete;
-  /// Destroyed while parked (shutdown): take every node off its channel (see channel_wait).
+  /// Destroyed while parked (shutdown): take every node off its channel, under the channels'
+  /// locks (see channel_wait).
   ~select_operation() {
-    bool any = false;
-    for (const wait_node& n : nodes_) any = any || n.linked;
-    if (!any) return;
+    if (!parked_) return;
     lock_all();
     unlink_all(std::make_index_sequence<n>{});
     unlock_all();
@@ -150,6 +149,7 @@ class [[nodiscard("co_await it")]] select_operation {
       unlock_all();
       throw;
     }
+    parked_ = true;  // until settle(): the destructor takes the nodes off under the locks
     enqueue_all(std::make_index_sequence<n>{});
     if (!arm_park(park_)) {  // the task's stop came first: take the nodes off, go on at once
       unlink_all(std::make_index_sequence<n>{});
@@ -271,6 +271,7 @@ class [[nodiscard("co_await it")]] select_operation {
   /// After a parked select: find the winner, take every other node off its channel. Throws
   /// operation_cancelled when cancellation ended it (no case took effect).
   void settle() {
+    parked_ = false;
     disarm_park(park_);
     const std::uint32_t c = park_.claim.load(std::memory_order_acquire);
     CORIO_ASSERT(c != park_state::waiting, "claim-once-then-effect");  // only a claimer wakes a task
@@ -323,6 +324,7 @@ class [[nodiscard("co_await it")]] select_operation {
   [[no_unique_address]] std::conditional_t<afters != 0, park_timer, std::monostate> timer_{};
   std::optional<result_type> result_{};
   bool decided_ = false;
+  bool parked_ = false;  ///< the nodes were queued and settle() has not run
   bool yield_ = false;
 };
 

@@ -26,6 +26,13 @@ namespace corio::detail {
 
 class runtime_impl;
 
+/// How a wake reaches a runtime from any thread: a small object the runtime takes from a pool when
+/// it starts and gives back, closed, when it ends; never freed, so that a thread still holding a
+/// wake_ticket for a task of a runtime that is shutting down or gone finds out safely (the ticket's
+/// generation no longer matches, or the gate is closed) instead of touching freed memory. Defined
+/// in lib/runtime_impl.hpp.
+struct runtime_gate;
+
 /// A test-and-test-and-set spin lock for critical sections of a few dozen instructions (channel
 /// and sync-primitive state). Spins with a pause instruction, and after 64 rounds yields the
 /// thread, so that a holder preempted on an oversubscribed machine gets to run. Not recursive.
@@ -75,7 +82,8 @@ struct park_state : stop_canceller {
 
   /// Every field set: waiting, solo, nobody to resume yet.
   park_state() noexcept
-      : solo(true), runtime(nullptr), wake_on(unbound_worker), park_worker(unbound_worker), lock(nullptr), stop(nullptr) {}
+      : solo(true), gate(nullptr), generation(0), wake_on(unbound_worker), park_worker(unbound_worker), lock(nullptr),
+        stop(nullptr) {}
   /// Only `claim` (waiting) and `task` set: for an awaiter that parks rarely and writes the rest
   /// when it does (prepare_park and `solo`), so that an operation that completes at once stores
   /// nothing else (channel_wait).
@@ -87,7 +95,10 @@ struct park_state : stop_canceller {
   /// is a plain store (no read-modify-write on the hot path of a single send or receive).
   bool solo;
   std::coroutine_handle<> task{};
-  runtime_impl* runtime;
+  /// The runtime of the worker the task parked on, through its gate (see runtime_gate), and the
+  /// gate's generation for that runtime.
+  runtime_gate* gate;
+  std::uint32_t generation;
   /// The worker that must resume the task (the one whose wheel holds its timer, or the one it is
   /// bound to), or unbound_worker.
   std::uint32_t wake_on;
@@ -165,12 +176,13 @@ class wait_list {
 /// wake can happen after unlocking.
 struct wake_ticket {
   std::coroutine_handle<> task{};
-  runtime_impl* runtime = nullptr;
+  runtime_gate* gate = nullptr;
+  std::uint32_t generation = 0;
   std::uint32_t wake_on = unbound_worker;
   explicit operator bool() const noexcept { return static_cast<bool>(task); }
 };
 
-inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.runtime, s.wake_on}; }
+inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.gate, s.generation, s.wake_on}; }
 
 /// Pops every node of `list` (its lock held) and claims each that can still be claimed (marking
 /// it `closed` when asked); the claimed ones are pushed onto `chain` through wait_node::next (they
@@ -184,8 +196,10 @@ void wake_chain(wait_node* n) noexcept;
 
 /// Resumes a claimed task: on its wake_on worker if it has one; otherwise next on the calling
 /// worker (its LIFO slot, Go's runnext) when the caller is a worker of the task's runtime, or
-/// through the runtime's injection queue from any other thread. Never touches the parked frame.
-/// Thread-safe. Defined in lib/park.cpp.
+/// through the runtime's injection queue from any other thread. From a thread that is not one of
+/// the runtime's workers it goes through the runtime's gate: once the runtime has stopped its
+/// workers (shutdown), the wake is dropped (the runtime destroys the task's frame). Never touches
+/// the parked frame. Thread-safe. Defined in lib/park.cpp.
 void wake_parked(const wake_ticket& t) noexcept;
 
 /// Fills in the park_state of a task about to park: the handle, the calling worker's runtime,

@@ -21,9 +21,10 @@ class sync_operation {
   sync_operation(const sync_operation&) = delete;
   sync_operation& operator=(const sync_operation&) = delete;
   /// A task destroyed while parked (the runtime's shutdown destroys suspended frames) takes its
-  /// node off the primitive's queue, since the primitive may outlive the runtime.
+  /// node off the primitive's queue, since the primitive may outlive the runtime, under the
+  /// primitive's lock: a thread that is not a worker (an unlock, a release) may be claiming it.
   ~sync_operation() {
-    if (node_.linked && lock_ != nullptr) {
+    if (parked_) {
       spin_guard g{*lock_};
       if (node_.linked) queue_->remove(node_);
     }
@@ -39,6 +40,7 @@ class sync_operation {
     lock_ = &lock;
     queue_ = &queue;
     prepare_park(park_, h, binding_of(h), &lock, cancellable ? stop_of(h) : nullptr);
+    parked_ = true;  // until settle() (the node may be queued by the primitive call that follows)
     node_.owner = &park_;
     node_.case_index = 1;
     node_.amount = amount;
@@ -51,6 +53,7 @@ class sync_operation {
   /// The start of every await_resume: disarms the canceller, and throws operation_cancelled when
   /// the wait was cancelled (the operation had no effect: no lock taken, no unit consumed).
   void settle(const char* what) {
+    parked_ = false;
     disarm_park(park_);
     if (park_.claim.load(std::memory_order_acquire) != park_state::cancelled) return;
     {
@@ -64,6 +67,7 @@ class sync_operation {
   wait_node node_{};
   spin_lock* lock_ = nullptr;   ///< the primitive's lock and queue, for the destructor
   wait_list* queue_ = nullptr;
+  bool parked_ = false;  ///< prepared (the node may be queued) and settle() has not run
 };
 
 }  // namespace corio::detail

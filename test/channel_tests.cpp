@@ -379,6 +379,101 @@ corio::task<int> losing_select_leaves_nothing() {
   co_return wrong;
 }
 
+// Go's TestPseudoRandomSend (runtime/chan_test.go): the reader yields before each receive (Go's
+// runtime.Gosched), so the sender's select usually parks with both its cases queued, and the case
+// that wins is the one the reader finds first on the channel.
+corio::task<std::vector<int>> receive_after_yields(channel<int> ch, int n) {
+  std::vector<int> got;
+  for (int i = 0; i < n; ++i) {
+    co_await corio::yield();
+    const auto v = co_await ch.recv();
+    got.push_back(v.value_or(-1));
+  }
+  co_return got;
+}
+
+// The same reader for two channels: one select over both receive cases per value.
+corio::task<std::vector<int>> select_receive_after_yields(channel<int> a, channel<int> b, int n) {
+  std::vector<int> got;
+  for (int i = 0; i < n; ++i) {
+    co_await corio::yield();
+    const auto r = co_await corio::select(a.recv_case(), b.recv_case());
+    const auto& v = r.index() == 0 ? std::get<0>(r) : std::get<1>(r);
+    got.push_back(v.value_or(-1));
+  }
+  co_return got;
+}
+
+// Runs `n` selects, each sending 1 on `a` (case 0) or 0 on `b` (case 1), while a reader takes
+// `n` values (a plain receive when `a` and `b` are one channel, as in Go's test). Returns how many
+// zeros and ones the reader got, or {-1, -1} when a value was lost or duplicated or the reader's
+// values disagree with the cases the selects report.
+corio::task<std::array<int, 2>> pseudo_random_send(channel<int> a, channel<int> b, bool one_channel, int n) {
+  auto reader =
+      one_channel ? corio::spawn(receive_after_yields(a, n)) : corio::spawn(select_receive_after_yields(a, b, n));
+  std::array<int, 2> wins{};
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    int one = 1;
+    int zero = 0;
+    const auto r = co_await corio::select(a.send_case(one), b.send_case(zero));
+    const channel_status s = r.index() == 0 ? std::get<0>(r) : std::get<1>(r);
+    wrong += s == channel_status::delivered ? 0 : 1;
+    ++wins[r.index()];
+  }
+  const auto got = co_await reader;
+  std::array<int, 2> counts{};
+  for (int v : got) {
+    if (v == 0 || v == 1) ++counts[static_cast<std::size_t>(v)];
+    else ++wrong;
+  }
+  // Case 0 sends the ones, case 1 the zeros.
+  if (wrong != 0 || counts[1] != wins[0] || counts[0] != wins[1]) co_return std::array<int, 2>{-1, -1};
+  co_return counts;
+}
+
+// One side of a duel on one rendezvous channel: `n` selects that each send `id` or receive.
+// Returns how many of its selects sent, and counts in `wrong` a value that was not the peer's.
+corio::task<int> send_or_receive(channel<int> ch, int id, int peer, int n, int* wrong) {
+  int sent = 0;
+  for (int i = 0; i < n; ++i) {
+    int v = id;
+    const auto r = co_await corio::select(ch.send_case(v), ch.recv_case());
+    if (r.index() == 0) {
+      *wrong += std::get<0>(r) == channel_status::delivered ? 0 : 1;
+      ++sent;
+    } else {
+      *wrong += std::get<1>(r) == peer ? 0 : 1;  // never its own value: a select does not meet itself
+    }
+    if (i % 3 == 0) co_await corio::yield();  // vary which of the two parks first
+  }
+  co_return sent;
+}
+
+// Two tasks running send_or_receive against each other; returns how many times the first sent and
+// how many times it received, or {-1, -1} when a value went wrong or the rounds do not pair up.
+corio::task<std::array<int, 2>> send_receive_duel(int n) {
+  channel<int> ch{0};
+  int wrong = 0;
+  auto other = corio::spawn(send_or_receive(ch, 2, 1, n, &wrong));
+  const int sent = co_await send_or_receive(ch, 1, 2, n, &wrong);
+  const int other_sent = co_await other;
+  if (wrong != 0 || sent + other_sent != n) co_return std::array<int, 2>{-1, -1};
+  co_return std::array<int, 2>{sent, n - sent};
+}
+
+// Checks 100 fair two-way choices: each side at least 25. A fair coin gives fewer than 25 of 100
+// with probability 9e-8, so with both sides checked a correct select fails one run with
+// probability under 2e-7 (and, with the fixed seed on 1 worker, never); the unfair queueing gave
+// 1 or 2 of 100. Go's own test asks only for more than 10.
+void check_about_half(const std::array<int, 2>& counts) {
+  CAPTURE(counts[0]);
+  CAPTURE(counts[1]);
+  CHECK(counts[0] + counts[1] == 100);
+  CHECK(counts[0] >= 25);
+  CHECK(counts[1] >= 25);
+}
+
 // --- Go's concurrent prime sieve ---------------------------------------------------------------------
 
 corio::task<void> generate(channel<int> out) {
@@ -621,6 +716,40 @@ TEST_CASE("select over a closed channel: a receive case fires with nullopt, a se
 TEST_CASE("a losing select leaves no waiter behind and takes nothing from the other channels") {
   corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};
   CHECK(rt.block_on(losing_select_leaves_nothing()) == 0);
+}
+
+TEST_CASE("a parked select's two send cases on one channel each win about half of 100 rounds (Go's TestPseudoRandomSend)") {
+  const corio_test::hang_guard guard{"pseudo-random send on one channel", 120s};
+  for (unsigned workers : {1u, 4u}) {
+    for (std::size_t capacity : {std::size_t{0}, std::size_t{100}}) {
+      CAPTURE(workers);
+      CAPTURE(capacity);
+      corio::runtime rt{{.workers = workers, .seed = 20250117}};
+      channel<int> ch{capacity};
+      const auto counts = rt.block_on(pseudo_random_send(ch, ch, true, 100));
+      check_about_half(counts);
+    }
+  }
+}
+
+TEST_CASE("a parked select's send cases on two channels each win about half of 100 rounds") {
+  const corio_test::hang_guard guard{"pseudo-random send on two channels", 120s};
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .seed = 20250117}};
+    const auto counts = rt.block_on(pseudo_random_send(channel<int>{0}, channel<int>{0}, false, 100));
+    check_about_half(counts);
+  }
+}
+
+TEST_CASE("a select with a send and a receive case on one channel never meets itself; each case wins about half of 100") {
+  const corio_test::hang_guard guard{"send-or-receive duel", 120s};
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .seed = 20250117}};
+    const auto counts = rt.block_on(send_receive_duel(100));
+    check_about_half(counts);
+  }
 }
 
 TEST_CASE("Go's concurrent prime sieve over rendezvous channels gives the first 1,000 primes on 1 and 4 workers") {

@@ -82,9 +82,15 @@ struct select_slot<recv_case<T>> {
 /// The awaiter of corio::select (Go's selectgo, runtime/select.go): lock every channel involved
 /// in address order; visit the channel cases in a random order and take the first that can
 /// complete at once (uniform among the ready cases); else the default case if there is one;
-/// else queue one node per channel case (all sharing one park_state, so that exactly one case
-/// can win), arm the timeout if there is one, unlock and park. When woken, lock again and take
-/// the nodes of the cases that did not win off their channels.
+/// else queue one node per channel case in that same random order (all sharing one park_state,
+/// so that exactly one case can win), arm the timeout if there is one, unlock and park. When
+/// woken, lock again and take the nodes of the cases that did not win off their channels.
+///
+/// The queueing order is what makes a parked select fair: a peer takes the first node it can
+/// claim on a channel's FIFO list, so among several cases on one channel the one queued first
+/// wins. Go queues its sudogs in lock order, an address sort that starts from the random poll
+/// order so that cases on one channel come out permuted; queueing in the poll order itself gives
+/// the same fairness (each case on a channel equally likely to be found first).
 template <class... Cases>
 class [[nodiscard("co_await it")]] select_operation {
   static constexpr std::size_t n = sizeof...(Cases);
@@ -94,6 +100,7 @@ class [[nodiscard("co_await it")]] select_operation {
   static_assert(n > 0, "corio::select needs at least one case");
   static_assert(afters <= 1, "corio::select takes at most one after() case");
   static_assert(defaults <= 1, "corio::select takes at most one default_case()");
+  static_assert(n <= 256, "corio::select takes at most 256 cases");
 
  public:
   using result_type = std::variant<typename select_case_traits<Cases>::result...>;
@@ -113,12 +120,12 @@ class [[nodiscard("co_await it")]] select_operation {
   bool await_ready() {
     collect_locks();
     lock_all();
-    // A random permutation of the cases (Fisher-Yates); the first ready channel case wins.
-    std::array<std::uint8_t, n> order{};
-    for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint8_t>(i);
-    for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[random_u32() % i]);
+    // A random permutation of the cases (Fisher-Yates); the first ready channel case wins, and
+    // await_suspend queues the cases in the same order.
+    for (std::size_t i = 0; i < n; ++i) order_[i] = static_cast<std::uint8_t>(i);
+    for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[random_u32() % i]);
     wake_ticket w;
-    for (std::size_t k = 0; k < n && !decided_; ++k) try_case(order[k], w);
+    for (std::size_t k = 0; k < n && !decided_; ++k) try_case(order_[k], w);
     if (!decided_) {
       if constexpr (defaults != 0) {
         decide<index_of_default()>(default_t{});
@@ -150,7 +157,7 @@ class [[nodiscard("co_await it")]] select_operation {
       throw;
     }
     parked_ = true;  // until settle(): the destructor takes the nodes off under the locks
-    enqueue_all(std::make_index_sequence<n>{});
+    enqueue_all();
     if (!arm_park(park_)) {  // the task's stop came first: take the nodes off, go on at once
       unlink_all(std::make_index_sequence<n>{});
       if constexpr (afters != 0) timer_.disarm();
@@ -244,9 +251,14 @@ class [[nodiscard("co_await it")]] select_operation {
     }
   }
 
-  template <std::size_t... I>
-  void enqueue_all(std::index_sequence<I...>) noexcept {
-    (enqueue_at<I>(), ...);
+  /// Queues a node for every channel case, in the random order await_ready drew (locks held).
+  void enqueue_all() noexcept {
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = order_[k];
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((i == I ? enqueue_at<I>() : void()), ...);
+      }(std::make_index_sequence<n>{});
+    }
   }
   template <std::size_t I>
   void enqueue_at() noexcept {
@@ -318,6 +330,7 @@ class [[nodiscard("co_await it")]] select_operation {
   std::tuple<Cases...> cases_;
   std::tuple<select_slot<Cases>...> slots_{};
   std::array<wait_node, n> nodes_{};
+  std::array<std::uint8_t, n> order_{};  ///< await_ready's random case order, kept for enqueue_all
   std::array<channel_core*, channels == 0 ? 1 : channels> locks_{};
   std::size_t locks_count_ = 0;
   park_state park_{};
@@ -340,8 +353,10 @@ class [[nodiscard("co_await it")]] select_operation {
 /// The result is a std::variant whose index() is the position of the case that fired and whose
 /// alternative is that case's result (`std::get<1>(r)`). Among cases ready at once, one is chosen
 /// uniformly at random (a permutation drawn from the worker's generator, seeded by
-/// runtime_options::seed); a case that does not win takes no value and loses none, and leaves no
-/// waiter behind on its channel. A closed channel's cases are always ready. The same channel may
+/// runtime_options::seed); a select that waits queues its cases in that same random order, so
+/// that of several cases on one channel each is equally likely to be the one a later peer takes
+/// (Go's fairness, checked by its TestPseudoRandomSend). A case that does not win takes no value
+/// and loses none, and leaves no waiter behind on its channel. A closed channel's cases are always ready. The same channel may
 /// appear in several cases. A case refers to its channel without owning it: keep a handle to each
 /// channel (and the value of a send case) alive until the co_await returns. Throws
 /// std::logic_error outside a task on a runtime (when it would have to wait).

@@ -85,6 +85,7 @@ std::size_t worker::fire_timers() {
   // not touched again.
   const std::size_t fired = wheel_.advance(now_tick, [this, now_tick](timer_entry& e) {
     CORIO_ASSERT(e.deadline_tick <= now_tick, "timer-never-early");
+    (void)now_tick;  // captured for the check alone (NDEBUG builds compile it out)
     const auto bits = reinterpret_cast<std::uintptr_t>(e.context);
     if ((bits & 2) != 0) {
       // A timeout's timer: stop its scope, unless the awaiter let go of it already.

@@ -122,6 +122,9 @@ bool shared_mutex::try_lock_shared() noexcept {
 
 bool shared_mutex::lock_or_enqueue(detail::wait_node& node) noexcept {
   detail::spin_guard g{lock_};
+  // A newcomer queues behind the head only because the head cannot take the lock now.
+  CORIO_ASSERT(queue_.empty() || writer_ || (queue_.front()->amount == 1 && readers_ != 0),
+               "queue-head-blocked");
   const bool exclusive = node.amount == 1;
   if (queue_.empty() && !writer_ && (!exclusive || readers_ == 0)) {
     if (exclusive) writer_ = true;
@@ -133,6 +136,9 @@ bool shared_mutex::lock_or_enqueue(detail::wait_node& node) noexcept {
 
 void shared_mutex::hand_off_locked(detail::wait_node*& woken) noexcept {
   // The head of the queue gets the lock: a writer alone, or every reader up to the next writer.
+  // Runs after every change that can let the head proceed: an unlock, and a cancelled waiter
+  // leaving the queue (sync_operation::settle), which may uncover readers that can share the lock
+  // with the readers holding it (queue-head-blocked).
   while (detail::wait_node* n = queue_.front()) {
     const bool exclusive = n->amount == 1;
     if (exclusive && (writer_ || readers_ != 0)) return;

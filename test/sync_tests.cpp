@@ -6,6 +6,7 @@
 #include <atomic>
 #include <deque>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -215,6 +216,112 @@ corio::task<void> lock_forever(corio::mutex* m, std::atomic<int>* started) {
   m->unlock();
 }
 
+
+// --- a waiter at the head of a queue that gives up -----------------------------------------
+
+/// How the head waiter gives up: its task is cancelled, or its try_timeout runs out.
+enum class give_up { cancel, timeout, last = timeout };
+/// How the task holding the lock waits for the waiters queued behind the head: bounded by 1 h of
+/// manual time (a waiter left parked shows as a false), or unbounded (it shows as a deadlock).
+enum class wait_form { bounded, unbounded };
+
+const char* name_of(give_up g) { return g == give_up::cancel ? "cancel" : "timeout"; }
+
+struct head_fixture {
+  corio::shared_mutex m;
+  corio::latch in{2};                // counted down by each waiter behind the head once it got in
+  corio::event leave;                // set when they may let go
+  std::atomic<int> started{0};       // waiters behind the head about to queue
+  std::atomic<int> head_outcome{0};  // 1 gave up (cancelled or timed out), 2 got in
+};
+
+/// The head waiter: a writer that queues on `f->m` and gives up as `how` says.
+corio::task<void> head_waiter(head_fixture* f, give_up how) {
+  try {
+    if (how == give_up::timeout) {
+      const bool got = co_await corio::try_timeout(1s, f->m.lock());
+      if (got) f->m.unlock();
+      f->head_outcome.store(got ? 2 : 1);
+    } else {
+      co_await f->m.lock();
+      f->m.unlock();
+      f->head_outcome.store(2);
+    }
+  } catch (const corio::operation_cancelled&) {
+    f->head_outcome.store(1);
+  }
+}
+
+/// A waiter behind the head: a reader, which can share the lock with the readers holding it.
+corio::task<void> waiter_behind(head_fixture* f) {
+  f->started.fetch_add(1);
+  co_await f->m.lock_shared();
+  f->in.count_down();
+  co_await f->leave.wait();
+  f->m.unlock_shared();
+}
+
+/// True once a waiter is queued on `f`'s primitive: a try that succeeds while nobody waits fails.
+bool head_queued(head_fixture* f) {
+  if (!f->m.try_lock_shared()) return true;
+  f->m.unlock_shared();
+  return false;
+}
+
+struct head_result {
+  bool behind_got_in = false;  // the waiters behind the head got in while the lock was still held
+  int head_outcome = 0;
+  bool free_after = false;  // everything was given back at the end
+};
+
+/// This task holds the lock (shared); a head waiter queues, two waiters that could share the lock
+/// with this task queue behind it, the head gives up, and this task waits for the two (`form`)
+/// before it lets go.
+corio::task<head_result> head_gives_up_round(give_up how, wait_form form) {
+  head_fixture f;
+  co_await f.m.lock_shared();
+  auto head = corio::spawn(head_waiter(&f, how));
+  for (int i = 0; i < 1000000 && !head_queued(&f); ++i) co_await corio::yield();
+  std::vector<corio::join_handle<void>> behind;
+  for (int i = 0; i < 2; ++i) behind.push_back(corio::spawn(waiter_behind(&f)));
+  for (int i = 0; i < 1000000 && f.started.load() < 2; ++i) co_await corio::yield();
+  for (int i = 0; i < 100; ++i) co_await corio::yield();  // they queue behind the head
+  if (how == give_up::cancel) {
+    head.cancel();
+    co_await head;
+  }
+  head_result r;
+  if (form == wait_form::bounded) {
+    r.behind_got_in = co_await corio::try_timeout(1h, f.in.wait());
+  } else {
+    co_await f.in.wait();
+    r.behind_got_in = true;
+  }
+  f.leave.set();
+  f.m.unlock_shared();
+  if (how == give_up::timeout) co_await head;
+  for (auto& b : behind) co_await b;
+  r.head_outcome = f.head_outcome.load();
+  r.free_after = f.m.try_lock();
+  if (r.free_after) f.m.unlock();
+  co_return r;
+}
+
+/// Runs head_gives_up_round on 1 and 4 workers (manual time), `rounds` times each.
+void check_head_gives_up(give_up how, wait_form form, int rounds) {
+  for (unsigned workers : {1u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int i = 0; i < rounds; ++i) {
+      const head_result r = rt.block_on(head_gives_up_round(how, form));
+      CHECK(r.behind_got_in);
+      CHECK(r.head_outcome == 1);
+      CHECK(r.free_after);
+      if (!r.behind_got_in) break;
+    }
+  }
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sync");
@@ -292,6 +399,24 @@ TEST_CASE("shared_mutex: readers share it, a writer holds it alone") {
   const auto [violations, max_readers] = rt.block_on(shared_mutex_round(6, 2, static_cast<int>(scaled(2'000))));
   CHECK(violations == 0);
   CHECK(max_readers >= 1);
+}
+
+TEST_CASE("shared_mutex: readers queued behind a cancelled writer share the lock with its holders") {
+  check_head_gives_up(give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
+}
+
+TEST_CASE("shared_mutex: readers queued behind a writer whose try_timeout ran out share the lock") {
+  check_head_gives_up(give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+}
+
+TEST_CASE("a holder waiting for the waiters queued behind a waiter that gave up is not deadlocked") {
+  corio_test::hang_guard guard{"waiters behind a head that gave up", 120s};
+  for (int g = 0; g <= static_cast<int>(give_up::last); ++g) {
+    const auto how = static_cast<give_up>(g);
+    const std::string how_name = name_of(how);
+    CAPTURE(how_name);
+    check_head_gives_up(how, wait_form::unbounded, static_cast<int>(scaled(5)));
+  }
 }
 
 TEST_SUITE_END();

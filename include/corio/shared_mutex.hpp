@@ -11,8 +11,9 @@ namespace corio {
 /// (`co_await m.lock_shared()`) or one holds it exclusively (`co_await m.lock()`). Waiters queue
 /// in one FIFO: a reader arriving while a writer waits queues behind it, so writers are not
 /// starved, and a release hands the lock to the head of the queue (a writer, or every reader up
-/// to the next writer). Thread-safe; the lock operations only from a task; unlocking a lock the
-/// caller does not hold is undefined.
+/// to the next writer). A queued writer that is cancelled or times out hands the lock on as it
+/// leaves: readers queued behind it join the readers holding the lock at once. Thread-safe; the
+/// lock operations only from a task; unlocking a lock the caller does not hold is undefined.
 class shared_mutex {
  public:
   shared_mutex() noexcept = default;
@@ -28,8 +29,13 @@ class shared_mutex {
       prepare(h, mutex_.lock_, mutex_.queue_, shared_ ? 0u : 1u);  // amount 1: a writer
       return next(h, mutex_.lock_or_enqueue(node_));
     }
-    /// Throws operation_cancelled when the task's stop ended the wait (the lock is not held).
-    void await_resume() { settle("corio::shared_mutex: lock cancelled"); }
+    /// Throws operation_cancelled when the task's stop ended the wait (the lock is not held). A
+    /// cancelled waiter leaving the queue hands the lock on to the waiters it held back (readers
+    /// behind a writer, while only readers hold the lock).
+    void await_resume() {
+      settle("corio::shared_mutex: lock cancelled",
+             [this](detail::wait_node*& woken) noexcept { mutex_.hand_off_locked(woken); });
+    }
 
    private:
     shared_mutex& mutex_;
@@ -52,6 +58,8 @@ class shared_mutex {
 
  private:
   bool lock_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+  /// Under lock_: gives the lock to the head of the queue while it can take it (a writer alone,
+  /// or the readers up to the next writer), chaining the claimed waiters onto `woken`.
   void hand_off_locked(detail::wait_node*& woken) noexcept;
 
   detail::spin_lock lock_;

@@ -50,16 +50,34 @@ class sync_operation {
   static std::coroutine_handle<> next(std::coroutine_handle<> h, bool acquired) noexcept {
     return transfer(acquired ? h : next_after_park());
   }
+  /// The hand-off of a primitive whose queued waiters hold back nobody (settle's default).
+  struct no_hand_off {
+    void operator()(wait_node*& /*woken*/) const noexcept {}
+  };
+
   /// The start of every await_resume: disarms the canceller, and throws operation_cancelled when
-  /// the wait was cancelled (the operation had no effect: no lock taken, no unit consumed).
-  void settle(const char* what) {
+  /// the wait was cancelled (a task's cancellation or a timeout's; the operation had no effect:
+  /// no lock taken, no unit consumed). A cancelled node still on the queue is taken off under the
+  /// primitive's lock, and `hand_off(woken)` runs under that lock next: a primitive whose FIFO
+  /// order lets a waiter hold back the ones behind it (a writer at the head of a shared_mutex, a
+  /// large semaphore acquire) passes its hand-off, which claims every waiter that can now proceed
+  /// onto the `woken` chain; they are woken after the unlock, before the throw
+  /// (`queue-head-blocked`). A node that a peer took off already needs nothing: the peer's
+  /// hand-off went past it (`peer-unlinks-first`).
+  template <class HandOff = no_hand_off>
+  void settle(const char* what, HandOff hand_off = {}) {
     parked_ = false;
     disarm_park(park_);
     if (park_.claim.load(std::memory_order_acquire) != park_state::cancelled) return;
+    wait_node* woken = nullptr;
     {
       spin_guard g{*lock_};  // a peer may be taking the claimed node off right now
-      if (node_.linked) queue_->remove(node_);
+      if (node_.linked) {
+        queue_->remove(node_);
+        hand_off(woken);
+      }
     }
+    wake_chain(woken);
     throw_cancelled(park_, what);
   }
 

@@ -2,6 +2,8 @@
 // shared_mutex, condition_variable, semaphore, event, latch, wait_group). Each keeps its waiters
 // in a FIFO wait_list under its spin_lock; whoever ends a wait claims the waiter's node there
 // (detail/park.hpp) and wakes the task after unlocking.
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <thread>
 
@@ -220,33 +222,65 @@ void condition_variable::notify_all() noexcept {
 
 // --- semaphore -----------------------------------------------------------------------------
 
-bool semaphore::try_acquire() noexcept {
+namespace {
+void check_units(std::int64_t n, const char* what) {
+  if (n < 0) {
+    throw std::invalid_argument(fmt::format("corio::semaphore::{}: a negative number of units ({})", what, n));
+  }
+}
+}  // namespace
+
+semaphore::acquire_operation semaphore::acquire(std::int64_t n) {
+  check_units(n, "acquire");
+  return acquire_operation{*this, n};
+}
+
+bool semaphore::try_acquire(std::int64_t n) {
+  check_units(n, "try_acquire");
+  return try_take(n);
+}
+
+bool semaphore::try_take(std::int64_t n) noexcept {
+  if (n == 0) return true;
   detail::spin_guard g{lock_};
-  if (count_ == 0 || !queue_.empty()) return false;
-  --count_;
+  if (count_ < n || !queue_.empty()) return false;
+  count_ -= n;
   return true;
 }
 
 bool semaphore::acquire_or_enqueue(detail::wait_node& node) noexcept {
   detail::spin_guard g{lock_};
-  if (count_ > 0 && queue_.empty()) {
-    --count_;
+  // A newcomer queues behind the head only because the head needs more than is available.
+  CORIO_ASSERT(queue_.empty() || queue_.front()->amount > count_, "queue-head-blocked");
+  if (count_ >= node.amount && queue_.empty()) {
+    count_ -= node.amount;
     return true;
   }
   return !detail::enqueue_parked(queue_, node);
 }
 
+void semaphore::hand_off_locked(detail::wait_node*& woken) noexcept {
+  // FIFO, as Go's semaphore.Weighted: the head takes its units while the count covers them; the
+  // waiters behind a head that needs more wait for it. Runs after a release and after a cancelled
+  // waiter left the queue (sync_operation::settle), which may uncover smaller acquires that the
+  // count covers (queue-head-blocked).
+  while (detail::wait_node* w = queue_.front()) {
+    if (w->amount > count_) return;
+    queue_.remove(*w);
+    if (!w->owner->try_claim(w->case_index)) continue;
+    count_ -= w->amount;  // the units go to this waiter directly
+    w->next = woken;
+    woken = w;
+  }
+}
+
 void semaphore::release(std::int64_t n) noexcept {
+  if (n <= 0) return;
   detail::wait_node* woken = nullptr;
   {
     detail::spin_guard g{lock_};
-    for (; n > 0; --n) {
-      detail::wait_node* w = detail::claim_first(queue_);
-      if (w == nullptr) break;
-      w->next = woken;  // the unit goes to this waiter directly
-      woken = w;
-    }
-    if (n > 0) count_ += n;
+    count_ += n;
+    hand_off_locked(woken);
   }
   detail::wake_chain(woken);
 }

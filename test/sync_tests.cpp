@@ -119,6 +119,47 @@ corio::task<int> semaphore_peak(int tasks, int units, int rounds) {
   co_return peak.load();
 }
 
+corio::task<void> take_units(corio::semaphore* s, std::int64_t n, std::atomic<int>* order, std::atomic<int>* at,
+                             corio::event* hold) {
+  co_await s->acquire(n);
+  at->store(order->fetch_add(1) + 1);
+  co_await hold->wait();
+  s->release(n);
+}
+
+/// acquire(3) queues on a semaphore with 2 units; an acquire(1) after it waits behind it (FIFO)
+/// although a unit is there; release(1) serves the first, its release(3) the second. Returns the
+/// number of things that went wrong.
+corio::task<int> weighted_semaphore_round() {
+  corio::semaphore sem{2};
+  std::atomic<int> order{0}, a_at{0}, b_at{0};
+  corio::event a_hold, b_hold;
+  int wrong = 0;
+  auto a = corio::spawn(take_units(&sem, 3, &order, &a_at, &a_hold));
+  for (int i = 0; i < 1000000; ++i) {
+    if (!sem.try_acquire(1)) break;  // fails once the acquire(3) is queued
+    sem.release(1);
+    co_await corio::yield();
+  }
+  auto b = corio::spawn(take_units(&sem, 1, &order, &b_at, &b_hold));
+  for (int i = 0; i < 1000; ++i) co_await corio::yield();
+  wrong += b_at.load() != 0 ? 1 : 0;  // it does not pass the acquire(3)
+  wrong += sem.available() != 2 ? 1 : 0;
+  sem.release(1);
+  for (int i = 0; i < 1000000 && a_at.load() == 0; ++i) co_await corio::yield();
+  wrong += a_at.load() != 1 ? 1 : 0;
+  wrong += sem.available() != 0 ? 1 : 0;
+  a_hold.set();
+  co_await a;
+  for (int i = 0; i < 1000000 && b_at.load() == 0; ++i) co_await corio::yield();
+  wrong += b_at.load() != 2 ? 1 : 0;
+  wrong += sem.available() != 2 ? 1 : 0;
+  b_hold.set();
+  co_await b;
+  wrong += sem.available() != 3 ? 1 : 0;
+  co_return wrong;
+}
+
 corio::task<void> work_then_done(corio::wait_group* wg, std::atomic<int>* finished) {
   co_await corio::yield();
   finished->fetch_add(1);
@@ -219,67 +260,84 @@ corio::task<void> lock_forever(corio::mutex* m, std::atomic<int>* started) {
 
 // --- a waiter at the head of a queue that gives up -----------------------------------------
 
+/// The primitive whose head waiter gives up: a writer queued on a shared_mutex that readers hold,
+/// or an acquire(3) queued on a semaphore with 2 units.
+enum class head_kind { shared_mutex, semaphore, last = semaphore };
 /// How the head waiter gives up: its task is cancelled, or its try_timeout runs out.
 enum class give_up { cancel, timeout, last = timeout };
 /// How the task holding the lock waits for the waiters queued behind the head: bounded by 1 h of
 /// manual time (a waiter left parked shows as a false), or unbounded (it shows as a deadlock).
 enum class wait_form { bounded, unbounded };
 
+const char* name_of(head_kind k) { return k == head_kind::shared_mutex ? "shared_mutex" : "semaphore"; }
 const char* name_of(give_up g) { return g == give_up::cancel ? "cancel" : "timeout"; }
 
 struct head_fixture {
+  explicit head_fixture(head_kind k) : kind(k) {}
+  head_kind kind;
   corio::shared_mutex m;
+  corio::semaphore sem{2};
   corio::latch in{2};                // counted down by each waiter behind the head once it got in
   corio::event leave;                // set when they may let go
   std::atomic<int> started{0};       // waiters behind the head about to queue
   std::atomic<int> head_outcome{0};  // 1 gave up (cancelled or timed out), 2 got in
 };
 
-/// The head waiter: a writer that queues on `f->m` and gives up as `how` says.
+/// The head waiter: a writer on `f->m`, or an acquire(3) on `f->sem`; it gives up as `how` says.
 corio::task<void> head_waiter(head_fixture* f, give_up how) {
   try {
-    if (how == give_up::timeout) {
-      const bool got = co_await corio::try_timeout(1s, f->m.lock());
+    bool got = true;
+    if (f->kind == head_kind::shared_mutex) {
+      if (how == give_up::timeout) got = co_await corio::try_timeout(1s, f->m.lock());
+      else co_await f->m.lock();
       if (got) f->m.unlock();
-      f->head_outcome.store(got ? 2 : 1);
     } else {
-      co_await f->m.lock();
-      f->m.unlock();
-      f->head_outcome.store(2);
+      if (how == give_up::timeout) got = co_await corio::try_timeout(1s, f->sem.acquire(3));
+      else co_await f->sem.acquire(3);
+      if (got) f->sem.release(3);
     }
+    f->head_outcome.store(got ? 2 : 1);
   } catch (const corio::operation_cancelled&) {
     f->head_outcome.store(1);
   }
 }
 
-/// A waiter behind the head: a reader, which can share the lock with the readers holding it.
+/// A waiter behind the head that could proceed without it: a reader, which can share the lock
+/// with the readers holding it, or an acquire(1), which the 2 units available cover.
 corio::task<void> waiter_behind(head_fixture* f) {
   f->started.fetch_add(1);
-  co_await f->m.lock_shared();
+  if (f->kind == head_kind::shared_mutex) co_await f->m.lock_shared();
+  else co_await f->sem.acquire(1);
   f->in.count_down();
   co_await f->leave.wait();
-  f->m.unlock_shared();
+  if (f->kind == head_kind::shared_mutex) f->m.unlock_shared();
+  else f->sem.release(1);
 }
 
 /// True once a waiter is queued on `f`'s primitive: a try that succeeds while nobody waits fails.
 bool head_queued(head_fixture* f) {
-  if (!f->m.try_lock_shared()) return true;
-  f->m.unlock_shared();
+  if (f->kind == head_kind::shared_mutex) {
+    if (!f->m.try_lock_shared()) return true;
+    f->m.unlock_shared();
+  } else {
+    if (!f->sem.try_acquire(1)) return true;
+    f->sem.release(1);
+  }
   return false;
 }
 
 struct head_result {
-  bool behind_got_in = false;  // the waiters behind the head got in while the lock was still held
+  bool behind_got_in = false;  // the waiters behind the head got in (while a reader held the lock)
   int head_outcome = 0;
   bool free_after = false;  // everything was given back at the end
 };
 
-/// This task holds the lock (shared); a head waiter queues, two waiters that could share the lock
-/// with this task queue behind it, the head gives up, and this task waits for the two (`form`)
-/// before it lets go.
-corio::task<head_result> head_gives_up_round(give_up how, wait_form form) {
-  head_fixture f;
-  co_await f.m.lock_shared();
+/// On a shared_mutex this task holds the lock (shared); a head waiter queues, two waiters that
+/// could proceed without it (readers that can share the lock with this task, small acquires) queue
+/// behind it, the head gives up, and this task waits for the two (`form`) before it lets go.
+corio::task<head_result> head_gives_up_round(head_kind kind, give_up how, wait_form form) {
+  head_fixture f(kind);
+  if (kind == head_kind::shared_mutex) co_await f.m.lock_shared();
   auto head = corio::spawn(head_waiter(&f, how));
   for (int i = 0; i < 1000000 && !head_queued(&f); ++i) co_await corio::yield();
   std::vector<corio::join_handle<void>> behind;
@@ -298,22 +356,31 @@ corio::task<head_result> head_gives_up_round(give_up how, wait_form form) {
     r.behind_got_in = true;
   }
   f.leave.set();
-  f.m.unlock_shared();
+  if (kind == head_kind::shared_mutex) f.m.unlock_shared();
+  // A failed run left the small acquires parked with the units there: one more unit runs the
+  // hand-off, so that the round ends (it is taken back below).
+  const bool extra_unit = kind == head_kind::semaphore && !r.behind_got_in;
+  if (extra_unit) f.sem.release(1);
   if (how == give_up::timeout) co_await head;
   for (auto& b : behind) co_await b;
+  if (extra_unit) static_cast<void>(f.sem.try_acquire(1));
   r.head_outcome = f.head_outcome.load();
-  r.free_after = f.m.try_lock();
-  if (r.free_after) f.m.unlock();
+  if (kind == head_kind::shared_mutex) {
+    r.free_after = f.m.try_lock();
+    if (r.free_after) f.m.unlock();
+  } else {
+    r.free_after = f.sem.available() == 2;
+  }
   co_return r;
 }
 
 /// Runs head_gives_up_round on 1 and 4 workers (manual time), `rounds` times each.
-void check_head_gives_up(give_up how, wait_form form, int rounds) {
+void check_head_gives_up(head_kind kind, give_up how, wait_form form, int rounds) {
   for (unsigned workers : {1u, 4u}) {
     CAPTURE(workers);
     corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
     for (int i = 0; i < rounds; ++i) {
-      const head_result r = rt.block_on(head_gives_up_round(how, form));
+      const head_result r = rt.block_on(head_gives_up_round(kind, how, form));
       CHECK(r.behind_got_in);
       CHECK(r.head_outcome == 1);
       CHECK(r.free_after);
@@ -402,20 +469,44 @@ TEST_CASE("shared_mutex: readers share it, a writer holds it alone") {
 }
 
 TEST_CASE("shared_mutex: readers queued behind a cancelled writer share the lock with its holders") {
-  check_head_gives_up(give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::shared_mutex, give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
 }
 
 TEST_CASE("shared_mutex: readers queued behind a writer whose try_timeout ran out share the lock") {
-  check_head_gives_up(give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::shared_mutex, give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+}
+
+TEST_CASE("semaphore: acquires queued behind a cancelled acquire(n) take the units available") {
+  check_head_gives_up(head_kind::semaphore, give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
+}
+
+TEST_CASE("semaphore: acquires queued behind an acquire(n) whose try_timeout ran out take the units") {
+  check_head_gives_up(head_kind::semaphore, give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+}
+
+TEST_CASE("semaphore: acquire(n) waits for n units in FIFO order; a negative n throws") {
+  corio::runtime rt{{.workers = 2}};
+  CHECK(rt.block_on(weighted_semaphore_round()) == 0);
+  corio::semaphore s{1};
+  CHECK_THROWS_AS((void)s.acquire(-1), std::invalid_argument);
+  CHECK_THROWS_AS((void)s.try_acquire(-1), std::invalid_argument);
+  CHECK(s.try_acquire(0));
+  CHECK_FALSE(s.try_acquire(2));
+  CHECK(s.try_acquire(1));
+  CHECK(s.available() == 0);
 }
 
 TEST_CASE("a holder waiting for the waiters queued behind a waiter that gave up is not deadlocked") {
   corio_test::hang_guard guard{"waiters behind a head that gave up", 120s};
-  for (int g = 0; g <= static_cast<int>(give_up::last); ++g) {
-    const auto how = static_cast<give_up>(g);
-    const std::string how_name = name_of(how);
-    CAPTURE(how_name);
-    check_head_gives_up(how, wait_form::unbounded, static_cast<int>(scaled(5)));
+  for (int k = 0; k <= static_cast<int>(head_kind::last); ++k) {
+    for (int g = 0; g <= static_cast<int>(give_up::last); ++g) {
+      const auto kind = static_cast<head_kind>(k);
+      const auto how = static_cast<give_up>(g);
+      const std::string kind_name = name_of(kind), how_name = name_of(how);
+      CAPTURE(kind_name);
+      CAPTURE(how_name);
+      check_head_gives_up(kind, how, wait_form::unbounded, static_cast<int>(scaled(5)));
+    }
   }
 }
 

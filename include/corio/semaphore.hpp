@@ -7,9 +7,11 @@
 
 namespace corio {
 
-/// A counting semaphore for tasks (std::counting_semaphore's role, Go's golang.org/x/sync
-/// semaphore): `co_await s.acquire()` takes one unit, waiting (parked, not blocking the thread)
-/// while there is none; release(n) gives units back, handing them to waiters in FIFO order first.
+/// A counting semaphore for tasks (std::counting_semaphore's role; Go's golang.org/x/sync
+/// semaphore.Weighted): `co_await s.acquire(n)` takes `n` units, waiting (parked, not blocking the
+/// thread) while fewer are available; release(n) gives units back. Waiters are served in FIFO
+/// order: a large acquire at the head is not starved by smaller ones arriving after it, which wait
+/// behind it; when it is cancelled or times out, the ones behind it take what is available at once.
 /// The count never goes below zero and never exceeds what was released. Thread-safe; acquire only
 /// from a task.
 class semaphore {
@@ -21,31 +23,48 @@ class semaphore {
 
   class [[nodiscard("co_await it")]] acquire_operation : detail::sync_operation {
    public:
-    explicit acquire_operation(semaphore& s) noexcept : sem_(s) {}
-    bool await_ready() noexcept { return sem_.try_acquire(); }
+    /// `n` >= 0 units (acquire() checks it).
+    acquire_operation(semaphore& s, std::int64_t n) noexcept : sem_(s), units_(n) {}
+    bool await_ready() noexcept { return sem_.try_take(units_); }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-      prepare(h, sem_.lock_, sem_.queue_);
+      prepare(h, sem_.lock_, sem_.queue_, units_);
       return next(h, sem_.acquire_or_enqueue(node_));
     }
-    /// Throws operation_cancelled when the task's stop ended the wait (no unit is taken).
-    void await_resume() { settle("corio::semaphore::acquire: cancelled"); }
+    /// Throws operation_cancelled when the task's stop ended the wait (no unit is taken). A
+    /// cancelled acquire leaving the queue lets the acquires it held back take the units available.
+    void await_resume() {
+      settle("corio::semaphore::acquire: cancelled",
+             [this](detail::wait_node*& woken) noexcept { sem_.hand_off_locked(woken); });
+    }
 
    private:
     semaphore& sem_;
+    std::int64_t units_;
   };
 
   /// `co_await s.acquire()`: one unit, waiting while none is available.
-  [[nodiscard]] acquire_operation acquire() noexcept { return acquire_operation{*this}; }
-  /// Takes a unit if one is available and nobody waits; never waits.
-  [[nodiscard]] bool try_acquire() noexcept;
-  /// Returns `n` units (n > 0): first to the waiters, in order, then to the count.
+  [[nodiscard]] acquire_operation acquire() noexcept { return acquire_operation{*this, 1}; }
+  /// `co_await s.acquire(n)`: `n` units at once, waiting until that many are available and every
+  /// acquire queued before it was served; acquire(0) completes at once. Throws
+  /// std::invalid_argument when `n` is negative.
+  [[nodiscard]] acquire_operation acquire(std::int64_t n);
+  /// Takes one unit if one is available and nobody waits; never waits.
+  [[nodiscard]] bool try_acquire() noexcept { return try_take(1); }
+  /// Takes `n` units if that many are available and nobody waits (0: always true); never waits.
+  /// Throws std::invalid_argument when `n` is negative.
+  [[nodiscard]] bool try_acquire(std::int64_t n);
+  /// Returns `n` units (n > 0) and hands them to the waiters, in order, as far as they go.
   void release(std::int64_t n = 1) noexcept;
   /// Units available now (a snapshot).
   [[nodiscard]] std::int64_t available() const noexcept;
 
  private:
+  bool try_take(std::int64_t n) noexcept;                     // lib/sync.cpp
   bool acquire_or_enqueue(detail::wait_node& node) noexcept;  // lib/sync.cpp
+  /// Under lock_: serves the head of the queue while the count covers it, chaining the claimed
+  /// waiters onto `woken`.
+  void hand_off_locked(detail::wait_node*& woken) noexcept;
 
   mutable detail::spin_lock lock_;
   std::int64_t count_;

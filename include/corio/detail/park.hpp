@@ -142,7 +142,7 @@ struct wait_node {
   bool linked;               ///< on its list; written under the list's lock
   bool sender;               ///< a channel node: on the senders' list (else the receivers')
   bool closed;               ///< the wait ended because the channel was closed
-  std::uint32_t amount;      ///< shared_mutex: 1 for a writer, 0 for a reader
+  std::int64_t amount;       ///< shared_mutex: 1 for a writer, 0 for a reader; semaphore: the units
 };
 
 /// An intrusive FIFO list of wait_nodes, protected by its owner's spin_lock.

@@ -35,7 +35,7 @@ class sync_operation {
   /// `cancellable`: false for a wait that must not end by cancellation (a condition variable
   /// taking its mutex back).
   template <class Promise>
-  void prepare(std::coroutine_handle<Promise> h, spin_lock& lock, wait_list& queue, std::uint32_t amount = 1,
+  void prepare(std::coroutine_handle<Promise> h, spin_lock& lock, wait_list& queue, std::int64_t amount = 1,
                bool cancellable = true) {
     lock_ = &lock;
     queue_ = &queue;

@@ -4,6 +4,8 @@
 // (detail/park.hpp) and wakes the task after unlocking.
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -225,10 +227,16 @@ void condition_variable::notify_all() noexcept {
 namespace {
 void check_units(std::int64_t n, const char* what) {
   if (n < 0) {
-    throw std::invalid_argument(fmt::format("corio::semaphore::{}: a negative number of units ({})", what, n));
+    throw std::invalid_argument(fmt::format("corio::semaphore::{}: a negative unit count ({})", what, n));
   }
 }
 }  // namespace
+
+semaphore::semaphore(std::int64_t initial) : count_(initial) {
+  if (initial < 0) {
+    throw std::invalid_argument(fmt::format("corio::semaphore: a negative initial count ({})", initial));
+  }
+}
 
 semaphore::acquire_operation semaphore::acquire(std::int64_t n) {
   check_units(n, "acquire");
@@ -274,11 +282,16 @@ void semaphore::hand_off_locked(detail::wait_node*& woken) noexcept {
   }
 }
 
-void semaphore::release(std::int64_t n) noexcept {
-  if (n <= 0) return;
+void semaphore::release(std::int64_t n) {
+  check_units(n, "release");
+  if (n == 0) return;
   detail::wait_node* woken = nullptr;
   {
     detail::spin_guard g{lock_};
+    if (count_ > std::numeric_limits<std::int64_t>::max() - n) {
+      throw std::overflow_error(
+          fmt::format("corio::semaphore::release: {} units on top of {} overflow the count", n, count_));
+    }
     count_ += n;
     hand_off_locked(woken);
   }
@@ -315,13 +328,22 @@ void event::reset() noexcept {
 
 // --- latch ---------------------------------------------------------------------------------
 
+latch::latch(std::int64_t count) : count_(count) {
+  if (count < 0) throw std::invalid_argument(fmt::format("corio::latch: a negative count ({})", count));
+}
+
 void latch::count_down(std::int64_t n) {
-  if (n < 0) throw std::logic_error("corio::latch::count_down: a negative count");
+  if (n < 0) {
+    throw std::invalid_argument(fmt::format("corio::latch::count_down: a negative count ({})", n));
+  }
   detail::wait_node* woken = nullptr;
   {
     detail::spin_guard g{lock_};
     const std::int64_t left = count_.load(std::memory_order_relaxed);
-    if (n > left) throw std::logic_error("corio::latch::count_down: below zero");
+    if (n > left) {
+      throw std::logic_error(
+          fmt::format("corio::latch::count_down: {} is more than the count left ({})", n, left));
+    }
     count_.store(left - n, std::memory_order_release);
     if (left - n == 0) woken = detail::claim_all(queue_);
   }
@@ -340,8 +362,16 @@ void wait_group::add(std::int64_t n) {
   detail::wait_node* woken = nullptr;
   {
     detail::spin_guard g{lock_};
-    const std::int64_t now = count_.load(std::memory_order_relaxed) + n;
-    if (now < 0) throw std::logic_error("corio::wait_group: negative counter");
+    const std::int64_t was = count_.load(std::memory_order_relaxed);  // >= 0, so was + n >= INT64_MIN
+    if (n > 0 && was > std::numeric_limits<std::int64_t>::max() - n) {
+      throw std::overflow_error(
+          fmt::format("corio::wait_group::add: {} on top of {} overflows the counter", n, was));
+    }
+    const std::int64_t now = was + n;
+    if (now < 0) {
+      throw std::logic_error(
+          fmt::format("corio::wait_group::add: {} would take the counter ({}) below zero", n, was));
+    }
     count_.store(now, std::memory_order_release);
     if (now == 0) woken = detail::claim_all(queue_);
   }

@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <deque>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -119,8 +121,8 @@ corio::task<int> semaphore_peak(int tasks, int units, int rounds) {
   co_return peak.load();
 }
 
-corio::task<void> take_units(corio::semaphore* s, std::int64_t n, std::atomic<int>* order, std::atomic<int>* at,
-                             corio::event* hold) {
+corio::task<void> take_units(corio::semaphore* s, std::int64_t n, std::atomic<int>* order,
+                             std::atomic<int>* at, corio::event* hold) {
   co_await s->acquire(n);
   at->store(order->fetch_add(1) + 1);
   co_await hold->wait();
@@ -256,7 +258,6 @@ corio::task<void> lock_forever(corio::mutex* m, std::atomic<int>* started) {
   co_await m->lock();
   m->unlock();
 }
-
 
 // --- a waiter at the head of a queue that gives up -----------------------------------------
 
@@ -461,6 +462,61 @@ TEST_CASE("latch: wait returns once the count reaches zero; counting below zero 
   CHECK_THROWS_AS(l.count_down(2), std::logic_error);
 }
 
+TEST_CASE("semaphore: a release past INT64_MAX throws overflow_error, a negative count invalid_argument") {
+  constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+  corio::semaphore s{max - 1};
+  CHECK_THROWS_WITH_AS(s.release(2),
+                       "corio::semaphore::release: 2 units on top of 9223372036854775806 overflow the count",
+                       std::overflow_error);
+  CHECK(s.available() == max - 1);  // unchanged
+  CHECK(s.try_acquire(max - 1));
+  CHECK(s.available() == 0);
+  s.release(max);
+  CHECK_THROWS_AS(s.release(1), std::overflow_error);
+  CHECK(s.available() == max);
+  CHECK_THROWS_WITH_AS(s.release(-1), "corio::semaphore::release: a negative unit count (-1)",
+                       std::invalid_argument);
+  CHECK(s.available() == max);
+  s.release(0);  // nothing
+  CHECK(s.available() == max);
+  CHECK_THROWS_WITH_AS(corio::semaphore{-1}, "corio::semaphore: a negative initial count (-1)",
+                       std::invalid_argument);
+}
+
+TEST_CASE("wait_group: an add past INT64_MAX throws overflow_error and leaves the counter") {
+  constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+  corio::wait_group wg;
+  wg.add(max);
+  CHECK_THROWS_WITH_AS(wg.add(1),
+                       "corio::wait_group::add: 1 on top of 9223372036854775807 overflows the counter",
+                       std::overflow_error);
+  CHECK(wg.count() == max);
+  CHECK_THROWS_WITH_AS(
+      wg.add(std::numeric_limits<std::int64_t>::min()),
+      "corio::wait_group::add: -9223372036854775808 would take the counter (9223372036854775807) "
+      "below zero",
+      std::logic_error);
+  CHECK(wg.count() == max);
+  wg.add(-max);
+  CHECK(wg.count() == 0);
+  CHECK_THROWS_AS(wg.done(), std::logic_error);
+  CHECK(wg.count() == 0);
+}
+
+TEST_CASE("latch: a negative count throws invalid_argument; counting down more than is left throws") {
+  CHECK_THROWS_WITH_AS(corio::latch{-1}, "corio::latch: a negative count (-1)", std::invalid_argument);
+  corio::latch l{2};
+  CHECK_THROWS_WITH_AS(l.count_down(-1), "corio::latch::count_down: a negative count (-1)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(l.count_down(3), "corio::latch::count_down: 3 is more than the count left (2)",
+                       std::logic_error);
+  CHECK_FALSE(l.try_wait());
+  l.count_down(2);
+  CHECK(l.try_wait());
+  l.count_down(0);  // nothing
+  CHECK(l.try_wait());
+}
+
 TEST_CASE("shared_mutex: readers share it, a writer holds it alone") {
   corio::runtime rt{{.workers = 4}};
   const auto [violations, max_readers] = rt.block_on(shared_mutex_round(6, 2, static_cast<int>(scaled(2'000))));
@@ -469,19 +525,23 @@ TEST_CASE("shared_mutex: readers share it, a writer holds it alone") {
 }
 
 TEST_CASE("shared_mutex: readers queued behind a cancelled writer share the lock with its holders") {
-  check_head_gives_up(head_kind::shared_mutex, give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::shared_mutex, give_up::cancel, wait_form::bounded,
+                      static_cast<int>(scaled(20)));
 }
 
 TEST_CASE("shared_mutex: readers queued behind a writer whose try_timeout ran out share the lock") {
-  check_head_gives_up(head_kind::shared_mutex, give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::shared_mutex, give_up::timeout, wait_form::bounded,
+                      static_cast<int>(scaled(20)));
 }
 
 TEST_CASE("semaphore: acquires queued behind a cancelled acquire(n) take the units available") {
-  check_head_gives_up(head_kind::semaphore, give_up::cancel, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::semaphore, give_up::cancel, wait_form::bounded,
+                      static_cast<int>(scaled(20)));
 }
 
 TEST_CASE("semaphore: acquires queued behind an acquire(n) whose try_timeout ran out take the units") {
-  check_head_gives_up(head_kind::semaphore, give_up::timeout, wait_form::bounded, static_cast<int>(scaled(20)));
+  check_head_gives_up(head_kind::semaphore, give_up::timeout, wait_form::bounded,
+                      static_cast<int>(scaled(20)));
 }
 
 TEST_CASE("semaphore: acquire(n) waits for n units in FIFO order; a negative n throws") {

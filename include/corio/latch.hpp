@@ -13,7 +13,8 @@ namespace corio {
 /// Counting down below zero throws std::logic_error. Thread-safe; wait only from a task.
 class latch {
  public:
-  explicit latch(std::int64_t count) noexcept : count_(count < 0 ? 0 : count) {}
+  /// A latch at `count` (>= 0). Throws std::invalid_argument when `count` is negative.
+  explicit latch(std::int64_t count);
   latch(const latch&) = delete;
   latch& operator=(const latch&) = delete;
 
@@ -33,8 +34,9 @@ class latch {
     latch& latch_;
   };
 
-  /// Lowers the count by `n` (>= 0); at zero every waiter is woken. Throws std::logic_error when
-  /// `n` is negative or more than the count left.
+  /// Lowers the count by `n` (>= 0); at zero every waiter is woken. Throws std::invalid_argument
+  /// when `n` is negative, and std::logic_error when it is more than the count left (std::latch
+  /// makes both undefined); the count is then unchanged.
   void count_down(std::int64_t n = 1);
   /// True once the count is zero.
   [[nodiscard]] bool try_wait() const noexcept { return count_.load(std::memory_order_acquire) == 0; }

@@ -12,12 +12,12 @@ namespace corio {
 /// thread) while fewer are available; release(n) gives units back. Waiters are served in FIFO
 /// order: a large acquire at the head is not starved by smaller ones arriving after it, which wait
 /// behind it; when it is cancelled or times out, the ones behind it take what is available at once.
-/// The count never goes below zero and never exceeds what was released. Thread-safe; acquire only
-/// from a task.
+/// The count never goes below zero and never exceeds what was released; it is at most INT64_MAX.
+/// Thread-safe; acquire only from a task.
 class semaphore {
  public:
-  /// `initial` units available.
-  explicit semaphore(std::int64_t initial = 0) noexcept : count_(initial < 0 ? 0 : initial) {}
+  /// `initial` units available (>= 0). Throws std::invalid_argument when `initial` is negative.
+  explicit semaphore(std::int64_t initial = 0);
   semaphore(const semaphore&) = delete;
   semaphore& operator=(const semaphore&) = delete;
 
@@ -46,16 +46,19 @@ class semaphore {
   /// `co_await s.acquire()`: one unit, waiting while none is available.
   [[nodiscard]] acquire_operation acquire() noexcept { return acquire_operation{*this, 1}; }
   /// `co_await s.acquire(n)`: `n` units at once, waiting until that many are available and every
-  /// acquire queued before it was served; acquire(0) completes at once. Throws
-  /// std::invalid_argument when `n` is negative.
+  /// acquire queued before it was served (for as long as it takes: until enough are released, or
+  /// the task is cancelled); acquire(0) completes at once. Throws std::invalid_argument when `n`
+  /// is negative.
   [[nodiscard]] acquire_operation acquire(std::int64_t n);
   /// Takes one unit if one is available and nobody waits; never waits.
   [[nodiscard]] bool try_acquire() noexcept { return try_take(1); }
   /// Takes `n` units if that many are available and nobody waits (0: always true); never waits.
   /// Throws std::invalid_argument when `n` is negative.
   [[nodiscard]] bool try_acquire(std::int64_t n);
-  /// Returns `n` units (n > 0) and hands them to the waiters, in order, as far as they go.
-  void release(std::int64_t n = 1) noexcept;
+  /// Returns `n` units (n >= 0; 0 does nothing) and hands them to the waiters, in order, as far as
+  /// they go. Throws std::invalid_argument when `n` is negative, and std::overflow_error when the
+  /// count plus `n` would exceed INT64_MAX; the count is then unchanged.
+  void release(std::int64_t n = 1);
   /// Units available now (a snapshot).
   [[nodiscard]] std::int64_t available() const noexcept;
 

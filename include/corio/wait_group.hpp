@@ -11,7 +11,8 @@ namespace corio {
 /// Go's sync.WaitGroup: add(n) before starting n pieces of work, done() as each finishes, and
 /// `co_await wg.wait()` parks the task until the counter is zero (at once if it is). Reusable:
 /// the counter may go up again after a wait returned. A counter that would go negative throws
-/// std::logic_error (Go panics). Thread-safe; wait only from a task.
+/// std::logic_error (Go panics), one that would exceed INT64_MAX std::overflow_error. Thread-safe;
+/// wait only from a task.
 class wait_group {
  public:
   wait_group() noexcept = default;
@@ -37,9 +38,11 @@ class wait_group {
     bool cancellable_;
   };
 
-  /// Adds `n` (may be negative, as in Go) to the counter; at zero every waiter is woken.
+  /// Adds `n` (may be negative, as in Go) to the counter; at zero every waiter is woken. Throws
+  /// std::logic_error when the counter would go below zero, and std::overflow_error when it would
+  /// exceed INT64_MAX; the counter is then unchanged.
   void add(std::int64_t n = 1);
-  /// add(-1).
+  /// add(-1): throws std::logic_error when the counter is zero.
   void done() { add(-1); }
   /// `co_await wg.wait()`: returns once the counter is zero.
   [[nodiscard]] wait_operation wait() noexcept { return wait_operation{*this}; }

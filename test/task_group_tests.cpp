@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -63,6 +65,14 @@ corio::task<void> max_concurrency_holds(std::size_t limit, int children) {
   CHECK(done.load() == children);
   CHECK(peak.load() <= static_cast<int>(limit));
   CHECK(g.max_observed_concurrency() <= limit);
+}
+
+corio::task<int> children_done(std::size_t limit, int children) {
+  std::atomic<int> running{0}, peak{0}, done{0};
+  corio::task_group g{limit};
+  for (int i = 0; i < children; ++i) g.spawn(bounded_child(&running, &peak, &done));
+  co_await g.join();
+  co_return done.load();
 }
 
 corio::task<void> scope_exit_cancels(std::atomic<int>* cancelled) {
@@ -140,6 +150,12 @@ TEST_SUITE("cancel") {
       rt.block_on(max_concurrency_holds(3, static_cast<int>(scaled(200))));
       rt.block_on(max_concurrency_holds(1, 50));
     }
+  }
+  TEST_CASE("task_group: a max_concurrency beyond INT64_MAX runs every child") {
+    corio_test::hang_guard guard{"task_group with a huge max_concurrency", 60s};
+    corio::runtime rt{{.workers = 2}};
+    CHECK(rt.block_on(children_done(std::numeric_limits<std::size_t>::max(), 20)) == 20);
+    CHECK(rt.block_on(children_done(std::size_t{1} << 63, 20)) == 20);
   }
   TEST_CASE("task_group: leaving the scope cancels running children; cancelling the joiner cancels them too") {
     corio_test::hang_guard guard{"task_group scope exit", 60s};

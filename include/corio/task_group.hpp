@@ -1,6 +1,7 @@
 // corio/task_group.hpp - structured concurrency: a nursery of child tasks, and when_any.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -31,7 +32,9 @@ namespace detail {
 /// that was destroyed without a join). The children's stop states are listed under `lock`, so
 /// that cancel() reaches each while it runs.
 struct group_state {
-  explicit group_state(std::size_t max) : limit(max), slots(static_cast<std::int64_t>(max)) {}
+  /// A limit beyond INT64_MAX (a semaphore's most units) gets INT64_MAX slots: no limit in practice.
+  explicit group_state(std::size_t max)
+      : limit(max), slots(static_cast<std::int64_t>(std::min<std::size_t>(max, INT64_MAX))) {}
   spin_lock lock;
   std::vector<stop_state*> running;  ///< under lock: the children's stop states
   bool cancelled = false;            ///< under lock
@@ -133,7 +136,8 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
 /// spawn() and cancel() are thread-safe; join() is for one task at a time.
 class task_group {
  public:
-  /// `max_concurrency`: children running their body at once; 0 for no limit.
+  /// `max_concurrency`: children running their body at once; 0 for no limit (nor is a limit
+  /// beyond INT64_MAX one, in practice).
   explicit task_group(std::size_t max_concurrency = 0) : state_(std::make_shared<detail::group_state>(max_concurrency)) {}
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;

@@ -81,6 +81,8 @@ wait_node* claim_first(wait_list& list) noexcept {
 bool mutex::lock_or_enqueue(detail::wait_node& node) {
   detail::spin_guard g{lock_};
   std::uint32_t s = state_.load(std::memory_order_relaxed);
+  // Waiters are queued only while the mutex is held (an unlock hands it to the first of them).
+  CORIO_ASSERT(queue_.empty() || (s & locked) != 0, "queue-head-blocked");
   for (;;) {
     if ((s & locked) == 0) {
       // Free (with nobody queued, or the queue would hold the lock): take it.

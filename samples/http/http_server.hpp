@@ -5,6 +5,7 @@
 #include <corio/corio.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <span>
 #include <string>
@@ -18,10 +19,26 @@ namespace corio_samples::http {
 /// The one response body of the sample, and its length in bytes.
 inline constexpr std::string_view hello_body = "Hello, World!";
 
-/// Limits of one connection, in bytes.
+/// Timeouts longer than this (365 days) mean no timeout, as zero does: a deadline that far never
+/// matters, and staying below it keeps every deadline clear of the clock's range.
+inline constexpr corio::clock::duration max_timeout = std::chrono::hours{24 * 365};
+
+/// Limits of one connection: sizes in bytes, timeouts on corio's clock (nanoseconds; a duration of
+/// zero or less, or above max_timeout, means no timeout). Only reads from the client are bounded
+/// in time: a response being written is never cut, however slowly the client reads it.
 struct server_limits {
   std::size_t max_head_bytes = 8192;     ///< larger heads get 431 and the connection closes
   std::size_t max_body_bytes = 1 << 20;  ///< larger bodies get 413 and the connection closes
+  /// How long a client may take to send a request head; the connection closes, unanswered, when
+  /// the head is not complete in time. Counted from the accept for the first request (so it also
+  /// bounds a connection that sends nothing), and for the others from the head's first byte, or
+  /// from the end of the previous response for a head that was already partly read by then
+  /// (pipelined). nginx's client_header_timeout, which nginx also counts from the accept for the
+  /// first request.
+  corio::clock::duration header_timeout = std::chrono::seconds{10};
+  /// How long a keep-alive connection may stay idle between the end of a response and the first
+  /// byte of the next request; the connection then closes. nginx's keepalive_timeout.
+  corio::clock::duration keepalive_timeout = std::chrono::seconds{60};
 };
 
 namespace detail {
@@ -37,6 +54,11 @@ inline void append_response(std::string& out, int version_minor, bool keep_alive
   if (found && !head_only) out += hello_body;
 }
 
+/// `t` when it is a timeout (0 < t <= max_timeout), else zero: no timeout.
+inline corio::clock::duration effective_timeout(corio::clock::duration t) noexcept {
+  return t > corio::clock::duration::zero() && t <= max_timeout ? t : corio::clock::duration::zero();
+}
+
 }  // namespace detail
 
 /// Serves one connection until the peer closes it, an I/O error occurs, a request asks to close,
@@ -46,18 +68,41 @@ inline void append_response(std::string& out, int version_minor, bool keep_alive
 /// `GET /` and `HEAD /` get 200 "Hello, World!", any other target 404, a body is read and ignored.
 /// Never throws: I/O errors end the connection quietly (a reset peer is normal for a server).
 /// Cancelling the task (a graceful shutdown) ends it at its next read: a request already read is
-/// still answered in full (the write is shielded), an idle connection closes at once.
+/// still answered in full (the write is shielded), an idle connection closes at once. A head not
+/// complete within `limits.header_timeout`, or an idle keep-alive connection after
+/// `limits.keepalive_timeout`, ends the connection the same way (see server_limits); each such
+/// read is one corio::try_timeout or try_deadline, which reads the clock only when the read waits.
 inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_limits limits = {}) {
+  using corio::clock;
   std::error_code ec;
   stream.set_nodelay(true, ec);
   std::array<char, 16384> in{};
   const std::size_t head_limit = std::min(limits.max_head_bytes, in.size());
+  const clock::duration header_timeout = detail::effective_timeout(limits.header_timeout);
+  const clock::duration keepalive_timeout = detail::effective_timeout(limits.keepalive_timeout);
   std::size_t have = 0;        // bytes in `in`
   std::size_t skip_body = 0;   // body bytes still to discard
+  // What the next read waits for: the rest of a head begun (or the first request), until
+  // `head_deadline`; or the next request on an idle keep-alive connection, for keepalive_timeout.
+  bool head_begun = true;
+  clock::time_point head_deadline{};
+  if (header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
   std::string out;
   out.reserve(4096);
   for (;;) {
-    const std::size_t n = co_await stream.read_some(std::span<char>{in}.subspan(have), ec);
+    const std::span<char> room = std::span<char>{in}.subspan(have);
+    std::size_t n = 0;
+    // An expired timeout cancels the read: it ends with operation_canceled in `ec`, as a
+    // graceful shutdown does, and the connection closes unanswered.
+    if (head_begun && skip_body == 0 && header_timeout != clock::duration::zero()) {
+      auto r = co_await corio::try_deadline(head_deadline, stream.read_some(room, ec));
+      n = r.value_or(0);
+    } else if (!head_begun && skip_body == 0 && keepalive_timeout != clock::duration::zero()) {
+      auto r = co_await corio::try_timeout(keepalive_timeout, stream.read_some(room, ec));
+      n = r.value_or(0);
+    } else {
+      n = co_await stream.read_some(room, ec);
+    }
     if (ec || n == 0) co_return;
     have += n;
     std::size_t offset = 0;
@@ -114,11 +159,17 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
       }
       co_return;
     }
+    // A partial head is left: a new one when this read completed a request or a body before it,
+    // or when it came after an idle wait; its deadline counts from now (its first byte, or the
+    // end of the response just written). Otherwise the same head goes on, with its deadline.
+    const bool new_head = have != offset && (offset != 0 || !head_begun);
     // Keep the unparsed tail at the front of the buffer.
     if (offset != 0) {
       std::memmove(in.data(), in.data() + offset, have - offset);
       have -= offset;
     }
+    head_begun = have != 0;
+    if (new_head && header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
   }
 }
 

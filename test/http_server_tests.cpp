@@ -248,6 +248,68 @@ corio::task<std::string> answers_read_late(int count, corio::clock::duration pau
   co_return std::move(std::get<1>(both));
 }
 
+/// A POST whose 12-byte body comes a byte every `gap` after its head, then a GET; the server
+/// answers the POST once its head is in. Returns everything the server sent until it closed
+/// (after the GET, the client half-closes) or 200 s passed.
+corio::task<std::string> slow_body(corio::clock::duration gap) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(serve_n(&l, 1, timed_limits()));
+  tcp_stream s = co_await connect_to(l.local_endpoint());
+  co_await s.write_all("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n");
+  co_await corio::sleep_for(gap);
+  co_await send_slowly(&s, "hello, body!", gap);
+  co_await s.write_all(get_root);
+  s.shutdown(corio::net::shutdown_type::send);
+  std::string got;
+  co_await closed_within(&s, 200s, &got);
+  co_await server;
+  co_return got;
+}
+
+/// A POST whose body stops after 3 of its 100 bytes; waits at most 30 s for the server to close.
+/// `after` counts from the last byte sent.
+corio::task<ending> body_stops() {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(serve_n(&l, 1, timed_limits()));
+  tcp_stream s = co_await connect_to(l.local_endpoint());
+  co_await s.write_all("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+  const corio::clock::time_point start = corio::now();
+  ending e;
+  std::string got;
+  e.closed = co_await closed_within(&s, 30s, &got);
+  e.after = corio::now() - start;
+  CHECK(got == ok_response);  // answered once the head was in
+  co_await server;
+  co_return e;
+}
+
+struct linger_result {
+  std::string got;                  // what the server sent before its half-close
+  std::size_t while_held = 0;       // open descriptors once the answer came
+  std::size_t after = 0;            // ... once they dropped, or after 30 s
+  corio::clock::duration waited{};  // how long that took
+};
+
+/// A `Connection: close` request: the server answers and half-closes, then drains what the client
+/// still sends. The client reads to the end and keeps its side open: the server must still let go.
+corio::task<linger_result> close_answer_then_hold() {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(serve_n(&l, 1, timed_limits()));
+  tcp_stream s = co_await connect_to(l.local_endpoint());
+  co_await s.write_all("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+  linger_result r;
+  co_await closed_within(&s, 1000s, &r.got);
+  co_await server;
+  r.while_held = corio_test::open_descriptors();  // the listener and both sides
+  const corio::clock::time_point start = corio::now();
+  for (int i = 0; i < 30 && corio_test::open_descriptors() == r.while_held; ++i) {
+    co_await corio::sleep_for(1s);
+  }
+  r.after = corio_test::open_descriptors();
+  r.waited = corio::now() - start;
+  co_return r;
+}
+
 struct crowd_result {
   int slow_closed = 0;                   // slow connections the server closed
   int answered = 0;                      // answers the well-behaved client got
@@ -422,6 +484,31 @@ TEST_CASE("http_hello's timeouts never cut an answer the client is slow to read"
   const std::string got = rt.block_on(answers_read_late(count, 200s));
   CHECK(got.size() == ok_response.size() * count);
   CHECK(got == repeat(ok_response, count));
+}
+
+TEST_CASE("http_hello closes a connection whose request body stops coming for the header timeout") {
+  corio_test::hang_guard guard{"a body that stops", 120s};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  SUBCASE("a body that stops") {
+    const ending e = rt.block_on(body_stops());
+    CHECK(e.closed);        // within 30 s
+    CHECK(e.after >= 10s);  // never before the header timeout
+  }
+  SUBCASE("a body that keeps coming, a byte every 5 s, is read to its end: the limit is per read") {
+    // 60 s for the whole body, each wait 5 s.
+    CHECK(rt.block_on(slow_body(5s)) == repeat(ok_response, 2));
+  }
+}
+
+TEST_CASE("http_hello lets go of a connection whose client keeps it open after a Connection: close answer") {
+  corio_test::hang_guard guard{"a lingering client", 120s};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  const linger_result r = rt.block_on(close_answer_then_hold());
+  CHECK(r.got ==
+        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+        "Hello, World!");
+  CHECK(r.after + 1 == r.while_held);  // the server's side closed, within 30 s
+  CHECK(r.waited >= 10s);              // after the header timeout, counted from the half-close
 }
 
 TEST_CASE(

@@ -33,8 +33,10 @@ struct server_limits {
   /// the head is not complete in time. Counted from the accept for the first request (so it also
   /// bounds a connection that sends nothing), and for the others from the head's first byte, or
   /// from the end of the previous response for a head that was already partly read by then
-  /// (pipelined). nginx's client_header_timeout, which nginx also counts from the accept for the
-  /// first request.
+  /// (pipelined). It also bounds each wait for more of a request body, and the lingering close
+  /// after a `Connection: close` answer or an error (from the half-close). nginx's
+  /// client_header_timeout (which nginx also counts from the accept for the first request),
+  /// client_body_timeout and lingering_time.
   corio::clock::duration header_timeout = std::chrono::seconds{10};
   /// How long a keep-alive connection may stay idle between the end of a response and the first
   /// byte of the next request; the connection then closes. nginx's keepalive_timeout.
@@ -69,9 +71,10 @@ inline corio::clock::duration effective_timeout(corio::clock::duration t) noexce
 /// Never throws: I/O errors end the connection quietly (a reset peer is normal for a server).
 /// Cancelling the task (a graceful shutdown) ends it at its next read: a request already read is
 /// still answered in full (the write is shielded), an idle connection closes at once. A head not
-/// complete within `limits.header_timeout`, or an idle keep-alive connection after
-/// `limits.keepalive_timeout`, ends the connection the same way (see server_limits); each such
-/// read is one corio::try_timeout or try_deadline, which reads the clock only when the read waits.
+/// complete within `limits.header_timeout`, a body that stops coming for as long, or an idle
+/// keep-alive connection after `limits.keepalive_timeout`, ends the connection the same way (see
+/// server_limits); each such read is one corio::try_timeout or try_deadline, which reads the clock
+/// only when the read waits.
 inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_limits limits = {}) {
   using corio::clock;
   std::error_code ec;
@@ -92,13 +95,17 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
   for (;;) {
     const std::span<char> room = std::span<char>{in}.subspan(have);
     std::size_t n = 0;
-    // An expired timeout cancels the read: it ends with operation_canceled in `ec`, as a
-    // graceful shutdown does, and the connection closes unanswered.
-    if (head_begun && skip_body == 0 && header_timeout != clock::duration::zero()) {
+    // More of a head waits until its deadline; more of a body, for the header timeout; the next
+    // request, for the keep-alive timeout. An expired timeout cancels the read: it ends with
+    // operation_canceled in `ec`, as a graceful shutdown does, and the connection closes
+    // unanswered.
+    const bool in_head = head_begun && skip_body == 0;
+    const clock::duration wait_limit = skip_body != 0 ? header_timeout : keepalive_timeout;
+    if (in_head && header_timeout != clock::duration::zero()) {
       auto r = co_await corio::try_deadline(head_deadline, stream.read_some(room, ec));
       n = r.value_or(0);
-    } else if (!head_begun && skip_body == 0 && keepalive_timeout != clock::duration::zero()) {
-      auto r = co_await corio::try_timeout(keepalive_timeout, stream.read_some(room, ec));
+    } else if (!in_head && wait_limit != clock::duration::zero()) {
+      auto r = co_await corio::try_timeout(wait_limit, stream.read_some(room, ec));
       n = r.value_or(0);
     } else {
       n = co_await stream.read_some(room, ec);
@@ -149,11 +156,21 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
     }
     if (close_after) {
       // Lingering close (as nginx does): send our FIN, then read and drop what the client is
-      // still sending (bounded to 1 MiB), so that closing with unread data does not turn into a
-      // reset that destroys the answer before the client reads it.
+      // still sending (bounded to 1 MiB, and to the header timeout from now, as nginx's
+      // lingering_time), so that closing with unread data does not turn into a reset that
+      // destroys the answer before the client reads it.
       stream.shutdown(corio::net::shutdown_type::send, ec);
+      const bool linger_bounded = header_timeout != clock::duration::zero();
+      clock::time_point linger_until{};
+      if (linger_bounded) linger_until = corio::now() + header_timeout;
       for (std::size_t drained = 0; !ec && drained < (1u << 20);) {
-        const std::size_t k = co_await stream.read_some(std::span<char>{in}, ec);
+        std::size_t k = 0;
+        if (linger_bounded) {
+          auto r = co_await corio::try_deadline(linger_until, stream.read_some(std::span<char>{in}, ec));
+          k = r.value_or(0);
+        } else {
+          k = co_await stream.read_some(std::span<char>{in}, ec);
+        }
         if (k == 0) break;
         drained += k;
       }

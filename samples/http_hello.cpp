@@ -1,13 +1,19 @@
 // samples/http_hello.cpp - an HTTP/1.1 keep-alive "Hello, World!" server on corio.
 //
-//   http_hello [--port N] [--workers N] [--bind ADDRESS]
+//   http_hello [--port N] [--workers N] [--bind ADDRESS] [--header-timeout SECONDS]
+//              [--keepalive-timeout SECONDS]
 //
 // Listens on 127.0.0.1:8080 by default (--port 0 picks a free port), prints
 // "listening on ADDRESS:PORT" once ready, and serves every connection in its own task. When
 // accept fails because the process is out of descriptors (EMFILE/ENFILE) it backs off for 10 ms
-// and keeps serving the connections it has. On SIGINT or SIGTERM it shuts down gracefully: it stops
-// accepting, lets every connection finish the request it is answering (idle keep-alive
-// connections close at once), and exits 0.
+// and keeps serving the connections it has. A client gets --header-timeout seconds (default 10)
+// to send a request head, counted from the accept for its first request and from the head's
+// first byte for the others (the same bound applies to each wait for more of a body, and to the
+// lingering close), and a keep-alive connection may stay idle --keepalive-timeout seconds
+// (default 60) between requests; past either, the connection is closed (nginx's
+// client_header_timeout and keepalive_timeout). 0 means no limit. On SIGINT or SIGTERM it shuts
+// down gracefully: it stops accepting, lets every connection finish the request it is answering
+// (idle keep-alive connections close at once), and exits 0.
 #include <corio/corio.hpp>
 #include <fmt/format.h>
 
@@ -23,6 +29,7 @@
 
 using namespace std::chrono_literals;
 using corio_samples::parse_unsigned;
+using corio_samples::http::server_limits;
 
 namespace {
 
@@ -30,30 +37,49 @@ struct options {
   unsigned port = 8080;
   unsigned workers = 0;
   std::string bind = "127.0.0.1";
+  server_limits limits;  // the timeouts from the command line, the rest as server_limits has it
 };
 
 int usage() {
-  fmt::print(stderr, "usage: http_hello [--port N] [--workers N] [--bind ADDRESS]\n");
+  fmt::print(stderr,
+             "usage: http_hello [--port N] [--workers N] [--bind ADDRESS] [--header-timeout SECONDS]\n"
+             "                  [--keepalive-timeout SECONDS]\n"
+             "  --header-timeout SECONDS     time a client has to send a request head, from the accept\n"
+             "                               or the head's first byte (default 10; 0: no limit)\n"
+             "  --keepalive-timeout SECONDS  idle time allowed between requests (default 60; 0: no limit)\n"
+             "  SECONDS is at most 31536000 (365 days).\n");
   return 2;
 }
 
+/// Parses a timeout in whole seconds (0: no limit, at most 365 days) into `out`; false on
+/// anything else.
+bool parse_seconds(std::string_view text, corio::clock::duration& out) {
+  unsigned seconds = 0;
+  if (!parse_unsigned(text, seconds) || std::chrono::seconds{seconds} > corio_samples::http::max_timeout) {
+    return false;
+  }
+  out = std::chrono::seconds{seconds};
+  return true;
+}
+
 // Parameters by value or pointer (GCC 12 and coroutine references, see corio/runtime.hpp).
-corio::task<void> connection(corio::net::tcp_stream s) {
+corio::task<void> connection(corio::net::tcp_stream s, server_limits limits) {
   try {
-    co_await corio_samples::http::serve_connection(std::move(s));
+    co_await corio_samples::http::serve_connection(std::move(s), limits);
   } catch (...) {
     // bad_alloc and the like end this connection, not the server (a task_group would cancel
     // every other connection on a child's failure).
   }
 }
 
-corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_group* connections) {
+corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_group* connections,
+                             server_limits limits) {
   auto last_report = corio::clock::now() - 1s;
   for (;;) {
     std::error_code ec;
     corio::net::tcp_stream s = co_await listener->accept(ec);
     if (!ec) {
-      connections->spawn(connection(std::move(s)));
+      connections->spawn(connection(std::move(s), limits));
       continue;
     }
     if (ec == std::errc::operation_canceled) co_return 0;  // shutting down
@@ -73,13 +99,13 @@ corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_gro
 
 corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
 
-corio::task<int> serve(std::string address) {
+corio::task<int> serve(std::string address, server_limits limits) {
   auto listener = corio::net::tcp_listener::bind(address);
   fmt::print("listening on {}\n", listener.local_endpoint().to_string());
   std::fflush(stdout);
   corio::task_group connections;
   // The first of the two to end wins; when_any cancels the other and waits for it.
-  auto first = co_await corio::when_any(wait_for_signal(), accept_loop(&listener, &connections));
+  auto first = co_await corio::when_any(wait_for_signal(), accept_loop(&listener, &connections, limits));
   int status = 0;
   if (first.index() == 0) {
     fmt::print(stderr, "http_hello: signal {}: no new connections; finishing the requests in flight\n",
@@ -107,6 +133,10 @@ int main(int argc, char** argv) {
       if (!parse_unsigned(argv[++i], opt.workers)) return usage();
     } else if (arg == "--bind" && has_value) {
       opt.bind = argv[++i];
+    } else if (arg == "--header-timeout" && has_value) {
+      if (!parse_seconds(argv[++i], opt.limits.header_timeout)) return usage();
+    } else if (arg == "--keepalive-timeout" && has_value) {
+      if (!parse_seconds(argv[++i], opt.limits.keepalive_timeout)) return usage();
     } else {
       return usage();
     }
@@ -119,7 +149,7 @@ int main(int argc, char** argv) {
     const corio::runtime_stats stats = rt.stats();
     fmt::print(stderr, "http_hello: {} workers on {} ({}){}{}\n", rt.workers(), stats.backend, stats.backend_features,
                stats.backend_fallback.empty() ? "" : "; fallback: ", stats.backend_fallback);
-    return rt.block_on(serve(address));
+    return rt.block_on(serve(address, opt.limits));
   } catch (const std::exception& e) {
     fmt::print(stderr, "http_hello: {}\n", e.what());
     return 1;

@@ -47,7 +47,10 @@ frame_block_header* header_of(block* frame) noexcept {
 }
 
 /// Frees a cached frame's whole block.
-void delete_frame(block* frame) noexcept { ::operator delete(static_cast<void*>(header_of(frame))); }
+void delete_frame(block* frame) noexcept {
+  frame_unpoison(frame, header_of(frame)->size_class);
+  ::operator delete(static_cast<void*>(header_of(frame)));
+}
 
 /// The value of frame_home::returned while the home has no thread.
 constinit block closed_marker{nullptr};
@@ -213,6 +216,7 @@ void* frame_allocate_slow(std::size_t bytes) {
     if (block* f = cache.heads[c]) {
       cache.heads[c] = f->next;
       --cache.counts[c];
+      frame_unpoison(f, c);
       return f;
     }
   }
@@ -236,6 +240,7 @@ void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept {
     delete_frame(f);
     return;
   }
+  frame_poison(f, h->size_class);  // waits for its home from here on
   if (!ensure_exit_hook(cache)) {  // exiting: nobody would flush a batch
     return_chain(owner, f, f);
     return;

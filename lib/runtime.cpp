@@ -307,6 +307,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
     w->drain_adopted();
     w->drain_remote_finished();
     w->drain_timer_releases();
+    w->drain_timers();  // before the frames holding the entries are destroyed
     w->flush_registry();
   }
   // Finished tasks still linked under a task that never finished are in no registry: free them

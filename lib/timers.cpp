@@ -37,6 +37,11 @@ void worker::post_timer_release(timeout_timer* t) {
   wake_for_work();
 }
 
+void worker::drain_timers() noexcept {
+  CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
+  wheel_.drain([](timer_entry&) noexcept {});
+}
+
 void worker::drain_timer_releases() noexcept {
   std::lock_guard lock{inbox_mutex_};
   release_timers_locked();

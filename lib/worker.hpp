@@ -205,6 +205,10 @@ class worker {
   void remove_timeout_timer(timeout_timer& t) noexcept;
   /// After the workers stopped: frees the timers handed over and not yet released.
   void drain_timer_releases() noexcept;
+  /// After the workers stopped: takes every entry out of the wheel without firing it, so that
+  /// destroying the frames (or timeout timers) holding them never touches a neighbour's entry in a
+  /// freed frame (timer-entry-outlives-insertion).
+  void drain_timers() noexcept;
   /// Owner only: inserts `e` into the wheel, its context `owner` tagged with `tag` (1: a
   /// park_timer, 2: a timeout_timer; see fire_timers), and removes it (no-op if not inserted).
   void insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline);

@@ -87,6 +87,13 @@ corio::task<void> select_until_closed(corio::channel<int> a, corio::channel<int>
   }
 }
 
+corio::task<void> sleep_an_hour() { co_await corio::sleep_for(1h); }
+
+corio::task<void> wait_in_an_hour_timeout() {
+  corio::event never;
+  co_await corio::timeout(1h, never.wait());
+}
+
 }  // namespace
 
 TEST_SUITE("cancel") {
@@ -153,6 +160,22 @@ TEST_SUITE("cancel") {
       }
       foreign.join();
       CHECK(received.load() <= sent.load());
+    }
+  }
+
+  TEST_CASE("shutdown destroys sleeping tasks and tasks in a timeout whose timers share a wheel slot") {
+    // Destroying a sleeping frame left its timer entry linked in the wheel; a timeout's timer in
+    // the same slot, released when its own frame was destroyed next, wrote into the freed frame.
+    for (int round = 0; round < 20; ++round) {
+      corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+      for (int i = 0; i < 8; ++i) {  // both orders: the registry destroys in one of them
+        if (round % 2 == 0) rt.spawn(sleep_an_hour()).detach();
+        rt.spawn(wait_in_an_hour_timeout()).detach();
+        if (round % 2 == 1) rt.spawn(sleep_an_hour()).detach();
+      }
+      for (int i = 0; i < 20'000 && rt.stats().live_tasks < 16; ++i) std::this_thread::sleep_for(100us);
+      CHECK(rt.stats().live_tasks == 16);
+      CHECK(rt.shutdown(std::chrono::nanoseconds{0}) == 16);
     }
   }
 }

@@ -259,6 +259,11 @@ inline bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
 /// first it does nothing. arm() sets state.wake_on to this worker, so that a peer's wake brings
 /// the task back here, where disarm() can cancel the timer. Both on a worker only.
 struct park_timer {
+  park_timer() noexcept = default;
+  park_timer(const park_timer&) = delete;
+  park_timer& operator=(const park_timer&) = delete;
+  /// A parked frame destroyed at shutdown: its worker's wheel was drained first.
+  ~park_timer() { CORIO_ASSERT(!entry.inserted(), "timer-entry-outlives-insertion"); }
   timer_entry entry;
   std::int64_t deadline_ns = 0;  ///< clock::time_point's count
   park_state* state = nullptr;

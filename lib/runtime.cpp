@@ -190,6 +190,17 @@ void runtime_impl::advance_to(clock::time_point target) noexcept {
 }
 
 void runtime_impl::auto_advance() noexcept {
+  // I/O that the last tasks started may complete on a worker that has not looked at its reactor
+  // since (a peer's close reaching a read): every worker must have polled in the current settle
+  // round first. One that has not is woken to do so; the last of them to park makes the jump.
+  const std::uint64_t round = settle_round_.load(std::memory_order_seq_cst);
+  bool settled = true;
+  for (auto& w : workers_) {
+    if (w->polled_round_.load(std::memory_order_seq_cst) == round) continue;
+    settled = false;
+    if (w->reactor_) w->reactor_->wake();
+  }
+  if (!settled) return;
   std::uint64_t earliest = ~std::uint64_t{0};
   for (auto& w : workers_) earliest = std::min(earliest, w->published_deadline_.load(std::memory_order_seq_cst));
   if (earliest == ~std::uint64_t{0}) return;  // no timer anywhere: time stays

@@ -133,6 +133,9 @@ class runtime_impl {
   const clock::time_point origin_ = clock::now();
   bool manual_ = false;
   alignas(64) std::atomic<std::int64_t> manual_ns_{0};
+  /// Manual clock: bumped by a worker that parks after running tasks; the time jumps only once
+  /// every worker has looked at its reactor in the current round (worker::polled_round_).
+  std::atomic<std::uint64_t> settle_round_{0};
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<bool> stopping_{false};  ///< the workers leave their loops
   std::atomic<bool> closing_{false};   ///< spawns are refused (set first by shutdown)

@@ -312,12 +312,23 @@ void worker::park() {
     [[maybe_unused]] const std::uint32_t spinners = rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
     CORIO_ASSERT(spinners != 0, "spinners-counted");
   }
-  if (rt_.manual_) publish_deadline();  // before joining the idle list: see auto_advance
+  if (rt_.manual_) {
+    // Before joining the idle list (manual-clock-waits-for-work): the tasks this worker ran since
+    // it last parked may have started I/O that completes on any worker, so they open a new
+    // settle round, in which every worker must look at its reactor again before the time jumps;
+    // this one looks now (completions land in the FIFO list, work for the check below).
+    if (std::exchange(ran_since_park_, false)) rt_.settle_round_.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint64_t round = rt_.settle_round_.load(std::memory_order_seq_cst);
+    reactor_->poll();
+    polled_round_.store(round, std::memory_order_seq_cst);
+    publish_deadline();
+  }
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
   // Look once more at everything another thread could have handed over before it read the idle
-  // list (tasks, I/O cancels for this reactor), and at this worker's own queues (owner-parks-empty): find_work's last look at them came before it
-  // settled the tasks other workers finished for it, and destroying one of those frames runs its
-  // parameters' destructors, which may wake a task here (a guard that unlocks a corio::mutex).
+  // list (tasks, I/O cancels for this reactor), and at this worker's own queues
+  // (owner-parks-empty): find_work's last look at them came before it settled the tasks other
+  // workers finished for it, and destroying one of those frames runs its parameters' destructors,
+  // which may wake a task here (a guard that unlocks a corio::mutex).
   bool work = lifo_ || !private_.empty() || !fifo_.empty() || !rt_.injection_empty() || inbox_nonempty() ||
               reactor_->cancels().pending() || rt_.stopping_.load(std::memory_order_seq_cst);
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
@@ -371,6 +382,7 @@ void worker::run() noexcept {
     std::coroutine_handle<> h = find_work();
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
+    ran_since_park_ = true;
     begin_task();
     resume(h);  // may run several tasks: see next_direct()
     set_current_stop(nullptr);  // no task runs on this thread until the next resume

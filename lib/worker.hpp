@@ -301,10 +301,14 @@ class worker {
  public:
   /// Manual clock: this worker's earliest timer tick, for the runtime's auto-advance.
   std::atomic<std::uint64_t> published_deadline_{~std::uint64_t{0}};
+  /// Manual clock: the settle round (runtime_impl::settle_round_) in which this worker last looked
+  /// at its reactor before it parked (any thread reads it).
+  std::atomic<std::uint64_t> polled_round_{0};
 
  private:
   std::uint64_t random_state_;
   std::uint32_t full_budget_;  ///< runtime_options::budget, kept here for begin_task()
+  bool ran_since_park_ = false;  ///< the loop resumed a task since this worker last parked
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 

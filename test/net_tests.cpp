@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -191,6 +192,51 @@ int raw_connect(const endpoint& ep) {
   return fd;
 }
 
+/// Closes `s` at 10 s on the manual clock.
+corio::task<void> close_at_ten_seconds(tcp_stream s) {
+  co_await corio::sleep_for(10s);
+  s.close();
+}
+
+/// Reads until the peer closes and returns the manual time at which the end of stream was seen.
+corio::task<std::int64_t> time_of_end_of_stream(tcp_stream s) {
+  std::array<std::byte, 16> buf{};
+  for (int i = 0; i < 1000; ++i) {
+    const std::size_t n = co_await s.read_some(buf);
+    if (n == 0) break;
+  }
+  co_return std::chrono::duration_cast<std::chrono::milliseconds>(corio::now().time_since_epoch()).count();
+}
+
+corio::task<void> sleep_long() { co_await corio::sleep_for(1000s); }
+
+/// `n` connections whose server sides close at 10 s, their clients waiting for the end of stream,
+/// and a 1000 s sleep as the next timer after that: returns the latest time a client saw its end.
+corio::task<std::int64_t> ends_of_stream_at_ten_seconds(int n) {
+  const auto start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(corio::now().time_since_epoch()).count();
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  auto far = corio::spawn(sleep_long());
+  std::vector<corio::join_handle<std::int64_t>> readers;
+  for (int i = 0; i < n; ++i) {
+    tcp_stream client = co_await tcp_stream::connect(ep);
+    tcp_stream server = co_await l.accept();
+    corio::spawn(close_at_ten_seconds(std::move(server))).detach();
+    readers.push_back(corio::spawn(time_of_end_of_stream(std::move(client))));
+  }
+  std::int64_t latest = 0;
+  for (auto& h : readers) {
+    const std::int64_t t = co_await h;
+    latest = std::max(latest, t);
+  }
+  far.cancel();
+  try {
+    co_await far;
+  } catch (const corio::operation_cancelled&) {
+  }
+  co_return latest - start_ms;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("net");
@@ -339,3 +385,16 @@ TEST_CASE("IPv6 loopback carries an echo where the machine has it") {
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("under the manual clock, a peer's close reaches a read on another worker before time jumps on") {
+  // The close at 10 s makes each client's read complete; a worker whose completion is still in
+  // its reactor must not count as idle, or the idle runtime jumps to the 1000 s timer first.
+  corio_test::hang_guard guard{"ends of stream under the manual clock", 120s};
+  for (int round = 0; round < static_cast<int>(corio_test::scaled(10)); ++round) {
+    CAPTURE(round);
+    corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};
+    const std::int64_t latest_ms = rt.block_on(ends_of_stream_at_ten_seconds(40));
+    CHECK(latest_ms >= 10'000);
+    CHECK(latest_ms < 11'000);
+  }
+}

@@ -19,7 +19,12 @@ namespace corio::detail {
 thread_local constinit worker* this_worker = nullptr;
 
 namespace {
-thread_local std::coroutine_handle<> trampoline_next{};
+/// The trampoline's slot (transfer.hpp). initial-exec like this_worker: resume() reads it after
+/// every resumption, in every build.
+#if defined(__ELF__)
+[[gnu::tls_model("initial-exec")]]
+#endif
+thread_local constinit std::coroutine_handle<> trampoline_next{};
 }  // namespace
 
 worker* current_worker() noexcept { return this_worker; }
@@ -29,7 +34,15 @@ void trampoline_push(std::coroutine_handle<> next) noexcept {
   trampoline_next = next;
 }
 
-std::coroutine_handle<> trampoline_take() noexcept { return std::exchange(trampoline_next, {}); }
+void resume(std::coroutine_handle<> h) noexcept {
+  for (;;) {
+    h.resume();
+    // Empty unless the chain ran code built in trampoline mode: one thread-local load.
+    h = trampoline_next;
+    if (!h) return;
+    trampoline_next = nullptr;
+  }
+}
 
 worker& require_worker(const char* what) {
   worker* w = current_worker();

@@ -45,6 +45,13 @@ extern thread_local constinit worker* this_worker;
 /// The calling thread's worker; throws std::logic_error naming `what` off the workers.
 worker& require_worker(const char* what);
 
+/// Resumes `h` and then every coroutine handed on through the trampoline (transfer.hpp), until the
+/// chain suspends for real: the slot is drained whatever mode the library and the program's files
+/// were built in. Every place in the library that resumes a coroutine goes through here. Must be
+/// called on the thread that will run the coroutine, never from a coroutine; never throws
+/// (coroutine bodies catch into their promise). Defined in lib/worker.cpp.
+void resume(std::coroutine_handle<> h) noexcept;
+
 /// A counter written by one thread and read by any. The store releases and the read acquires (a
 /// plain move on x86), so that a reader who sees a count also sees what was done before it.
 struct counter {

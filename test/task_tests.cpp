@@ -6,9 +6,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "await_chains.hpp"
 #include "test_support.hpp"
 
 using corio_test::counted;
+using corio_test::loop_of_awaits;
+using corio_test::recurse;
 using corio_test::scaled;
 
 namespace {
@@ -42,19 +45,6 @@ corio::task<std::unique_ptr<int>> make_unique_value(int v) { co_return std::make
 corio::task<int> observe(counted c, bool* ran) {
   *ran = true;
   co_return c.id;
-}
-
-corio::task<int> leaf(int i) { co_return i & 1; }
-
-corio::task<long> loop_of_awaits(long n) {
-  long sum = 0;
-  for (long i = 0; i < n; ++i) sum += co_await leaf(static_cast<int>(i));
-  co_return sum;
-}
-
-corio::task<long> recurse(long depth) {
-  if (depth == 0) co_return 0;
-  co_return 1 + co_await recurse(depth - 1);
 }
 
 corio::task<counted> make_counted(int id) { co_return counted{id}; }

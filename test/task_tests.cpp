@@ -54,6 +54,31 @@ corio::task<int> consume_counted() {
   co_return c.id;
 }
 
+// The forms README's compiler notes give for passing an aggregate that owns memory to a coroutine
+// under g++ 12: built in a statement of its own or by a function, then awaited directly, through
+// spawn and through when_all; and a coroutine that returns one with co_return.
+corio::task<int> open_parcel(corio_test::parcel p) {
+  co_return p.text == std::string(40, static_cast<char>('a' + p.id % 26)) ? p.id : -1000;
+}
+
+corio::task<corio_test::parcel> wrap_parcel(int id) {
+  co_return corio_test::parcel{id, std::string(40, static_cast<char>('a' + id % 26)), counted{id}};
+}
+
+corio::task<int> pass_parcels_safely() {
+  corio_test::parcel first = corio_test::make_parcel(1);
+  int sum = co_await open_parcel(std::move(first));  // built first, moved in
+  sum += co_await open_parcel(corio_test::make_parcel(2));  // built by a function
+  corio_test::parcel third = corio_test::make_parcel(3);
+  sum += co_await corio::spawn(open_parcel(std::move(third)));
+  corio_test::parcel fourth = corio_test::make_parcel(4);
+  const auto [a, b] = co_await corio::when_all(open_parcel(std::move(fourth)), open_parcel(corio_test::make_parcel(5)));
+  sum += a + b;
+  const corio_test::parcel sixth = co_await wrap_parcel(6);
+  sum += co_await open_parcel(sixth);  // a copy
+  co_return sum;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("core");
@@ -120,6 +145,15 @@ TEST_CASE("a moved-from task is empty and the moved-to task runs once") {
   CHECK(rt.block_on(std::move(b)) == 3);
   CHECK(ran);
   CHECK(counted::alive() == 0);
+}
+
+TEST_CASE("aggregates that own memory, built before the co_await as the README says, reach coroutines once each") {
+  counted::reset();
+  for (unsigned workers : {1u, 2u}) {
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(pass_parcels_safely()) == 1 + 2 + 3 + 4 + 5 + 6);
+  }
+  CHECK(counted::alive() == 0);  // g++ 12's double destruction shows as a negative count (and in ASan)
 }
 
 TEST_CASE("every returned value is destroyed exactly once") {

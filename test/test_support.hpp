@@ -124,4 +124,17 @@ struct counted {
   ~counted() { ++destroyed; }
 };
 
+/// An aggregate that owns heap memory and counts its lives, as user code sends through channels
+/// and passes to coroutines. g++ 12.2 destroys the members of such an aggregate twice when it is
+/// built inside a `co_await` expression (`co_await ch.send(parcel{...})`, GCC PR 101976, README):
+/// the tests build it in a statement of its own or in a function, the forms the README gives.
+struct parcel {
+  int id = 0;
+  std::string text;  ///< longer than the small-string buffer: on the heap, so ASan sees a double free
+  counted mark;
+};
+
+/// A parcel built inside a function (not in the awaiting coroutine's expression).
+inline parcel make_parcel(int id) { return parcel{id, std::string(40, static_cast<char>('a' + id % 26)), counted{id}}; }
+
 }  // namespace corio_test

@@ -17,6 +17,9 @@
 #endif
 
 #include "net/socket_api.hpp"
+#if CORIO_FAULT_INJECTION
+#include "fault_injection.hpp"
+#endif
 
 #include <atomic>
 #include <cerrno>
@@ -299,6 +302,15 @@ asio_reactor::~asio_reactor() {
 void asio_reactor::submit(io_request& request) {
   state& s = *state_;
   s.in_flight.link(request);
+  std::size_t length = request.length;  // bytes Asio is given for a recv, send or read
+#if CORIO_FAULT_INJECTION
+  const fault::decision fault = fault::on_submit(request);
+  if (fault.error != 0) {  // nothing is started; completes with -error, as a completion
+    s.fail_later(request, fault.error);
+    return;
+  }
+  length = fault.length;  // a short transfer; the request keeps its own length
+#endif
   int error = 0;
   table_entry* e = s.entry_for(request, error);
   if (e == nullptr) {
@@ -318,7 +330,7 @@ void asio_reactor::submit(io_request& request) {
       break;
     case io_opcode::recv:
       e->socket->async_receive(
-          asio::buffer(request.buffer, request.length), static_cast<asio::socket_base::message_flags>(request.flags),
+          asio::buffer(request.buffer, length), static_cast<asio::socket_base::message_flags>(request.flags),
           asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
             s.finish(*r, to_result(ec, n));
           }));
@@ -326,7 +338,7 @@ void asio_reactor::submit(io_request& request) {
     case io_opcode::send:
       // Asio adds MSG_NOSIGNAL on Linux; a short send completes with the bytes sent.
       e->socket->async_send(
-          asio::buffer(static_cast<const void*>(request.buffer), request.length),
+          asio::buffer(static_cast<const void*>(request.buffer), length),
           static_cast<asio::socket_base::message_flags>(request.flags),
           asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
             s.finish(*r, to_result(ec, n));
@@ -335,7 +347,7 @@ void asio_reactor::submit(io_request& request) {
     case io_opcode::read:
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
       e->file->async_read_some(
-          asio::buffer(request.buffer, request.length),
+          asio::buffer(request.buffer, length),
           asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
             s.finish(*r, to_result(ec, n));
           }));

@@ -2,6 +2,9 @@
 #include "uring_reactor.hpp"
 
 #include "reactor_factory.hpp"
+#if CORIO_FAULT_INJECTION
+#include "fault_injection.hpp"
+#endif
 
 #include <fmt/format.h>
 #include <sys/eventfd.h>
@@ -81,6 +84,11 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
   if (const int error = setup_failure_for_testing.load(std::memory_order_seq_cst); error != 0) {
     throw_errno(error, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
   }
+#if CORIO_FAULT_INJECTION
+  if (const int error = fault::on_uring_setup(); error != 0) {
+    throw_errno(error, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
+  }
+#endif
   entries = std::clamp(entries, 8u, 32768u);
   struct attempt {
     unsigned flags;
@@ -157,11 +165,37 @@ void uring_reactor::arm_wake_read() {
 }
 
 void uring_reactor::submit(io_request& request) {
+#if CORIO_FAULT_INJECTION
+  const fault::decision fault = fault::on_submit(request);
+  if (fault.error != 0) {  // nothing reaches the kernel; the next poll() completes it with -error
+    injected_.emplace_back(&request, -fault.error);
+    in_flight_.link(request);
+    return;
+  }
+#endif
   io_uring_sqe* sqe = get_sqe();
   prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
+#if CORIO_FAULT_INJECTION
+  // A short transfer: the kernel is given fewer bytes (recv, send and read keep their length in
+  // sqe->len); the request keeps its own length.
+  if (fault.length < request.length) sqe->len = static_cast<unsigned>(fault.length);
+#endif
   io_uring_sqe_set_data(sqe, &request);
   in_flight_.link(request);
 }
+
+#if CORIO_FAULT_INJECTION
+std::size_t uring_reactor::deliver_injected() noexcept {
+  if (injected_.empty()) return 0;
+  // Completing may resubmit, and a resubmission may be failed again: that one waits for the next
+  // poll(), as a kernel completion would.
+  injected_batch_.swap(injected_);
+  for (const auto& [r, result] : injected_batch_) complete(reinterpret_cast<std::uintptr_t>(r), result);
+  const std::size_t n = injected_batch_.size();
+  injected_batch_.clear();
+  return n;
+}
+#endif
 
 void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   if (user_data == tag_ignore) return;
@@ -207,6 +241,9 @@ std::size_t uring_reactor::reap() {
   std::array<io_uring_cqe*, 64> cqes{};
   std::array<std::pair<std::uint64_t, int>, 64> batch{};
   std::size_t finished = 0;
+#if CORIO_FAULT_INJECTION
+  if ((IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) fault::note_cq_overflow();
+#endif
   for (;;) {
     const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes.data(), static_cast<unsigned>(cqes.size()));
     if (n == 0) break;
@@ -223,16 +260,20 @@ std::size_t uring_reactor::reap() {
 
 std::size_t uring_reactor::poll() {
   if (cancels_.pending()) [[unlikely]] submit_cancels();
+  std::size_t finished = 0;
+#if CORIO_FAULT_INJECTION
+  finished += deliver_injected();
+#endif
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
-  if (unsubmitted_ == 0 && in_flight_.size() == 0) return 0;
+  if (unsubmitted_ == 0 && in_flight_.size() == 0) return finished;
   // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking for
   // events; without it the kernel posts them on its own and only queued submissions need a call.
   if (unsubmitted_ != 0 || defer_taskrun_) {
     const int rc = io_uring_submit_and_get_events(&ring_);
     if (rc >= 0) unsubmitted_ = 0;
   }
-  return reap();
+  return finished + reap();
 }
 
 std::size_t uring_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) {
@@ -278,6 +319,9 @@ void uring_reactor::drain() noexcept {
   };
   for (io_request* r = in_flight_.front(); r != nullptr; r = r->next) cancel(reinterpret_cast<std::uintptr_t>(r));
   if (wake_armed_) cancel(tag_wake);
+#if CORIO_FAULT_INJECTION
+  deliver_injected();  // failed without reaching the kernel: nothing to wait for
+#endif
   // Reap until every request is back. Cancellation of socket operations completes at once; the
   // bound only guards against a kernel that never answers (then the ring's teardown in the
   // destructor waits for the kernel instead).

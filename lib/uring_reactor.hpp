@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "reactor.hpp"
@@ -49,6 +50,12 @@ class uring_reactor final : public reactor {
   void complete(std::uint64_t user_data, int result) noexcept;
   /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
   void submit_cancels() noexcept;
+#if CORIO_FAULT_INJECTION
+  /// Completes the requests submit() failed by injection (lib/fault_injection.hpp), as completions.
+  std::size_t deliver_injected() noexcept;
+  std::vector<std::pair<io_request*, int>> injected_;  ///< request, -errno: for the next poll()
+  std::vector<std::pair<io_request*, int>> injected_batch_;
+#endif
 
   io_uring ring_{};
   completion_sink sink_;

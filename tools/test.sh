@@ -3,7 +3,8 @@
 #   release (default): g++, optimized, every suite.
 #   clang: clang++-16, optimized, every suite (and the benchmarks and samples built with clang).
 #   asan:  g++ -O0 with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included),
-#          stress tests at 10% of their iterations.
+#          stress tests at 10% of their iterations, and fault injection compiled in (meson option
+#          fault_injection: the "faults" suite runs too).
 #   tsan:  clang++-16 -O2 -g with ThreadSanitizer, stress tests at 10%.
 #   lto:   g++, optimized with link-time optimization (b_lto), every suite: the fast paths lean on
 #          inline asm naming symbols of the library, which LTO must keep.
@@ -22,7 +23,7 @@ case "$mode" in
     bash tools/deps.sh
     dir=build-asan
     setup=(-Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false -Dstress_scale=10
-           -Dbenchmarks=disabled)
+           -Dbenchmarks=disabled -Dfault_injection=true)
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
     ;;

@@ -1,0 +1,313 @@
+// Suite "faults": chosen I/O operations fail (lib/fault_injection.hpp; built only with the meson
+// option fault_injection, which tools/test.sh turns on for the asan build). Each test runs a small
+// server and client over 127.0.0.1, once on the reactor the runtime picks and once on Asio
+// (`meson test --setup asio`), makes operations fail the way a kernel can, and checks that the
+// tasks see what the API promises, that nothing else breaks, and that afterwards the process's
+// open descriptors and the runtime's live tasks are back to where they were.
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <corio/corio.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "fault_injection.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using corio::net::endpoint;
+using corio::net::tcp_listener;
+using corio::net::tcp_stream;
+using corio_test::hang_guard;
+using corio_test::open_descriptors;
+namespace fault = corio::detail::fault;
+
+namespace {
+
+/// No rule is armed while it lives, nor after it: a failed check must not leave rules behind.
+struct rules_cleared {
+  rules_cleared() { fault::clear(); }
+  ~rules_cleared() { fault::clear(); }
+  rules_cleared(const rules_cleared&) = delete;
+  rules_cleared& operator=(const rules_cleared&) = delete;
+};
+
+/// The process's open descriptors and the runtime's live tasks when it was made; check() says
+/// whether both are back there (live tasks may take a moment: a finished task leaves the count
+/// when its worker settles it, so check() waits a bounded while for that).
+class baseline {
+ public:
+  explicit baseline(corio::runtime& rt)
+      : rt_(rt), descriptors_(open_descriptors()), tasks_(rt.stats().live_tasks) {}
+  void check() const {
+    for (int i = 0; i < 10'000 && rt_.stats().live_tasks != tasks_; ++i) std::this_thread::sleep_for(1ms);
+    CHECK(rt_.stats().live_tasks == tasks_);
+    CHECK(open_descriptors() == descriptors_);
+  }
+
+ private:
+  corio::runtime& rt_;
+  std::size_t descriptors_;
+  std::uint64_t tasks_;
+};
+
+std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 gen{seed};
+  std::vector<std::byte> out(n);
+  for (auto& b : out) b = static_cast<std::byte>(gen() & 0xff);
+  return out;
+}
+
+const char* site_name(fault::site s) {
+  switch (s) {
+    case fault::site::accept:
+      return "accept";
+    case fault::site::connect:
+      return "connect";
+    case fault::site::recv:
+      return "recv";
+    case fault::site::send:
+      return "send";
+    case fault::site::read:
+      return "read";
+    case fault::site::uring_setup:
+      return "uring_setup";
+  }
+  return "?";
+}
+
+// --- an error in the middle of a stream ----------------------------------------------------------
+
+struct echo_result {
+  std::error_code error;  ///< what the server's throwing forms threw; empty when nothing
+  int rule = 0;           ///< the id of the rule armed on the server's stream
+};
+
+/// Accepts one connection, arms `*r` on its descriptor, and echoes with the throwing forms until
+/// the peer closes or an operation throws (recorded in `*out`). The stream closes as it returns.
+corio::task<void> echo_until_error(tcp_listener* l, const fault::rule* r, echo_result* out) {
+  tcp_stream s = co_await l->accept();
+  fault::rule on_this = *r;
+  on_this.fd = s.native_handle();
+  out->rule = fault::arm(on_this);
+  std::array<std::byte, 256> buf{};
+  try {
+    for (int i = 0; i < 1000; ++i) {  // bounded
+      const std::size_t n = co_await s.read_some(buf);
+      if (n == 0) co_return;
+      co_await s.write_all({buf.data(), n});
+    }
+  } catch (const std::system_error& e) {
+    out->error = e.code();
+  }
+}
+
+/// Sends `rounds` messages one at a time, each once the previous one came back whole, with the
+/// error_code forms; returns how many came back before an error or the end of the stream.
+corio::task<int> echo_rounds(endpoint server, int rounds) {
+  tcp_stream s = co_await tcp_stream::connect(server);
+  int done = 0;
+  for (int i = 0; i < rounds; ++i) {
+    const std::string message = "message " + std::to_string(i);
+    std::error_code ec;
+    co_await s.write_all(message, ec);
+    if (ec) co_return done;
+    std::string got;
+    std::array<char, 256> buf{};
+    while (got.size() < message.size()) {
+      const std::size_t n = co_await s.read_some(buf, ec);
+      if (ec || n == 0) co_return done;
+      got.append(buf.data(), n);
+    }
+    if (got != message) co_return done;
+    ++done;
+  }
+  co_return done;
+}
+
+corio::task<int> echo_with_fault(const fault::rule* r, echo_result* out, int rounds) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(echo_until_error(&l, r, out));
+  const int done = co_await echo_rounds(l.local_endpoint(), rounds);
+  co_await server;
+  co_return done;
+}
+
+// --- short reads and writes ----------------------------------------------------------------------
+
+struct short_result {
+  std::vector<std::byte> echoed;
+  std::size_t largest_read = 0;  ///< the most one read_some returned on the server
+  std::size_t server_reads = 0;
+};
+
+/// Echoes with rules making the server's reads at most `server_read` bytes and its sends at most
+/// `server_send`, until the peer closes.
+corio::task<void> short_echo_server(tcp_listener* l, std::size_t server_read, std::size_t server_send,
+                                    short_result* out) {
+  tcp_stream s = co_await l->accept();
+  fault::rule reads{
+      .where = fault::site::recv, .max_bytes = server_read, .fd = s.native_handle(), .times = fault::forever};
+  fault::rule sends{
+      .where = fault::site::send, .max_bytes = server_send, .fd = s.native_handle(), .times = fault::forever};
+  fault::arm(reads);
+  fault::arm(sends);
+  std::array<std::byte, 4096> buf{};
+  for (int i = 0; i < 1'000'000; ++i) {  // bounded
+    const std::size_t n = co_await s.read_some(buf);
+    if (n == 0) co_return;
+    out->largest_read = std::max(out->largest_read, n);
+    ++out->server_reads;
+    const std::size_t written = co_await s.write_all({buf.data(), n});
+    CHECK(written == n);
+  }
+}
+
+/// Writes `data` (its own sends cut to `client_send` bytes) while reading the echo back (its reads
+/// cut to `client_read`), then half-closes and reads the rest.
+corio::task<void> short_echo_reader(tcp_stream* s, std::size_t expected, std::vector<std::byte>* out) {
+  std::array<std::byte, 4096> buf{};
+  while (out->size() < expected) {
+    const std::size_t n = co_await s->read_some(buf);
+    if (n == 0) break;
+    out->insert(out->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+}
+
+corio::task<void> short_echo(const std::vector<std::byte>* data, std::size_t client_send,
+                             std::size_t client_read, std::size_t server_read, std::size_t server_send,
+                             short_result* out) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(short_echo_server(&l, server_read, server_send, out));
+  tcp_stream s = co_await tcp_stream::connect(l.local_endpoint());
+  fault::rule sends{
+      .where = fault::site::send, .max_bytes = client_send, .fd = s.native_handle(), .times = fault::forever};
+  fault::rule reads{
+      .where = fault::site::recv, .max_bytes = client_read, .fd = s.native_handle(), .times = fault::forever};
+  fault::arm(sends);
+  fault::arm(reads);
+  // The reader runs beside the writer, so that neither side's buffers fill while the other waits.
+  auto reader = corio::spawn(short_echo_reader(&s, data->size(), &out->echoed));
+  const std::size_t written = co_await s.write_all({data->data(), data->size()});
+  CHECK(written == data->size());
+  co_await reader;
+  s.shutdown(corio::net::shutdown_type::send);
+  co_await server;
+}
+
+// --- write_all: short sends, then an error -------------------------------------------------------
+
+/// A client whose sends are cut to 1000 bytes and whose fifth send fails with EPIPE writes 64 KiB
+/// with the error_code form; returns its error and count, and what the server received.
+corio::task<std::pair<std::error_code, std::size_t>> write_all_broken_after_short_sends(
+    std::vector<std::byte>* got) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream client = co_await tcp_stream::connect(l.local_endpoint());
+  tcp_stream server = co_await l.accept();
+  const fault::rule cut{
+      .where = fault::site::send, .max_bytes = 1000, .fd = client.native_handle(), .times = fault::forever};
+  const fault::rule broken{
+      .where = fault::site::send, .error = EPIPE, .fd = client.native_handle(), .skip = 4};
+  fault::arm(cut);
+  fault::arm(broken);
+  const std::vector<std::byte> data(64 * 1024, std::byte{'x'});
+  std::error_code ec;
+  const std::size_t sent = co_await client.write_all({data.data(), data.size()}, ec);
+  client.close();
+  std::array<std::byte, 4096> buf{};
+  for (int i = 0; i < 10'000; ++i) {  // bounded
+    const std::size_t n = co_await server.read_some(buf);
+    if (n == 0) break;
+    got->insert(got->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  co_return std::pair{ec, sent};
+}
+
+}  // namespace
+
+TEST_SUITE_BEGIN("faults");
+
+TEST_CASE("a rule that cannot fault is refused") {
+  const rules_cleared cleared;
+  CHECK_THROWS_AS(fault::arm({.where = fault::site::recv}), std::invalid_argument);
+  CHECK_THROWS_AS(fault::arm({.where = fault::site::recv, .error = -1}), std::invalid_argument);
+  CHECK_THROWS_AS(fault::arm({.where = fault::site::recv, .error = EIO, .every = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(fault::arm({.where = fault::site::accept, .max_bytes = 1}), std::invalid_argument);
+  CHECK_THROWS_AS(fault::arm({.where = fault::site::uring_setup, .max_bytes = 1}), std::invalid_argument);
+  const int id = fault::arm({.where = fault::site::send, .max_bytes = 1});
+  CHECK(id > 0);
+  CHECK(fault::injected(id) == 0);
+}
+
+TEST_CASE(
+    "ECONNRESET, EPIPE or ENOBUFS in the middle of a stream reaches the task as std::system_error, and the "
+    "socket is closed") {
+  const rules_cleared cleared;
+  const hang_guard guard{"errors in the middle of a stream", 300s};
+  for (const unsigned workers : {1u, 2u, 4u}) {
+    corio::runtime rt{{.workers = workers}};
+    const baseline before{rt};
+    for (const fault::site where : {fault::site::recv, fault::site::send}) {
+      for (const int error : {ECONNRESET, EPIPE, ENOBUFS}) {
+        CAPTURE(workers);
+        CAPTURE(site_name(where));
+        CAPTURE(error);
+        // The server's fourth read (or send) fails: three rounds came back whole.
+        const fault::rule r{.where = where, .error = error, .skip = 3};
+        echo_result server;
+        const int rounds = rt.block_on(echo_with_fault(&r, &server, 10));
+        CHECK(rounds == 3);
+        CHECK(server.error == std::error_code{error, std::system_category()});
+        CHECK(fault::injected(server.rule) == 1);
+        fault::clear();
+      }
+    }
+    before.check();
+  }
+}
+
+TEST_CASE(
+    "a write_all failing after short sends reports, in its error_code form, exactly the bytes that went "
+    "out") {
+  const rules_cleared cleared;
+  const hang_guard guard{"write_all failing after short sends", 120s};
+  corio::runtime rt{{.workers = 2}};
+  const baseline before{rt};
+  // Sends cut to 1000 bytes; the fifth send fails with EPIPE: 4000 bytes went out.
+  std::vector<std::byte> got;
+  const auto [ec, sent] = rt.block_on(write_all_broken_after_short_sends(&got));
+  CHECK(ec == std::errc::broken_pipe);
+  CHECK(sent == 4000);
+  CHECK(got.size() == 4000);
+  before.check();
+}
+
+TEST_CASE(
+    "short reads and writes: read_some returns fewer bytes, write_all still writes everything, byte for "
+    "byte") {
+  const rules_cleared cleared;
+  const hang_guard guard{"short reads and writes", 300s};
+  const std::uint64_t seed = corio_test::test_seed();
+  const std::vector<std::byte> data = random_bytes(16 * 1024, seed);
+  for (const unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    const baseline before{rt};
+    short_result out;
+    rt.block_on(short_echo(&data, 5, 11, 7, 3, &out));
+    CHECK(out.echoed == data);
+    CHECK(out.largest_read <= 7);
+    CHECK(out.server_reads >= data.size() / 7);
+    fault::clear();
+    before.check();
+  }
+}
+
+TEST_SUITE_END();

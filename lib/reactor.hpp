@@ -117,7 +117,8 @@ class cancel_inbox {
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
 /// (and a descriptor an accept created anyway is closed, since nobody will ever see it);
-/// otherwise r's on_complete hook runs (it may resubmit the request, which then stays in flight)
+/// otherwise -EINTR and -EAGAIN of anything but a connect resubmit the request (or end it with
+/// -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
 /// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
 /// to the sink. A request that is finished for good is taken out of `cancels` first (see
 /// cancel_inbox::finished), so that no cancel for it is left once its task runs. Owner thread

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "net/socket_api.hpp"
@@ -30,6 +31,24 @@ bool finish_request(io_request& r, int result, bool draining, const completion_s
     cancels.finished(r);
     if (r.opcode == io_opcode::accept && result >= 0) (void)close_socket(result);
     return false;
+  }
+  if ((result == -EINTR || result == -EAGAIN) && r.opcode != io_opcode::connect) [[unlikely]] {
+    // Interrupted before it did anything, or nothing to take yet: an accept, recv, send or read
+    // is tried again, as Asio's reactor ops and Go's netpoller do, so a task never sees EINTR or
+    // EAGAIN from them. A connect is not (a connect attempt cannot be restarted on its socket):
+    // it reports them. Once a canceller asked for the end, the operation ends cancelled instead.
+    if (r.cancel_was_requested()) {
+      result = -ECANCELED;
+    } else {
+      try {
+        submit_io(r);  // on this reactor: finish_request runs on its owner thread
+        return false;  // still in flight
+      } catch (const std::system_error& e) {
+        result = -e.code().value();
+      } catch (...) {
+        result = -ENOMEM;
+      }
+    }
   }
   if (r.on_complete != nullptr) {
     if (!r.on_complete(r, result)) return false;  // resubmitted itself: still in flight

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <corio/corio.hpp>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -230,6 +231,45 @@ corio::task<std::pair<std::error_code, std::size_t>> write_all_broken_after_shor
   co_return std::pair{ec, sent};
 }
 
+// --- EINTR and EAGAIN ----------------------------------------------------------------------------
+
+/// Accepts one connection and echoes it with the throwing forms until the peer closes; returns
+/// the error it threw, if any.
+corio::task<std::error_code> echo_server(tcp_listener* l) {
+  try {
+    tcp_stream s = co_await l->accept();
+    std::array<std::byte, 256> buf{};
+    for (int i = 0; i < 100'000; ++i) {  // bounded
+      const std::size_t n = co_await s.read_some(buf);
+      if (n == 0) co_return std::error_code{};
+      co_await s.write_all({buf.data(), n});
+    }
+  } catch (const std::system_error& e) {
+    co_return e.code();
+  }
+  co_return std::error_code{};
+}
+
+/// One echo server and `rounds` round trips to it; the server's error, and the rounds that came
+/// back whole.
+corio::task<std::pair<std::error_code, int>> echo_session(int rounds) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  auto server = corio::spawn(echo_server(&l));
+  const int done = co_await echo_rounds(l.local_endpoint(), rounds);
+  const std::error_code error = co_await server;
+  co_return std::pair{error, done};
+}
+
+corio::task<std::error_code> connect_error(endpoint server) {
+  std::error_code ec;
+  tcp_stream s = co_await tcp_stream::connect(server, ec);
+  CHECK(s.is_open() == !ec);
+  co_return ec;
+}
+
+corio::task<int> wait_for_signal(int number) { co_return co_await corio::signal({number}); }
+corio::task<int> join_int(corio::join_handle<int> h) { co_return co_await h; }
+
 }  // namespace
 
 TEST_SUITE_BEGIN("faults");
@@ -308,6 +348,68 @@ TEST_CASE(
     fault::clear();
     before.check();
   }
+}
+
+TEST_CASE(
+    "EINTR and EAGAIN on accept, recv and send are retried: the tasks never see them, and every byte "
+    "arrives") {
+  const rules_cleared cleared;
+  const hang_guard guard{"EINTR and EAGAIN retried", 300s};
+  for (const unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    const baseline before{rt};
+    // On every socket: the first accepts fail, and every second recv and send, every third with
+    // EAGAIN (one in six both: EINTR wins).
+    std::vector<int> ids;
+    ids.push_back(fault::arm({.where = fault::site::accept, .error = EINTR, .times = 2}));
+    ids.push_back(fault::arm({.where = fault::site::accept, .error = EAGAIN, .times = 1}));
+    for (const fault::site where : {fault::site::recv, fault::site::send}) {
+      ids.push_back(fault::arm({.where = where, .error = EINTR, .every = 2, .times = fault::forever}));
+      ids.push_back(fault::arm({.where = where, .error = EAGAIN, .every = 3, .times = fault::forever}));
+    }
+    const auto [error, rounds] = rt.block_on(echo_session(50));
+    CHECK(!error);
+    CHECK(rounds == 50);
+    for (const int id : ids) CHECK(fault::injected(id) > 0);
+    fault::clear();
+    before.check();
+  }
+}
+
+TEST_CASE("EINTR on the read under corio::signal is retried: the wait still returns the signal") {
+  const rules_cleared cleared;
+  const hang_guard guard{"signal read retried", 120s};
+  corio::runtime rt{{.workers = 2}};
+  const baseline before{rt};
+  const int id = fault::arm({.where = fault::site::read, .error = EINTR, .times = 3});
+  auto waiting = rt.spawn(wait_for_signal(SIGUSR1));
+  // The wait is registered before its first read: a signal from now on reaches it.
+  for (int i = 0; i < 60'000 && fault::injected(id) == 0; ++i) std::this_thread::sleep_for(1ms);
+  REQUIRE(fault::injected(id) > 0);
+  REQUIRE(::raise(SIGUSR1) == 0);
+  CHECK(rt.block_on(join_int(std::move(waiting))) == SIGUSR1);
+  CHECK(fault::injected(id) == 3);
+  before.check();
+}
+
+TEST_CASE("EINTR and EAGAIN on connect are reported (a connect is not restarted), and its socket is closed") {
+  const rules_cleared cleared;
+  const hang_guard guard{"connect reports EINTR and EAGAIN", 120s};
+  corio::runtime rt{{.workers = 2}};
+  const baseline before{rt};
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  for (const int error : {EINTR, EAGAIN}) {
+    CAPTURE(error);
+    const int id = fault::arm({.where = fault::site::connect, .error = error});
+    CHECK(rt.block_on(connect_error(l.local_endpoint())) == std::error_code{error, std::system_category()});
+    CHECK(fault::injected(id) == 1);
+  }
+  // And the next connect, with no rule left to fire, works.
+  CHECK(!rt.block_on(connect_error(l.local_endpoint())));
+  l.close();
+  fault::clear();
+  before.check();
 }
 
 TEST_SUITE_END();

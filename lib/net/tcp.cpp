@@ -79,7 +79,7 @@ write_all_operation::write_all_operation(const detail::file_descriptor& socket, 
 }
 
 bool write_all_operation::on_complete(detail::io_request& r, int result) noexcept {
-  if (result < 0 && result != -EINTR && result != -EAGAIN) {
+  if (result < 0) {  // finish_request retried EINTR and EAGAIN already
     r.result = result;
     return true;
   }

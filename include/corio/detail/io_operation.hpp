@@ -112,6 +112,10 @@ void submit_io(io_request& request);
 /// accept that got a descriptor returns the socket). The completion is always reaped before the
 /// task resumes. ECANCELED is reported as corio::operation_cancelled (derived from
 /// std::system_error), or in the error_code form as std::errc::operation_canceled.
+///
+/// EINTR and EAGAIN: the reactor resubmits an accept, recv, send or read that completes with
+/// them (finish_request in lib/reactor.hpp), so they never reach the task; a connect reports
+/// them; a request whose cancellation was asked for ends cancelled instead of being retried.
 class io_operation {
  public:
   io_operation(const io_operation&) = delete;

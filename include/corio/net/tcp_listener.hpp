@@ -30,6 +30,7 @@ class accept_operation : public detail::io_operation {
 /// Accepting is an io_uring IORING_OP_ACCEPT; accepted descriptors are close-on-exec. When the
 /// process runs out of descriptors, accept fails with EMFILE (or ENFILE) and the pending
 /// connection stays in the backlog: back off (sleep) and retry, as samples/http_hello does.
+/// EINTR and EAGAIN are never reported: the accept is tried again.
 /// Several tasks may accept on one listener at once.
 class tcp_listener {
  public:

@@ -64,6 +64,10 @@ enum class shutdown_type { receive, send, both };
 /// success. Operations on a closed or moved-from stream throw std::system_error(EBADF) (the
 /// error_code forms report EBADF).
 ///
+/// EINTR and EAGAIN never reach a read or a write: the operation is tried again (as Asio's
+/// reactor operations and Go's netpoller do), so an error a read or write reports is final for
+/// that call. A connect reports them (see connect()).
+///
 /// One task may read while another writes on the same stream; two concurrent reads (or two
 /// concurrent writes) are not supported. Writes never raise SIGPIPE: a peer that reset the
 /// connection is an EPIPE or ECONNRESET error. Reads and writes are awaitables that must be
@@ -80,7 +84,8 @@ class tcp_stream {
   ~tcp_stream() = default;
 
   /// Connects to `remote`; `co_await` yields the stream. Throws std::system_error
-  /// (ECONNREFUSED, ENETUNREACH, EMFILE, ...).
+  /// (ECONNREFUSED, ENETUNREACH, EMFILE, ...), EINTR and EAGAIN included: a connect attempt is
+  /// not restarted on its socket (retry with a new connect). The socket it made is closed.
   [[nodiscard]] static connect_operation connect(const endpoint& remote) noexcept {
     return connect_operation{remote, nullptr};
   }

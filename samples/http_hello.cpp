@@ -6,9 +6,9 @@
 // Listens on 127.0.0.1:8080 by default (--port 0 picks a free port), prints
 // "listening on ADDRESS:PORT" once ready, and serves every connection in its own task. When
 // accept fails because the process is out of descriptors (EMFILE/ENFILE) it backs off for 10 ms
-// and keeps serving the connections it has. A client gets --header-timeout seconds (default 10)
-// to send a request head, counted from the accept for its first request and from the head's
-// first byte for the others (the same bound applies to each wait for more of a body, and to the
+// and keeps serving the connections it has (samples/http/http_server.hpp: accept_loop). A client
+// gets --header-timeout seconds (default 10) to send a request head, counted from the accept for
+// its first request and from the head's first byte for the others (the same bound applies to each wait for more of a body, and to the
 // lingering close), and a keep-alive connection may stay idle --keepalive-timeout seconds
 // (default 60) between requests; past either, the connection is closed (nginx's
 // client_header_timeout and keepalive_timeout). 0 means no limit. On SIGINT or SIGTERM it shuts
@@ -19,7 +19,6 @@
 
 #include <charconv>
 #include <csignal>
-#include <chrono>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -27,7 +26,6 @@
 #include "sample_args.hpp"
 #include "http/http_server.hpp"
 
-using namespace std::chrono_literals;
 using corio_samples::parse_unsigned;
 using corio_samples::http::server_limits;
 
@@ -62,41 +60,6 @@ bool parse_seconds(std::string_view text, corio::clock::duration& out) {
   return true;
 }
 
-// Parameters by value or pointer (GCC 12 and coroutine references, see corio/runtime.hpp).
-corio::task<void> connection(corio::net::tcp_stream s, server_limits limits) {
-  try {
-    co_await corio_samples::http::serve_connection(std::move(s), limits);
-  } catch (...) {
-    // bad_alloc and the like end this connection, not the server (a task_group would cancel
-    // every other connection on a child's failure).
-  }
-}
-
-corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_group* connections,
-                             server_limits limits) {
-  auto last_report = corio::clock::now() - 1s;
-  for (;;) {
-    std::error_code ec;
-    corio::net::tcp_stream s = co_await listener->accept(ec);
-    if (!ec) {
-      connections->spawn(connection(std::move(s), limits));
-      continue;
-    }
-    if (ec == std::errc::operation_canceled) co_return 0;  // shutting down
-    if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system) {
-      if (corio::clock::now() - last_report >= 1s) {  // at most one line a second
-        fmt::print(stderr, "http_hello: accept: {}; backing off\n", ec.message());
-        last_report = corio::clock::now();
-      }
-      co_await corio::sleep_for(10ms);
-      continue;
-    }
-    if (ec == std::errc::connection_aborted || ec == std::errc::interrupted) continue;
-    fmt::print(stderr, "http_hello: accept failed: {}\n", ec.message());
-    co_return 1;
-  }
-}
-
 corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
 
 corio::task<int> serve(std::string address, server_limits limits) {
@@ -105,7 +68,9 @@ corio::task<int> serve(std::string address, server_limits limits) {
   std::fflush(stdout);
   corio::task_group connections;
   // The first of the two to end wins; when_any cancels the other and waits for it.
-  auto first = co_await corio::when_any(wait_for_signal(), accept_loop(&listener, &connections, limits));
+  corio_samples::http::accept_report report;
+  auto first = co_await corio::when_any(wait_for_signal(),
+                                        corio_samples::http::accept_loop(&listener, &connections, &report, limits));
   int status = 0;
   if (first.index() == 0) {
     fmt::print(stderr, "http_hello: signal {}: no new connections; finishing the requests in flight\n",

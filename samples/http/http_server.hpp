@@ -1,11 +1,15 @@
-// samples/http/http_server.hpp - the connection handler of samples/http_hello, shared with the
-// sample's tests: an HTTP/1.1 keep-alive "Hello, World!" server on corio.
+// samples/http/http_server.hpp - the connection handler and the accept loop of samples/http_hello,
+// shared with the sample's tests: an HTTP/1.1 keep-alive "Hello, World!" server on corio.
 #pragma once
 
 #include <corio/corio.hpp>
 
+#include <fmt/format.h>
+
 #include <array>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <span>
 #include <string>
@@ -187,6 +191,82 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
     }
     head_begun = have != 0;
     if (new_head && header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
+  }
+}
+
+/// Serves one connection (serve_connection) as a task of the server's connection group: an
+/// exception (bad_alloc and the like) ends this connection, never the server (a task_group
+/// cancels every other child when one fails).
+inline corio::task<void> guarded_connection(corio::net::tcp_stream s, server_limits limits) {
+  try {
+    co_await serve_connection(std::move(s), limits);
+  } catch (...) {
+  }
+}
+
+/// What the accept loop does after accept() failed with `ec`.
+enum class accept_action {
+  retry,     ///< accept again at once: the error belonged to one connection (ECONNABORTED, ...)
+  back_off,  ///< sleep, then accept again: the process or the kernel is out of a resource
+  stop,      ///< the listener itself is broken (EBADF, EINVAL, ...): the loop ends
+};
+
+/// Classifies an accept() error: out of descriptors (EMFILE, ENFILE) backs off; an error of the
+/// connection being accepted (ECONNABORTED, EINTR) retries; anything else stops.
+inline accept_action classify_accept_error(std::error_code ec) noexcept {
+  if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system) {
+    return accept_action::back_off;
+  }
+  if (ec == std::errc::connection_aborted || ec == std::errc::interrupted) return accept_action::retry;
+  return accept_action::stop;
+}
+
+/// What an accept loop did, for its owner (and the tests).
+struct accept_report {
+  std::uint64_t accepted = 0;    ///< connections handed to the group
+  std::uint64_t retried = 0;     ///< errors after which it accepted again at once
+  std::uint64_t backed_off = 0;  ///< errors after which it slept first
+  bool print = true;             ///< say so on stderr: at most one line a second while backing off
+};
+
+/// How long the accept loop sleeps after an error that backs off.
+inline constexpr std::chrono::milliseconds accept_back_off{10};
+
+/// Accepts connections on `*listener` and spawns guarded_connection for each in `*connections`
+/// (served with `limits`),
+/// until it is cancelled (returns 0) or accept fails with an error that stops it (returns 1,
+/// printed on stderr when report->print). Errors are classified by classify_accept_error: a
+/// retry accepts again at once, a back-off sleeps accept_back_off first, while the connections
+/// already accepted go on being served; when descriptors are free again, the connections that
+/// waited in the backlog are accepted. Cancelled during a back-off, it throws
+/// corio::operation_cancelled.
+inline corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_group* connections,
+                                    accept_report* report, server_limits limits = {}) {
+  auto last_line = corio::now() - std::chrono::seconds(1);
+  for (;;) {
+    std::error_code ec;
+    corio::net::tcp_stream s = co_await listener->accept(ec);
+    if (!ec) {
+      ++report->accepted;
+      connections->spawn(guarded_connection(std::move(s), limits));
+      continue;
+    }
+    if (ec == std::errc::operation_canceled) co_return 0;  // shutting down
+    const accept_action action = classify_accept_error(ec);
+    if (action == accept_action::retry) {
+      ++report->retried;
+      continue;
+    }
+    if (action == accept_action::stop) {
+      if (report->print) fmt::print(stderr, "http_hello: accept failed: {}\n", ec.message());
+      co_return 1;
+    }
+    ++report->backed_off;
+    if (report->print && corio::now() - last_line >= std::chrono::seconds(1)) {
+      fmt::print(stderr, "http_hello: accept: {}; backing off\n", ec.message());
+      last_line = corio::now();
+    }
+    co_await corio::sleep_for(accept_back_off);
   }
 }
 

@@ -5,10 +5,12 @@
 //
 // Listens on 127.0.0.1:8080 by default (--port 0 picks a free port), prints
 // "listening on ADDRESS:PORT" once ready, and serves every connection in its own task. When
-// accept fails because the process is out of descriptors (EMFILE/ENFILE) it backs off for 10 ms
-// and keeps serving the connections it has (samples/http/http_server.hpp: accept_loop). A client
-// gets --header-timeout seconds (default 10) to send a request head, counted from the accept for
-// its first request and from the head's first byte for the others (the same bound applies to each wait for more of a body, and to the
+// accept fails because the process is out of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+// ENOMEM) it backs off for 10 ms and keeps serving the connections it has; an error that belongs
+// to the connection being accepted (ECONNABORTED, EPROTO, ...) is skipped
+// (samples/http/http_server.hpp: accept_loop). A client gets --header-timeout seconds (default
+// 10) to send a request head, counted from the accept for its first request and from the head's
+// first byte for the others (the same bound applies to each wait for more of a body, and to the
 // lingering close), and a keep-alive connection may stay idle --keepalive-timeout seconds
 // (default 60) between requests; past either, the connection is closed (nginx's
 // client_header_timeout and keepalive_timeout). 0 means no limit. On SIGINT or SIGTERM it shuts

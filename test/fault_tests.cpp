@@ -15,11 +15,13 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "fault_injection.hpp"
+#include "http/http_server.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -270,6 +272,76 @@ corio::task<std::error_code> connect_error(endpoint server) {
 corio::task<int> wait_for_signal(int number) { co_return co_await corio::signal({number}); }
 corio::task<int> join_int(corio::join_handle<int> h) { co_return co_await h; }
 
+// --- the http_hello sample -------------------------------------------------------------------
+
+constexpr std::string_view hello_closed =
+    "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    "Hello, World!";
+
+/// One request on a new connection, with the error_code forms; true when the whole answer came.
+corio::task<bool> http_get(endpoint server) {
+  std::error_code ec;
+  tcp_stream s = co_await tcp_stream::connect(server, ec);
+  if (ec) co_return false;
+  co_await s.write_all(std::string_view{"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"}, ec);
+  if (ec) co_return false;
+  std::string got;
+  std::array<char, 1024> buf{};
+  for (int i = 0; i < 10'000; ++i) {  // bounded
+    const std::size_t n = co_await s.read_some(buf, ec);
+    if (ec || n == 0) break;
+    got.append(buf.data(), n);
+  }
+  co_return got == hello_closed;
+}
+
+struct hello_clients {
+  int with_faults = 0;  ///< requests answered while the rules were armed
+  int after = 0;        ///< requests answered once every rule was cleared
+};
+
+/// `with_faults` requests one after the other, then, when `after` is not 0, clears every rule and
+/// makes `after` more.
+corio::task<hello_clients> http_requests(endpoint server, int with_faults, int after) {
+  hello_clients answered;
+  for (int i = 0; i < with_faults; ++i) {
+    const bool ok = co_await http_get(server);
+    answered.with_faults += ok ? 1 : 0;
+  }
+  if (after != 0) fault::clear();
+  for (int i = 0; i < after; ++i) {
+    const bool ok = co_await http_get(server);
+    answered.after += ok ? 1 : 0;
+  }
+  co_return answered;
+}
+
+struct hello_outcome {
+  bool loop_ended_first = false;  ///< the accept loop ended before the clients did: a failure
+  int loop_status = -1;           ///< what it returned then
+  hello_clients answered;
+};
+
+/// http_hello's accept loop against the clients of http_requests: the first to end wins (when_any
+/// cancels the other); then the connections are cancelled and joined, as http_hello does.
+corio::task<hello_outcome> run_http_hello(int with_faults, int after,
+                                          corio_samples::http::accept_report* report) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  corio::task_group connections;
+  auto first = co_await corio::when_any(corio_samples::http::accept_loop(&l, &connections, report),
+                                        http_requests(l.local_endpoint(), with_faults, after));
+  hello_outcome out;
+  if (first.index() == 0) {
+    out.loop_ended_first = true;
+    out.loop_status = std::get<0>(first);
+  } else {
+    out.answered = std::get<1>(first);
+  }
+  connections.cancel();
+  co_await connections.join();
+  co_return out;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("faults");
@@ -410,6 +482,35 @@ TEST_CASE("EINTR and EAGAIN on connect are reported (a connect is not restarted)
   l.close();
   fault::clear();
   before.check();
+}
+
+TEST_CASE(
+    "http_hello backs off when accept runs out of descriptors or memory, skips an aborted connection, and "
+    "serves every client") {
+  const rules_cleared cleared;
+  const hang_guard guard{"http_hello through accept errors", 300s};
+  for (const unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    const baseline before{rt};
+    // Accepts 1, 3, 5, ... fail, one error each: the loop accepts again after each, so every
+    // other accept it makes fails until the rules are spent.
+    std::vector<int> ids;
+    const std::array errors{EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPROTO};
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+      ids.push_back(fault::arm({.where = fault::site::accept, .error = errors[i], .skip = 2 * i}));
+    }
+    corio_samples::http::accept_report report{.print = false};
+    const hello_outcome out = rt.block_on(run_http_hello(20, 0, &report));
+    CHECK_FALSE(out.loop_ended_first);
+    CHECK(out.loop_status == -1);
+    CHECK(out.answered.with_faults == 20);
+    CHECK(report.accepted == 20);
+    CHECK(report.backed_off == 4);
+    CHECK(report.retried == 2);
+    for (const int id : ids) CHECK(fault::injected(id) == 1);
+    before.check();
+  }
 }
 
 TEST_SUITE_END();

@@ -211,13 +211,29 @@ enum class accept_action {
   stop,      ///< the listener itself is broken (EBADF, EINVAL, ...): the loop ends
 };
 
-/// Classifies an accept() error: out of descriptors (EMFILE, ENFILE) backs off; an error of the
-/// connection being accepted (ECONNABORTED, EINTR) retries; anything else stops.
+/// Classifies an accept() error, as Go's net/http server (temporary errors) and accept(2) advise:
+/// out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) backs off; an error of the
+/// connection being accepted (ECONNABORTED; the pending network errors Linux's accept passes on,
+/// EPROTO, ENETDOWN, EHOSTUNREACH...; EPERM from a firewall rule; ECONNRESET, ETIMEDOUT) retries;
+/// anything else stops.
 inline accept_action classify_accept_error(std::error_code ec) noexcept {
-  if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system) {
-    return accept_action::back_off;
+  using std::errc;
+  for (const errc e : {errc::too_many_files_open, errc::too_many_files_open_in_system, errc::no_buffer_space,
+                       errc::not_enough_memory}) {
+    if (ec == e) return accept_action::back_off;
   }
-  if (ec == std::errc::connection_aborted || ec == std::errc::interrupted) return accept_action::retry;
+  for (const errc e : {errc::connection_aborted, errc::interrupted, errc::resource_unavailable_try_again,
+                       errc::protocol_error, errc::no_protocol_option, errc::host_unreachable,
+                       errc::operation_not_supported, errc::network_down, errc::network_unreachable,
+                       errc::operation_not_permitted, errc::connection_reset, errc::timed_out}) {
+    if (ec == e) return accept_action::retry;
+  }
+#if defined(EHOSTDOWN)
+  if (ec.value() == EHOSTDOWN) return accept_action::retry;
+#endif
+#if defined(ENONET)
+  if (ec.value() == ENONET) return accept_action::retry;
+#endif
   return accept_action::stop;
 }
 

@@ -513,4 +513,29 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "http_hello's connections end quietly on ECONNRESET, EPIPE and ENOBUFS mid-stream, and the server keeps "
+    "serving") {
+  const rules_cleared cleared;
+  const hang_guard guard{"http_hello through errors mid-stream", 300s};
+  for (const unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    const baseline before{rt};
+    // On the server's and the clients' streams alike.
+    fault::arm(
+        {.where = fault::site::recv, .error = ECONNRESET, .skip = 1, .every = 5, .times = fault::forever});
+    fault::arm({.where = fault::site::send, .error = EPIPE, .every = 4, .times = fault::forever});
+    fault::arm(
+        {.where = fault::site::send, .error = ENOBUFS, .skip = 2, .every = 7, .times = fault::forever});
+    corio_samples::http::accept_report report{.print = false};
+    const hello_outcome out = rt.block_on(run_http_hello(30, 5, &report));
+    CHECK_FALSE(out.loop_ended_first);
+    CHECK(out.answered.with_faults < 30);  // the faults cost some requests...
+    CHECK(out.answered.after == 5);        // ...and once they stop, every request is answered
+    CHECK(report.accepted == 35);
+    before.check();
+  }
+}
+
 TEST_SUITE_END();

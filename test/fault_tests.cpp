@@ -427,6 +427,20 @@ corio::task<void> many_reads(int n, std::atomic<int>* cancelled, std::vector<tcp
   }
 }
 
+// --- io_uring refused ----------------------------------------------------------------------------
+
+/// Echo between a server task bound to worker `server_on`, accepting on `*l`, and a client bound
+/// to `client_on`: their I/O goes through those two workers' reactors. The rounds that came back
+/// whole.
+corio::task<int> echo_between(tcp_listener* l, unsigned server_on, unsigned client_on, int rounds) {
+  auto server = corio::spawn_on(server_on, echo_server(l));
+  auto client = corio::spawn_on(client_on, echo_rounds(l->local_endpoint(), rounds));
+  const int done = co_await client;
+  const std::error_code error = co_await server;
+  CHECK(!error);
+  co_return done;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("faults");
@@ -668,6 +682,72 @@ TEST_CASE(
     clients.clear();
     CHECK(open_descriptors() == descriptors);
   }
+}
+
+TEST_CASE(
+    "io_uring refused at every set-up: the runtime falls back to Asio, says why, and survives the faults") {
+  const rules_cleared cleared;
+  const corio_test::scoped_env automatic{"CORIO_BACKEND", nullptr};
+  const hang_guard guard{"io_uring refused", 300s};
+  const std::size_t descriptors = open_descriptors();
+  {
+    const int refused =
+        fault::arm({.where = fault::site::uring_setup, .error = EPERM, .times = fault::forever});
+    corio::runtime rt{{.workers = 2}};
+    CHECK(fault::injected(refused) == 1);  // the probe: the workers then go straight to Asio
+    CHECK(std::string{rt.backend()} == "asio");
+    const corio::runtime_stats stats = rt.stats();
+    CHECK(stats.backend == "asio");
+    CHECK(stats.backend_fallback.find("io_uring") != std::string::npos);
+    CHECK(stats.backend_fallback.find(std::system_category().message(EPERM)) != std::string::npos);
+    const baseline before{rt};
+    // An error in the middle of a stream, and short reads and writes, on the fallback.
+    const fault::rule reset{.where = fault::site::recv, .error = ECONNRESET, .skip = 3};
+    echo_result server;
+    CHECK(rt.block_on(echo_with_fault(&reset, &server, 10)) == 3);
+    CHECK(server.error == std::errc::connection_reset);
+    const std::vector<std::byte> data = random_bytes(4096, 7);
+    short_result out;
+    rt.block_on(short_echo(&data, 5, 11, 7, 3, &out));
+    CHECK(out.echoed == data);
+    fault::clear();
+    before.check();
+  }
+  CHECK(open_descriptors() == descriptors);
+}
+
+TEST_CASE(
+    "io_uring refused for one worker only (ENOMEM after the probe): that worker runs Asio, and the two "
+    "reactors serve each other") {
+  const rules_cleared cleared;
+  const corio_test::scoped_env automatic{"CORIO_BACKEND", nullptr};
+  const hang_guard guard{"io_uring refused for one worker", 300s};
+  const std::size_t descriptors = open_descriptors();
+  {
+    // The probe and the first worker to set up get their ring; the second worker does not.
+    const int refused = fault::arm({.where = fault::site::uring_setup, .error = ENOMEM, .skip = 2});
+    corio::runtime rt{{.workers = 2}};
+    const corio::runtime_stats stats = rt.stats();
+    if (fault::injected(refused) == 0) {
+      // Built without io_uring, or the kernel refused it already at the probe: nothing mixed.
+      MESSAGE("io_uring unavailable here: " << stats.backend_fallback);
+    } else {
+      CHECK(std::string{rt.backend()} == "io_uring+asio");
+      CHECK((stats.backend == "io_uring+asio" || stats.backend == "asio+io_uring"));
+      CHECK(stats.backend_fallback.find(std::system_category().message(ENOMEM)) != std::string::npos);
+    }
+    const baseline before{rt};
+    // One listener, accepted on by both reactors in turn.
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    for (int turn = 0; turn < 4; ++turn) {
+      const unsigned server_on = static_cast<unsigned>(turn % 2);
+      CHECK(rt.block_on(echo_between(&l, server_on, 1 - server_on, 20)) == 20);
+    }
+    l.close();
+    CHECK(rt.block_on(echo_load(16, 5, 1024, 11)) == 16 * 5);
+    before.check();
+  }
+  CHECK(open_descriptors() == descriptors);
 }
 
 TEST_SUITE_END();

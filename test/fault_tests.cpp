@@ -613,6 +613,32 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "http_hello answers every client with reads of 3 bytes, writes of 5, and EINTR and EAGAIN everywhere") {
+  const rules_cleared cleared;
+  const hang_guard guard{"http_hello through short transfers, EINTR and EAGAIN", 300s};
+  for (const unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    const baseline before{rt};
+    // On the server's and the clients' streams alike.
+    fault::arm({.where = fault::site::recv, .max_bytes = 3, .times = fault::forever});
+    fault::arm({.where = fault::site::send, .max_bytes = 5, .times = fault::forever});
+    for (const fault::site where : {fault::site::accept, fault::site::recv, fault::site::send}) {
+      fault::arm({.where = where, .error = EINTR, .every = 3, .times = fault::forever});
+      fault::arm({.where = where, .error = EAGAIN, .skip = 1, .every = 4, .times = fault::forever});
+    }
+    corio_samples::http::accept_report report{.print = false};
+    const hello_outcome out = rt.block_on(run_http_hello(20, 0, &report));
+    CHECK_FALSE(out.loop_ended_first);
+    CHECK(out.answered.with_faults == 20);
+    CHECK(report.accepted == 20);
+    CHECK(report.retried == 0);  // EINTR and EAGAIN never reach the loop
+    fault::clear();
+    before.check();
+  }
+}
+
+TEST_CASE(
     "http_hello's connections end quietly on ECONNRESET, EPIPE and ENOBUFS mid-stream, and the server keeps "
     "serving") {
   const rules_cleared cleared;

@@ -441,6 +441,38 @@ corio::task<int> echo_between(tcp_listener* l, unsigned server_on, unsigned clie
   co_return done;
 }
 
+// --- what an injected error leaves behind --------------------------------------------------------
+
+struct untouched_result {
+  std::error_code accept_error;  ///< the first accept's
+  bool same_peer = false;        ///< the second accept got the connection the first left waiting
+  std::error_code read_error;    ///< the first read's
+  std::string read_after;        ///< what the next reads got
+};
+
+corio::task<untouched_result> injected_errors_leave_the_kernel_alone() {
+  untouched_result out;
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream client = co_await tcp_stream::connect(l.local_endpoint());
+  const int refused = fault::arm({.where = fault::site::accept, .error = EMFILE});
+  tcp_stream server = co_await l.accept(out.accept_error);
+  CHECK(fault::injected(refused) == 1);
+  CHECK(!server.is_open());
+  server = co_await l.accept();
+  out.same_peer = server.remote_endpoint().to_string() == client.local_endpoint().to_string();
+  co_await client.write_all(std::string_view{"hello"});
+  fault::arm({.where = fault::site::recv, .error = ECONNRESET, .fd = server.native_handle()});
+  std::array<char, 16> buf{};
+  (void)co_await server.read_some(buf, out.read_error);
+  client.close();
+  for (int i = 0; i < 100; ++i) {  // bounded
+    const std::size_t n = co_await server.read_some(buf);
+    if (n == 0) break;
+    out.read_after.append(buf.data(), n);
+  }
+  co_return out;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("faults");
@@ -455,6 +487,21 @@ TEST_CASE("a rule that cannot fault is refused") {
   const int id = fault::arm({.where = fault::site::send, .max_bytes = 1});
   CHECK(id > 0);
   CHECK(fault::injected(id) == 0);
+}
+
+TEST_CASE(
+    "an injected error leaves the kernel alone: an accept's connection stays in the backlog, a recv's bytes "
+    "in the socket") {
+  const rules_cleared cleared;
+  const hang_guard guard{"injected errors leave the kernel alone", 120s};
+  corio::runtime rt{{.workers = 2}};
+  const baseline before{rt};
+  const untouched_result out = rt.block_on(injected_errors_leave_the_kernel_alone());
+  CHECK(out.accept_error == std::errc::too_many_files_open);
+  CHECK(out.same_peer);
+  CHECK(out.read_error == std::errc::connection_reset);
+  CHECK(out.read_after == "hello");
+  before.check();
 }
 
 TEST_CASE(

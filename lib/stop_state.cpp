@@ -9,10 +9,17 @@
 namespace corio::detail {
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-// Referenced only by name from inline asm (stop_state.hpp): `used` and `externally_visible` keep
-// link-time optimization from dropping or renaming it (an LTO build failed to link without).
-[[gnu::tls_model("initial-exec"), gnu::used, gnu::externally_visible]] thread_local constinit stop_state* tls_current_stop =
-    nullptr;
+// Referenced only by name from inline asm (stop_state.hpp): `used` and, for GCC, which has it,
+// `externally_visible` keep link-time optimization from dropping or renaming it (an LTO build
+// failed to link without).
+#if defined(__clang__)
+#define CORIO_EXTERNALLY_VISIBLE
+#else
+#define CORIO_EXTERNALLY_VISIBLE gnu::externally_visible
+#endif
+[[gnu::tls_model("initial-exec"), gnu::used, CORIO_EXTERNALLY_VISIBLE]] thread_local constinit stop_state*
+    tls_current_stop = nullptr;
+#undef CORIO_EXTERNALLY_VISIBLE
 #else
 namespace {
 thread_local constinit stop_state* tls_current_stop = nullptr;

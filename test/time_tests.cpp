@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -119,6 +120,11 @@ corio::task<int> zero_and_past_sleeps() {
   co_return 1;
 }
 
+// --- huge and negative durations ------------------------------------------------------------------
+
+/// A thousand years: beyond what corio's clock (nanoseconds in 64 bits, about 292 years) can hold.
+constexpr std::chrono::hours thousand_years{24 * 365 * 1000};
+
 }  // namespace
 
 TEST_SUITE_BEGIN("time");
@@ -195,6 +201,43 @@ TEST_CASE("an interval ticks on its grid and skips the ticks a slow receiver mis
 TEST_CASE("zero, negative and past sleeps complete at once") {
   corio::runtime rt{{.workers = 1}};
   CHECK(rt.block_on(zero_and_past_sleeps()) == 1);
+}
+
+TEST_CASE("to_clock_duration rounds up and saturates; deadline_after saturates at the clock's ends") {
+  using corio::clock;
+  using corio::to_clock_duration;
+  static_assert(to_clock_duration(1h) == std::chrono::nanoseconds{3'600'000'000'000});
+  static_assert(to_clock_duration(-1h) == -1h);
+  static_assert(to_clock_duration(std::chrono::nanoseconds::max()) == clock::duration::max());
+  static_assert(to_clock_duration(thousand_years) == clock::duration::max());
+  static_assert(to_clock_duration(-thousand_years) == clock::duration::min());
+  static_assert(to_clock_duration(std::chrono::hours::max()) == clock::duration::max());
+  static_assert(to_clock_duration(std::chrono::hours::min()) == clock::duration::min());
+  static_assert(to_clock_duration(std::chrono::duration<unsigned long long, std::ratio<3600>>{~0ull}) ==
+                clock::duration::max());
+  static_assert(to_clock_duration(std::chrono::nanoseconds{9'222'000'000'000'000'000}) ==
+                std::chrono::nanoseconds{9'222'000'000'000'000'000});
+  static_assert(to_clock_duration(std::chrono::duration<long long, std::pico>{1}) == std::chrono::nanoseconds{1});
+  static_assert(to_clock_duration(std::chrono::duration<long long, std::pico>{-1999}) == std::chrono::nanoseconds{-1});
+  static_assert(to_clock_duration(std::chrono::duration<long long, std::ratio<1, 3>>{3}) == 1s);
+  static_assert(to_clock_duration(std::chrono::duration<long long, std::ratio<1, 3>>{1}) ==
+                std::chrono::nanoseconds{333'333'334});
+  static_assert(to_clock_duration(std::chrono::duration<double>{1.5e-9}) == std::chrono::nanoseconds{2});
+  static_assert(to_clock_duration(std::chrono::duration<double>{-1.5e-9}) == std::chrono::nanoseconds{-1});
+  static_assert(to_clock_duration(std::chrono::duration<double>{1e30}) == clock::duration::max());
+  static_assert(to_clock_duration(std::chrono::duration<double>{-1e30}) == clock::duration::min());
+  static_assert(to_clock_duration(std::chrono::duration<double>{std::numeric_limits<double>::infinity()}) ==
+                clock::duration::max());
+  static_assert(to_clock_duration(std::chrono::duration<double>{std::numeric_limits<double>::quiet_NaN()}) ==
+                clock::duration::zero());
+  constexpr clock::time_point t{1h};
+  static_assert(corio::deadline_after(t, 1s) == t + 1s);
+  static_assert(corio::deadline_after(t, -1s) == t - 1s);
+  static_assert(corio::deadline_after(t, clock::duration::max()) == clock::time_point::max());
+  static_assert(corio::deadline_after(clock::time_point::max(), 1ns) == clock::time_point::max());
+  static_assert(corio::deadline_after(clock::time_point{-1h}, clock::duration::min()) == clock::time_point::min());
+  static_assert(corio::deadline_after(t, clock::duration::min()) == t + clock::duration::min());
+  CHECK(to_clock_duration(thousand_years) == clock::duration::max());  // the static_asserts above are the test
 }
 
 TEST_SUITE_END();

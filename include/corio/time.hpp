@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <ratio>
 
 #include "corio/detail/park.hpp"
 #include "corio/detail/timer_entry.hpp"
@@ -15,6 +16,43 @@ namespace corio {
 /// The clock of corio's timers: monotonic, nanosecond resolution. Under a runtime built with
 /// `manual_clock`, its time points are those of the runtime's manual time (see now()).
 using clock = std::chrono::steady_clock;
+
+/// Converts any std::chrono duration to clock::duration (ns), rounding up (a wait is never
+/// shorter than asked) and saturating instead of overflowing: a duration past clock::duration's
+/// range (about 292 years either way) gives clock::duration::max() or min(); NaN gives zero.
+/// Every corio function that takes a duration converts it with this (sleep_for, interval,
+/// send_for, recv_for, after, timeout, try_timeout, runtime::shutdown, runtime::advance), so a
+/// huge duration means "no deadline" and a hugely negative one "already due". Exact for integral
+/// durations whose unit is a whole number or a whole fraction of a nanosecond (every standard
+/// one); for floating-point ones and other units the range check and the rounding are done in
+/// long double. constexpr, never throws, thread-safe.
+template <class Rep, class Period>
+[[nodiscard]] constexpr clock::duration to_clock_duration(std::chrono::duration<Rep, Period> d) noexcept {
+  using ratio = std::ratio_divide<Period, clock::period>;  // d's unit in clock ticks
+  const long double x = static_cast<long double>(d.count()) * ratio::num / ratio::den;
+  if (x != x) return clock::duration::zero();  // NaN
+  // The limit stays below clock::rep's range by far more than the rounding error of x (1 part in
+  // 2^53 even where long double is a double), so whatever passes converts without overflow.
+  constexpr long double limit = 9.223e18L;
+  if (x >= limit) return clock::duration::max();
+  if (x <= -limit) return clock::duration::min();
+  if constexpr (!std::chrono::treat_as_floating_point_v<Rep> && (ratio::num == 1 || ratio::den == 1)) {
+    return std::chrono::ceil<clock::duration>(d);  // a product or a quotient: exact, in range
+  } else {
+    const auto t = static_cast<clock::rep>(x);  // toward zero
+    return clock::duration{t < x ? t + 1 : t};
+  }
+}
+
+/// `t + d` without overflow: clock::time_point::max() when the sum is past it, min() when before
+/// it. The deadline `d` after `t`: time_point::max() is the deadline that never comes (see
+/// sleep_until). constexpr, never throws, thread-safe.
+[[nodiscard]] constexpr clock::time_point deadline_after(clock::time_point t, clock::duration d) noexcept {
+  const clock::duration since = t.time_since_epoch();
+  if (d > clock::duration::zero() && since > clock::duration::max() - d) return clock::time_point::max();
+  if (d < clock::duration::zero() && since < clock::duration::min() - d) return clock::time_point::min();
+  return t + d;
+}
 
 /// Where a runtime's time comes from.
 enum class clock_source {

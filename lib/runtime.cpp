@@ -180,6 +180,7 @@ void runtime_impl::wakep(bool fenced) noexcept {
 }
 
 void runtime_impl::advance_to(clock::time_point target) noexcept {
+  target = std::min(target, end_of_time());
   const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
   std::int64_t cur = manual_ns_.load(std::memory_order_acquire);
   while (cur < ns && !manual_ns_.compare_exchange_weak(cur, ns, std::memory_order_acq_rel)) {
@@ -216,16 +217,10 @@ void runtime_impl::auto_advance() noexcept {
   for (auto& w : workers_) {
     if (w->inbox_nonempty() || (w->reactor_ && w->reactor_->cancels().pending())) return;
   }
-  const auto target = tick_time(earliest);
-  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(target - origin_).count();
-  std::int64_t cur = manual_ns_.load(std::memory_order_acquire);
-  while (cur < ns && !manual_ns_.compare_exchange_weak(cur, ns, std::memory_order_acq_rel)) {
-  }
   // Wake every worker: each fires what is due on its wheel and publishes its next deadline, and
-  // the last one to park again makes the next jump.
-  for (auto& w : workers_) {
-    if (w->reactor_) w->reactor_->wake();
-  }
+  // the last one to park again makes the next jump. A deadline after the end of time has no
+  // timer (worker::insert_timer), so `earliest` is a tick the clock can reach.
+  advance_to(tick_time(earliest));
 }
 
 void runtime_impl::add_idle(worker& w) {

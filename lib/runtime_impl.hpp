@@ -5,6 +5,7 @@
 // "Spawn, finish and join" (invariants registry-adopted-before-unlinked, registry-slot-counted).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <coroutine>
@@ -118,10 +119,19 @@ class runtime_impl {
     if (t <= origin_) return 0;
     return static_cast<std::uint64_t>(std::chrono::ceil<std::chrono::microseconds>(t - origin_).count());
   }
+  /// The time of a tick; a tick past end_tick_ gives end_of_time() (never overflows).
   clock::time_point tick_time(std::uint64_t tick) const noexcept {
-    return origin_ + std::chrono::microseconds{static_cast<std::int64_t>(tick)};
+    return origin_ + std::chrono::microseconds{static_cast<std::int64_t>(std::min(tick, end_tick_))};
   }
-  /// Manual clock: moves time forward to at least `target` (never back) and wakes every worker.
+  /// The end of this runtime's time: the last whole tick before clock::time_point::max(). The
+  /// manual clock stops there (the steady clock gets there after some 292 years of uptime). A
+  /// deadline after it never comes: time_point::max(), what a huge duration saturates to, is one.
+  /// No timer is inserted for such a deadline (worker::insert_timer), so it never bounds a
+  /// reactor wait and never makes the manual clock jump; the wait ends only by its peer or by
+  /// cancellation.
+  clock::time_point end_of_time() const noexcept { return tick_time(end_tick_); }
+  /// Manual clock: moves time forward to at least `target` (never back, never past end_of_time())
+  /// and wakes every worker.
   void advance_to(clock::time_point target) noexcept;
   /// Manual clock, every worker idle: jump to the earliest timer of any worker.
   void auto_advance() noexcept;
@@ -131,6 +141,9 @@ class runtime_impl {
   /// How wakes from other threads reach this runtime (park.hpp); open until stop_and_destroy.
   gate_hold gate_{this};
   const clock::time_point origin_ = clock::now();
+  /// The tick of end_of_time(): the last whole tick before time_point::max() (so that a deadline
+  /// at time_point::max() is after it, whatever the origin).
+  const std::uint64_t end_tick_ = ticks_floor(clock::time_point::max() - clock::duration{1});
   bool manual_ = false;
   alignas(64) std::atomic<std::int64_t> manual_ns_{0};
   /// Manual clock: bumped by a worker that parks after running tasks; the time jumps only once

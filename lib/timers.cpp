@@ -49,8 +49,13 @@ void worker::drain_timer_releases() noexcept {
 
 void worker::insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock::time_point deadline) {
   CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
+  const std::uint64_t tick = rt_.ticks_ceil(deadline);
+  // A deadline after the end of time (time_point::max(), a saturated duration) never comes: no
+  // timer, so that it neither bounds a reactor wait nor makes the manual clock jump. The entry
+  // stays not inserted, and removing it is a no-op.
+  if (tick > rt_.end_tick_) return;
   e.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(owner) | tag);  // see fire_timers
-  e.deadline_tick = rt_.ticks_ceil(deadline);
+  e.deadline_tick = tick;
   wheel_.insert(e);
   if (rt_.manual_) publish_deadline();
 }

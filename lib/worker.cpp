@@ -361,7 +361,9 @@ void worker::park() {
     // Paused time moves only by advance() or, once every worker is idle, to the next timer.
     if (rt_.idle_count_.load(std::memory_order_seq_cst) == rt_.workers_.size()) rt_.auto_advance();
   } else if (auto deadline = next_deadline()) {
-    timeout = std::max(std::chrono::nanoseconds{0}, *deadline - clock::now());
+    // At most a day: a reactor adds the wait to its own reading of the clock (Asio's
+    // run_one_for), which must not overflow for a timer near the end of time.
+    timeout = std::clamp(*deadline - clock::now(), std::chrono::nanoseconds{0}, std::chrono::nanoseconds{std::chrono::hours{24}});
   }
   parks.add();
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <limits>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -125,6 +127,8 @@ corio::task<int> zero_and_past_sleeps() {
 /// A thousand years: beyond what corio's clock (nanoseconds in 64 bits, about 292 years) can hold.
 constexpr std::chrono::hours thousand_years{24 * 365 * 1000};
 
+corio::task<void> sleep_until_the_end() { co_await corio::sleep_until(corio::clock::time_point::max()); }
+
 }  // namespace
 
 TEST_SUITE_BEGIN("time");
@@ -238,6 +242,11 @@ TEST_CASE("to_clock_duration rounds up and saturates; deadline_after saturates a
   static_assert(corio::deadline_after(clock::time_point{-1h}, clock::duration::min()) == clock::time_point::min());
   static_assert(corio::deadline_after(t, clock::duration::min()) == t + clock::duration::min());
   CHECK(to_clock_duration(thousand_years) == clock::duration::max());  // the static_asserts above are the test
+}
+
+TEST_CASE("a sleep until time_point::max() waits until cancelled: the idle manual clock never jumps there") {
+  corio_test::hang_guard guard{"sleep until time_point::max()", 120s};
+  corio_test::check_waits_with_no_timer(&sleep_until_the_end);
 }
 
 TEST_SUITE_END();

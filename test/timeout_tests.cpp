@@ -3,12 +3,14 @@
 // time that moved.
 #include <corio/corio.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -180,6 +182,15 @@ corio::task<void> deadline_through_forwarders() {
   CHECK(timed);
 }
 
+// --- huge and negative timeouts -------------------------------------------------------------------
+
+/// Receives from an empty channel under deadline(time_point::max()).
+corio::task<void> recv_until_the_end() {
+  corio::channel<int> ch{0};
+  auto v = co_await corio::deadline(corio::clock::time_point::max(), ch.recv());
+  (void)v;
+}
+
 }  // namespace
 
 TEST_SUITE("time") {
@@ -216,5 +227,9 @@ TEST_SUITE("time") {
       rt.block_on(expired_timeout_keeps_the_outcome());
       rt.block_on(deadline_through_forwarders());
     }
+  }
+  TEST_CASE("a deadline at time_point::max() waits until cancelled: the idle manual clock never jumps there") {
+    corio_test::hang_guard guard{"deadline at time_point::max()", 120s};
+    corio_test::check_waits_with_no_timer(&recv_until_the_end);
   }
 }

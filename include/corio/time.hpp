@@ -115,7 +115,9 @@ class sleep_operation {
 };
 
 /// Suspends the calling task until now() >= deadline, never earlier; a deadline in the past
-/// completes at once. The timer lives in the hierarchical timer wheel of the worker the task runs
+/// completes at once. A deadline of clock::time_point::max() (or any after the runtime's end of
+/// time, the last microsecond before it) never comes: the task sleeps until it is cancelled, with
+/// no timer, and an idle runtime on the manual clock does not jump to it. The timer lives in the hierarchical timer wheel of the worker the task runs
 /// on (1 µs ticks, O(1) insert and cancel; Varghese and Lauck, 1987), and that worker's reactor
 /// wait is bounded by the wheel's next expiry, so it fires on time even on an idle worker
 /// (lateness: the reactor's wake-up latency, tens of µs). Throws operation_cancelled when the

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 using namespace std::chrono_literals;
 using corio::channel;
@@ -609,6 +610,63 @@ corio::task<void> select_forever(channel<int> a, channel<int> b, std::atomic<int
   (void)r;
 }
 
+// --- huge and negative timeouts -------------------------------------------------------------------
+
+/// A thousand years: beyond what corio's clock (nanoseconds in 64 bits, about 292 years) can hold.
+constexpr std::chrono::hours thousand_years{24 * 365 * 1000};
+
+template <class D>
+corio::task<void> recv_for_d(channel<int> ch, D d) {
+  auto r = co_await ch.recv_for(d);
+  (void)r;
+}
+
+template <class D>
+corio::task<void> send_for_d(channel<int> ch, D d) {
+  auto r = co_await ch.send_for(1, d);
+  (void)r;
+}
+
+template <class D>
+corio::task<void> select_after_d(channel<int> ch, D d) {
+  auto r = co_await corio::select(ch.recv_case(), corio::after(d));
+  (void)r;
+}
+
+/// The endless waits of the test below, on an empty rendezvous channel nobody else uses.
+corio::task<void> endless_channel_wait(int kind, channel<int> ch) {
+  switch (kind) {
+    case 0:
+      return recv_for_d(std::move(ch), std::chrono::nanoseconds::max());
+    case 1:
+      return recv_for_d(std::move(ch), thousand_years);
+    case 2:
+      return send_for_d(std::move(ch), std::chrono::nanoseconds::max());
+    case 3:
+      return send_for_d(std::move(ch), thousand_years);
+    case 4:
+      return select_after_d(std::move(ch), thousand_years);
+    default:
+      return select_after_d(std::move(ch), std::chrono::nanoseconds::max());
+  }
+}
+
+corio::task<int> negative_timeouts() {
+  channel<int> ch{0};
+  int failures = 0;
+  auto r = co_await ch.recv_for(-thousand_years);
+  failures += r.status == channel_status::timed_out ? 0 : 1;
+  auto r2 = co_await ch.recv_for(std::chrono::nanoseconds::min());
+  failures += r2.status == channel_status::timed_out ? 0 : 1;
+  auto s = co_await ch.send_for(7, -thousand_years);
+  failures += s.status == channel_status::timed_out && s.value == std::optional<int>{7} ? 0 : 1;
+  auto w = co_await corio::select(ch.recv_case(), corio::after(-thousand_years));
+  failures += w.index() == 1 ? 0 : 1;
+  auto w2 = co_await corio::select(ch.recv_case(), corio::after(std::chrono::nanoseconds::min()));
+  failures += w2.index() == 1 ? 0 : 1;
+  co_return failures;
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("channel");
@@ -801,6 +859,30 @@ TEST_CASE("Go's concurrent prime sieve over rendezvous channels gives the first 
     corio::runtime rt{{.workers = workers}};
     CHECK(rt.block_on(sieve(1000)) == expected);
   }
+}
+
+TEST_CASE("recv_for, send_for and a select's after() of nanoseconds::max() or a thousand years wait until cancelled") {
+  corio_test::hang_guard guard{"endless timed channel waits", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int kind = 0; kind < 6; ++kind) {
+      CAPTURE(kind);
+      channel<int> ch{0};
+      corio_test::check_waits_until_cancelled(rt, endless_channel_wait(kind, ch));
+      // The cancelled wait left no node behind.
+      CHECK(ch.try_send(1).status == channel_status::would_block);
+      CHECK(ch.try_recv().status == channel_status::would_block);
+    }
+  }
+}
+
+TEST_CASE("negative timeouts, however large, are already due: timed channel operations and select time out at once") {
+  corio_test::hang_guard guard{"negative channel timeouts", 120s};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  const auto before = rt.now();
+  CHECK(rt.block_on(negative_timeouts()) == 0);
+  CHECK(rt.now() == before);  // no timer was waited for: an idle runtime would have jumped to it
 }
 
 TEST_SUITE_END();

@@ -127,7 +127,41 @@ corio::task<int> zero_and_past_sleeps() {
 /// A thousand years: beyond what corio's clock (nanoseconds in 64 bits, about 292 years) can hold.
 constexpr std::chrono::hours thousand_years{24 * 365 * 1000};
 
+template <class D>
+corio::task<void> sleep_for_d(D d) {
+  co_await corio::sleep_for(d);
+}
+
 corio::task<void> sleep_until_the_end() { co_await corio::sleep_until(corio::clock::time_point::max()); }
+
+template <class D>
+corio::task<void> first_tick(D period) {
+  corio::interval tick{period};
+  co_await tick.next();
+}
+
+/// The endless sleeps of the test below: for nanoseconds::max(), a thousand years, 1e30 s (double),
+/// and an interval's first tick a thousand years away.
+corio::task<void> endless_sleep(int kind) {
+  switch (kind) {
+    case 0:
+      return sleep_for_d(std::chrono::nanoseconds::max());
+    case 1:
+      return sleep_for_d(thousand_years);
+    case 2:
+      return sleep_for_d(std::chrono::duration<double>{1e30});
+    default:
+      return first_tick(thousand_years);
+  }
+}
+
+corio::task<int> negative_sleeps() {
+  co_await corio::sleep_for(-thousand_years);
+  co_await corio::sleep_for(std::chrono::nanoseconds::min());
+  co_await corio::sleep_for(std::chrono::duration<double>{-1e30});
+  co_await corio::sleep_until(corio::clock::time_point::min());
+  co_return 1;
+}
 
 }  // namespace
 
@@ -247,6 +281,26 @@ TEST_CASE("to_clock_duration rounds up and saturates; deadline_after saturates a
 TEST_CASE("a sleep until time_point::max() waits until cancelled: the idle manual clock never jumps there") {
   corio_test::hang_guard guard{"sleep until time_point::max()", 120s};
   corio_test::check_waits_with_no_timer(&sleep_until_the_end);
+}
+
+TEST_CASE("a sleep for nanoseconds::max() or a thousand years waits until cancelled, through advance(24h)") {
+  corio_test::hang_guard guard{"endless sleeps", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int kind = 0; kind < 4; ++kind) {
+      CAPTURE(kind);
+      corio_test::check_waits_until_cancelled(rt, endless_sleep(kind));
+    }
+  }
+}
+
+TEST_CASE("negative durations, however large, are already due: the sleeps end at once and time stays") {
+  corio_test::hang_guard guard{"negative sleeps", 120s};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  const auto before = rt.now();
+  CHECK(rt.block_on(negative_sleeps()) == 1);
+  CHECK(rt.now() == before);  // no timer was waited for: an idle runtime would have jumped to it
 }
 
 TEST_SUITE_END();

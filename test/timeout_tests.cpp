@@ -184,11 +184,43 @@ corio::task<void> deadline_through_forwarders() {
 
 // --- huge and negative timeouts -------------------------------------------------------------------
 
+/// A thousand years: beyond what corio's clock (nanoseconds in 64 bits, about 292 years) can hold.
+constexpr std::chrono::hours thousand_years{24 * 365 * 1000};
+
+/// Receives from an empty channel under timeout(d) (kind 0) or try_timeout(d) (1).
+template <class D>
+corio::task<void> recv_within(int kind, D d) {
+  corio::channel<int> ch{0};
+  if (kind == 0) {
+    auto v = co_await corio::timeout(d, ch.recv());
+    (void)v;
+  } else {
+    auto v = co_await corio::try_timeout(d, ch.recv());
+    (void)v;
+  }
+}
+
 /// Receives from an empty channel under deadline(time_point::max()).
 corio::task<void> recv_until_the_end() {
   corio::channel<int> ch{0};
   auto v = co_await corio::deadline(corio::clock::time_point::max(), ch.recv());
   (void)v;
+}
+
+corio::task<int> negative_timeouts() {
+  corio::channel<int> ch{0};
+  int failures = 0;
+  try {
+    auto v = co_await corio::timeout(-thousand_years, ch.recv());
+    (void)v;
+    ++failures;
+  } catch (const corio::timed_out&) {
+  }
+  auto v = co_await corio::try_timeout(std::chrono::nanoseconds::min(), ch.recv());
+  failures += v.has_value() ? 1 : 0;
+  auto w = co_await corio::try_deadline(corio::clock::time_point::min(), ch.recv());
+  failures += w.has_value() ? 1 : 0;
+  co_return failures;
 }
 
 }  // namespace
@@ -231,5 +263,24 @@ TEST_SUITE("time") {
   TEST_CASE("a deadline at time_point::max() waits until cancelled: the idle manual clock never jumps there") {
     corio_test::hang_guard guard{"deadline at time_point::max()", 120s};
     corio_test::check_waits_with_no_timer(&recv_until_the_end);
+  }
+  TEST_CASE("a timeout of nanoseconds::max() or a thousand years waits until cancelled") {
+    corio_test::hang_guard guard{"endless timeout()", 120s};
+    for (unsigned workers : {1u, 2u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      for (int kind = 0; kind < 2; ++kind) {
+        CAPTURE(kind);
+        corio_test::check_waits_until_cancelled(rt, recv_within(kind, thousand_years));
+        corio_test::check_waits_until_cancelled(rt, recv_within(kind, std::chrono::nanoseconds::max()));
+      }
+    }
+  }
+  TEST_CASE("negative timeouts, however large, are already due: timeout() ends at once and time stays") {
+    corio_test::hang_guard guard{"negative timeout()", 120s};
+    corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+    const auto before = rt.now();
+    CHECK(rt.block_on(negative_timeouts()) == 0);
+    CHECK(rt.now() == before);
   }
 }

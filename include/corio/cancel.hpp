@@ -94,7 +94,7 @@ class timeout_operation : scope_forwarder {
     if (outer_ != nullptr && !outer_->arm(*this)) scope_.request_stop();  // the task is cancelled already
     armed_ = outer_ != nullptr && !scope_.stop_requested();
     const clock::time_point t = now();
-    if (relative_) deadline_ = duration_ > clock::duration::max() - t.time_since_epoch() ? clock::time_point::max() : t + duration_;
+    if (relative_) deadline_ = deadline_after(t, duration_);
     if (deadline_ <= t) {
       expired_ = true;
       scope_.request_stop();
@@ -260,14 +260,18 @@ struct stop_requested_operation {
 /// with no second select arm: the awaited operation is cancelled in place, so nothing is lost. An
 /// awaitable that does not support cancellation (a foreign one) is waited for to its end: the
 /// timeout then only decides what is thrown. co_await the result in the same expression when `op`
-/// is a temporary operation that cannot be moved. Only inside a corio::task.
+/// is a temporary operation that cannot be moved. Only inside a corio::task. `d` is any
+/// std::chrono duration: zero or negative has passed already (an operation not ready at once
+/// times out), one too large for the clock (nanoseconds::max(), a thousand years) saturates to
+/// no time limit (see to_clock_duration).
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, false>{{}, std::chrono::ceil<clock::duration>(d), true,
+  return detail::timeout_operation<detail::stored_t<A>, false>{{}, to_clock_duration(d), true,
                                                                std::forward<A>(op)};
 }
 
-/// As timeout(), with an absolute deadline on corio's clock.
+/// As timeout(), with an absolute deadline on corio's clock; clock::time_point::max() never comes
+/// (see sleep_until).
 template <class A>
 [[nodiscard("co_await it")]] auto deadline(clock::time_point when, A&& op) {
   return detail::timeout_operation<detail::stored_t<A>, false>{when, {}, false, std::forward<A>(op)};
@@ -277,7 +281,7 @@ template <class A>
 /// operation returning void: false when the time ran out) instead of throwing timed_out.
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto try_timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, true>{{}, std::chrono::ceil<clock::duration>(d), true,
+  return detail::timeout_operation<detail::stored_t<A>, true>{{}, to_clock_duration(d), true,
                                                               std::forward<A>(op)};
 }
 

@@ -217,7 +217,7 @@ class channel_wait {
       schedule_yield(h);
       return transfer(next_after_park());
     }
-    if constexpr (Timed) timer_.deadline_ns = (now() + timeout).time_since_epoch().count();
+    if constexpr (Timed) timer_.deadline_ns = deadline_after(now(), timeout).time_since_epoch().count();
     return park(h, list, slot, sender);
   }
 
@@ -393,16 +393,18 @@ class channel {
   /// the channel is closed and its buffer drained.
   [[nodiscard]] detail::recv_operation<T, false> recv() { return detail::recv_operation<T, false>{state_}; }
 
-  /// As send, giving up after `timeout` (any std::chrono duration; zero: only if it can complete
-  /// at once): `co_await` gives a send_result with the value back unless delivered.
+  /// As send, giving up after `timeout` (any std::chrono duration; zero or negative: only if it
+  /// can complete at once; one too large for the clock, such as nanoseconds::max(), saturates to
+  /// no time limit, see to_clock_duration): `co_await` gives a send_result with the value back
+  /// unless delivered.
   template <class Rep, class Period>
   [[nodiscard]] detail::send_operation<T, true> send_for(T value, std::chrono::duration<Rep, Period> timeout) {
-    return detail::send_operation<T, true>{state_, std::move(value), std::chrono::ceil<clock::duration>(timeout)};
+    return detail::send_operation<T, true>{state_, std::move(value), to_clock_duration(timeout)};
   }
-  /// As recv, giving up after `timeout`: `co_await` gives a recv_result.
+  /// As recv, giving up after `timeout` (as for send_for): `co_await` gives a recv_result.
   template <class Rep, class Period>
   [[nodiscard]] detail::recv_operation<T, true> recv_for(std::chrono::duration<Rep, Period> timeout) {
-    return detail::recv_operation<T, true>{state_, std::chrono::ceil<clock::duration>(timeout)};
+    return detail::recv_operation<T, true>{state_, to_clock_duration(timeout)};
   }
 
   /// Sends without waiting: delivered, would_block (full, or no receiver waiting on a rendezvous

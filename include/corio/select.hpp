@@ -31,10 +31,12 @@ struct default_case_t {};
 struct timed_out_t {};
 struct default_t {};
 
-/// `corio::after(d)`: a select case that fires after `d` (any std::chrono duration).
+/// `corio::after(d)`: a select case that fires after `d` (any std::chrono duration; zero or
+/// negative: at once if no other case is ready; one too large for the clock saturates to never,
+/// see to_clock_duration).
 template <class Rep, class Period>
 [[nodiscard]] after_case after(std::chrono::duration<Rep, Period> d) {
-  return after_case{std::chrono::ceil<clock::duration>(d)};
+  return after_case{to_clock_duration(d)};
 }
 
 /// `corio::default_case()`: a select case taken when nothing else is ready.
@@ -149,7 +151,7 @@ class [[nodiscard("co_await it")]] select_operation {
       prepare_park(park_, h, binding_of(h), nullptr, stop_of(h));
       park_.solo = false;
       if constexpr (afters != 0) {
-        timer_.deadline_ns = (now() + std::get<index_of_after()>(cases_).duration).time_since_epoch().count();
+        timer_.deadline_ns = deadline_after(now(), std::get<index_of_after()>(cases_).duration).time_since_epoch().count();
         timer_.arm(park_);
       }
     } catch (...) {

@@ -127,10 +127,12 @@ class sleep_operation {
 }
 
 /// Suspends the calling task for at least `duration` (any std::chrono duration; zero or negative
-/// completes at once). See sleep_until.
+/// completes at once). A duration too large for the clock (nanoseconds::max(), a thousand years)
+/// saturates to the deadline that never comes (see to_clock_duration, deadline_after): the task
+/// sleeps until it is cancelled. See sleep_until.
 template <class Rep, class Period>
 [[nodiscard("co_await it")]] sleep_operation sleep_for(std::chrono::duration<Rep, Period> duration) noexcept {
-  return sleep_operation{now() + std::chrono::ceil<clock::duration>(duration)};
+  return sleep_operation{deadline_after(now(), to_clock_duration(duration))};
 }
 
 /// A ticker: `co_await tick.next()` completes at start + period, start + 2 period, ... When the
@@ -140,18 +142,18 @@ template <class Rep, class Period>
 class interval {
  public:
   /// First tick one period from now. `period` must be positive (a non-positive period is taken
-  /// as 1 ns).
+  /// as 1 ns); one too large for the clock saturates (to_clock_duration), and a tick it would put
+  /// past the clock's range never comes.
   template <class Rep, class Period>
   explicit interval(std::chrono::duration<Rep, Period> period) noexcept
-      : period_(std::max(clock::duration{1}, std::chrono::ceil<clock::duration>(period))),
-        next_(now() + period_) {}
+      : period_(std::max(clock::duration{1}, to_clock_duration(period))), next_(deadline_after(now(), period_)) {}
 
   /// The awaitable of the next tick.
   [[nodiscard("co_await it")]] sleep_operation next() noexcept {
     const auto t = now();
-    if (next_ + period_ <= t) next_ += ((t - next_) / period_) * period_;  // skip whole missed periods
+    if (t - next_ >= period_) next_ += ((t - next_) / period_) * period_;  // skip whole missed periods
     const auto deadline = next_;
-    next_ += period_;
+    next_ = deadline_after(next_, period_);
     return sleep_operation{deadline};
   }
 

@@ -275,7 +275,7 @@ std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
     for (auto& w : workers_) {
       if (w->reactor_) w->reactor_->wake();
     }
-    const auto until = std::chrono::steady_clock::now() + grace;
+    const auto until = deadline_after(std::chrono::steady_clock::now(), grace);  // max(): no limit
     for (auto pause = std::chrono::microseconds{20}; stats().live_tasks != 0 && std::chrono::steady_clock::now() < until;
          pause = std::min(pause * 2, std::chrono::microseconds{2000})) {
       std::this_thread::sleep_for(pause);
@@ -444,7 +444,7 @@ std::optional<unsigned> this_worker_index() noexcept { return detail::current_wo
 void runtime::advance(clock::duration d) {
   if (!impl_->manual_) throw std::logic_error("corio::runtime::advance: the runtime does not use manual_clock");
   if (d <= clock::duration::zero()) return;
-  impl_->advance_to(impl_->now() + d);
+  impl_->advance_to(deadline_after(impl_->now(), d));  // stops at the end of time
 }
 
 bool sleep_operation::await_ready() const noexcept {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -94,6 +95,40 @@ corio::task<void> wait_in_an_hour_timeout() {
   co_await corio::timeout(1h, never.wait());
 }
 
+corio::task<void> shielded_recv(corio::channel<int> ch, std::atomic<int>* got) {
+  auto v = co_await corio::shield(ch.recv());  // the shutdown's stop does not end it
+  got->store(v ? *v : -1);
+}
+
+corio::task<void> signal_stop(corio::channel<int> never, std::counting_semaphore<2>* stopped) {
+  try {
+    auto v = co_await never.recv();
+    (void)v;
+  } catch (const corio::operation_cancelled&) {
+    stopped->release();
+    throw;
+  }
+}
+
+/// Shuts a runtime down with `grace` while one task waits, out of reach of the stop, on a channel
+/// that a thread fills only once the shutdown's stop reached another task. Returns how many tasks
+/// the shutdown destroyed; `*got` is the value the waiting task received (0: none).
+template <class D>
+std::size_t shutdown_waiting_for_a_late_value(unsigned workers, D grace, std::atomic<int>* got) {
+  corio::channel<int> ch{1}, never{0};
+  std::counting_semaphore<2> stopped{0};
+  corio::runtime rt{{.workers = workers}};
+  rt.spawn(shielded_recv(ch, got)).detach();
+  rt.spawn(signal_stop(never, &stopped)).detach();
+  std::thread filler([&stopped, ch]() mutable {
+    if (stopped.try_acquire_for(60s)) (void)ch.try_send(7);
+  });
+  const std::size_t destroyed = rt.shutdown(grace);
+  stopped.release();  // the filler's wait ends even when the stop never reached signal_stop
+  filler.join();
+  return destroyed;
+}
+
 }  // namespace
 
 TEST_SUITE("cancel") {
@@ -176,6 +211,19 @@ TEST_SUITE("cancel") {
       for (int i = 0; i < 20'000 && rt.stats().live_tasks < 16; ++i) std::this_thread::sleep_for(100us);
       CHECK(rt.stats().live_tasks == 16);
       CHECK(rt.shutdown(std::chrono::nanoseconds{0}) == 16);
+    }
+  }
+
+  TEST_CASE("shutdown with a grace of nanoseconds::max() or a thousand years waits for a task that ends late by itself") {
+    corio_test::hang_guard guard{"shutdown with an endless grace", 120s};
+    for (unsigned workers : {1u, 2u}) {
+      CAPTURE(workers);
+      std::atomic<int> got{0};
+      CHECK(shutdown_waiting_for_a_late_value(workers, std::chrono::nanoseconds::max(), &got) == 0);
+      CHECK(got.load() == 7);
+      got.store(0);
+      CHECK(shutdown_waiting_for_a_late_value(workers, std::chrono::hours{24 * 365 * 1000}, &got) == 0);
+      CHECK(got.load() == 7);
     }
   }
 }

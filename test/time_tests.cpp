@@ -163,6 +163,12 @@ corio::task<int> negative_sleeps() {
   co_return 1;
 }
 
+corio::task<void> yield_a_few() {
+  for (int i = 0; i < 4; ++i) co_await corio::yield();
+}
+
+corio::task<void> join_void(corio::join_handle<void> h) { co_await h; }
+
 }  // namespace
 
 TEST_SUITE_BEGIN("time");
@@ -301,6 +307,34 @@ TEST_CASE("negative durations, however large, are already due: the sleeps end at
   const auto before = rt.now();
   CHECK(rt.block_on(negative_sleeps()) == 1);
   CHECK(rt.now() == before);  // no timer was waited for: an idle runtime would have jumped to it
+}
+
+TEST_CASE("advance by nanoseconds::max() moves time to its end, never back; a saturated deadline stays unreached") {
+  corio_test::hang_guard guard{"advance by nanoseconds::max()", 120s};
+  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+  std::atomic<int> never{corio_test::not_started}, long_sleep{corio_test::not_started};
+  auto never_h = rt.spawn(corio_test::run_marked(sleep_for_d(std::chrono::nanoseconds::max()), &never));
+  auto long_h = rt.spawn(corio_test::run_marked(sleep_for_d(1000h), &long_sleep));
+  rt.block_on(corio_test::sleep_hours_probe(1h));  // both wait
+  const auto before = rt.now();
+  rt.advance(std::chrono::nanoseconds::max());
+  const auto end = rt.now();
+  CHECK(end > before);
+  CHECK(end - before > 24h * 365 * 200);
+  CHECK(end < corio::clock::time_point::max());
+  rt.block_on(join_void(std::move(long_h)));
+  CHECK(long_sleep.load() == corio_test::ended);
+  rt.advance(thousand_years);
+  CHECK(rt.now() == end);
+  rt.advance(std::chrono::nanoseconds::max());
+  CHECK(rt.now() == end);
+  rt.advance(std::chrono::nanoseconds::min());
+  CHECK(rt.now() == end);
+  rt.block_on(yield_a_few());  // a task woken by the advances would have run before this
+  CHECK(never.load() == corio_test::waiting);
+  CHECK(never_h.cancel());
+  CHECK(rt.block_on(corio_test::ends_cancelled(std::move(never_h))));
+  CHECK(never.load() == corio_test::cancelled);
 }
 
 TEST_SUITE_END();

@@ -142,8 +142,15 @@ class runtime {
   /// operation still in a reactor, and destroys the frames of the tasks still suspended (their
   /// destructors run and close what they hold; a join_handle to one throws operation_cancelled).
   /// Returns how many tasks had to be destroyed. Idempotent: later calls return 0. Not from one of
-  /// the runtime's workers (throws std::logic_error).
+  /// the runtime's workers (throws std::logic_error). clock::duration::max() waits for as long as
+  /// tasks live (a task that ignores its stop then keeps shutdown waiting).
   std::size_t shutdown(clock::duration grace);
+  /// As shutdown(clock::duration), with `grace` any std::chrono duration, converted by
+  /// to_clock_duration: one too large for the clock (a thousand years) saturates to no time limit.
+  template <class Rep, class Period>
+  std::size_t shutdown(std::chrono::duration<Rep, Period> grace) {
+    return shutdown(to_clock_duration(grace));
+  }
   /// shutdown(default_shutdown_grace), what the destructor does.
   void shutdown();
 
@@ -151,8 +158,17 @@ class runtime {
   [[nodiscard]] clock::time_point now() const noexcept;
 
   /// Manual clock only: moves time forward by `d` (negative: no-op) and wakes every worker so that
-  /// due timers fire. Thread-safe. Throws std::logic_error on a runtime with the steady clock.
+  /// due timers fire. Time stops at the end of the clock's range (the last microsecond before
+  /// clock::time_point::max()), so advance(nanoseconds::max()) moves it there; deadlines after it
+  /// never come, and every timed wait begun there never ends by itself. Thread-safe. Throws
+  /// std::logic_error on a runtime with the steady clock.
   void advance(clock::duration d);
+  /// As advance(clock::duration), with `d` any std::chrono duration, converted by
+  /// to_clock_duration (one too large for the clock saturates).
+  template <class Rep, class Period>
+  void advance(std::chrono::duration<Rep, Period> d) {
+    advance(to_clock_duration(d));
+  }
 
   /// Number of worker threads.
   [[nodiscard]] unsigned workers() const noexcept;

@@ -363,7 +363,8 @@ void worker::park() {
   } else if (auto deadline = next_deadline()) {
     // At most a day: a reactor adds the wait to its own reading of the clock (Asio's
     // run_one_for), which must not overflow for a timer near the end of time.
-    timeout = std::clamp(*deadline - clock::now(), std::chrono::nanoseconds{0}, std::chrono::nanoseconds{std::chrono::hours{24}});
+    timeout = std::clamp(*deadline - clock::now(), std::chrono::nanoseconds{0},
+                         std::chrono::nanoseconds{std::chrono::hours{24}});
   }
   parks.add();
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps

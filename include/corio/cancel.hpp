@@ -266,8 +266,8 @@ struct stop_requested_operation {
 /// no time limit (see to_clock_duration).
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, false>{{}, to_clock_duration(d), true,
-                                                               std::forward<A>(op)};
+  return detail::timeout_operation<detail::stored_t<A>, false>{
+      {}, to_clock_duration(d), true, std::forward<A>(op)};
 }
 
 /// As timeout(), with an absolute deadline on corio's clock; clock::time_point::max() never comes
@@ -281,8 +281,8 @@ template <class A>
 /// operation returning void: false when the time ran out) instead of throwing timed_out.
 template <class Rep, class Period, class A>
 [[nodiscard("co_await it")]] auto try_timeout(std::chrono::duration<Rep, Period> d, A&& op) {
-  return detail::timeout_operation<detail::stored_t<A>, true>{{}, to_clock_duration(d), true,
-                                                              std::forward<A>(op)};
+  return detail::timeout_operation<detail::stored_t<A>, true>{
+      {}, to_clock_duration(d), true, std::forward<A>(op)};
 }
 
 /// As deadline(), returning std::optional as try_timeout() does.

@@ -151,7 +151,8 @@ class [[nodiscard("co_await it")]] select_operation {
       prepare_park(park_, h, binding_of(h), nullptr, stop_of(h));
       park_.solo = false;
       if constexpr (afters != 0) {
-        timer_.deadline_ns = deadline_after(now(), std::get<index_of_after()>(cases_).duration).time_since_epoch().count();
+        const clock::duration d = std::get<index_of_after()>(cases_).duration;
+        timer_.deadline_ns = deadline_after(now(), d).time_since_epoch().count();
         timer_.arm(park_);
       }
     } catch (...) {

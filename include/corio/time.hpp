@@ -117,11 +117,12 @@ class sleep_operation {
 /// Suspends the calling task until now() >= deadline, never earlier; a deadline in the past
 /// completes at once. A deadline of clock::time_point::max() (or any after the runtime's end of
 /// time, the last microsecond before it) never comes: the task sleeps until it is cancelled, with
-/// no timer, and an idle runtime on the manual clock does not jump to it. The timer lives in the hierarchical timer wheel of the worker the task runs
-/// on (1 µs ticks, O(1) insert and cancel; Varghese and Lauck, 1987), and that worker's reactor
-/// wait is bounded by the wheel's next expiry, so it fires on time even on an idle worker
-/// (lateness: the reactor's wake-up latency, tens of µs). Throws operation_cancelled when the
-/// task's stop is requested (see sleep_operation), std::logic_error outside a task on a runtime.
+/// no timer, and an idle runtime on the manual clock does not jump to it. The timer lives in the
+/// hierarchical timer wheel of the worker the task runs on (1 µs ticks, O(1) insert and cancel;
+/// Varghese and Lauck, 1987), and that worker's reactor wait is bounded by the wheel's next
+/// expiry, so it fires on time even on an idle worker (lateness: the reactor's wake-up latency,
+/// tens of µs). Throws operation_cancelled when the task's stop is requested (see
+/// sleep_operation), std::logic_error outside a task on a runtime.
 [[nodiscard("co_await it")]] inline sleep_operation sleep_until(clock::time_point deadline) noexcept {
   return sleep_operation{deadline};
 }
@@ -146,7 +147,8 @@ class interval {
   /// past the clock's range never comes.
   template <class Rep, class Period>
   explicit interval(std::chrono::duration<Rep, Period> period) noexcept
-      : period_(std::max(clock::duration{1}, to_clock_duration(period))), next_(deadline_after(now(), period_)) {}
+      : period_(std::max(clock::duration{1}, to_clock_duration(period))),
+        next_(deadline_after(now(), period_)) {}
 
   /// The awaitable of the next tick.
   [[nodiscard("co_await it")]] sleep_operation next() noexcept {

@@ -29,8 +29,10 @@ using clock = std::chrono::steady_clock;
 template <class Rep, class Period>
 [[nodiscard]] constexpr clock::duration to_clock_duration(std::chrono::duration<Rep, Period> d) noexcept {
   using ratio = std::ratio_divide<Period, clock::period>;  // d's unit in clock ticks
+  if constexpr (std::chrono::treat_as_floating_point_v<Rep>) {
+    if (d.count() != d.count()) return clock::duration::zero();  // NaN (checked first: constexpr)
+  }
   const long double x = static_cast<long double>(d.count()) * ratio::num / ratio::den;
-  if (x != x) return clock::duration::zero();  // NaN
   // The limit stays below clock::rep's range by far more than the rounding error of x (1 part in
   // 2^53 even where long double is a double), so whatever passes converts without overflow.
   constexpr long double limit = 9.223e18L;

@@ -48,7 +48,9 @@ template <class Rep, class Period>
 
 /// `t + d` without overflow: clock::time_point::max() when the sum is past it, min() when before
 /// it. The deadline `d` after `t`: time_point::max() is the deadline that never comes (see
-/// sleep_until). constexpr, never throws, thread-safe.
+/// sleep_until). Go's timers do the same (time/sleep.go, when(): a deadline that overflows
+/// becomes MaxInt64), and Tokio's sleep() falls back to a far-future instant when
+/// Instant::checked_add fails. constexpr, never throws, thread-safe.
 [[nodiscard]] constexpr clock::time_point deadline_after(clock::time_point t, clock::duration d) noexcept {
   const clock::duration since = t.time_since_epoch();
   if (d > clock::duration::zero() && since > clock::duration::max() - d) return clock::time_point::max();

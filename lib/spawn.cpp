@@ -32,8 +32,11 @@ void worker::push_remote_finished(promise_base& p) noexcept {
   promise_base* head = remote_finished_.load(std::memory_order_relaxed);
   do {
     p.spawn_.remote_next = head;
-  } while (!remote_finished_.compare_exchange_weak(head, &p, std::memory_order_release,
+  } while (!remote_finished_.compare_exchange_weak(head, &p, std::memory_order_seq_cst,
                                                    std::memory_order_relaxed));
+  // The frame is freed, and its parameters' destructors run (a socket closed, a lock released),
+  // only when this worker drains the stack: a sleeping home is woken for it (remote-finish-wakes).
+  if (head == nullptr && sleeping_.load(std::memory_order_seq_cst)) reactor_->wake();
 }
 
 void worker::adopt(promise_base& p) noexcept {

@@ -337,15 +337,18 @@ void worker::park() {
     publish_deadline();
   }
   rt_.add_idle(*this);  // idle_count += 1, sequentially consistent
+  sleeping_.store(true, std::memory_order_seq_cst);  // before the look at remote_finished_ below
   // Look once more at everything another thread could have handed over before it read the idle
   // list (tasks, I/O cancels for this reactor), and at this worker's own queues
   // (owner-parks-empty): find_work's last look at them came before it settled the tasks other
   // workers finished for it, and destroying one of those frames runs its parameters' destructors,
   // which may wake a task here (a guard that unlocks a corio::mutex).
   bool work = lifo_ || !private_.empty() || !fifo_.empty() || !rt_.injection_empty() || inbox_nonempty() ||
-              reactor_->cancels().pending() || rt_.stopping_.load(std::memory_order_seq_cst);
+              reactor_->cancels().pending() || remote_finished_.load(std::memory_order_seq_cst) != nullptr ||
+              rt_.stopping_.load(std::memory_order_seq_cst);
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
   if (work) {
+    sleeping_.store(false, std::memory_order_relaxed);
     if (rt_.remove_idle(*this)) {
       if (was_spinning) {
         spinning_ = true;
@@ -370,6 +373,7 @@ void worker::park() {
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps
   CORIO_ASSERT(!lifo_ && private_.empty() && fifo_.empty() && ring_.empty_owner(), "owner-parks-empty");
   reactor_->wait(timeout);
+  sleeping_.store(false, std::memory_order_relaxed);
   // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
   // waker did, and made us the spinner.
   if (!rt_.remove_idle(*this)) spinning_ = true;

@@ -295,6 +295,9 @@ class worker {
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
   bool spinning_ = false;
   std::atomic<promise_base*> remote_finished_{nullptr};
+  /// Between joining the idle list in park() and leaving its reactor wait: a worker that pushes a
+  /// finished task of this one's registry wakes it (push_remote_finished).
+  std::atomic<bool> sleeping_{false};
   std::atomic<promise_base*> adopted_{nullptr};  ///< linked through spawn_state::next until drained
   std::mutex inbox_mutex_;
   std::vector<std::coroutine_handle<>> inbox_;

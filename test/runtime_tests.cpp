@@ -321,6 +321,30 @@ corio::task<int> wake_while_settling() {
 
 corio::task<int> run_on_worker_0() { co_return co_await corio::spawn_on(0, wake_while_settling()); }
 
+/// Holds a lock until its frame is destroyed, after the event is set.
+corio::task<void> hold_until_set(corio::mutex_guard guard, corio::event* ev) {
+  (void)guard;
+  co_await ev->wait();
+}
+
+/// On worker 0: takes the mutex and hands the guard to a task on worker 1 (its home is worker 0),
+/// then ends, so that worker 0 goes to sleep.
+corio::task<void> lock_and_hand_over(corio::mutex* m, corio::event* ev) {
+  auto guard = co_await m->scoped_lock();
+  corio::spawn_on(1, hold_until_set(std::move(guard), ev)).detach();
+}
+
+corio::task<void> hand_over_on_worker_0(corio::mutex* m, corio::event* ev) {
+  co_await corio::spawn_on(0, lock_and_hand_over(m, ev));
+}
+
+corio::task<void> lock_and_note(corio::mutex* m, std::atomic<int>* state) {
+  state->store(1);
+  co_await m->lock();
+  m->unlock();
+  state->store(2);
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
@@ -543,6 +567,25 @@ TEST_CASE("a task woken while its worker frees another worker's finished tasks r
   for (int round = 0; round < 20; ++round) {
     corio::runtime rt{{.workers = 2}};
     CHECK(rt.block_on(run_on_worker_0()) == 1);
+  }
+}
+
+TEST_CASE("a task that finishes away from its sleeping home worker has its frame freed without waiting for other work") {
+  // The frame, and the guard it holds, go only when the home drains its remote-finished stack:
+  // a sleeping home must be woken for it, or the lock stays taken for good.
+  for (int round = 0; round < 10; ++round) {
+    CAPTURE(round);
+    corio::runtime rt{{.workers = 2}};
+    corio::mutex m;
+    corio::event ev;
+    std::atomic<int> state{0};
+    rt.block_on(hand_over_on_worker_0(&m, &ev));
+    rt.spawn(lock_and_note(&m, &state)).detach();
+    for (int i = 0; i < 5000 && state.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(2ms);  // the waiter parks and both workers go to sleep (either way the test holds)
+    ev.set();  // the holder ends on worker 1; worker 0, its home, sleeps
+    for (int i = 0; i < 5000 && state.load() != 2; ++i) std::this_thread::sleep_for(1ms);
+    CHECK(state.load() == 2);
   }
 }
 

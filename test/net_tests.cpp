@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -184,6 +185,52 @@ corio::task<std::vector<std::error_code>> accept_codes(tcp_listener* l, int n, s
   co_return codes;
 }
 
+/// What a connect from a local endpoint saw: its error, the client's local endpoint and the peer
+/// endpoint the server accepted.
+struct bound_connect {
+  std::error_code ec;
+  endpoint client_local;
+  endpoint server_peer;
+};
+
+corio::task<bound_connect> connect_from(tcp_listener* l, endpoint local, bool throwing) {
+  const endpoint server = l->local_endpoint();
+  bound_connect r;
+  tcp_stream s;
+  if (throwing) {
+    try {
+      s = co_await tcp_stream::connect(server, local);
+    } catch (const std::system_error& e) {
+      r.ec = e.code();
+      co_return r;
+    }
+  } else {
+    s = co_await tcp_stream::connect(server, local, r.ec);
+    if (r.ec) {
+      CHECK_FALSE(s.is_open());
+      co_return r;
+    }
+  }
+  r.client_local = s.local_endpoint();
+  tcp_stream accepted = co_await l->accept();
+  r.server_peer = accepted.remote_endpoint();
+  co_return r;
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed).
+std::uint16_t recently_free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const endpoint any = endpoint::parse("127.0.0.1:0");
+  REQUIRE(::bind(fd, static_cast<const sockaddr*>(any.data()), any.size()) == 0);
+  endpoint e;
+  socklen_t len = endpoint::capacity();
+  REQUIRE(::getsockname(fd, static_cast<sockaddr*>(e.data()), &len) == 0);
+  e.resize(len);
+  ::close(fd);
+  return e.port();
+}
+
 /// A blocking client connect (it completes from the listener's backlog without an accept).
 int raw_connect(const endpoint& ep) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -289,6 +336,54 @@ TEST_CASE("connecting to a closed port fails with ECONNREFUSED, thrown or as an 
   }  // closed: nothing listens there now
   CHECK(rt.block_on(connect_refused(ep, true)) == std::errc::connection_refused);
   CHECK(rt.block_on(connect_refused(ep, false)) == std::errc::connection_refused);
+}
+
+TEST_CASE("a connect from a local address leaves from it, on a port the kernel picks, in both forms") {
+  corio::runtime rt{{.workers = 2}};
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  for (const bool throwing : {true, false}) {
+    const bound_connect r = rt.block_on(connect_from(&l, endpoint::parse("127.0.0.1:0"), throwing));
+    CHECK_FALSE(r.ec);
+    CHECK(r.client_local.address_string() == "127.0.0.1");
+    CHECK(r.client_local.port() != 0);
+    CHECK(r.server_peer == r.client_local);
+  }
+  // An unspecified local endpoint binds nothing: a plain connect.
+  const bound_connect plain = rt.block_on(connect_from(&l, endpoint{}, false));
+  CHECK_FALSE(plain.ec);
+  CHECK(plain.server_peer == plain.client_local);
+}
+
+TEST_CASE("a connect from a local port leaves from that port") {
+  corio::runtime rt{{.workers = 1}};
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  // The port was free a moment ago; another process may take it in between, so try a few.
+  bool connected = false;
+  for (int attempt = 0; attempt < 10 && !connected; ++attempt) {
+    const std::uint16_t port = recently_free_port();
+    const bound_connect r =
+        rt.block_on(connect_from(&l, endpoint::parse("127.0.0.1:" + std::to_string(port)), false));
+    if (r.ec == std::errc::address_in_use) continue;
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.client_local.port() == port);
+    CHECK(r.server_peer.port() == port);
+    connected = true;
+  }
+  CHECK(connected);
+}
+
+TEST_CASE("a connect whose local endpoint cannot be bound fails with bind's error and keeps no descriptor") {
+  corio::runtime rt{{.workers = 1}};
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const auto before = corio_test::open_descriptors();
+  for (const bool throwing : {true, false}) {
+    // The listener's own address and port are in use.
+    CHECK(rt.block_on(connect_from(&l, l.local_endpoint(), throwing)).ec == std::errc::address_in_use);
+    // An IPv6 source for an IPv4 destination.
+    CHECK(rt.block_on(connect_from(&l, endpoint::parse("[::1]:0"), throwing)).ec ==
+          std::errc::address_family_not_supported);
+  }
+  CHECK(corio_test::open_descriptors() == before);
 }
 
 TEST_CASE("binding to a port in use fails with EADDRINUSE") {

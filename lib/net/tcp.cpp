@@ -112,10 +112,15 @@ bool write_all_operation::on_complete(detail::io_request& r, int result) noexcep
   return false;
 }
 
-connect_operation::connect_operation(const endpoint& remote, std::error_code* ec) noexcept
+connect_operation::connect_operation(const endpoint& remote, const endpoint* local, std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_stream::connect"), remote_(remote) {
   request_.opcode = detail::io_opcode::connect;
   if (!remote_.is_v4() && !remote_.is_v6()) {
+    fail_early(EAFNOSUPPORT);
+    return;
+  }
+  const bool bind_local = local != nullptr && local->size() != 0;  // an unspecified endpoint binds nothing
+  if (bind_local && local->is_v4() != remote_.is_v4()) {
     fail_early(EAFNOSUPPORT);
     return;
   }
@@ -126,6 +131,18 @@ connect_operation::connect_operation(const endpoint& remote, std::error_code* ec
     return;
   }
   socket_ = detail::file_descriptor{fd};
+  if (bind_local) {
+#if defined(IP_BIND_ADDRESS_NO_PORT)
+    // Port 0: let connect() pick the port for the whole 4-tuple, not bind() for the address alone.
+    if (local->port() == 0) (void)detail::set_int_option(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+#endif
+    if (::bind(fd, static_cast<const sockaddr*>(local->data()), static_cast<detail::socket_length_t>(local->size())) !=
+        0) {
+      fail_early(detail::socket_error());
+      socket_.reset();
+      return;
+    }
+  }
   request_.fd = fd;
   request_.generation = socket_.generation();
   request_.address = remote_.data();

@@ -44,10 +44,12 @@ class write_all_operation : public detail::io_operation {
 };
 
 /// Awaiter of tcp_stream::connect: the connected stream (empty after an error in the error_code
-/// form).
+/// form). The socket is opened (and bound, when a local endpoint is given) in the constructor; an
+/// error there is reported when the awaiter is awaited.
 class connect_operation : public detail::io_operation {
  public:
-  connect_operation(const endpoint& remote, std::error_code* ec) noexcept;
+  /// `local` null or unspecified: no bind, the kernel picks the source address and port.
+  connect_operation(const endpoint& remote, const endpoint* local, std::error_code* ec) noexcept;
   tcp_stream await_resume();
 
  private:
@@ -87,11 +89,28 @@ class tcp_stream {
   /// (ECONNREFUSED, ENETUNREACH, EMFILE, ...), EINTR and EAGAIN included: a connect attempt is
   /// not restarted on its socket (retry with a new connect). The socket it made is closed.
   [[nodiscard]] static connect_operation connect(const endpoint& remote) noexcept {
-    return connect_operation{remote, nullptr};
+    return connect_operation{remote, nullptr, nullptr};
   }
   /// As connect(remote), reporting failure in `ec` and yielding an empty stream.
   [[nodiscard]] static connect_operation connect(const endpoint& remote, std::error_code& ec) noexcept {
-    return connect_operation{remote, &ec};
+    return connect_operation{remote, nullptr, &ec};
+  }
+  /// Connects to `remote` from `local`: the socket is bound to `local` (bind(2)) before it
+  /// connects, so the connection leaves from that address, and from that port unless it is 0.
+  /// With port 0 the kernel picks the port when it connects (IP_BIND_ADDRESS_NO_PORT on Linux),
+  /// so the port range is shared per destination as with an unbound connect; binding several
+  /// source addresses (127.0.0.2, 127.0.0.3, ...) multiplies the connections one client can open
+  /// to one server. An unspecified `local` (default-constructed) binds nothing, as connect(remote)
+  /// does. The bind is synchronous and the same on every reactor. Throws std::system_error:
+  /// EAFNOSUPPORT when `local` is not of `remote`'s family, bind's EADDRINUSE or EADDRNOTAVAIL,
+  /// and connect's errors. Go's net.Dialer.LocalAddr, Tokio's TcpSocket::bind before connect.
+  [[nodiscard]] static connect_operation connect(const endpoint& remote, const endpoint& local) noexcept {
+    return connect_operation{remote, &local, nullptr};
+  }
+  /// As connect(remote, local), reporting failure in `ec` and yielding an empty stream.
+  [[nodiscard]] static connect_operation connect(const endpoint& remote, const endpoint& local,
+                                                 std::error_code& ec) noexcept {
+    return connect_operation{remote, &local, &ec};
   }
 
   /// Reads at least one byte into `buffer` once some are available; yields the count, or 0 at end

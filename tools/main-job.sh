@@ -6,11 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-5}"
 connections="${2:-64}"
-bash tools/deps.sh
 dir=build-release
-[ -d "$dir" ] || meson setup "$dir" --wrap-mode=nodownload -Dbuildtype=release >/dev/null
-ninja -C "$dir" samples/http_hello samples/http_load >/dev/null
 source tools/start_http_hello.sh
+build_http_samples "$dir"
 start_http_hello "$dir/samples/http_hello"
 port=$server_port
 echo "http_hello (2 workers) listening on 127.0.0.1:$port; http_load: $connections connections, ${seconds}s"

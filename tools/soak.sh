@@ -26,6 +26,9 @@ connect_rate="${CONNECT_RATE:-3000}"
 warmup="${WARMUP:-$(( seconds / 4 < 10 ? seconds / 4 : 10 ))}"
 sources="${SOURCES:-127.0.0.2-127.0.0.5}"
 
+for n in "$seconds" "$connections" "$rate" "$connect_rate"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "soak: SECONDS, CONNECTIONS, RATE and CONNECT_RATE must be positive integers" >&2; exit 2; }
+done
 # Each connection needs a request at least every 60 s (http_hello's keep-alive timeout).
 if [ $(( connections / rate )) -ge 30 ]; then
   echo "soak: RATE=$rate is too low for $connections connections (one request per connection every 30 s at least)" >&2

@@ -6,59 +6,18 @@
 
 #include <fmt/format.h>
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <span>
 #include <string>
-#include <string_view>
 #include <system_error>
 
-#include "http/http_parser.hpp"
+#include "http/request_framer.hpp"
 
 namespace corio_samples::http {
 
-/// The one response body of the sample, and its length in bytes.
-inline constexpr std::string_view hello_body = "Hello, World!";
-
-/// Timeouts longer than this (365 days) mean no timeout, as zero does: a deadline that far never
-/// matters, and staying below it keeps every deadline clear of the clock's range.
-inline constexpr corio::clock::duration max_timeout = std::chrono::hours{24 * 365};
-
-/// Limits of one connection: sizes in bytes, timeouts on corio's clock (nanoseconds; a duration of
-/// zero or less, or above max_timeout, means no timeout). Only reads from the client are bounded
-/// in time: a response being written is never cut, however slowly the client reads it.
-struct server_limits {
-  std::size_t max_head_bytes = 8192;     ///< larger heads get 431 and the connection closes
-  std::size_t max_body_bytes = 1 << 20;  ///< larger bodies get 413 and the connection closes
-  /// How long a client may take to send a request head; the connection closes, unanswered, when
-  /// the head is not complete in time. Counted from the accept for the first request (so it also
-  /// bounds a connection that sends nothing), and for the others from the head's first byte, or
-  /// from the end of the previous response for a head that was already partly read by then
-  /// (pipelined). It also bounds each wait for more of a request body, and the lingering close
-  /// after a `Connection: close` answer or an error (from the half-close). nginx's
-  /// client_header_timeout (which nginx also counts from the accept for the first request),
-  /// client_body_timeout and lingering_time.
-  corio::clock::duration header_timeout = std::chrono::seconds{10};
-  /// How long a keep-alive connection may stay idle between the end of a response and the first
-  /// byte of the next request; the connection then closes. nginx's keepalive_timeout.
-  corio::clock::duration keepalive_timeout = std::chrono::seconds{60};
-};
-
 namespace detail {
-
-inline void append_response(std::string& out, int version_minor, bool keep_alive, bool head_only,
-                            std::string_view target) {
-  const bool found = target == "/";
-  out += found ? "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
-               : "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n";
-  if (!keep_alive) out += "Connection: close\r\n";
-  else if (version_minor == 0) out += "Connection: keep-alive\r\n";
-  out += "\r\n";
-  if (found && !head_only) out += hello_body;
-}
 
 /// `t` when it is a timeout (0 < t <= max_timeout), else zero: no timeout.
 inline corio::clock::duration effective_timeout(corio::clock::duration t) noexcept {
@@ -83,75 +42,34 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
   using corio::clock;
   std::error_code ec;
   stream.set_nodelay(true, ec);
-  std::array<char, 16384> in{};
-  const std::size_t head_limit = std::min(limits.max_head_bytes, in.size());
+  request_framer framer{limits};  // the receive buffer and the framing: request_framer.hpp
   const clock::duration header_timeout = detail::effective_timeout(limits.header_timeout);
   const clock::duration keepalive_timeout = detail::effective_timeout(limits.keepalive_timeout);
-  std::size_t have = 0;        // bytes in `in`
-  std::size_t skip_body = 0;   // body bytes still to discard
-  // What the next read waits for: the rest of a head begun (or the first request), until
-  // `head_deadline`; or the next request on an idle keep-alive connection, for keepalive_timeout.
-  bool head_begun = true;
+  // The deadline of the head being read (the first request's counts from the accept).
   clock::time_point head_deadline{};
   if (header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
   std::string out;
   out.reserve(4096);
   for (;;) {
-    const std::span<char> room = std::span<char>{in}.subspan(have);
     std::size_t n = 0;
     // More of a head waits until its deadline; more of a body, for the header timeout; the next
     // request, for the keep-alive timeout. An expired timeout cancels the read: it ends with
     // operation_canceled in `ec`, as a graceful shutdown does, and the connection closes
     // unanswered.
-    const bool in_head = head_begun && skip_body == 0;
-    const clock::duration wait_limit = skip_body != 0 ? header_timeout : keepalive_timeout;
+    const bool in_head = framer.awaiting_head();
+    const clock::duration wait_limit = framer.in_body() ? header_timeout : keepalive_timeout;
     if (in_head && header_timeout != clock::duration::zero()) {
-      auto r = co_await corio::try_deadline(head_deadline, stream.read_some(room, ec));
+      auto r = co_await corio::try_deadline(head_deadline, stream.read_some(framer.read_space(), ec));
       n = r.value_or(0);
     } else if (!in_head && wait_limit != clock::duration::zero()) {
-      auto r = co_await corio::try_timeout(wait_limit, stream.read_some(room, ec));
+      auto r = co_await corio::try_timeout(wait_limit, stream.read_some(framer.read_space(), ec));
       n = r.value_or(0);
     } else {
-      n = co_await stream.read_some(room, ec);
+      n = co_await stream.read_some(framer.read_space(), ec);
     }
     if (ec || n == 0) co_return;
-    have += n;
-    std::size_t offset = 0;
-    bool close_after = false;
     out.clear();
-    while (offset < have) {
-      if (skip_body != 0) {
-        const std::size_t k = std::min(skip_body, have - offset);
-        skip_body -= k;
-        offset += k;
-        continue;
-      }
-      request_head req;
-      const parse_status st = parse_request({in.data() + offset, have - offset}, req, head_limit);
-      if (st == parse_status::incomplete) break;
-      if (st == parse_status::bad_request) {
-        out += "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        close_after = true;
-        break;
-      }
-      if (st == parse_status::too_large) {
-        out += "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        close_after = true;
-        break;
-      }
-      if (req.content_length > limits.max_body_bytes) {
-        out += "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        close_after = true;
-        break;
-      }
-      offset += req.head_bytes;
-      skip_body = req.content_length;
-      detail::append_response(out, req.version_minor, req.keep_alive, req.method == "HEAD", req.target);
-      if (!req.keep_alive) {
-        close_after = true;
-        break;
-      }
-    }
+    const bool close_after = framer.on_read(n, out);
     if (!out.empty()) {
       // Shielded: a request read is answered in full even when the task is being cancelled (a
       // graceful shutdown); the next read then sees the stop and the connection closes.
@@ -170,27 +88,21 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
       for (std::size_t drained = 0; !ec && drained < (1u << 20);) {
         std::size_t k = 0;
         if (linger_bounded) {
-          auto r = co_await corio::try_deadline(linger_until, stream.read_some(std::span<char>{in}, ec));
+          auto r = co_await corio::try_deadline(linger_until, stream.read_some(framer.discard_space(), ec));
           k = r.value_or(0);
         } else {
-          k = co_await stream.read_some(std::span<char>{in}, ec);
+          k = co_await stream.read_some(framer.discard_space(), ec);
         }
         if (k == 0) break;
         drained += k;
       }
       co_return;
     }
-    // A partial head is left: a new one when this read completed a request or a body before it,
-    // or when it came after an idle wait; its deadline counts from now (its first byte, or the
-    // end of the response just written). Otherwise the same head goes on, with its deadline.
-    const bool new_head = have != offset && (offset != 0 || !head_begun);
-    // Keep the unparsed tail at the front of the buffer.
-    if (offset != 0) {
-      std::memmove(in.data(), in.data() + offset, have - offset);
-      have -= offset;
+    // A new partial head (after a completed request or body, or after an idle wait) gets its
+    // deadline from now: its first byte, or the end of the response just written.
+    if (framer.new_head_started() && header_timeout != clock::duration::zero()) {
+      head_deadline = corio::now() + header_timeout;
     }
-    head_begun = have != 0;
-    if (new_head && header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
   }
 }
 

@@ -230,14 +230,16 @@ void runtime_impl::add_idle(worker& w) {
   idle_count_.fetch_add(1, std::memory_order_seq_cst);
 }
 
-void runtime_impl::claim_idle(worker& w) {
-  if (remove_idle(w)) spinning_.fetch_add(1, std::memory_order_seq_cst);  // w now counts as a spinner
-}
+void runtime_impl::claim_idle(worker& w) { (void)remove_idle(w, true); }
 
-bool runtime_impl::remove_idle(worker& w) {
+bool runtime_impl::remove_idle(worker& w, bool as_spinner) {
   std::lock_guard lock{idle_mutex_};
   auto it = std::find(idle_.begin(), idle_.end(), &w);
   if (it == idle_.end()) return false;
+  // Counted before it leaves the list, under the list's lock: w learns that it was taken off only
+  // from its own remove_idle, under this lock, and from then on counts itself a spinner and may
+  // stop spinning (decrement) at once (spinners-counted).
+  if (as_spinner) spinning_.fetch_add(1, std::memory_order_seq_cst);
   idle_.erase(it);
   idle_count_.fetch_sub(1, std::memory_order_seq_cst);
   CORIO_ASSERT(idle_count_.load(std::memory_order_relaxed) == idle_.size(), "idle-list-exact");

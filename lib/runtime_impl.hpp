@@ -87,7 +87,9 @@ class runtime_impl {
   }
   /// Idle list (see the protocol above).
   void add_idle(worker& w);
-  bool remove_idle(worker& w);  ///< false when a waker took it off already
+  /// Takes `w` off the idle list; false when a waker took it off already. `as_spinner`: counts it
+  /// as a spinner in the same step, under the list's lock (claim_idle).
+  bool remove_idle(worker& w, bool as_spinner = false);
   /// Manual clock only: `w` was just handed work through its inbox (a task, a timer to remove);
   /// takes it off the idle list and counts it as a spinner, as wakep() does, so that until it
   /// parks again no worker sees every worker idle: auto_advance() would otherwise jump the time

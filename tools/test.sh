@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|clang|asan|tsan|lto]
+# Builds corio and runs its whole test suite. Usage: tools/test.sh [release|clang|asan|tsan|lto|fuzz]
 #   release (default): g++, optimized, every suite.
 #   clang: clang++-16, optimized, every suite (and the benchmarks and samples built with clang).
 #   asan:  g++ -O0 with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included),
@@ -8,6 +8,7 @@
 #   tsan:  clang++-16 -O2 -g with ThreadSanitizer, stress tests at 10%.
 #   lto:   g++, optimized with link-time optimization (b_lto), every suite: the fast paths lean on
 #          inline asm naming symbols of the library, which LTO must keep.
+#   fuzz:  the libFuzzer targets, 60 s each (tools/fuzz.sh [SECONDS] [TARGET...] for more).
 # Ends with one line "tests: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +49,11 @@ case "$mode" in
     # ODR violations (their compiler-made field names differ); they are the same type.
     setup=(-Dbuildtype=release -Db_lto=true -Dbenchmarks=disabled -Dcpp_link_args=-Wno-odr)
     ;;
+  fuzz)
+    exec bash tools/fuzz.sh 60
+    ;;
   *)
-    echo "usage: tools/test.sh [release|clang|asan|tsan|lto]" >&2
+    echo "usage: tools/test.sh [release|clang|asan|tsan|lto|fuzz]" >&2
     exit 2
     ;;
 esac

@@ -22,9 +22,10 @@
 #                                                     workers may fail only in some interleavings
 #   build-fuzz/test/fuzz/<target>_fuzz -minimize_crash=1 -runs=10000 FILE   a smaller input
 # The input formats are described at the top of each target's source. Write the regression test
-# in the normal suites (test/http_parser_tests.cpp or http_server_tests.cpp for the HTTP target,
-# test/channel_tests.cpp or cancel_tests.cpp for the channel model) from the decoded input, see it
-# fail, fix, and add the input to the target's corpus.
+# in the suite of the code that failed (test/http_parser_tests.cpp or http_server_tests.cpp for
+# the HTTP target; test/channel_tests.cpp or cancel_tests.cpp for the channel model, or
+# runtime_tests.cpp when a scheduler invariant breaks, as the first finding did), see it fail,
+# fix, and add the input to the target's corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"

@@ -63,8 +63,11 @@ inline void append_response(std::string& out, const request_head& req) {
   const bool found = req.target == "/";
   out += found ? "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
                : "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n";
-  if (!req.keep_alive) out += "Connection: close\r\n";
-  else if (req.version_minor == 0) out += "Connection: keep-alive\r\n";
+  if (!req.keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (req.version_minor == 0) {
+    out += "Connection: keep-alive\r\n";
+  }
   out += "\r\n";
   if (found && req.method != "HEAD") out += hello_body;
 }

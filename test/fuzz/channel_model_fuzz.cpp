@@ -31,18 +31,17 @@
 // not deliver hands its value back (try_send, send_for, a select's losing or closed send case)
 // with the status it should have; a timed operation never times out early; once a task saw a
 // channel closed and drained, it receives nothing more from it and nothing is left in it at the
-// end, and a task that closed a channel sends nothing more on it; no channel holds more than its capacity; every task ends once every
-// channel is closed; no value is destroyed twice or left alive.
+// end, and a task that closed a channel sends nothing more on it; no channel holds more than its capacity;
+// every task ends once every channel is closed; no value is destroyed twice or left alive.
 //
 // Runs are bounded: at most 48 instructions, durations of a few ms on the manual clock (time
 // jumps to the next timer whenever every worker is idle), so a hang is a bug (libFuzzer's
 // -timeout reports it).
-#include <corio/corio.hpp>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <corio/corio.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -78,9 +77,9 @@ enum class op_kind : std::uint8_t {
   timeout_recv,
 };
 constexpr std::size_t op_kinds = 12;
-constexpr std::array<const char*, op_kinds> op_names{"send",     "recv",  "try_send", "try_recv",
-                                                     "send_for", "recv_for", "select", "close",
-                                                     "sleep",    "yield", "timeout(send)", "timeout(recv)"};
+constexpr std::array<const char*, op_kinds> op_names{
+    "send",   "recv",  "try_send", "try_recv", "send_for",      "recv_for",
+    "select", "close", "sleep",    "yield",    "timeout(send)", "timeout(recv)"};
 
 struct case_spec {
   std::uint8_t ch = 0;
@@ -174,8 +173,8 @@ program decode(const std::uint8_t* data, std::size_t size) {
 }
 
 std::string describe(const program& p) {
-  std::string s = "workers " + std::to_string(p.workers) + ", budget " + std::to_string(p.budget) + ", seed " +
-                  std::to_string(p.seed) + ", capacities";
+  std::string s = "workers " + std::to_string(p.workers) + ", budget " + std::to_string(p.budget) +
+                  ", seed " + std::to_string(p.seed) + ", capacities";
   for (const std::size_t c : p.caps) s += " " + std::to_string(c);
   s += "\n";
   const auto ms = [](corio::clock::duration d) {
@@ -189,7 +188,8 @@ std::string describe(const program& p) {
       if (o.kind == op_kind::select) {
         s += "(";
         for (std::size_t j = 0; j < o.ncases; ++j) {
-          s += (j != 0 ? ", " : "") + std::string(o.cases[j].send ? "send " : "recv ") + std::to_string(o.cases[j].ch);
+          s += (j != 0 ? ", " : "") + std::string(o.cases[j].send ? "send " : "recv ") +
+               std::to_string(o.cases[j].ch);
         }
         if (o.extra == 1) s += ", after " + ms(o.d);
         if (o.extra == 2) s += ", default";
@@ -326,9 +326,11 @@ void sent(op_context* x, std::size_t c, std::uint32_t id) {
   r.delivered.emplace_back(c, id);
 }
 
-void not_sent(op_context* x, std::size_t c, channel_status s, const std::optional<token>& back, std::uint32_t id) {
+void not_sent(op_context* x, std::size_t c, channel_status s, const std::optional<token>& back,
+              std::uint32_t id) {
   check(back.has_value() && back->id == id, "an undelivered value did not come back", x->t, x->k);
-  if (s == channel_status::closed) check(x->w->chans[c].closed(), "a send reported closed on an open channel", x->t, x->k);
+  if (s == channel_status::closed)
+    check(x->w->chans[c].closed(), "a send reported closed on an open channel", x->t, x->k);
 }
 
 /// What try_send or send_for reported: delivered (the value gone), or `failure` or closed with the
@@ -339,8 +341,8 @@ void send_outcome(op_context* x, std::size_t c, std::uint32_t id, const corio::s
     check(!r.value, "a send delivered and handed the value back", x->t, x->k);
     sent(x, c, id);
   } else {
-    check(r.status == failure || r.status == channel_status::closed, "a send reported a status it cannot", x->t,
-          x->k);
+    check(r.status == failure || r.status == channel_status::closed, "a send reported a status it cannot",
+          x->t, x->k);
     not_sent(x, c, r.status, r.value, id);
   }
 }
@@ -378,8 +380,8 @@ std::size_t dispatch_result(op_context* x, Result& r, std::index_sequence<I...>)
 void check_losers(op_context* x, std::size_t winner) {
   for (std::size_t j = 0; j < x->o->ncases; ++j) {
     if (j == winner || !x->o->cases[j].send) continue;
-    check(x->values[j] && x->values[j]->id == value_id(x->t, x->k, j), "a losing send case lost its value", x->t,
-          x->k);
+    check(x->values[j] && x->values[j]->id == value_id(x->t, x->k, j), "a losing send case lost its value",
+          x->t, x->k);
   }
 }
 
@@ -448,8 +450,8 @@ corio::task<void> run_op(op_context* x) {
     case op_kind::try_recv: {
       auto r = ch.try_recv();
       check(r.status != channel_status::timed_out, "try_recv reported timed_out", x->t, x->k);
-      check((r.status == channel_status::delivered) == r.value.has_value(), "try_recv's value and status disagree",
-            x->t, x->k);
+      check((r.status == channel_status::delivered) == r.value.has_value(),
+            "try_recv's value and status disagree", x->t, x->k);
       if (r.status != channel_status::would_block) got_value(x, c, r.value);
       break;
     }
@@ -464,8 +466,8 @@ corio::task<void> run_op(op_context* x) {
     case op_kind::recv_for: {
       auto r = co_await ch.recv_for(o.d);
       check(r.status != channel_status::would_block, "recv_for reported would_block", x->t, x->k);
-      check((r.status == channel_status::delivered) == r.value.has_value(), "recv_for's value and status disagree",
-            x->t, x->k);
+      check((r.status == channel_status::delivered) == r.value.has_value(),
+            "recv_for's value and status disagree", x->t, x->k);
       if (r.status == channel_status::timed_out) {
         check(corio::now() - start >= o.d, "recv_for timed out early", x->t, x->k);
       } else {
@@ -561,7 +563,8 @@ void check_model(const world& w, const std::vector<std::vector<std::uint32_t>>& 
   std::set<std::pair<std::size_t, std::uint32_t>> delivered;
   for (const task_record& r : w.records) {
     for (const auto& d : r.delivered) {
-      if (!delivered.insert(d).second) fail("one value reported delivered twice: " + std::to_string(d.second));
+      if (!delivered.insert(d).second)
+        fail("one value reported delivered twice: " + std::to_string(d.second));
     }
   }
   std::set<std::pair<std::size_t, std::uint32_t>> received;
@@ -581,7 +584,9 @@ void check_model(const world& w, const std::vector<std::vector<std::uint32_t>>& 
     for (const auto& [c, id] : r.received) {
       take(c, id, "by a task");
       auto& l = last[{c, id >> 8}];
-      if (id <= l) fail("a task received value " + std::to_string(id) + " after " + std::to_string(l) + " from one sender");
+      if (id <= l)
+        fail("a task received value " + std::to_string(id) + " after " + std::to_string(l) +
+             " from one sender");
       l = id;
       auto& g = last_received[{c, id >> 8}];
       g = std::max(g, id);
@@ -592,7 +597,8 @@ void check_model(const world& w, const std::vector<std::vector<std::uint32_t>>& 
     for (const std::uint32_t id : drained[c]) {
       take(c, id, "left in the channel");
       auto& l = last[id >> 8];
-      if (id <= l) fail("value " + std::to_string(id) + " left in a channel behind a later one from its sender");
+      if (id <= l)
+        fail("value " + std::to_string(id) + " left in a channel behind a later one from its sender");
       l = id;
       const auto g = last_received.find({c, id >> 8});
       if (g != last_received.end() && g->second > id) {
@@ -604,7 +610,8 @@ void check_model(const world& w, const std::vector<std::vector<std::uint32_t>>& 
   for (const task_record& r : w.records) {
     for (std::size_t c = 0; c < drained.size(); ++c) {
       if (r.saw_closed[c] && !drained[c].empty()) {
-        fail("channel " + std::to_string(c) + " held values at the end though a task saw it closed and drained");
+        fail("channel " + std::to_string(c) +
+             " held values at the end though a task saw it closed and drained");
       }
     }
   }
@@ -629,7 +636,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     w.records.resize(p.tasks.size());
     std::vector<std::vector<std::uint32_t>> drained(p.caps.size());
     try {
-      corio::runtime rt{{.workers = p.workers, .budget = p.budget, .seed = p.seed, .clock = corio::manual_clock}};
+      corio::runtime rt{
+          {.workers = p.workers, .budget = p.budget, .seed = p.seed, .clock = corio::manual_clock}};
       rt.block_on(driver(&w));
     } catch (const std::exception& e) {
       fail(std::string("exception out of the program: ") + e.what());

@@ -57,7 +57,8 @@ void check(bool ok, const char* what) {
 /// the end, which a std::string's spare capacity would hide).
 class exact_buffer {
  public:
-  explicit exact_buffer(std::string_view bytes) : data_(new char[bytes.size() == 0 ? 1 : bytes.size()]), size_(bytes.size()) {
+  explicit exact_buffer(std::string_view bytes)
+      : data_(new char[bytes.size() == 0 ? 1 : bytes.size()]), size_(bytes.size()) {
     if (size_ != 0) std::memcpy(data_.get(), bytes.data(), size_);
   }
   [[nodiscard]] std::string_view view() const noexcept { return {data_.get(), size_}; }
@@ -81,13 +82,15 @@ bool has_field(std::string_view head, std::string_view lower_name) {
 
 /// The sane-fields checks of a complete request head parsed from `buf`.
 void check_request(std::string_view buf, const http::request_head& h, std::size_t max) {
-  check(h.head_bytes >= 4 && h.head_bytes <= buf.size() && h.head_bytes <= max, "request head_bytes out of range");
+  check(h.head_bytes >= 4 && h.head_bytes <= buf.size() && h.head_bytes <= max,
+        "request head_bytes out of range");
   check(buf.substr(h.head_bytes - 4, 4) == "\r\n\r\n", "request head does not end in CRLFCRLF");
   check(inside(h.method, buf, h.head_bytes) && inside(h.target, buf, h.head_bytes),
         "method or target outside the head");
   check(!h.method.empty() && !h.target.empty(), "empty method or target");
   for (const char c : h.method) check(http::detail::is_tchar(c), "method is not a token");
-  for (const char c : h.target) check(http::detail::is_target_char(c), "target has a byte outside 0x21..0x7e");
+  for (const char c : h.target)
+    check(http::detail::is_target_char(c), "target has a byte outside 0x21..0x7e");
   check(h.version_minor == 0 || h.version_minor == 1, "version is not 1.0 or 1.1");
   // Request line: [CRLF...] method SP target SP HTTP/1.x CRLF.
   const auto skipped = static_cast<std::size_t>(h.method.data() - buf.data());
@@ -95,7 +98,8 @@ void check_request(std::string_view buf, const http::request_head& h, std::size_
   for (std::size_t i = 0; i < skipped; i += 2) check(buf.substr(i, 2) == "\r\n", "non-empty line skipped");
   check(h.target.data() == h.method.data() + h.method.size() + 1, "target does not follow the method");
   const std::size_t version_at = skipped + h.method.size() + 1 + h.target.size() + 1;
-  check(buf.substr(version_at - 1, 1) == " " && buf.substr(version_at, 8) == (h.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1") &&
+  check(buf.substr(version_at - 1, 1) == " " &&
+            buf.substr(version_at, 8) == (h.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1") &&
             buf.substr(version_at + 8, 2) == "\r\n",
         "request line is not method SP target SP version CRLF");
   if (!has_field(buf.substr(0, h.head_bytes), "content-length")) {
@@ -110,7 +114,8 @@ void check_request(std::string_view buf, const http::request_head& h, std::size_
 }
 
 void check_response(std::string_view buf, const http::response_head& h, std::size_t max) {
-  check(h.head_bytes >= 4 && h.head_bytes <= buf.size() && h.head_bytes <= max, "response head_bytes out of range");
+  check(h.head_bytes >= 4 && h.head_bytes <= buf.size() && h.head_bytes <= max,
+        "response head_bytes out of range");
   check(buf.substr(h.head_bytes - 4, 4) == "\r\n\r\n", "response head does not end in CRLFCRLF");
   check(h.status >= 100 && h.status <= 599, "status outside 100..599");
   check(h.version_minor == 0 || h.version_minor == 1, "response version is not 1.0 or 1.1");
@@ -162,8 +167,9 @@ void check_parser(std::string_view payload, std::size_t max, const std::vector<s
     check_response(buf, rsp, max);
     const exact_buffer head(buf.substr(0, rsp.head_bytes));
     http::response_head again{};
-    check(http::parse_response(head.view(), again, max) == parse_status::complete && same_response(again, rsp),
-          "the response head alone parses differently");
+    check(
+        http::parse_response(head.view(), again, max) == parse_status::complete && same_response(again, rsp),
+        "the response head alone parses differently");
     const exact_buffer shorter(buf.substr(0, rsp.head_bytes - 1));
     check(http::parse_response(shorter.view(), again, max) == parse_status::incomplete,
           "the response head minus one byte is not incomplete");
@@ -234,7 +240,8 @@ answer model(std::string_view payload, const http::server_limits& limits) {
 
 /// Feeds `payload` to a request_framer in reads of the given sizes (each at most what the buffer
 /// has room for), then in reads as large as it has room for.
-answer serve(std::string_view payload, const http::server_limits& limits, const std::vector<std::size_t>& reads) {
+answer serve(std::string_view payload, const http::server_limits& limits,
+             const std::vector<std::size_t>& reads) {
   auto framer = std::make_unique<http::request_framer>(limits);
   answer a;
   std::size_t pos = 0;

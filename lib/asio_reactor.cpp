@@ -3,10 +3,10 @@
 #include "asio_reactor.hpp"
 
 #include <asio/basic_socket_acceptor.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
 #include <asio/basic_stream_socket.hpp>
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/buffer.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/error.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/generic/stream_protocol.hpp>
@@ -22,9 +22,13 @@
 #endif
 
 #include <atomic>
+#if !defined(_WIN32)
+#include <poll.h>
+#include <sys/socket.h>
+#endif
 #include <cerrno>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <system_error>
 #include <vector>
 
@@ -46,6 +50,9 @@ struct table_entry {
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
   std::unique_ptr<stream_descriptor> file;  ///< for read (a descriptor that is not a socket)
 #endif
+  /// Readiness waits in flight on a descriptor corio does not own (generation 0): the entry is
+  /// released when the last one ends, since its owner may close it at any time.
+  unsigned foreign_waits = 0;
 };
 
 /// An Asio completion as corio's reactors report it: a byte count or descriptor, 0 at end of
@@ -90,8 +97,8 @@ struct asio_reactor::state {
   std::atomic<bool> wake_pending{false};
   bool woken = false;  ///< the wake handler ran since the last wait() began
   bool draining = false;
-  std::size_t finished = 0;  ///< requests finished since the count was last reset
-  in_flight_list in_flight;  // for cancellation at drain()
+  std::size_t finished = 0;         ///< requests finished since the count was last reset
+  in_flight_list in_flight;         // for cancellation at drain()
   cancel_inbox* cancels = nullptr;  ///< the reactor's (set by its constructor)
   /// Cancellation signals of cancellable requests in flight (io_request::reactor_data) come from
   /// this pool and go back to it when the request finishes: steady state allocates nothing, and
@@ -102,10 +109,19 @@ struct asio_reactor::state {
   /// A request is done (result as to_result): the same steps as an io_uring completion.
   void finish(io_request& r, int result) noexcept {
     in_flight.unlink(r);
+    // A readiness wait on a descriptor corio does not own (generation 0, corio::wait_readable)
+    // keeps its registration only while it waits: the owner may close the descriptor and open
+    // another under the same number at any time, which the table could not tell apart.
+    if (r.opcode == io_opcode::poll && r.generation == 0 && r.fd >= 0 &&
+        static_cast<std::size_t>(r.fd) < table.size()) {
+      table_entry& e = table[static_cast<std::size_t>(r.fd)];
+      if (e.foreign_waits != 0 && --e.foreign_waits == 0) release(e);
+    }
     if (r.reactor_data != nullptr) {
       // Back to the pool (a resubmission in on_complete takes one again). Never throws: the pool
       // holds every signal ever handed out, so its capacity suffices.
-      signal_pool.emplace_back(static_cast<asio::cancellation_signal*>(std::exchange(r.reactor_data, nullptr)));
+      signal_pool.emplace_back(
+          static_cast<asio::cancellation_signal*>(std::exchange(r.reactor_data, nullptr)));
       --signals_out;
     }
     if (finish_request(r, result, draining, sink, *cancels)) ++finished;
@@ -174,6 +190,7 @@ struct asio_reactor::state {
     e.file.reset();
 #endif
     e.generation = 0;
+    e.foreign_waits = 0;
   }
 
   /// The entry registered for r's descriptor, (re)registered when missing, stale or of the wrong
@@ -187,10 +204,25 @@ struct asio_reactor::state {
     const auto index = static_cast<std::size_t>(r.fd);
     if (index >= table.size()) table.resize(std::max(index + 1, table.size() * 2));
     table_entry& e = table[index];
+    // A readiness wait, recvmsg or sendmsg takes whatever this worker registered for the
+    // descriptor (each can wait for readiness); the other kinds need their own Asio object.
+    const bool any_kind =
+        r.opcode == io_opcode::poll || r.opcode == io_opcode::recvmsg || r.opcode == io_opcode::sendmsg;
+    if (any_kind && r.generation != 0 && e.generation == r.generation &&
+        (e.socket || e.listener || has_file(e))) {
+      return &e;
+    }
+    // Otherwise a readiness wait registers the descriptor as a file (any descriptor can be
+    // polled; on Windows only sockets exist to wait for), recvmsg and sendmsg as a socket.
     const bool want_listener = r.opcode == io_opcode::accept;
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+    const bool want_file = r.opcode == io_opcode::read || r.opcode == io_opcode::poll;
+#else
     const bool want_file = r.opcode == io_opcode::read;
-    if (e.generation == r.generation &&
-        (want_listener ? e.listener != nullptr : want_file ? has_file(e) : e.socket != nullptr)) {
+#endif
+    if (e.generation == r.generation && (want_listener ? e.listener != nullptr
+                                         : want_file   ? has_file(e)
+                                                       : e.socket != nullptr)) {
       return &e;
     }
     release(e);
@@ -226,19 +258,53 @@ struct asio_reactor::state {
     return &e;
   }
 
+  /// Waits until r's descriptor is readable (`write` false) or writable, through whichever Asio
+  /// object `e` holds, bound to r's cancellation slot, then calls `then` (or finishes r with the
+  /// error, or cancelled while draining).
+  template <class Then>
+  void wait_ready(table_entry& e, io_request& r, bool write, Then then) {
+    auto handler =
+        asio::bind_cancellation_slot(slot_for(r), [this, &r, then](const asio::error_code& ec) mutable {
+          if (ec || draining) {
+            finish(r, ec ? to_result(ec, 0) : -ECANCELED);
+            return;
+          }
+          then();
+        });
+    if (e.socket) {
+      e.socket->async_wait(write ? stream_socket::wait_write : stream_socket::wait_read, std::move(handler));
+    } else if (e.listener) {
+      e.listener->async_wait(write ? acceptor::wait_write : acceptor::wait_read, std::move(handler));
+    } else {
+#if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+      e.file->async_wait(write ? stream_descriptor::wait_write : stream_descriptor::wait_read,
+                         std::move(handler));
+#endif
+    }
+  }
+
+  /// io_opcode::poll: one readiness wait (POLLIN when flags ask for it, else POLLOUT); completes
+  /// with the event that came.
+  void poll_ready(table_entry& e, io_request& r) {
+    const bool write = (r.flags & POLLIN) == 0;
+    if (r.generation == 0) ++e.foreign_waits;  // released by finish() once the last one ends
+    wait_ready(e, r, write, [this, &r, write] { finish(r, write ? POLLOUT : POLLIN); });
+  }
+
 #if !defined(_WIN32)
-  /// accept4() until it yields a descriptor or an error other than EAGAIN; on EAGAIN, waits for
-  /// the listener to be readable and tries again. Safe with Asio's edge-triggered epoll because
-  /// one thread drives this io_context: a connection that arrives after the EAGAIN is reported by
-  /// a later epoll_wait, which only runs after the wait below is queued. Accepted descriptors are
-  /// close-on-exec, as on io_uring (Asio's own accept does not set it).
-  void accept(acceptor& listener, io_request& r) {
+  /// Runs `attempt` (a non-blocking system call: >= 0 on success, -1 with errno set) until it
+  /// succeeds or fails with an error other than EAGAIN, and finishes r with that (posted, never
+  /// inside submit()); on EAGAIN waits for readiness (`write`: writable) and tries again. Safe
+  /// with Asio's edge-triggered epoll because one thread drives this io_context: readiness that
+  /// comes after the EAGAIN is reported by a later epoll_wait, which only runs after the wait below
+  /// is queued. Asio's own reactive operations work this way.
+  template <class Attempt>
+  void react(io_request& r, bool write, Attempt attempt) {
     for (;;) {
-      auto length = static_cast<socklen_t>(r.address_length);
-      const int fd = ::accept4(r.fd, static_cast<sockaddr*>(r.address), &length, SOCK_CLOEXEC);
-      if (fd >= 0) {
-        r.address_length = length;
-        asio::post(context, [this, &r, fd] { finish(r, fd); });
+      const long n = attempt();
+      if (n >= 0) {
+        const int result = static_cast<int>(n);
+        asio::post(context, [this, &r, result] { finish(r, result); });
         return;
       }
       if (errno == EINTR) continue;
@@ -248,37 +314,76 @@ struct asio_reactor::state {
       }
       break;
     }
-    if (r.cancel_was_requested()) {  // cancelled between two waits: no connection was taken
+    if (r.cancel_was_requested()) {  // cancelled between two waits: nothing was transferred
       fail_later(r, ECANCELED);
       return;
     }
-    acceptor* l = &listener;  // the object is stable: the table holds it by pointer
-    listener.async_wait(acceptor::wait_read,
-                        asio::bind_cancellation_slot(slot_for(r), [this, l, &r](const asio::error_code& ec) {
-                          if (ec || draining) {
-                            finish(r, ec ? to_result(ec, 0) : -ECANCELED);
-                            return;
-                          }
-                          accept(*l, r);
-                        }));
+    int error = 0;
+    table_entry* e = entry_for(r, error);
+    if (e == nullptr) {
+      fail_later(r, error);
+      return;
+    }
+    wait_ready(*e, r, write, [this, &r, write, attempt] { react(r, write, attempt); });
+  }
+
+  /// recvmsg() or sendmsg() (io_opcode::recvmsg, sendmsg), reactively.
+  void transfer_message(io_request& r) {
+    if (r.opcode == io_opcode::sendmsg) {
+      react(r, true, [&r] {
+#if defined(MSG_NOSIGNAL)
+        const int flags = static_cast<int>(r.flags) | MSG_DONTWAIT | MSG_NOSIGNAL;
+#else
+        const int flags = static_cast<int>(r.flags) | MSG_DONTWAIT;
+#endif
+        return static_cast<long>(::sendmsg(r.fd, static_cast<const msghdr*>(r.address), flags));
+      });
+    } else {
+      react(r, false, [&r] {
+        return static_cast<long>(
+            ::recvmsg(r.fd, static_cast<msghdr*>(r.address), static_cast<int>(r.flags) | MSG_DONTWAIT));
+      });
+    }
+  }
+
+  /// accept4() reactively (the listener is non-blocking). Accepted descriptors are close-on-exec,
+  /// as on io_uring (Asio's own accept does not set it).
+  void accept(acceptor&, io_request& r) {
+    react(r, false, [&r] {
+      auto length = static_cast<socklen_t>(r.address_length);
+      const int fd = ::accept4(r.fd, static_cast<sockaddr*>(r.address), &length, SOCK_CLOEXEC);
+      if (fd >= 0) r.address_length = length;
+      return static_cast<long>(fd);
+    });
   }
 #else
+  void transfer_message(io_request& r) { fail_later(r, ENOTSUP); }
+#endif
+
+  /// A file operation: the blocking system call (perform_blocking_io), its completion posted to
+  /// the io_context like any other.
+  void file_operation(io_request& r) {
+    asio::post(context, [this, &r] { finish(r, perform_blocking_io(r)); });
+  }
+
+#if defined(_WIN32)
   /// Windows (IOCP): Asio's own accept (AcceptEx); the accepted socket is released to corio.
   void accept(acceptor& listener, io_request& r) {
-    listener.async_accept(asio::bind_cancellation_slot(slot_for(r), [this, &r](const asio::error_code& ec, stream_socket peer) {
-      if (ec) {
-        finish(r, to_result(ec, 0));
-        return;
-      }
-      asio::error_code release_error;
-      const auto handle = peer.release(release_error);
-      if (release_error) {
-        finish(r, to_result(release_error, 0));
-        return;
-      }
-      r.address_length = 0;  // the peer is available from remote_endpoint()
-      finish(r, static_cast<int>(handle));
-    }));
+    listener.async_accept(
+        asio::bind_cancellation_slot(slot_for(r), [this, &r](const asio::error_code& ec, stream_socket peer) {
+          if (ec) {
+            finish(r, to_result(ec, 0));
+            return;
+          }
+          asio::error_code release_error;
+          const auto handle = peer.release(release_error);
+          if (release_error) {
+            finish(r, to_result(release_error, 0));
+            return;
+          }
+          r.address_length = 0;  // the peer is available from remote_endpoint()
+          finish(r, static_cast<int>(handle));
+        }));
   }
 #endif
 };
@@ -311,6 +416,10 @@ void asio_reactor::submit(io_request& request) {
   }
   length = fault.length;  // a short transfer; the request keeps its own length
 #endif
+  if (is_file_operation(request.opcode)) {
+    s.file_operation(request);  // no descriptor to register (openat has none yet)
+    return;
+  }
   int error = 0;
   table_entry* e = s.entry_for(request, error);
   if (e == nullptr) {
@@ -323,42 +432,52 @@ void asio_reactor::submit(io_request& request) {
       s.accept(*e->listener, request);
       break;
     case io_opcode::connect:
-      e->socket->async_connect(protocol::endpoint{request.address, request.address_length},
-                               asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec) {
-                                 s.finish(*r, to_result(ec, 0));
-                               }));
+      e->socket->async_connect(
+          protocol::endpoint{request.address, request.address_length},
+          asio::bind_cancellation_slot(
+              s.slot_for(request), [&s, r](const asio::error_code& ec) { s.finish(*r, to_result(ec, 0)); }));
       break;
     case io_opcode::recv:
       e->socket->async_receive(
           asio::buffer(request.buffer, length), static_cast<asio::socket_base::message_flags>(request.flags),
-          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
-            s.finish(*r, to_result(ec, n));
-          }));
+          asio::bind_cancellation_slot(
+              s.slot_for(request),
+              [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); }));
       break;
     case io_opcode::send:
       // Asio adds MSG_NOSIGNAL on Linux; a short send completes with the bytes sent.
-      e->socket->async_send(
-          asio::buffer(static_cast<const void*>(request.buffer), length),
-          static_cast<asio::socket_base::message_flags>(request.flags),
-          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
-            s.finish(*r, to_result(ec, n));
-          }));
+      e->socket->async_send(asio::buffer(static_cast<const void*>(request.buffer), length),
+                            static_cast<asio::socket_base::message_flags>(request.flags),
+                            asio::bind_cancellation_slot(s.slot_for(request),
+                                                         [&s, r](const asio::error_code& ec, std::size_t n) {
+                                                           s.finish(*r, to_result(ec, n));
+                                                         }));
       break;
     case io_opcode::read:
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
-      e->file->async_read_some(
-          asio::buffer(request.buffer, length),
-          asio::bind_cancellation_slot(s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
-            s.finish(*r, to_result(ec, n));
-          }));
+      e->file->async_read_some(asio::buffer(request.buffer, length),
+                               asio::bind_cancellation_slot(
+                                   s.slot_for(request), [&s, r](const asio::error_code& ec, std::size_t n) {
+                                     s.finish(*r, to_result(ec, n));
+                                   }));
 #endif
       break;
+    case io_opcode::poll:
+      s.poll_ready(*e, request);
+      break;
+    case io_opcode::recvmsg:
+    case io_opcode::sendmsg:
+      s.transfer_message(request);
+      break;
+    default:
+      break;  // file operations: handled above
   }
 }
 
 std::size_t asio_reactor::poll() {
   state& s = *state_;
-  if (cancels_.pending()) [[unlikely]] s.submit_cancels();
+  if (cancels_.pending()) [[unlikely]]
+    s.submit_cancels();
   // Nothing in flight: only a wake can be pending, and wait() runs that. Skip Asio entirely (its
   // poll would make an epoll_wait system call), as the io_uring reactor skips its ring.
   if (s.in_flight.size() == 0) return 0;
@@ -371,7 +490,8 @@ std::size_t asio_reactor::wait(std::optional<std::chrono::nanoseconds> timeout) 
   state& s = *state_;
   s.woken = false;
   s.finished = 0;
-  if (cancels_.pending()) [[unlikely]] s.submit_cancels();
+  if (cancels_.pending()) [[unlikely]]
+    s.submit_cancels();
   s.context.poll();  // what is ready already, the wake handler included
   if (s.finished != 0 || s.woken) return s.finished;
   if (!timeout) {
@@ -421,7 +541,8 @@ void asio_reactor::drain() noexcept {
   } catch (...) {
   }
   if (s.in_flight.size() != 0) {
-    std::fprintf(stderr, "corio: %zu Asio operations did not complete after cancellation\n", s.in_flight.size());
+    std::fprintf(stderr, "corio: %zu Asio operations did not complete after cancellation\n",
+                 s.in_flight.size());
   }
 }
 

@@ -53,8 +53,14 @@ site site_of(io_opcode op) noexcept {
       return site::send;
     case io_opcode::read:
       return site::read;
+    case io_opcode::poll:
+      return site::poll;
+    case io_opcode::recvmsg:
+    case io_opcode::sendmsg:
+      return site::message;
+    default:
+      return site::file;  // is_file_operation
   }
-  return site::read;
 }
 
 bool transfers_bytes(site s) noexcept { return s == site::recv || s == site::send || s == site::read; }

@@ -36,6 +36,9 @@ enum class site : std::uint8_t {
   recv,         ///< tcp_stream::read_some
   send,         ///< each send of tcp_stream::write_all (a write made of several sends has several)
   read,         ///< a read of a descriptor that is not a socket (corio::signal's eventfd)
+  poll,         ///< a readiness wait (io_opcode::poll: corio::wait_readable, wait_writable)
+  message,      ///< a recvmsg or sendmsg (datagrams, vectored writes); errors only
+  file,         ///< a file operation (read_at, write_at, fsync, openat, statx, close, splice); errors only
   uring_setup,  ///< each io_uring ring set-up: the runtime's probe, then one per worker
 };
 

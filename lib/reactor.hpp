@@ -116,8 +116,8 @@ class cancel_inbox {
 
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
-/// (and a descriptor an accept created anyway is closed, since nobody will ever see it);
-/// otherwise -EINTR and -EAGAIN of anything but a connect resubmit the request (or end it with
+/// (and a descriptor an accept or openat created anyway is closed, since nobody will ever see it);
+/// otherwise -EINTR and -EAGAIN of anything but a connect or close resubmit the request (or end it with
 /// -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
 /// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
 /// to the sink. A request that is finished for good is taken out of `cancels` first (see
@@ -125,6 +125,14 @@ class cancel_inbox {
 /// only. Defined in lib/reactor_factory.cpp.
 bool finish_request(io_request& r, int result, bool draining, const completion_sink& sink,
                     cancel_inbox& cancels) noexcept;
+
+/// Performs a file operation (io_opcode read_at, write_at, fsync, openat, statx, close, splice)
+/// with the blocking system call, retrying EINTR (except close), and returns what io_uring would
+/// complete it with: >= 0 on success, -errno on failure, -EINVAL for any other opcode, -ENOTSUP
+/// where the platform lacks the call (statx and splice outside Linux; all of them on Windows).
+/// For reactors without asynchronous file I/O (Asio), which run it off the workers. Any thread;
+/// blocks. Defined in lib/blocking_io.cpp.
+int perform_blocking_io(io_request& r) noexcept;
 
 class reactor {
  public:

@@ -30,13 +30,18 @@ bool finish_request(io_request& r, int result, bool draining, const completion_s
   if (draining) {
     cancels.finished(r);
     if (r.opcode == io_opcode::accept && result >= 0) (void)close_socket(result);
+#if !defined(_WIN32)
+    if (r.opcode == io_opcode::openat && result >= 0) (void)::close(result);
+#endif
     return false;
   }
-  if ((result == -EINTR || result == -EAGAIN) && r.opcode != io_opcode::connect) [[unlikely]] {
+  if ((result == -EINTR || result == -EAGAIN) && r.opcode != io_opcode::connect && r.opcode != io_opcode::close)
+      [[unlikely]] {
     // Interrupted before it did anything, or nothing to take yet: an accept, recv, send or read
     // is tried again, as Asio's reactor ops and Go's netpoller do, so a task never sees EINTR or
     // EAGAIN from them. A connect is not (a connect attempt cannot be restarted on its socket):
-    // it reports them. Once a canceller asked for the end, the operation ends cancelled instead.
+    // it reports them; nor is a close (the descriptor is gone even when close reports EINTR).
+    // Once a canceller asked for the end, the operation ends cancelled instead.
     if (r.cancel_was_requested()) {
       result = -ECANCELED;
     } else {

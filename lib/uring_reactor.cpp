@@ -47,14 +47,62 @@ void prepare_send(io_uring_sqe* sqe, io_request& r) noexcept {
 void prepare_read(io_uring_sqe* sqe, io_request& r) noexcept {
   io_uring_prep_read(sqe, r.fd, r.buffer, static_cast<unsigned>(r.length), 0);
 }
+void prepare_poll(io_uring_sqe* sqe, io_request& r) noexcept { io_uring_prep_poll_add(sqe, r.fd, r.flags); }
+void prepare_recvmsg(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_recvmsg(sqe, r.fd, static_cast<msghdr*>(r.address), r.flags);
+}
+void prepare_sendmsg(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_sendmsg(sqe, r.fd, static_cast<const msghdr*>(r.address), r.flags | MSG_NOSIGNAL);
+}
+void prepare_read_at(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_read(sqe, r.fd, r.buffer, static_cast<unsigned>(r.length), static_cast<__u64>(r.offset));
+}
+void prepare_write_at(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_write(sqe, r.fd, r.buffer, static_cast<unsigned>(r.length), static_cast<__u64>(r.offset));
+}
+void prepare_fsync(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_fsync(sqe, r.fd, (r.flags & fsync_datasync) != 0 ? IORING_FSYNC_DATASYNC : 0);
+}
+void prepare_openat(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_openat(sqe, r.fd, static_cast<const char*>(r.address), static_cast<int>(r.flags),
+                       static_cast<mode_t>(r.length));
+}
+void prepare_statx(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_statx(sqe, r.fd, static_cast<const char*>(r.address), static_cast<int>(r.flags),
+                      static_cast<unsigned>(r.length), static_cast<struct statx*>(r.buffer));
+}
+void prepare_close(io_uring_sqe* sqe, io_request& r) noexcept { io_uring_prep_close(sqe, r.fd); }
+void prepare_splice(io_uring_sqe* sqe, io_request& r) noexcept {
+  io_uring_prep_splice(sqe, r.fd, r.offset, static_cast<int>(r.address_length), -1,
+                       static_cast<unsigned>(r.length), r.flags);
+}
 
-constexpr std::array<prepare_fn, 5> prepare_table{prepare_accept, prepare_connect, prepare_recv,
-                                                  prepare_send, prepare_read};
+// Indexed by io_opcode: the order of the enumeration (checked below).
+constexpr std::array<prepare_fn, io_opcode_count> prepare_table{
+    prepare_accept, prepare_connect, prepare_recv,    prepare_send,    prepare_read,
+    prepare_poll,   prepare_recvmsg, prepare_sendmsg, prepare_read_at, prepare_write_at,
+    prepare_fsync,  prepare_openat,  prepare_statx,   prepare_close,   prepare_splice};
+// The io_uring opcode behind each io_opcode, in the same order: the probe at setup records which
+// ones this kernel has; a request of a missing one fails with EOPNOTSUPP instead of reaching it.
+constexpr std::array<int, io_opcode_count> uring_opcode_of{
+    IORING_OP_ACCEPT,   IORING_OP_CONNECT, IORING_OP_RECV,    IORING_OP_SEND,  IORING_OP_READ,
+    IORING_OP_POLL_ADD, IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_READ,  IORING_OP_WRITE,
+    IORING_OP_FSYNC,    IORING_OP_OPENAT,  IORING_OP_STATX,   IORING_OP_CLOSE, IORING_OP_SPLICE};
 static_assert(static_cast<std::size_t>(io_opcode::accept) == 0);
 static_assert(static_cast<std::size_t>(io_opcode::connect) == 1);
 static_assert(static_cast<std::size_t>(io_opcode::recv) == 2);
 static_assert(static_cast<std::size_t>(io_opcode::send) == 3);
 static_assert(static_cast<std::size_t>(io_opcode::read) == 4);
+static_assert(static_cast<std::size_t>(io_opcode::poll) == 5);
+static_assert(static_cast<std::size_t>(io_opcode::recvmsg) == 6);
+static_assert(static_cast<std::size_t>(io_opcode::sendmsg) == 7);
+static_assert(static_cast<std::size_t>(io_opcode::read_at) == 8);
+static_assert(static_cast<std::size_t>(io_opcode::write_at) == 9);
+static_assert(static_cast<std::size_t>(io_opcode::fsync) == 10);
+static_assert(static_cast<std::size_t>(io_opcode::openat) == 11);
+static_assert(static_cast<std::size_t>(io_opcode::statx) == 12);
+static_assert(static_cast<std::size_t>(io_opcode::close) == 13);
+static_assert(static_cast<std::size_t>(io_opcode::splice) == 14);
 
 [[noreturn]] void throw_errno(int error, const char* what) {
   throw std::system_error(error, std::system_category(), what);
@@ -78,7 +126,9 @@ std::atomic<int> setup_failure_for_testing{0};
 
 }  // namespace
 
-void set_uring_setup_failure(int error) noexcept { setup_failure_for_testing.store(error, std::memory_order_seq_cst); }
+void set_uring_setup_failure(int error) noexcept {
+  setup_failure_for_testing.store(error, std::memory_order_seq_cst);
+}
 
 uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sink) {
   if (const int error = setup_failure_for_testing.load(std::memory_order_seq_cst); error != 0) {
@@ -117,6 +167,7 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
   }
   if (rc != 0) throw_errno(-rc, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
 
+  supported_.set();  // no probe (before Linux 5.6): assume every opcode; the kernel says EINVAL
   if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
     for (const required_op& op : required_ops) {
       if (io_uring_opcode_supported(probe, op.opcode) == 0) {
@@ -125,6 +176,9 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
         throw std::system_error(EOPNOTSUPP, std::system_category(),
                                 fmt::format("corio: this kernel's io_uring lacks IORING_OP_{}", op.name));
       }
+    }
+    for (std::size_t i = 0; i < io_opcode_count; ++i) {
+      supported_[i] = io_uring_opcode_supported(probe, uring_opcode_of[i]) != 0;
     }
     io_uring_free_probe(probe);
   }
@@ -165,10 +219,17 @@ void uring_reactor::arm_wake_read() {
 }
 
 void uring_reactor::submit(io_request& request) {
+  if (!supported_[static_cast<std::size_t>(request.opcode)]) [[unlikely]] {
+    // An optional opcode this kernel lacks (OPENAT and STATX came in 5.6, SPLICE in 5.7): the
+    // next poll() completes the request with EOPNOTSUPP, as a completion.
+    early_.emplace_back(&request, -EOPNOTSUPP);
+    in_flight_.link(request);
+    return;
+  }
 #if CORIO_FAULT_INJECTION
   const fault::decision fault = fault::on_submit(request);
   if (fault.error != 0) {  // nothing reaches the kernel; the next poll() completes it with -error
-    injected_.emplace_back(&request, -fault.error);
+    early_.emplace_back(&request, -fault.error);
     in_flight_.link(request);
     return;
   }
@@ -184,24 +245,22 @@ void uring_reactor::submit(io_request& request) {
   in_flight_.link(request);
 }
 
-#if CORIO_FAULT_INJECTION
-std::size_t uring_reactor::deliver_injected() noexcept {
-  if (injected_.empty()) return 0;
+std::size_t uring_reactor::deliver_early() noexcept {
+  if (early_.empty()) return 0;
   // Completing may resubmit, and a resubmission may be failed again: that one waits for the next
   // poll(), as a kernel completion would.
-  injected_batch_.swap(injected_);
-  for (const auto& [r, result] : injected_batch_) complete(reinterpret_cast<std::uintptr_t>(r), result);
-  const std::size_t n = injected_batch_.size();
-  injected_batch_.clear();
+  early_batch_.swap(early_);
+  for (const auto& [r, result] : early_batch_) complete(reinterpret_cast<std::uintptr_t>(r), result);
+  const std::size_t n = early_batch_.size();
+  early_batch_.clear();
   return n;
 }
-#endif
 
 void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   if (user_data == tag_ignore) return;
   if (user_data == tag_wake) {
     wake_armed_ = false;
-    woken_ = true;  // a wait() in progress must return even though no request finished
+    woken_ = true;                    // a wait() in progress must return even though no request finished
     if (!draining_) arm_wake_read();  // the eventfd is re-armed for the next wake()
     return;
   }
@@ -259,11 +318,9 @@ std::size_t uring_reactor::reap() {
 }
 
 std::size_t uring_reactor::poll() {
-  if (cancels_.pending()) [[unlikely]] submit_cancels();
-  std::size_t finished = 0;
-#if CORIO_FAULT_INJECTION
-  finished += deliver_injected();
-#endif
+  if (cancels_.pending()) [[unlikely]]
+    submit_cancels();
+  std::size_t finished = deliver_early();
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
   if (unsubmitted_ == 0 && in_flight_.size() == 0) return finished;
@@ -317,11 +374,10 @@ void uring_reactor::drain() noexcept {
     io_uring_sqe_set_data64(sqe, tag_ignore);
     ++unsubmitted_;
   };
-  for (io_request* r = in_flight_.front(); r != nullptr; r = r->next) cancel(reinterpret_cast<std::uintptr_t>(r));
+  for (io_request* r = in_flight_.front(); r != nullptr; r = r->next)
+    cancel(reinterpret_cast<std::uintptr_t>(r));
   if (wake_armed_) cancel(tag_wake);
-#if CORIO_FAULT_INJECTION
-  deliver_injected();  // failed without reaching the kernel: nothing to wait for
-#endif
+  deliver_early();  // failed without reaching the kernel: nothing to wait for
   // Reap until every request is back. Cancellation of socket operations completes at once; the
   // bound only guards against a kernel that never answers (then the ring's teardown in the
   // destructor waits for the kernel instead).
@@ -334,7 +390,8 @@ void uring_reactor::drain() noexcept {
     reap();
   }
   if (in_flight_.size() != 0) {
-    fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n", in_flight_.size());
+    fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n",
+               in_flight_.size());
   }
 }
 

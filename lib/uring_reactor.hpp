@@ -3,6 +3,7 @@
 
 #include <liburing.h>
 
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -50,12 +51,12 @@ class uring_reactor final : public reactor {
   void complete(std::uint64_t user_data, int result) noexcept;
   /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
   void submit_cancels() noexcept;
-#if CORIO_FAULT_INJECTION
-  /// Completes the requests submit() failed by injection (lib/fault_injection.hpp), as completions.
-  std::size_t deliver_injected() noexcept;
-  std::vector<std::pair<io_request*, int>> injected_;  ///< request, -errno: for the next poll()
-  std::vector<std::pair<io_request*, int>> injected_batch_;
-#endif
+  /// Completes the requests submit() failed before they reached the kernel (an opcode the kernel
+  /// lacks, or a fault injected by lib/fault_injection.hpp), as completions.
+  std::size_t deliver_early() noexcept;
+  std::vector<std::pair<io_request*, int>> early_;  ///< request, -errno: for the next poll()
+  std::vector<std::pair<io_request*, int>> early_batch_;
+  std::bitset<io_opcode_count> supported_;  ///< by io_opcode: the kernel has its io_uring opcode
 
   io_uring ring_{};
   completion_sink sink_;

@@ -20,6 +20,7 @@
 #include "corio/task.hpp"
 #include "corio/task_group.hpp"
 #include "corio/time.hpp"
+#include "corio/wait_fd.hpp"
 #include "corio/wait_group.hpp"
 #include "corio/when_all.hpp"
 #include "corio/yield.hpp"

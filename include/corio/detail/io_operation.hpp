@@ -21,7 +21,35 @@ enum class io_opcode : std::uint8_t {
   recv,     ///< recv(fd, buffer, length, flags)
   send,     ///< send(fd, buffer, length, flags | MSG_NOSIGNAL)
   read,     ///< read(fd, buffer, length): a file that is not a socket (corio::signal's eventfd)
+  /// Readiness: waits until fd is readable or writable. `flags`: POLLIN and/or POLLOUT (the Asio
+  /// reactor waits for one of them: POLLIN when both are set). Result: the ready events (a poll
+  /// mask). io_uring: IORING_OP_POLL_ADD; Asio: async_wait.
+  poll,
+  recvmsg,   ///< recvmsg(fd, (msghdr*)address, flags): datagrams with their source address
+  sendmsg,   ///< sendmsg(fd, (const msghdr*)address, flags | MSG_NOSIGNAL): vectored or addressed sends
+  read_at,   ///< pread(fd, buffer, length, offset); offset -1 reads at the file position (read(2))
+  write_at,  ///< pwrite(fd, buffer, length, offset); offset -1 writes at the file position (write(2))
+  fsync,     ///< fsync(fd), or fdatasync(fd) when flags has fsync_datasync
+  openat,    ///< openat(fd (a directory or AT_FDCWD), (const char*)address, flags, mode = length)
+  statx,     ///< statx(fd, (const char*)address, flags, mask = length, (struct statx*)buffer)
+  close,     ///< close(fd)
+  /// splice(fd, offset (-1: the file position), (int)address_length, nullptr, length, flags):
+  /// moves up to `length` bytes from fd to the descriptor in address_length without copying
+  /// through user memory; one of them must be a pipe. Linux only.
+  splice,
 };
+
+/// io_request::flags for io_opcode::fsync: fdatasync (data and the metadata needed to read it).
+inline constexpr unsigned fsync_datasync = 1;  // IORING_FSYNC_DATASYNC
+
+/// True for the operations on files rather than sockets (read_at through splice): those a reactor
+/// without asynchronous file I/O runs off its workers (see perform_blocking_io in lib/reactor.hpp).
+constexpr bool is_file_operation(io_opcode op) noexcept {
+  return op >= io_opcode::read_at && op <= io_opcode::splice;
+}
+
+/// The number of io_opcode values (for tables indexed by the kind).
+inline constexpr std::size_t io_opcode_count = static_cast<std::size_t>(io_opcode::splice) + 1;
 
 class cancel_inbox;  // lib/reactor.hpp: where cancellers leave requests for their owning reactor
 
@@ -37,7 +65,8 @@ struct io_request {
   std::uint64_t generation = 0;
   unsigned flags = 0;               ///< MSG_* flags for send and recv
   void* buffer = nullptr;           ///< recv: where bytes go; send: what to send
-  std::size_t length = 0;           ///< bytes
+  std::size_t length = 0;           ///< bytes (openat: the mode; statx: the mask)
+  std::int64_t offset = -1;         ///< read_at, write_at, splice: file offset in bytes; -1: the file position
   void* address = nullptr;          ///< accept: out, peer sockaddr; connect: in, remote sockaddr
   std::uint32_t address_length = 0; ///< accept: in/out capacity and size; connect: size (bytes)
   int result = 0;                   ///< the completion: >= 0 success, -errno failure

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "test_support.hpp"
@@ -133,6 +135,87 @@ corio::task<void> when_any_first_wins() {
   CHECK(cancelled.load() == 3);
 }
 
+
+// A supervising group: `failing` children throw after a sleep while `siblings` others wait for
+// a release; every failure reaches the callback, no sibling is cancelled, join does not throw.
+corio::task<void> sibling_until(corio::event* release, std::atomic<int>* finished, std::atomic<int>* cancelled) {
+  try {
+    co_await release->wait();
+    co_await corio::yield();
+    finished->fetch_add(1);
+  } catch (const corio::operation_cancelled&) {
+    cancelled->fetch_add(1);
+    throw;
+  }
+}
+
+corio::task<void> fail_after_yields(int yields) {
+  for (int i = 0; i < yields; ++i) co_await corio::yield();
+  throw std::runtime_error("connection reset");
+}
+
+corio::task<void> supervised_failures_leave_siblings_running(int siblings, int failing) {
+  std::atomic<int> reported{0};
+  std::atomic<int> finished{0};
+  std::atomic<int> cancelled{0};
+  std::atomic<bool> wrong_exception{false};
+  corio::event release;
+  corio::task_group g{corio::task_group::policy::supervise, [&](std::exception_ptr e) {
+                        try {
+                          std::rethrow_exception(e);
+                        } catch (const std::runtime_error& err) {
+                          if (std::string{err.what()} != "connection reset") wrong_exception = true;
+                        } catch (...) {
+                          wrong_exception = true;
+                        }
+                        reported.fetch_add(1);
+                      }};
+  CHECK(g.failure_policy() == corio::task_group::policy::supervise);
+  for (int i = 0; i < siblings; ++i) g.spawn(sibling_until(&release, &finished, &cancelled));
+  for (int i = 0; i < failing; ++i) g.spawn(fail_after_yields(i % 4));
+  // Every failure is reported while the siblings still wait (bounded: each failing child needs
+  // at most 4 yields).
+  for (int i = 0; i < 100'000 && reported.load() != failing; ++i) co_await corio::yield();
+  CHECK(reported.load() == failing);
+  CHECK(cancelled.load() == 0);
+  CHECK(g.pending() == siblings);
+  release.set();
+  bool threw = false;
+  try {
+    co_await g.join();
+  } catch (...) {
+    threw = true;
+  }
+  CHECK_FALSE(threw);
+  CHECK_FALSE(wrong_exception.load());
+  CHECK(finished.load() == siblings);
+  CHECK(cancelled.load() == 0);
+  CHECK(reported.load() == failing);
+}
+
+// The callback throws on the second failure: that escalates as fail-fast does (siblings
+// cancelled, join rethrows the callback's exception).
+corio::task<void> throwing_callback_escalates() {
+  std::atomic<int> calls{0};
+  std::atomic<int> cancelled{0};
+  corio::task_group g{corio::task_group::policy::supervise, [&](std::exception_ptr) {
+                        if (calls.fetch_add(1) == 1) throw std::logic_error("supervisor gives up");
+                      }};
+  for (int i = 0; i < 8; ++i) g.spawn(wait_forever(&cancelled));
+  g.spawn(fail_after(1ms));
+  g.spawn(fail_after(2ms));
+  std::string what;
+  try {
+    co_await g.join();
+  } catch (const std::logic_error& e) {
+    what = e.what();
+  }
+  CHECK(what == "supervisor gives up");
+  CHECK(calls.load() == 2);
+  CHECK(cancelled.load() == 8);
+  CHECK(g.pending() == 0);
+}
+
 }  // namespace
 
 TEST_SUITE("cancel") {
@@ -179,5 +262,30 @@ TEST_SUITE("cancel") {
       corio::runtime rt{{.workers = workers}};
       rt.block_on(when_any_first_wins());
     }
+  }
+  TEST_CASE("task_group: a supervising group reports each failure and its siblings go on") {
+    corio_test::hang_guard guard{"supervising task_group", 120s};
+    for (unsigned workers : {1u, 2u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      for (int round = 0; round < static_cast<int>(scaled(20)); ++round) {
+        rt.block_on(supervised_failures_leave_siblings_running(16, 5));
+      }
+    }
+  }
+  TEST_CASE("task_group: a supervising group whose callback throws escalates as fail-fast") {
+    corio_test::hang_guard guard{"supervising task_group escalates", 120s};
+    for (unsigned workers : {1u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+      for (int round = 0; round < static_cast<int>(scaled(10)); ++round) rt.block_on(throwing_callback_escalates());
+    }
+  }
+  TEST_CASE("task_group: policy::supervise without a callback, or fail_fast with one, is refused") {
+    CHECK_THROWS_AS(corio::task_group(corio::task_group::policy::supervise, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(corio::task_group(corio::task_group::policy::fail_fast, [](std::exception_ptr) {}),
+                    std::invalid_argument);
+    corio::task_group g{corio::task_group::policy::fail_fast, nullptr};
+    CHECK(g.failure_policy() == corio::task_group::policy::fail_fast);
   }
 }

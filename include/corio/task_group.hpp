@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -44,6 +45,9 @@ struct group_state {
   semaphore slots;                   ///< units of concurrency when limit != 0
   std::atomic<std::size_t> active{0};      ///< children in their body now (for tests and stats)
   std::atomic<std::size_t> max_active{0};  ///< the most there ever were at once
+  /// Set for a supervising group (task_group::policy::supervise): a child's failure goes here
+  /// instead of cancelling its siblings. Written before the first child is spawned, then read-only.
+  std::function<void(std::exception_ptr)> on_failure;
 
   /// Requests stop on every child; later children start cancelled.
   void cancel_all() noexcept {
@@ -74,6 +78,19 @@ struct group_state {
     cancelled = true;
     for (stop_state* s : running) s->request_stop();
   }
+  /// A child failed with `e`: fail-fast records it (fail()); a supervising group hands it to
+  /// on_failure, and a failure of on_failure itself (it threw) is recorded as fail-fast would.
+  void child_failed(std::exception_ptr e) noexcept {
+    if (!on_failure) {
+      fail(std::move(e));
+      return;
+    }
+    try {
+      on_failure(std::move(e));
+    } catch (...) {
+      fail(std::current_exception());  // the supervisor gave up: escalate, as an OTP supervisor does
+    }
+  }
 };
 
 /// A task_group child: registers its stop state with the group, waits for a slot when the group
@@ -84,6 +101,7 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
   stop_state* self = current_stop();
   st->enter(self);
   bool slot = false;
+  std::exception_ptr failure;
   try {
     if (st->limit != 0) {
       co_await st->slots.acquire();
@@ -108,11 +126,12 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
       spin_guard g{st->lock};
       by_group = st->cancelled || self->stop_requested();
     }
-    if (!by_group) st->fail(std::current_exception());
+    if (!by_group) failure = std::current_exception();
   } catch (...) {
-    st->fail(std::current_exception());
+    failure = std::current_exception();
   }
   body = task<T>{};  // the child's frame is gone before the group hears of its end
+  if (failure) st->child_failed(std::move(failure));
   if (slot) st->slots.release();
   st->leave(self);
   st->pending.done();
@@ -121,10 +140,25 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
 }  // namespace detail
 
 /// A nursery (Trio's nursery, Kotlin's coroutineScope, Go's errgroup): tasks spawned into the group
-/// run as independent tasks; `co_await group.join()` returns once every one has finished. The
-/// first child that fails (throws anything but the cancellation the group itself caused) cancels
-/// its siblings, and join() rethrows its exception once all have ended. `max_concurrency` (0: no
-/// limit) bounds how many children run their body at once; the others wait (parked) for a slot.
+/// run as independent tasks; `co_await group.join()` returns once every one has finished.
+/// `max_concurrency` (0: no limit) bounds how many children run their body at once; the others
+/// wait (parked) for a slot.
+///
+/// What a child's failure (it throws anything but the cancellation the group itself caused,
+/// including an operation_cancelled or timed_out of its own) does depends on the policy chosen at
+/// construction:
+/// - policy::fail_fast (the default; Trio's nursery, Go's errgroup.WithContext): the first failure
+///   cancels the siblings, and join() rethrows it once all have ended; later failures are dropped.
+/// - policy::supervise (Erlang/OTP's one_for_one supervisor without the restart, Tokio's JoinSet
+///   read with join_next): each failure is handed to the `on_failure` callback, the siblings go
+///   on, and join() does not throw for it. For a server's connection group: one reset connection
+///   must not end every other client's. The callback runs on the worker that ran the failing
+///   child, after that child's frame was destroyed and before it counts as finished (so join()
+///   returns after every callback returned); several may run at once on different workers, so it
+///   must be thread-safe, and it must not block (it runs on a worker thread; spawn a task for
+///   slow work). If the callback throws, its exception is treated as a fail-fast failure: the
+///   siblings are cancelled and join() rethrows it (the supervisor escalates, as OTP's does when
+///   it gives up).
 ///
 /// Cancellation: cancel() requests stop on every child; cancelling the task that awaits join()
 /// cancels the children, waits for them to end, and then throws operation_cancelled. Destroying a
@@ -136,9 +170,28 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
 /// spawn() and cancel() are thread-safe; join() is for one task at a time.
 class task_group {
  public:
-  /// `max_concurrency`: children running their body at once; 0 for no limit (nor is a limit
-  /// beyond INT64_MAX one, in practice).
+  /// What a child's failure does (see the class comment).
+  enum class policy : std::uint8_t {
+    fail_fast,  ///< cancel the siblings; join() rethrows the first failure
+    supervise,  ///< report it to on_failure; the siblings go on; join() does not throw for it
+  };
+
+  /// A fail-fast group. `max_concurrency`: children running their body at once; 0 for no limit
+  /// (nor is a limit beyond INT64_MAX one, in practice).
   explicit task_group(std::size_t max_concurrency = 0) : state_(std::make_shared<detail::group_state>(max_concurrency)) {}
+  /// A group with policy `p`. policy::supervise needs `on_failure` (called once per failing child
+  /// with its exception; see the class comment for where it runs and what its own exception
+  /// does); policy::fail_fast takes none. Throws std::invalid_argument otherwise.
+  task_group(policy p, std::function<void(std::exception_ptr)> on_failure, std::size_t max_concurrency = 0)
+      : state_(std::make_shared<detail::group_state>(max_concurrency)) {
+    if (p == policy::supervise && !on_failure) {
+      throw std::invalid_argument("corio::task_group: policy::supervise needs an on_failure callback");
+    }
+    if (p == policy::fail_fast && on_failure) {
+      throw std::invalid_argument("corio::task_group: policy::fail_fast takes no on_failure callback");
+    }
+    state_->on_failure = std::move(on_failure);
+  }
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;
   /// Cancels children still running (see the class comment).
@@ -147,7 +200,7 @@ class task_group {
   }
 
   /// Spawns `t` into the group (on the calling task's runtime, as corio::spawn). Its result is
-  /// dropped; its exception goes to join(). Throws like corio::spawn, and std::logic_error after
+  /// dropped; its exception goes to join() (fail-fast) or to on_failure (supervise). Throws like corio::spawn, and std::logic_error after
   /// join() returned.
   template <class T>
   void spawn(task<T> t) {
@@ -165,12 +218,17 @@ class task_group {
   /// Requests stop on every child, now and spawned later. Thread-safe.
   void cancel() noexcept { state_->cancel_all(); }
 
-  /// Waits for every child; rethrows the first failure. Cancelling the awaiting task cancels the
+  /// Waits for every child; rethrows the first failure (fail-fast; in a supervising group only a
+  /// failure of on_failure itself). Cancelling the awaiting task cancels the
   /// children, waits for them all the same, then throws operation_cancelled.
   task<void> join() { return join_impl(state_, &joined_); }
 
   /// Children not finished yet (a snapshot).
   [[nodiscard]] std::int64_t pending() const noexcept { return state_->pending.count(); }
+  /// The policy chosen at construction.
+  [[nodiscard]] policy failure_policy() const noexcept {
+    return state_->on_failure ? policy::supervise : policy::fail_fast;
+  }
   /// The most children that ran their body at once so far.
   [[nodiscard]] std::size_t max_observed_concurrency() const noexcept {
     return state_->max_active.load(std::memory_order_relaxed);

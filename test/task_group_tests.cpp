@@ -216,6 +216,29 @@ corio::task<void> throwing_callback_escalates() {
   CHECK(g.pending() == 0);
 }
 
+corio::task<void> leaf_child(std::atomic<int>* done) {
+  co_await corio::yield();
+  done->fetch_add(1);
+}
+
+// Many children at once (a server's connections): each leaves the group's list as it ends.
+corio::task<void> many_children(int n, std::atomic<int>* done) {
+  corio::task_group g;
+  for (int i = 0; i < n; ++i) g.spawn(leaf_child(done));
+  co_await g.join();
+}
+
+// Many children parked at once, then cancelled: cancel reaches every one of them.
+corio::task<void> many_children_cancelled(int n) {
+  std::atomic<int> cancelled{0};
+  corio::task_group g;
+  for (int i = 0; i < n; ++i) g.spawn(wait_forever(&cancelled));
+  for (int i = 0; i < 1000; ++i) co_await corio::yield();
+  g.cancel();
+  co_await g.join();
+  CHECK(cancelled.load() == n);
+}
+
 }  // namespace
 
 TEST_SUITE("cancel") {
@@ -287,5 +310,19 @@ TEST_SUITE("cancel") {
                     std::invalid_argument);
     corio::task_group g{corio::task_group::policy::fail_fast, nullptr};
     CHECK(g.failure_policy() == corio::task_group::policy::fail_fast);
+  }
+  TEST_CASE("task_group: tens of thousands of children finish, or are cancelled, each exactly once") {
+    corio_test::hang_guard guard{"task_group with many children", 120s};
+    for (unsigned workers : {1u, 2u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      const int n = static_cast<int>(scaled(20'000));
+      std::atomic<int> done{0};
+      rt.block_on(many_children(n, &done));
+      CHECK(done.load() == n);
+      rt.block_on(many_children_cancelled(static_cast<int>(scaled(15'000))));
+      for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+      CHECK(rt.stats().live_tasks == 0);
+    }
   }
 }

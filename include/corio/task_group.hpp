@@ -29,6 +29,15 @@ namespace corio {
 
 namespace detail {
 
+/// A task_group child's entry in its group's list of running children: lives in the child's
+/// frame (group_child), linked and unlinked under the group's lock in O(1) (a server's group
+/// may hold tens of thousands of connections).
+struct group_member {
+  stop_state* stop = nullptr;
+  group_member* prev = nullptr;
+  group_member* next = nullptr;
+};
+
 /// What a task_group shares with its children (they keep it alive: a child may outlive a group
 /// that was destroyed without a join). The children's stop states are listed under `lock`, so
 /// that cancel() reaches each while it runs.
@@ -37,7 +46,7 @@ struct group_state {
   explicit group_state(std::size_t max)
       : limit(max), slots(static_cast<std::int64_t>(std::min<std::size_t>(max, INT64_MAX))) {}
   spin_lock lock;
-  std::vector<stop_state*> running;  ///< under lock: the children's stop states
+  group_member* running = nullptr;   ///< under lock: the children's entries, newest first
   bool cancelled = false;            ///< under lock
   std::exception_ptr error;          ///< under lock: the first failure
   wait_group pending;                ///< children not finished
@@ -53,22 +62,25 @@ struct group_state {
   void cancel_all() noexcept {
     spin_guard g{lock};
     cancelled = true;
-    for (stop_state* s : running) s->request_stop();
+    stop_running_locked();
   }
-  void enter(stop_state* s) {
+  void enter(group_member& m) {
     spin_guard g{lock};
-    running.push_back(s);
-    if (cancelled) s->request_stop();
+    m.prev = nullptr;
+    m.next = running;
+    if (running != nullptr) running->prev = &m;
+    running = &m;
+    if (cancelled) m.stop->request_stop();
   }
-  void leave(stop_state* s) noexcept {
+  void leave(group_member& m) noexcept {
     spin_guard g{lock};
-    for (auto& r : running) {
-      if (r == s) {
-        r = running.back();
-        running.pop_back();
-        break;
-      }
-    }
+    if (m.prev != nullptr) m.prev->next = m.next;
+    else running = m.next;
+    if (m.next != nullptr) m.next->prev = m.prev;
+    m.prev = m.next = nullptr;
+  }
+  void stop_running_locked() noexcept {
+    for (group_member* m = running; m != nullptr; m = m->next) m->stop->request_stop();
   }
   /// Records a child's failure: the first one is kept and cancels the siblings.
   void fail(std::exception_ptr e) noexcept {
@@ -76,7 +88,7 @@ struct group_state {
     if (error) return;
     error = std::move(e);
     cancelled = true;
-    for (stop_state* s : running) s->request_stop();
+    stop_running_locked();
   }
   /// A child failed with `e`: fail-fast records it (fail()); a supervising group hands it to
   /// on_failure, and a failure of on_failure itself (it threw) is recorded as fail-fast would.
@@ -99,7 +111,8 @@ struct group_state {
 template <class T>
 task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
   stop_state* self = current_stop();
-  st->enter(self);
+  group_member member{self};
+  st->enter(member);
   bool slot = false;
   std::exception_ptr failure;
   try {
@@ -133,7 +146,7 @@ task<void> group_child(task<T> body, std::shared_ptr<group_state> st) {
   body = task<T>{};  // the child's frame is gone before the group hears of its end
   if (failure) st->child_failed(std::move(failure));
   if (slot) st->slots.release();
-  st->leave(self);
+  st->leave(member);
   st->pending.done();
 }
 

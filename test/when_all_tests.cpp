@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <csignal>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -16,6 +18,9 @@
 #include <vector>
 
 #include "test_support.hpp"
+
+#include <signal.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using corio_test::counted;
@@ -191,6 +196,143 @@ void wait_until_no_live_tasks(corio::runtime& rt) {
   for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
 }
 
+
+// --- when_all / when_any over awaitables --------------------------------------------------------
+
+corio::task<int> slow_value(int v, corio::clock::duration d) {
+  co_await corio::sleep_for(d);
+  co_return v;
+}
+
+// when_all mixing a task, a sleep, a channel receive, a join by lvalue and a join by rvalue.
+corio::task<void> when_all_mixes_kinds() {
+  corio::channel<int> ch{1};
+  auto sender = corio::spawn(slow_value(5, 2ms));
+  auto joined = corio::spawn(slow_value(7, 3ms));
+  co_await ch.send(11);
+  auto [a, slept, received, by_lvalue, by_rvalue] =
+      co_await corio::when_all(value_after_yield(1), corio::sleep_for(1ms), ch.recv(), joined, std::move(sender));
+  CHECK(a == 1);
+  CHECK(std::is_same_v<decltype(slept), std::monostate>);
+  CHECK(received == std::optional<int>{11});
+  CHECK(by_lvalue == 7);
+  CHECK(by_rvalue == 5);
+  CHECK_FALSE(joined.valid());  // the lvalue handle was joined, as co_await joined consumes it
+}
+
+// when_any: a channel receive wins over a long sleep; the sleep's timer is gone afterwards, so
+// the manual clock (which jumps to the next timer when every worker idles) stays put.
+corio::task<void> receive_beats_sleep(corio::clock::time_point* finished) {
+  corio::channel<int> ch{1};
+  co_await ch.send(3);
+  auto r = co_await corio::when_any(corio::sleep_for(1h), ch.recv());
+  REQUIRE(r.index() == 1);
+  CHECK(std::get<1>(r) == std::optional<int>{3});
+  *finished = corio::now();
+}
+
+// when_any: a sleep wins over a receive, which is withdrawn from the channel: a later try_send
+// on the rendezvous channel finds no receiver, and a buffered value stays in the buffer.
+corio::task<void> sleep_beats_receive() {
+  corio::channel<int> rendezvous{0};
+  corio::channel<int> buffered{4};
+  auto r = co_await corio::when_any(rendezvous.recv(), buffered.recv(), corio::sleep_for(5ms));
+  CHECK(r.index() == 2);
+  CHECK(rendezvous.try_send(1).status == corio::channel_status::would_block);
+  CHECK(buffered.try_send(2).status == corio::channel_status::delivered);
+  CHECK(buffered.size() == 1);
+  auto v = co_await buffered.recv();
+  CHECK(v == std::optional<int>{2});
+}
+
+// when_any: a sleep wins over a join; the join is withdrawn, the joined task is not cancelled,
+// and the handle still gives its value.
+corio::task<void> sleep_beats_join() {
+  auto h = corio::spawn(slow_value(9, 50ms));
+  auto r = co_await corio::when_any(h, corio::sleep_for(1ms));
+  CHECK(r.index() == 1);
+  REQUIRE(h.valid());
+  const int v = co_await h;
+  CHECK(v == 9);
+}
+
+// when_any: a join wins over a sleep (given as an rvalue handle).
+corio::task<void> join_beats_sleep() {
+  auto r = co_await corio::when_any(corio::spawn(slow_value(4, 1ms)), corio::sleep_for(1h));
+  REQUIRE(r.index() == 0);
+  CHECK(std::get<0>(r) == 4);
+}
+
+// when_any: a sleep wins over a socket read, which is cancelled in the reactor: bytes the peer
+// sends afterwards all reach the next read (a read left in flight would have taken them).
+corio::task<void> sleep_beats_read() {
+  auto listener = corio::net::tcp_listener::bind("127.0.0.1:0");
+  auto client = co_await corio::net::tcp_stream::connect(listener.local_endpoint());
+  auto server = co_await listener.accept();
+  std::array<std::byte, 16> buf{};
+  auto r = co_await corio::when_any(server.read_some(buf), corio::sleep_for(2ms));
+  CHECK(r.index() == 1);
+  const std::array<std::byte, 3> data{std::byte{1}, std::byte{2}, std::byte{3}};
+  co_await client.write_all(data);
+  std::size_t got = 0;
+  for (int i = 0; i < 3 && got < data.size(); ++i) {
+    const std::size_t n = co_await server.read_some(std::span<std::byte>{buf}.subspan(got));
+    if (n == 0) break;
+    got += n;
+  }
+  CHECK(got == 3);
+  CHECK(buf[0] == std::byte{1});
+  CHECK(buf[2] == std::byte{3});
+}
+
+// when_any: a channel receive wins over a signal wait, which is withdrawn; a later wait for the
+// same signal gets it.
+corio::task<int> raise_later(int sig) {
+  co_await corio::sleep_for(1ms);
+  ::kill(::getpid(), sig);
+  co_return sig;
+}
+corio::task<void> receive_beats_signal() {
+  corio::channel<int> ch{1};
+  co_await ch.send(1);
+  auto r = co_await corio::when_any(corio::signal({SIGUSR2}), ch.recv());
+  CHECK(r.index() == 1);
+  auto [sig, raised] = co_await corio::when_all(corio::signal({SIGUSR2}), raise_later(SIGUSR2));
+  CHECK(sig == SIGUSR2);
+  CHECK(raised == SIGUSR2);
+}
+
+// An awaitable kept in a variable is awaited in place (by reference): it must outlive the
+// co_await, as it does here.
+corio::task<void> lvalue_operation() {
+  corio::channel<int> ch{1};
+  co_await ch.send(8);
+  auto recv = ch.recv();
+  auto r = co_await corio::when_any(recv, corio::sleep_for(1h));
+  REQUIRE(r.index() == 0);
+  CHECK(std::get<0>(r) == std::optional<int>{8});
+}
+
+// Cancelling the task awaiting when_any over operations cancels every operation.
+corio::task<void> wait_both(corio::channel<int>* ch, std::atomic<int>* cancelled) {
+  try {
+    auto r = co_await corio::when_any(ch->recv(), corio::sleep_for(1h));
+    (void)r;
+  } catch (const corio::operation_cancelled&) {
+    cancelled->fetch_add(1);
+  }
+}
+corio::task<void> cancel_awaiting_task() {
+  corio::channel<int> ch{0};
+  std::atomic<int> cancelled{0};
+  auto h = corio::spawn(wait_both(&ch, &cancelled));
+  co_await corio::sleep_for(1ms);
+  h.cancel();
+  co_await h;
+  CHECK(cancelled.load() == 1);
+  CHECK(ch.try_send(1).status == corio::channel_status::would_block);  // the receive was withdrawn
+}
+
 }  // namespace
 
 TEST_SUITE_BEGIN("sched");
@@ -288,6 +430,76 @@ TEST_CASE("stress: when_all trees with yields, spawns and joins on 2, 4 and 8 wo
     for (int round = 0; round < rounds; ++round) REQUIRE(rt.block_on(mixed_tree(0, 7)) == expected);
     wait_until_no_live_tasks(rt);
     CHECK(rt.stats().live_tasks == 0);
+  }
+}
+
+
+TEST_CASE("when_all over awaitables mixes tasks, sleeps, channel operations and joins") {
+  corio_test::hang_guard guard{"when_all over awaitables", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int round = 0; round < static_cast<int>(scaled(20)); ++round) rt.block_on(when_all_mixes_kinds());
+  }
+}
+
+TEST_CASE("when_any over awaitables: a receive beats a sleep, whose timer is removed") {
+  corio_test::hang_guard guard{"when_any receive vs sleep", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    const auto start = rt.now();
+    corio::clock::time_point finished{};
+    rt.block_on(receive_beats_sleep(&finished));
+    CHECK(finished - start < 1h);
+    rt.block_on(lvalue_operation());
+    std::this_thread::sleep_for(20ms);  // every worker idles: a timer left behind would be jumped to
+    CHECK(rt.now() - start < 1h);
+  }
+}
+
+TEST_CASE("when_any over awaitables: a sleep beats receives, which are withdrawn from their channels") {
+  corio_test::hang_guard guard{"when_any sleep vs receive", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int round = 0; round < static_cast<int>(scaled(20)); ++round) rt.block_on(sleep_beats_receive());
+  }
+}
+
+TEST_CASE("when_any over awaitables: a losing join is withdrawn and the joined task runs on") {
+  corio_test::hang_guard guard{"when_any sleep vs join", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    for (int round = 0; round < static_cast<int>(scaled(20)); ++round) {
+      rt.block_on(sleep_beats_join());
+      rt.block_on(join_beats_sleep());
+    }
+  }
+}
+
+TEST_CASE("when_any over awaitables: a losing socket read is cancelled in the reactor and loses no byte") {
+  corio_test::hang_guard guard{"when_any sleep vs read", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers}};
+    for (int round = 0; round < static_cast<int>(scaled(10)); ++round) rt.block_on(sleep_beats_read());
+  }
+}
+
+TEST_CASE("when_any over awaitables: a losing signal wait is withdrawn and a later wait gets the signal") {
+  corio_test::hang_guard guard{"when_any receive vs signal", 120s};
+  corio::runtime rt{{.workers = 2}};
+  rt.block_on(receive_beats_signal());
+}
+
+TEST_CASE("cancelling the task awaiting when_any over operations cancels each operation") {
+  corio_test::hang_guard guard{"when_any cancelled", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    rt.block_on(cancel_awaiting_task());
   }
 }
 

@@ -345,4 +345,25 @@ task<std::variant<detail::when_all_value<Ts>...>> when_any(task<Ts>... tasks) {
   return detail::when_any_impl<result, Ts...>(std::index_sequence_for<Ts...>{}, std::move(tasks)...);
 }
 
+/// `co_await corio::when_any(a, b, ...)` over any awaitables, mixing kinds (tasks, join handles,
+/// socket, timer, signal and channel operations, a select, a timeout()...): as when_any of tasks,
+/// each argument made a task as when_all(awaitables...) does (held as it says: operations that
+/// cannot be moved and lvalues by reference, so co_await the result in the same expression).
+/// The first to finish wins; every other is cancelled through its stop state and waited for
+/// before when_any returns: a socket operation is cancelled in the reactor (io_uring
+/// ASYNC_CANCEL, Asio's cancellation slot), a sleep's timer is removed from the wheel, a channel
+/// send or receive is withdrawn from the channel (a send's value is not delivered, a receive takes
+/// nothing), a signal wait is withdrawn, and a join is withdrawn without cancelling the joined
+/// task (its handle stays valid; a join on a task that has not waited yet since the join began
+/// ends when that task first waits, see README). An operation that took effect before its
+/// cancellation reached it (a value received, bytes read) has its result dropped, as Go's select
+/// and Tokio's select! drop a losing branch; to keep every value, use corio::select for channels.
+/// Example: `auto r = co_await corio::when_any(ch.recv(), corio::sleep_for(1s));` gives a
+/// std::variant<std::optional<T>, std::monostate>.
+template <class... As>
+  requires detail::awaitables_not_all_tasks<As...>
+auto when_any(As&&... awaitables) {
+  return when_any(detail::as_task(std::forward<As>(awaitables))...);
+}
+
 }  // namespace corio

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -154,6 +155,67 @@ void check_valid(const task<T>& t) {
 /// Rethrows the exception of the first child (in argument order) that failed.
 inline void rethrow_first(std::initializer_list<const promise_base*> children) {
   for (const promise_base* p : children) p->rethrow_if_exception();
+}
+
+template <class T>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<task<T>> = true;
+
+/// What `co_await std::forward<A>(a)` gives in a task (A as deduced by a forwarding reference).
+template <class A>
+using await_result_t = decltype(promise_base::get_awaiter(std::declval<A>()).await_resume());
+
+/// Something a task can co_await: a task, a join_handle, a socket, channel, timer or signal
+/// operation, a select, a timeout(), a when_all...
+template <class A>
+concept awaitable = requires {
+  typename await_result_t<A>;
+  promise_base::get_awaiter(std::declval<A>()).await_ready();
+};
+
+/// The arguments of the when_all / when_any overloads for awaitables: awaitables, not all of them
+/// tasks taken by value (those go to the task overloads, unchanged).
+template <class... As>
+concept awaitables_not_all_tasks =
+    sizeof...(As) > 0 && (awaitable<As> && ...) && !((is_task_v<std::remove_cvref_t<As>> && !std::is_lvalue_reference_v<As>) && ...);
+
+/// A task that awaits `a`, which it owns (a movable awaitable, moved in: a join_handle, an
+/// awaitable object). Parameters by value (GCC 12 and coroutine references, see runtime.hpp).
+template <class A>
+task<await_result_t<A&&>> await_owned(A a) {
+  if constexpr (std::is_void_v<await_result_t<A&&>>) {
+    co_await std::move(a);
+  } else {
+    co_return co_await std::move(a);
+  }
+}
+
+/// A task that awaits `*a` as `Ref` (an lvalue, or a temporary that cannot be moved: a socket,
+/// channel, timer or signal operation, alive until the end of the full-expression).
+template <class Ref>
+task<await_result_t<Ref>> await_referenced(std::remove_reference_t<Ref>* a) {
+  if constexpr (std::is_void_v<await_result_t<Ref>>) {
+    co_await static_cast<Ref>(*a);
+  } else {
+    co_return co_await static_cast<Ref>(*a);
+  }
+}
+
+/// `a` as a task for when_all / when_any: a task given by value is itself (no wrapper, no cost);
+/// a movable rvalue is moved into a task that awaits it; an lvalue, or a temporary that cannot be
+/// moved, is awaited in place by a task that refers to it. Cancelling the task (its stop state)
+/// cancels the operation as cancelling any task's wait does.
+template <class A>
+auto as_task(A&& a) {
+  using D = std::remove_cvref_t<A>;
+  if constexpr (is_task_v<D> && !std::is_lvalue_reference_v<A>) {
+    return D{std::move(a)};
+  } else if constexpr (!std::is_lvalue_reference_v<A> && std::is_move_constructible_v<D>) {
+    return await_owned<D>(std::move(a));
+  } else {
+    return await_referenced<A&&>(std::addressof(a));
+  }
 }
 
 }  // namespace detail
@@ -321,6 +383,30 @@ when_all_array<T, N> when_all(std::array<task<T>, N>&& tasks) {
 template <class T>
 when_all_vector<T> when_all(std::vector<task<T>>&& tasks) {
   return when_all_vector<T>{std::move(tasks)};
+}
+
+/// `co_await corio::when_all(a, b, ...)` over any awaitables, mixing kinds: tasks, join handles,
+/// socket operations (`s.read_some(buf)`), `sleep_for(d)`, `signal({SIGINT})`, channel
+/// operations (`ch.recv()`, `ch.send(v)`), a select, a timeout()... Gives a std::tuple of their
+/// results in argument order (std::monostate for `void`), as the task form does: each argument
+/// becomes a task (a task given by value is used as it is; anything else is awaited by a small
+/// task made for it, one frame from the worker's frame cache), and those run as the children of a
+/// when_all. Errors, cancellation and thread-safety are those of the task form; cancelling the
+/// awaiting task cancels each operation in place through its stop state (a read is cancelled in
+/// the reactor, a sleep's timer removed, a channel wait withdrawn, a join withdrawn: the joined
+/// task runs on and its handle stays valid).
+///
+/// How arguments are held: a task or a movable awaitable given as an rvalue (a join_handle from
+/// spawn(), std::move(h)) is moved in, so the result may be awaited later. An operation that
+/// cannot be moved (socket, channel, timer and signal operations) and any lvalue are awaited in
+/// place, by reference: they must outlive the co_await of the result, so write the operations in
+/// the co_await expression itself (`co_await when_all(ch.recv(), s.read_some(buf))`) and keep
+/// lvalues (a join_handle variable) alive until it completes. An lvalue join_handle that was
+/// joined is consumed as `co_await h` consumes it; an lvalue task is run in place.
+template <class... As>
+  requires detail::awaitables_not_all_tasks<As...>
+auto when_all(As&&... awaitables) {
+  return when_all(detail::as_task(std::forward<As>(awaitables))...);
 }
 
 }  // namespace corio

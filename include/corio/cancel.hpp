@@ -88,7 +88,7 @@ class timeout_operation : scope_forwarder {
     static_assert(std::is_base_of_v<promise_base, Promise>, "corio::timeout: co_await it inside a corio::task");
     promise_ = &h.promise();
     outer_ = promise_->stop_;
-    scope_.reset(nullptr);
+    scope_.reset(nullptr, nullptr, outer_);  // parent: for task_local lookups only (not in its list)
     this->scope = &scope_;
     this->cancel = &forward_stop;
     if (outer_ != nullptr && !outer_->arm(*this)) scope_.request_stop();  // the task is cancelled already

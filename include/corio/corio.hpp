@@ -19,6 +19,7 @@
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
 #include "corio/task_group.hpp"
+#include "corio/task_local.hpp"
 #include "corio/time.hpp"
 #include "corio/wait_fd.hpp"
 #include "corio/wait_group.hpp"

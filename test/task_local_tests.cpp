@@ -63,7 +63,8 @@ corio::task<void> relay(corio::channel<corio::channel<int>> in) {
 // Reads the value after each yield and each trip through another worker's relay, while other
 // tasks run on every worker: the task migrates and must see its own value each time.
 corio::task<int> keeps_its_value(std::string expected, int rounds,
-                                 std::vector<corio::channel<corio::channel<int>>>* relays, std::atomic<int>* moves) {
+                                 std::vector<corio::channel<corio::channel<int>>>* relays,
+                                 std::atomic<int>* moves) {
   int mismatches = 0;
   corio::channel<int> reply{0};
   auto where = corio::this_worker_index();

@@ -210,8 +210,8 @@ corio::task<void> when_all_mixes_kinds() {
   auto sender = corio::spawn(slow_value(5, 2ms));
   auto joined = corio::spawn(slow_value(7, 3ms));
   co_await ch.send(11);
-  auto [a, slept, received, by_lvalue, by_rvalue] =
-      co_await corio::when_all(value_after_yield(1), corio::sleep_for(1ms), ch.recv(), joined, std::move(sender));
+  auto [a, slept, received, by_lvalue, by_rvalue] = co_await corio::when_all(
+      value_after_yield(1), corio::sleep_for(1ms), ch.recv(), joined, std::move(sender));
   CHECK(a == 1);
   CHECK(std::is_same_v<decltype(slept), std::monostate>);
   CHECK(received == std::optional<int>{11});

@@ -46,12 +46,12 @@ struct group_state {
   explicit group_state(std::size_t max)
       : limit(max), slots(static_cast<std::int64_t>(std::min<std::size_t>(max, INT64_MAX))) {}
   spin_lock lock;
-  group_member* running = nullptr;   ///< under lock: the children's entries, newest first
-  bool cancelled = false;            ///< under lock
-  std::exception_ptr error;          ///< under lock: the first failure
-  wait_group pending;                ///< children not finished
-  std::size_t limit;                 ///< max_concurrency, 0 for none
-  semaphore slots;                   ///< units of concurrency when limit != 0
+  group_member* running = nullptr;         ///< under lock: the children's entries, newest first
+  bool cancelled = false;                  ///< under lock
+  std::exception_ptr error;                ///< under lock: the first failure
+  wait_group pending;                      ///< children not finished
+  std::size_t limit;                       ///< max_concurrency, 0 for none
+  semaphore slots;                         ///< units of concurrency when limit != 0
   std::atomic<std::size_t> active{0};      ///< children in their body now (for tests and stats)
   std::atomic<std::size_t> max_active{0};  ///< the most there ever were at once
   /// Set for a supervising group (task_group::policy::supervise): a child's failure goes here
@@ -213,8 +213,8 @@ class task_group {
   }
 
   /// Spawns `t` into the group (on the calling task's runtime, as corio::spawn). Its result is
-  /// dropped; its exception goes to join() (fail-fast) or to on_failure (supervise). Throws like corio::spawn, and std::logic_error after
-  /// join() returned.
+  /// dropped; its exception goes to join() (fail-fast) or to on_failure (supervise). Throws like
+  /// corio::spawn, and std::logic_error after join() returned.
   template <class T>
   void spawn(task<T> t) {
     if (joined_) throw std::logic_error("corio::task_group::spawn: the group was joined already");

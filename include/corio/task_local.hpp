@@ -14,10 +14,10 @@ namespace detail {
 /// One binding of a task_local: lives in the frame of the scope that made it, keyed by the stop
 /// state that scope runs under (`owner`). Defined and looked up in lib/task_local.cpp.
 struct task_local_binding {
-  const void* key = nullptr;             ///< the task_local object
-  const void* value = nullptr;           ///< the bound value (a T in the scope's frame)
-  stop_state* owner = nullptr;           ///< the stop state of the task running the scope
-  task_local_binding* outer = nullptr;   ///< the binding it shadows on the same owner, if any
+  const void* key = nullptr;            ///< the task_local object
+  const void* value = nullptr;          ///< the bound value (a T in the scope's frame)
+  stop_state* owner = nullptr;          ///< the stop state of the task running the scope
+  task_local_binding* outer = nullptr;  ///< the binding it shadows on the same owner, if any
 };
 
 /// Binds `b` (key and value set) to the calling task's current stop state. Throws
@@ -82,13 +82,16 @@ class task_local {
   [[nodiscard]] const T& get() const {
     const T* v = try_get();
     if (v == nullptr) {
-      throw std::logic_error("corio::task_local::get: no value is bound in this task (see task_local::scope)");
+      throw std::logic_error(
+          "corio::task_local::get: no value is bound in this task (see task_local::scope)");
     }
     return *v;
   }
 
   /// The value bound in the calling task, or null when nothing is (see get()). Never throws.
-  [[nodiscard]] const T* try_get() const noexcept { return static_cast<const T*>(detail::find_task_local(this)); }
+  [[nodiscard]] const T* try_get() const noexcept {
+    return static_cast<const T*>(detail::find_task_local(this));
+  }
 
  private:
   // Parameters by value or pointer (GCC 12 and coroutine references, see README).

@@ -178,7 +178,8 @@ concept awaitable = requires {
 /// tasks taken by value (those go to the task overloads, unchanged).
 template <class... As>
 concept awaitables_not_all_tasks =
-    sizeof...(As) > 0 && (awaitable<As> && ...) && !((is_task_v<std::remove_cvref_t<As>> && !std::is_lvalue_reference_v<As>) && ...);
+    sizeof...(As) > 0 && (awaitable<As> && ...) &&
+    !((is_task_v<std::remove_cvref_t<As>> && !std::is_lvalue_reference_v<As>) && ...);
 
 /// A task that awaits `a`, which it owns (a movable awaitable, moved in: a join_handle, an
 /// awaitable object). Parameters by value (GCC 12 and coroutine references, see runtime.hpp).

@@ -6,6 +6,7 @@
 #include "corio/condition_variable.hpp"
 #include "corio/errors.hpp"
 #include "corio/event.hpp"
+#include "corio/fs.hpp"
 #include "corio/latch.hpp"
 #include "corio/mutex.hpp"
 #include "corio/net/endpoint.hpp"

@@ -13,12 +13,14 @@
 
 #include "corio/errors.hpp"
 #include "corio/wait_fd.hpp"
+#include "corio/yield.hpp"
 #include "runtime_impl.hpp"
 #include "worker.hpp"
 
 #if !defined(_WIN32)
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #endif
 
@@ -93,7 +95,12 @@ open_operation::open_operation(const std::filesystem::path& path, int flags, uns
 file open_operation::await_resume() {
   const auto fd = finish_named();
   if (fd < 0) return file{};
-  return file{static_cast<int>(fd), std::move(path_), true};
+  file f{static_cast<int>(fd), std::move(path_), true};
+#if defined(__linux__) && defined(RWF_NOWAIT)
+  struct stat st {};
+  f.nowait_reads_ = (request_.flags & O_DIRECT) == 0 && ::fstat(f.fd_.get(), &st) == 0 && S_ISREG(st.st_mode);
+#endif
+  return f;
 }
 
 transfer_operation::transfer_operation(const file& f, bool write, std::byte* buffer, std::size_t length,
@@ -106,8 +113,24 @@ transfer_operation::transfer_operation(const file& f, bool write, std::byte* buf
   request_.buffer = buffer;
   request_.length = std::min(length, max_transfer);
   request_.offset = offset;
+  nowait_ = !write && f.nowait_reads_;
   if (request_.fd < 0) fail_early(EBADF);
   else if (!valid_offset(offset)) fail_early(EINVAL);
+}
+
+bool transfer_operation::try_now(corio::detail::stop_state* stop) noexcept {
+#if defined(__linux__) && defined(RWF_NOWAIT)
+  if (stop != nullptr && stop->stop_requested()) return false;  // the reactor path cancels it
+  if (!corio::detail::coop_spend()) return false;  // out of budget: through the reactor (a yield)
+  iovec v{request_.buffer, request_.length};
+  const ssize_t n = ::preadv2(request_.fd, &v, 1, static_cast<off_t>(request_.offset), RWF_NOWAIT);
+  if (n < 0) return false;  // EAGAIN (not in the page cache) and any error: the reactor decides
+  request_.result = static_cast<int>(n);
+  return true;
+#else
+  (void)stop;
+  return false;
+#endif
 }
 
 write_all_operation::write_all_operation(const file& f, std::span<const std::byte> data, std::int64_t offset,
@@ -235,6 +258,7 @@ file& file::operator=(file&& other) noexcept {
     fd_ = std::move(other.fd_);
     path_ = std::move(other.path_);
     owned_ = other.owned_;
+    nowait_reads_ = other.nowait_reads_;
   }
   return *this;
 }

@@ -91,10 +91,24 @@ class transfer_operation : public file_operation {
  public:
   transfer_operation(const file& f, bool write, std::byte* buffer, std::size_t length, std::int64_t offset,
                      std::error_code* ec) noexcept;
+  /// A read of a regular file first tries preadv2(RWF_NOWAIT) on the calling thread: data in
+  /// the page cache is read at once and the task goes on without suspending (while its
+  /// cooperation budget lasts, see detail::coop_spend); anything that would block (EAGAIN: not
+  /// cached) goes to the reactor. Nothing is tried when the task's stop was requested (the
+  /// operation then ends cancelled as usual).
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    if (nowait_ && try_now(corio::detail::stop_of(h))) return false;
+    return io_operation::await_suspend(h);
+  }
   std::size_t await_resume() {
     const auto n = finish_named();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
+
+ private:
+  bool try_now(corio::detail::stop_state* stop) noexcept;  // lib/fs.cpp
+  bool nowait_ = false;  ///< a read of a file that takes RWF_NOWAIT (see file::nowait_reads_)
 };
 
 /// Awaiter of fs::file::write_all and write_all_at: yields the bytes written, all of `data`
@@ -340,6 +354,8 @@ class file {
   corio::detail::file_descriptor fd_;
   std::string path_;
   bool owned_ = true;
+  /// A regular file opened without O_DIRECT: reads try the page cache first (transfer_operation).
+  bool nowait_reads_ = false;
 };
 
 /// Reads the whole file at `path` (open, size, reads until end of file, close); yields its

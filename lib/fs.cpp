@@ -240,6 +240,12 @@ close_operation::close_operation(int fd, std::string path, std::error_code* ec) 
   request_.fd = fd;
 }
 
+close_operation::~close_operation() {
+#if !defined(_WIN32)
+  if (!submitted_ && request_.fd >= 0) (void)::close(request_.fd);
+#endif
+}
+
 void close_operation::await_resume() {
   if (request_.fd < 0) {  // nothing to close: a closed file, or a borrowed one
     if (ec_ != nullptr) ec_->clear();

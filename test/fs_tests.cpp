@@ -498,6 +498,22 @@ TEST_CASE("read_file returns what write_file wrote, empty and large files includ
   }
 }
 
+corio::task<bool> close_not_awaited(std::string path) {
+  file f = co_await file::open(path, open_flags::write | open_flags::create);
+  const int fd = f.native_handle();
+  { (void)f.close(); }  // the awaiter is dropped: it closes the descriptor itself
+  co_return !f.is_open() && ::fcntl(fd, F_GETFD) == -1;
+}
+
+TEST_CASE("a close() that is never awaited still closes the descriptor") {
+  hang_guard guard{"fs close not awaited", 60s};
+  temp_dir dir;
+  corio::runtime rt{{.workers = 1}};
+  const std::size_t before = open_descriptors();
+  CHECK(rt.block_on(close_not_awaited(dir / "dropped")));
+  CHECK(open_descriptors() == before);
+}
+
 TEST_CASE("a borrowed descriptor stays open after the file is gone; an adopted one is closed") {
   int fds[2];
   REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);

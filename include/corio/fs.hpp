@@ -152,19 +152,30 @@ class sync_operation : public file_operation {
 class close_operation : public file_operation {
  public:
   close_operation(int fd, std::string path, std::error_code* ec) noexcept;
+  close_operation(const close_operation&) = delete;
+  close_operation& operator=(const close_operation&) = delete;
+  /// An awaiter never awaited closes its descriptor synchronously (the file let go of it).
+  ~close_operation();
   bool await_ready() const noexcept { return request_.fd < 0; }
   /// Submits without arming the task's stop: the descriptor is closed whatever happens.
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
     request_.waiter = h;
     request_.bound = corio::detail::binding_of(h);
-    corio::detail::submit_io(request_);
+    submitted_ = true;  // before the request is published: nothing touches the frame after
+    try {
+      corio::detail::submit_io(request_);
+    } catch (...) {
+      submitted_ = false;  // refused: the destructor closes the descriptor
+      throw;
+    }
     return true;
   }
   void await_resume();
 
  private:
   std::string path_;
+  bool submitted_ = false;
 };
 
 /// An open file: reads and writes at an offset or at the file position, size, sync, close, all

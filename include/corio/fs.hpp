@@ -25,7 +25,7 @@ class file;
 /// the offset asked for (O_APPEND: write_at's offset is ignored, as pwrite(2) does on Linux).
 /// The descriptor is always close-on-exec. Design: Rust's std::fs::OpenOptions, Go's os.O_* flags.
 enum class open_flags : unsigned {
-  none = 0,
+  none = 0,       ///< no bits: valid only combined with read, write or append
   read = 1,        ///< O_RDONLY (with write: O_RDWR)
   write = 2,       ///< O_WRONLY (with read: O_RDWR)
   append = 4,      ///< O_APPEND (implies write)

@@ -190,7 +190,20 @@ void runtime_impl::advance_to(clock::time_point target) noexcept {
   }
 }
 
+void runtime_impl::blocking_drained(void* self) noexcept {
+  auto* rt = static_cast<runtime_impl*>(self);
+  if (!rt->manual_) return;
+  // The pool ends before the reactors are destroyed (stop_and_destroy), and a pool thread exists
+  // only after a worker, its reactor set up, submitted to it.
+  for (auto& w : rt->workers_) {
+    if (w->reactor_) w->reactor_->wake();
+  }
+}
+
 void runtime_impl::auto_advance() noexcept {
+  // A blocking job queued or running is work still to run (manual-clock-waits-for-work): its
+  // completion wakes a task. The pool wakes every worker when the last one ends (blocking_drained).
+  if (blocking_.outstanding() != 0) return;
   // I/O that the last tasks started may complete on a worker that has not looked at its reactor
   // since (a peer's close reaching a read): every worker must have polled in the current settle
   // round first. One that has not is woken to do so; the last of them to park makes the jump.
@@ -298,6 +311,10 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   for (auto& w : workers_) {
     if (w->thread_.joinable()) w->thread_.join();
   }
+  // The blocking pool: queued jobs are dropped (their tasks are destroyed below), running ones
+  // are waited for, however long they take, since a job may use its task's frame; their
+  // completions still pass the gate and land in the injection queue, dropped below.
+  blocking_.shutdown();
   // Threads that are not workers may still be waking tasks of this runtime (a channel's try_send
   // or close, an unlock): from now on their wakes are dropped, and those already inside finish
   // before anything they might touch (the queues, the reactors) goes away.
@@ -381,6 +398,7 @@ runtime_stats runtime_impl::stats() const {
   }
   CORIO_ASSERT(shut_down_ || spawned >= finished, "registry-slot-counted");
   s.live_tasks = shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);
+  s.blocking = blocking_.stats();
   return s;
 }
 

@@ -18,6 +18,7 @@
 
 #include "corio/runtime.hpp"
 #include "corio/time.hpp"
+#include "blocking_pool.hpp"
 #include "reactor_factory.hpp"
 #include "worker.hpp"
 
@@ -139,6 +140,9 @@ class runtime_impl {
   void auto_advance() noexcept;
 
   runtime_options options_;
+  /// The blocking pool (spawn_blocking, lib/blocking_pool.hpp): shut down by stop_and_destroy
+  /// after the workers stopped and before any frame is destroyed.
+  blocking_pool blocking_{options_.max_blocking_threads, options_.blocking_keep_alive, &blocking_drained, this};
   backend_choice backend_;  ///< decided before the workers start (choose_backend)
   /// How wakes from other threads reach this runtime (park.hpp); open until stop_and_destroy.
   gate_hold gate_{this};
@@ -176,6 +180,9 @@ class runtime_impl {
   std::exception_ptr start_error_;
   bool shut_down_ = false;
   std::size_t stop_and_destroy() noexcept;
+  /// The blocking pool's on_drained: under the manual clock, wakes the workers so that the last
+  /// to park again may let the time jump (it does not while a job is outstanding).
+  static void blocking_drained(void* self) noexcept;
 };
 
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).

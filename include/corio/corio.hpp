@@ -1,6 +1,7 @@
 // corio/corio.hpp - the umbrella header: everything a program on corio needs.
 #pragma once
 
+#include "corio/blocking.hpp"
 #include "corio/cancel.hpp"
 #include "corio/channel.hpp"
 #include "corio/condition_variable.hpp"

@@ -59,6 +59,25 @@ struct runtime_options {
   /// join_handle (a detached task). Runs on the worker that finished the task; must not throw.
   /// Default: one line on stderr, through fmt, and the runtime carries on.
   std::function<void(std::exception_ptr)> unhandled_exception{};
+  /// Most threads the blocking pool (corio::spawn_blocking, corio/blocking.hpp) runs at once,
+  /// apart from the workers; jobs beyond it wait in FIFO order. Threads start on demand. At least
+  /// 1: 0 makes the runtime's construction throw std::invalid_argument (as Tokio's builder
+  /// refuses 0). Tokio's max_blocking_threads (default 512); 64 here.
+  unsigned max_blocking_threads = 64;
+  /// How long a blocking-pool thread waits idle for a job before it ends (ns resolution; steady
+  /// time, also under the manual clock). Zero or negative: a thread ends as soon as it finds no
+  /// job; clock::duration::max(): threads never end before shutdown. Tokio's thread_keep_alive
+  /// (default 10 s).
+  clock::duration blocking_keep_alive = std::chrono::seconds{10};
+};
+
+/// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the
+/// pool's lock (consistent across its fields).
+struct blocking_pool_stats {
+  std::uint64_t threads = 0;       ///< pool threads alive (running a job or idle)
+  std::uint64_t idle_threads = 0;  ///< pool threads waiting for a job
+  std::uint64_t queued = 0;        ///< jobs waiting for a thread
+  std::uint64_t jobs_run = 0;      ///< jobs a pool thread took since start (counted as they start; cancelled or dropped ones never)
 };
 
 /// Counters of one worker since start. Each is written only by its worker and read with relaxed
@@ -88,6 +107,8 @@ struct runtime_stats {
   /// than the tasks alive throughout the call (runtime::shutdown waits for it to reach 0).
   std::uint64_t live_tasks = 0;
   std::vector<worker_stats> workers;
+  /// The blocking pool (spawn_blocking).
+  blocking_pool_stats blocking;
 };
 
 /// The M:N runtime: `options.workers` threads, each owning a run queue, an io_uring ring (created

@@ -154,6 +154,16 @@ corio::task<std::optional<int>> timed_job(std::atomic<int>* ran, corio::clock::d
   co_return r;
 }
 
+corio::task<bool> refused_after_stop(std::atomic<int>* ran) {
+  corio::this_task::request_stop();
+  try {
+    co_await corio::spawn_blocking([ran] { ran->fetch_add(1); });
+  } catch (const corio::operation_cancelled&) {
+    co_return true;
+  }
+  co_return false;
+}
+
 corio::task<unsigned> bound_round_trip() {
   int v = co_await corio::spawn_blocking([] { return 1; });
   CHECK(v == 1);
@@ -168,6 +178,40 @@ corio::task<std::string> long_result(const gate* g, std::atomic<int>* started, s
     return std::string(100, 'r');  // written into the waiting frame, which must still exist
   });
   co_return r;
+}
+
+/// Under the manual clock, with the pool's one thread busy on a job blocked on a gate: a task
+/// waits at most 1 s for a job queued behind it. `move_time`: the test advances the time by 1 s
+/// (the job times out and never runs); otherwise it checks that the time stays (the workers are
+/// idle, but jobs are outstanding), opens the gate, and the queued job runs and returns.
+void timed_job_behind_a_busy_thread(bool move_time) {
+  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock, .max_blocking_threads = 1}};
+  const auto start = rt.now();
+  gate g;
+  std::atomic<int> started{0}, ran{0};
+  auto running = rt.spawn(wait_on_gate(&g, &started, 1));
+  REQUIRE(eventually(rt, [&](const corio::blocking_pool_stats&) { return started.load() == 1; }));
+  auto timed = rt.spawn(timed_job(&ran, 1s));
+  REQUIRE(eventually(rt, [](const corio::blocking_pool_stats& s) { return s.queued == 1; }));
+  if (move_time) {
+    rt.advance(1s);
+  } else {
+    std::this_thread::sleep_for(20ms);  // room for a wrong jump (the workers are idle), not a timing check
+    CHECK(rt.now() == start);
+    g.open();
+  }
+  bool cancelled = false;
+  auto r = rt.block_on(join_or_cancelled(std::move(timed), &cancelled));
+  CHECK_FALSE(cancelled);
+  REQUIRE(r.has_value());
+  if (move_time) {
+    CHECK_FALSE(r->has_value());  // timed out
+    g.open();
+  } else {
+    CHECK(*r == std::optional<int>{3});  // it ran: the deadline never came
+  }
+  CHECK(rt.block_on(join_or_cancelled(std::move(running), &cancelled)) == std::optional<int>{1});
+  CHECK(ran.load() == (move_time ? 0 : 1));
 }
 
 }  // namespace
@@ -245,6 +289,16 @@ TEST_CASE("a job cancelled before it starts never runs, and a running one finish
   }
 }
 
+TEST_CASE("a task whose stop was requested before spawn_blocking does not submit the job") {
+  corio_test::hang_guard guard{"blocking refused", 60s};
+  corio::runtime rt{{.workers = 1}};
+  std::atomic<int> ran{0};
+  CHECK(rt.block_on(refused_after_stop(&ran)));
+  CHECK(ran.load() == 0);
+  CHECK(rt.stats().blocking.jobs_run == 0);
+  CHECK(rt.stats().blocking.threads == 0);
+}
+
 TEST_CASE("jobs cancelled at random either ran once and returned or never ran") {
   corio_test::hang_guard guard{"blocking cancel races", 300s};
   const auto seed = corio_test::test_seed();
@@ -280,45 +334,12 @@ TEST_CASE("jobs cancelled at random either ran once and returned or never ran") 
 
 TEST_CASE("a timeout around a queued job ends it with nullopt and the job never runs") {
   corio_test::hang_guard guard{"blocking timeout", 120s};
-  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock, .max_blocking_threads = 1}};
-  gate g;
-  std::atomic<int> started{0}, ran{0};
-  auto running = rt.spawn(wait_on_gate(&g, &started, 1));
-  REQUIRE(eventually(rt, [&](const corio::blocking_pool_stats&) { return started.load() == 1; }));
-  auto timed = rt.spawn(timed_job(&ran, 1s));
-  REQUIRE(eventually(rt, [](const corio::blocking_pool_stats& s) { return s.queued == 1; }));
-  // The time does not jump by itself while jobs are outstanding: the test moves it.
-  rt.advance(1s);
-  bool cancelled = false;
-  auto r = rt.block_on(join_or_cancelled(std::move(timed), &cancelled));
-  CHECK_FALSE(cancelled);
-  REQUIRE(r.has_value());
-  CHECK_FALSE(r->has_value());  // timed out
-  g.open();
-  auto v = rt.block_on(join_or_cancelled(std::move(running), &cancelled));
-  CHECK(v == std::optional<int>{1});
-  CHECK(ran.load() == 0);
+  timed_job_behind_a_busy_thread(true);
 }
 
 TEST_CASE("under the manual clock the time does not jump while a job is queued or running") {
   corio_test::hang_guard guard{"blocking manual clock", 120s};
-  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock, .max_blocking_threads = 1}};
-  const auto start = rt.now();
-  gate g;
-  std::atomic<int> started{0}, ran{0};
-  auto running = rt.spawn(wait_on_gate(&g, &started, 1));
-  REQUIRE(eventually(rt, [&](const corio::blocking_pool_stats&) { return started.load() == 1; }));
-  auto timed = rt.spawn(timed_job(&ran, 1s));
-  REQUIRE(eventually(rt, [](const corio::blocking_pool_stats& s) { return s.queued == 1; }));
-  std::this_thread::sleep_for(20ms);  // room for a wrong jump (the workers are idle), not a timing check
-  CHECK(rt.now() == start);
-  g.open();
-  bool cancelled = false;
-  auto r = rt.block_on(join_or_cancelled(std::move(timed), &cancelled));
-  REQUIRE(r.has_value());
-  CHECK(*r == std::optional<int>{3});  // it ran: the deadline never came
-  CHECK(ran.load() == 1);
-  CHECK(rt.block_on(join_or_cancelled(std::move(running), &cancelled)) == std::optional<int>{1});
+  timed_job_behind_a_busy_thread(false);
 }
 
 TEST_CASE("a task bound to a worker resumes on it after spawn_blocking") {

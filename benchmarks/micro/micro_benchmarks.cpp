@@ -1,5 +1,5 @@
 // benchmarks/micro/micro_benchmarks.cpp - Google Benchmark micro benchmarks of corio's building
-// blocks: spawn+join, when_all, yield, the cross-thread wake of a parked worker, the frame allocator (frames
+// blocks: spawn+join, when_all, yield, spawn_blocking's round trip, the cross-thread wake of a parked worker, the frame allocator (frames
 // freed on their own thread, and frames freed on another thread: frame_remote_free) and the timer
 // wheel.
 //
@@ -429,6 +429,26 @@ void BM_foreign_block_on(benchmark::State& state) {
   report_counter_per_op(state, "parks", total_parks(after) - total_parks(before), 1);
 }
 BENCHMARK(BM_foreign_block_on)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
+
+// --- spawn_blocking ---------------------------------------------------------------------------
+
+corio::task<void> spawn_blocking_loop(benchmark::State* state) {
+  for (auto _ : *state) {
+    int v = co_await corio::spawn_blocking([] { return 1; });
+    benchmark::DoNotOptimize(v);
+  }
+}
+
+// The round trip of `co_await corio::spawn_blocking([] { return 1; })` from a task: the job to
+// the blocking pool (mutex, condition variable: the idle pool thread wakes), the call, and the
+// task back through the injection queue to a worker (which may have parked meanwhile). The peer is
+// Tokio's `tokio::task::spawn_blocking(|| 1).await` (benchmarks/tokio, `spawn_blocking`).
+void BM_spawn_blocking(benchmark::State& state) {
+  const auto workers = static_cast<unsigned>(state.range(0));
+  runtime_for(workers).block_on(spawn_blocking_loop(&state));
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_spawn_blocking)->ArgName("workers")->Arg(1)->Arg(2)->UseRealTime()->MeasureProcessCPUTime();
 
 // --- frame allocation -----------------------------------------------------------------------
 

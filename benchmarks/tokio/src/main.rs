@@ -1,7 +1,7 @@
 //! tokio_bench: corio's scheduler benchmarks written with Tokio, for the same-run comparison that
 //! benchmarks/run prints (see benchmarks/programs/ for the corio versions and the shared contract).
 //!
-//! usage: tokio_bench skynet|fib|nqueens|fanout|pingpong [--threads N] [--runs N] [--warmup N] [--n N]
+//! usage: tokio_bench skynet|fib|nqueens|fanout|pingpong|spawn_blocking [--threads N] [--runs N] [--warmup N] [--n N]
 //!
 //! One multi-threaded runtime with `--threads` workers (default 2; `--workers` is an alias), no
 //! I/O or time driver. `--warmup` untimed runs (default 1), then `--runs` timed runs (default 5),
@@ -124,6 +124,16 @@ async fn pingpong(n: u64) -> u64 {
     x
 }
 
+/// n round trips of `tokio::task::spawn_blocking(|| 1).await` from one task: the peer of corio's
+/// `co_await corio::spawn_blocking([] { return 1; })` (micro benchmark BM_spawn_blocking).
+async fn spawn_blocking_loop(n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum += tokio::task::spawn_blocking(|| 1u64).await.expect("blocking job failed");
+    }
+    sum
+}
+
 fn run_root<F>(rt: &Runtime, f: F) -> u64
 where
     F: Future<Output = u64> + Send + 'static,
@@ -137,7 +147,7 @@ const NQUEENS: [u64; 17] = [
 
 fn usage(msg: &str) -> ! {
     eprintln!("tokio_bench: {msg}");
-    eprintln!("usage: tokio_bench skynet|fib|nqueens|fanout|pingpong [--threads N] [--runs N] [--warmup N] [--n N]");
+    eprintln!("usage: tokio_bench skynet|fib|nqueens|fanout|pingpong|spawn_blocking [--threads N] [--runs N] [--warmup N] [--n N]");
     exit(2);
 }
 
@@ -158,6 +168,7 @@ fn main() {
         "nqueens" => (11, 1, 14),
         "fanout" => (1_000_000, 1, 10_000_000),
         "pingpong" => (1_000_000, 1, 100_000_000),
+        "spawn_blocking" => (100_000, 1, 100_000_000),
         _ => usage(&format!("unknown program '{name}'")),
     };
     let (mut threads, mut runs, mut warmup, mut n) = (2u64, 5u64, 1u64, default_n as u64);
@@ -190,7 +201,7 @@ fn main() {
             a
         }
         "nqueens" => NQUEENS[n as usize],
-        "pingpong" => n,
+        "pingpong" | "spawn_blocking" => n,
         _ => n * (n - 1) / 2,
     };
     let rt = Builder::new_multi_thread()
@@ -206,6 +217,7 @@ fn main() {
             "fib" => run_root(&rt, fib(n)),
             "nqueens" => run_root(&rt, nqueens(n as u32, 0, 0, 0, 0)),
             "pingpong" => run_root(&rt, pingpong(n)),
+            "spawn_blocking" => run_root(&rt, spawn_blocking_loop(n)),
             _ => fanout(&rt, n),
         }
     };
@@ -236,7 +248,7 @@ fn main() {
         exit(1);
     }
     println!("tokio_{name}={median:.1} unit=ms");
-    if name == "pingpong" {
+    if name == "pingpong" || name == "spawn_blocking" {
         println!("tokio_{name}_per_op={:.1} unit=ns", median * 1e6 / n as f64);
         println!("tokio_{name}_rate={:.0} unit=ops/s", n as f64 / (median / 1e3));
     }

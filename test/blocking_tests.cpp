@@ -34,12 +34,23 @@ struct thrown_by_job : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A copyable gate a job blocks on until the test opens it.
+/// A gate jobs block on until the test opens it (once; later opens do nothing).
 struct gate {
   std::promise<void> open_promise;
   std::shared_future<void> opened = open_promise.get_future().share();
-  void open() { open_promise.set_value(); }
+  std::atomic<bool> is_open{false};
+  void open() {
+    if (!is_open.exchange(true)) open_promise.set_value();
+  }
   void wait() const { opened.wait(); }
+};
+
+/// Opens a gate when it goes out of scope: declared after the runtime (and the gate before it),
+/// so that a test that stops early (a failed REQUIRE) lets its jobs end before the runtime's
+/// destructor waits for them.
+struct open_on_exit {
+  gate& g;
+  ~open_on_exit() { g.open(); }
 };
 
 corio::task<void> round_trips(int* checks) {
@@ -185,9 +196,10 @@ corio::task<std::string> long_result(const gate* g, std::atomic<int>* started, s
 /// (the job times out and never runs); otherwise it checks that the time stays (the workers are
 /// idle, but jobs are outstanding), opens the gate, and the queued job runs and returns.
 void timed_job_behind_a_busy_thread(bool move_time) {
-  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock, .max_blocking_threads = 1}};
-  const auto start = rt.now();
   gate g;
+  corio::runtime rt{{.workers = 2, .clock = corio::manual_clock, .max_blocking_threads = 1}};
+  open_on_exit opener{g};
+  const auto start = rt.now();
   std::atomic<int> started{0}, ran{0};
   auto running = rt.spawn(wait_on_gate(&g, &started, 1));
   REQUIRE(eventually(rt, [&](const corio::blocking_pool_stats&) { return started.load() == 1; }));
@@ -265,8 +277,9 @@ TEST_CASE("more jobs than max_blocking_threads all run exactly once, at most tha
 TEST_CASE("a job cancelled before it starts never runs, and a running one finishes with its result") {
   corio_test::hang_guard guard{"blocking cancel", 120s};
   for (unsigned workers : {1u, 2u}) {
-    corio::runtime rt{{.workers = workers, .max_blocking_threads = 1}};
     gate g;
+    corio::runtime rt{{.workers = workers, .max_blocking_threads = 1}};
+    open_on_exit opener{g};
     std::atomic<int> started{0}, ran{0};
     auto running = rt.spawn(wait_on_gate(&g, &started, 11));
     REQUIRE(eventually(rt, [&](const corio::blocking_pool_stats&) { return started.load() == 1; }));
@@ -354,8 +367,9 @@ TEST_CASE("a task bound to a worker resumes on it after spawn_blocking") {
 
 TEST_CASE("idle blocking threads end after the keep-alive and new ones start when needed") {
   corio_test::hang_guard guard{"blocking keep-alive", 120s};
-  corio::runtime rt{{.workers = 2, .max_blocking_threads = 4, .blocking_keep_alive = 20ms}};
   gate g;
+  corio::runtime rt{{.workers = 2, .max_blocking_threads = 4, .blocking_keep_alive = 20ms}};
+  open_on_exit opener{g};
   std::atomic<int> started{0};
   std::vector<corio::join_handle<int>> handles;
   for (int i = 0; i < 4; ++i) handles.push_back(rt.spawn(wait_on_gate(&g, &started, i)));
@@ -376,8 +390,9 @@ TEST_CASE("idle blocking threads end after the keep-alive and new ones start whe
 TEST_CASE("shutdown waits for a running job and drops a queued one") {
   corio_test::hang_guard guard{"blocking shutdown", 120s};
   for (auto grace : {0ms, 50ms}) {
-    auto rt = std::make_unique<corio::runtime>(corio::runtime_options{.workers = 2, .max_blocking_threads = 1});
     gate g;
+    auto rt = std::make_unique<corio::runtime>(corio::runtime_options{.workers = 2, .max_blocking_threads = 1});
+    open_on_exit opener{g};
     std::atomic<int> started{0}, ran{0};
     std::atomic<bool> finished{false}, shut_down{false};
     auto running = rt->spawn(long_result(&g, &started, &finished));

@@ -28,6 +28,7 @@ blocking_pool::blocking_pool(unsigned max_threads, clock::duration keep_alive, v
 blocking_pool::~blocking_pool() { shutdown(); }
 
 void blocking_pool::start_thread_locked() {
+  threads_list_.reserve(threads_list_.size() + 1);  // so that no allocation fails with the thread started
   threads_list_.emplace_back([this] { thread_main(); });
   ++threads_;
 }
@@ -191,6 +192,7 @@ bool blocking_wait::suspend(std::coroutine_handle<> task, std::uint32_t bound, s
   runtime_impl& rt = w->runtime();
   ticket_ = wake_ticket{task, rt.gate_.gate, rt.gate_.generation, bound};
   park_worker_ = w->index();
+  pool_ = &rt.blocking_;  // before the canceller is armed: it reads pool_
   if (stop != nullptr) {
     stop_ = stop;
     cancel = &cancel_job;
@@ -200,16 +202,15 @@ bool blocking_wait::suspend(std::coroutine_handle<> task, std::uint32_t bound, s
     }
     armed_ = true;
   }
-  pool_ = &rt.blocking_;
   bool queued;
   try {
     queued = pool_->submit(*this);
   } catch (...) {
-    pool_ = nullptr;
     if (armed_) {
       armed_ = false;
-      stop_->disarm(*this);
+      stop_->disarm(*this);  // waits for a canceller still reading pool_
     }
+    pool_ = nullptr;
     throw;
   }
   if (!queued) {  // the canceller ran between arm and submit; it leaves the job alone then

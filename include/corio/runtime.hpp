@@ -162,6 +162,9 @@ class runtime {
   /// (ns resolution; zero: no wait) has passed. Then it stops the workers, cancels and reaps every
   /// operation still in a reactor, and destroys the frames of the tasks still suspended (their
   /// destructors run and close what they hold; a join_handle to one throws operation_cancelled).
+  /// Jobs of the blocking pool (spawn_blocking): queued ones are dropped (their tasks are among the
+  /// destroyed), running ones are waited for even past `grace`, since a job may use its task's
+  /// frame; so a job that never returns keeps shutdown waiting.
   /// Returns how many tasks had to be destroyed. Idempotent: later calls return 0. Not from one of
   /// the runtime's workers (throws std::logic_error). clock::duration::max() waits for as long as
   /// tasks live (a task that ignores its stop then keeps shutdown waiting).

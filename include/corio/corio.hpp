@@ -8,6 +8,7 @@
 #include "corio/errors.hpp"
 #include "corio/event.hpp"
 #include "corio/fs.hpp"
+#include "corio/io.hpp"
 #include "corio/latch.hpp"
 #include "corio/mutex.hpp"
 #include "corio/net/endpoint.hpp"

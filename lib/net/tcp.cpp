@@ -49,6 +49,18 @@ endpoint socket_name(int fd, bool peer, const char* what) {
   return e;
 }
 
+/// Fills in a recv or send of `length` bytes at `buffer` on `socket`; false when the socket is
+/// closed (the caller then fails the operation with EBADF). A send only reads the buffer.
+bool prepare_transfer(detail::io_request& r, const detail::file_descriptor& socket, detail::io_opcode opcode,
+                      const std::byte* buffer, std::size_t length) noexcept {
+  r.opcode = opcode;
+  r.fd = socket.get();
+  r.generation = socket.generation();
+  r.buffer = const_cast<std::byte*>(buffer);
+  r.length = length;
+  return r.fd >= 0;
+}
+
 }  // namespace
 
 // --- operations ------------------------------------------------------------------------------
@@ -56,26 +68,20 @@ endpoint socket_name(int fd, bool peer, const char* what) {
 read_some_operation::read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer,
                                          std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_stream::read_some") {
-  const int fd = socket.get();
-  request_.opcode = detail::io_opcode::recv;
-  request_.fd = fd;
-  request_.generation = socket.generation();
-  request_.buffer = buffer.data();
-  request_.length = buffer.size();
-  if (fd < 0) fail_early(EBADF);
+  if (!prepare_transfer(request_, socket, detail::io_opcode::recv, buffer.data(), buffer.size())) fail_early(EBADF);
+}
+
+write_some_operation::write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
+                                           std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_stream::write_some") {
+  if (!prepare_transfer(request_, socket, detail::io_opcode::send, data.data(), data.size())) fail_early(EBADF);
 }
 
 write_all_operation::write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
                                          std::error_code* ec) noexcept
     : io_operation(ec, "corio::net::tcp_stream::write_all") {
-  const int fd = socket.get();
-  request_.opcode = detail::io_opcode::send;
-  request_.fd = fd;
-  request_.generation = socket.generation();
-  request_.buffer = const_cast<std::byte*>(data.data());  // only read by send
-  request_.length = data.size();
   request_.on_complete = &write_all_operation::on_complete;
-  if (fd < 0) fail_early(EBADF);
+  if (!prepare_transfer(request_, socket, detail::io_opcode::send, data.data(), data.size())) fail_early(EBADF);
 }
 
 bool write_all_operation::on_complete(detail::io_request& r, int result) noexcept {

@@ -24,6 +24,20 @@ class read_some_operation : public detail::io_operation {
   }
 };
 
+/// Awaiter of tcp_stream::write_some: the number of bytes one send accepted (at least one for
+/// non-empty data; 0 for empty data). Cancelled while the send is in flight, it either sent
+/// nothing (operation_cancelled, or std::errc::operation_canceled in the error_code form) or
+/// returns the count sent.
+class write_some_operation : public detail::io_operation {
+ public:
+  write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
+                       std::error_code* ec) noexcept;
+  std::size_t await_resume() {
+    auto n = finish();
+    return n < 0 ? 0 : static_cast<std::size_t>(n);
+  }
+};
+
 /// Awaiter of tcp_stream::write_all: the number of bytes written, which is all of them unless an
 /// error was reported through the error_code form. Cancelled (see detail::io_operation) while a
 /// send is in flight, the send is cancelled; cancelled between two sends, no further send starts.
@@ -126,6 +140,17 @@ class tcp_stream {
   }
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer, std::error_code& ec) noexcept {
     return read_some(std::as_writable_bytes(buffer), ec);
+  }
+
+  /// Writes some of `data` in one send (IORING_OP_SEND, MSG_NOSIGNAL); yields the count sent, at
+  /// least 1 for non-empty data (a short write is normal when the socket's send buffer is
+  /// nearly full), 0 for empty data. The stream concept's write (corio/io.hpp); write_all loops
+  /// it for you. Go's net.Conn.Write for one syscall, Tokio's AsyncWrite::poll_write.
+  [[nodiscard]] write_some_operation write_some(std::span<const std::byte> data) {
+    return write_some_operation{checked(), data, nullptr};
+  }
+  [[nodiscard]] write_some_operation write_some(std::span<const std::byte> data, std::error_code& ec) noexcept {
+    return write_some_operation{socket_, data, &ec};
   }
 
   /// Writes all of `data`, in as many sends as the kernel needs; yields the byte count. In the

@@ -351,7 +351,8 @@ struct buffered_reader_options {
   std::size_t buffer_size = 8 * 1024;
   /// The most read_until, read_line and peek hold at once: the buffer grows up to this size for a
   /// long line and never beyond (a line longer than this ends with EMSGSIZE instead of using
-  /// unbounded memory, Go's bufio.Scanner's MaxScanTokenSize). Must be at least buffer_size.
+  /// unbounded memory, Go's bufio.Scanner's MaxScanTokenSize). Must be at least 1; a buffer_size
+  /// above it is lowered to it.
   std::size_t max_size = 64 * 1024;
 };
 
@@ -384,8 +385,8 @@ class buffered_reader {
   static constexpr bool owns_stream = !std::is_reference_v<Stream>;
 
   /// Borrows `stream` (an lvalue, buffered_reader<S&>) or takes it over (an rvalue,
-  /// buffered_reader<S>). Throws std::invalid_argument when buffer_size is 0 or max_size <
-  /// buffer_size; std::bad_alloc when the buffer cannot be allocated.
+  /// buffered_reader<S>). Throws std::invalid_argument when buffer_size or max_size is 0;
+  /// std::bad_alloc when the buffer cannot be allocated.
   explicit buffered_reader(typename detail::stream_slot<Stream>::argument stream,
                            buffered_reader_options options = {})
       : stream_(static_cast<typename detail::stream_slot<Stream>::argument>(stream)),
@@ -470,12 +471,10 @@ class buffered_reader {
 
  private:
   static std::size_t checked_size(const buffered_reader_options& o) {
-    if (o.buffer_size == 0)
-      throw std::invalid_argument("corio::buffered_reader: buffer_size must be at least 1");
-    if (o.max_size < o.buffer_size) {
-      throw std::invalid_argument("corio::buffered_reader: max_size must be at least buffer_size");
+    if (o.buffer_size == 0 || o.max_size == 0) {
+      throw std::invalid_argument("corio::buffered_reader: buffer_size and max_size must be at least 1");
     }
-    return o.buffer_size;
+    return std::min(o.buffer_size, o.max_size);
   }
 
   [[nodiscard]] std::size_t available() const noexcept { return end_ - begin_; }

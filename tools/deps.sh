@@ -2,7 +2,7 @@
 # Installs the Debian packages corio needs that are missing. Usage: tools/deps.sh [extra packages]
 # Uses sudo when not root. Nothing is downloaded beyond Debian's archive.
 set -euo pipefail
-packages=(g++ meson ninja-build cmake pkg-config liburing-dev libasio-dev libfmt-dev doctest-dev
+packages=(g++ meson ninja-build cmake pkg-config liburing-dev libc-ares-dev libasio-dev libfmt-dev doctest-dev
           libbenchmark-dev curl "$@")
 missing=()
 for p in "${packages[@]}"; do

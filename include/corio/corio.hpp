@@ -12,6 +12,7 @@
 #include "corio/latch.hpp"
 #include "corio/mutex.hpp"
 #include "corio/net/endpoint.hpp"
+#include "corio/net/resolve.hpp"
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
 #include "corio/runtime.hpp"

@@ -2,13 +2,22 @@
 // worker's reactor.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <exception>
+#include <optional>
 #include <system_error>
 
+#include "corio/cancel.hpp"
+#include "corio/channel.hpp"
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
+#include "corio/select.hpp"
+#include "corio/spawn.hpp"
+#include "corio/time.hpp"
+#include "resolve_internal.hpp"
 #include "socket_api.hpp"
 
 namespace corio {
@@ -230,7 +239,197 @@ endpoint tcp_stream::remote_endpoint() const {
 // --- tcp_listener ----------------------------------------------------------------------------
 
 tcp_listener tcp_listener::bind(std::string_view local, int backlog) {
-  return bind(endpoint::parse(local), backlog);
+  if (auto e = endpoint::try_parse(local)) return bind(*e, backlog);
+  std::string_view host;
+  std::string_view service;
+  if (!detail::split_host_port(local, host, service)) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            fmt::format("corio::net::tcp_listener::bind: expected host:port, got \"{}\"", local));
+  }
+  return bind(host, service, backlog);
+}
+
+tcp_listener tcp_listener::bind(std::string_view host, std::string_view service, int backlog) {
+  std::uint16_t port = 0;
+  if (!detail::service_port(service, port)) {
+    throw std::system_error(resolve_error::service_not_found, fmt::format("corio: resolve {}:{}", host, service));
+  }
+  detail::lookup_result r = detail::lookup_blocking(std::string{host}, port, address_family::any);
+  if (r.code) throw std::system_error(r.code, detail::describe(host, r));
+  return bind(r.endpoints.front(), backlog);
+}
+
+}  // namespace net
+
+// --- connect by name: Happy Eyeballs (RFC 8305) ----------------------------------------------
+
+namespace detail {
+
+using net::connect_options;
+using net::endpoint;
+using net::resolve_error;
+using net::tcp_stream;
+
+namespace {
+
+/// What one connection attempt reports to the race: its index, and its stream or its error.
+struct attempt_outcome {
+  std::size_t index = 0;
+  tcp_stream stream;
+  std::error_code error;
+};
+
+task<void> run_attempt(endpoint remote, std::size_t index, channel<attempt_outcome> results) {
+  std::error_code ec;
+  tcp_stream s = co_await tcp_stream::connect(remote, ec);
+  attempt_outcome outcome;
+  outcome.index = index;
+  outcome.stream = std::move(s);
+  outcome.error = ec;
+  (void)results.try_send(std::move(outcome));  // room for every attempt: never blocks, never fails
+}
+
+/// RFC 8305 section 4: the families in turn, IPv6 first when there is any, each in its own order.
+std::vector<endpoint> interleave(const std::vector<endpoint>& addresses) {
+  std::vector<endpoint> v6;
+  std::vector<endpoint> v4;
+  for (const auto& e : addresses) (e.is_v6() ? v6 : v4).push_back(e);
+  std::vector<endpoint> out;
+  out.reserve(addresses.size());
+  for (std::size_t i = 0; i < std::max(v6.size(), v4.size()); ++i) {
+    if (i < v6.size()) out.push_back(v6[i]);
+    if (i < v4.size()) out.push_back(v4[i]);
+  }
+  return out;
+}
+
+std::string failure_text(const std::string& host, const std::vector<endpoint>& order,
+                         const std::vector<std::error_code>& errors) {
+  std::string tried;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (!errors[i]) continue;
+    if (!tried.empty()) tried += ", ";
+    tried += fmt::format("{}: {}", order[i].to_string(), errors[i].message());
+  }
+  if (host.empty()) return fmt::format("corio: connect failed (tried {})", tried);
+  return fmt::format("corio: connect to {} failed (tried {})", host, tried);
+}
+
+}  // namespace
+
+task<tcp_stream> connect_any(std::vector<endpoint> addresses, std::string host, connect_options options,
+                             std::error_code* ec) {
+  if (addresses.empty()) {
+    const auto code = std::make_error_code(std::errc::invalid_argument);
+    if (ec == nullptr) throw std::system_error(code, fmt::format("corio: connect to {}: no addresses", host));
+    *ec = code;
+    co_return tcp_stream{};
+  }
+  const std::vector<endpoint> order = interleave(addresses);
+  const std::size_t n = order.size();
+  channel<attempt_outcome> results{n};
+  std::vector<join_handle<void>> running;
+  running.reserve(n);
+  std::vector<std::error_code> errors(n);
+  std::optional<tcp_stream> winner;
+  std::exception_ptr failure;
+  std::size_t finished = 0;
+  const clock::duration delay = to_clock_duration(options.attempt_delay);
+  clock::time_point last_start{};
+  try {
+    // Bounded: each round starts an attempt or takes one outcome, n of each at most.
+    while (!winner && finished < n) {
+      const std::size_t started = running.size();
+      const bool may_start = started < n;
+      if (may_start && (finished == started || now() >= deadline_after(last_start, delay))) {
+        last_start = now();
+        running.push_back(spawn(run_attempt(order[started], started, results)));
+        continue;
+      }
+      std::optional<attempt_outcome> got;
+      if (may_start) {
+        auto r = co_await select(results.recv_case(), after(deadline_after(last_start, delay) - now()));
+        if (r.index() != 0) continue;  // the delay passed: the next attempt starts
+        got = std::move(std::get<0>(r));
+      } else {
+        got = co_await results.recv();
+      }
+      ++finished;
+      if (!got->error) {
+        winner = std::move(got->stream);
+      } else {
+        errors[got->index] = got->error;
+      }
+    }
+  } catch (...) {
+    failure = std::current_exception();  // cancelled (or spawn refused): the attempts end first
+  }
+  // The losers (and, after a failure, every attempt) are cancelled and awaited, out of reach of
+  // this task's own cancellation, so that no attempt outlives the call.
+  for (auto& h : running) h.cancel();
+  for (auto& h : running) {
+    try {
+      co_await shield(h);
+    } catch (...) {
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  if (winner) {
+    if (ec != nullptr) ec->clear();
+    co_return std::move(*winner);  // streams of attempts that also connected close with `results`
+  }
+  std::error_code first;
+  for (const auto& e : errors) {
+    if (e) {
+      first = e;
+      break;
+    }
+  }
+  if (ec == nullptr) throw std::system_error(first, failure_text(host, order, errors));
+  *ec = first;
+  co_return tcp_stream{};
+}
+
+task<tcp_stream> connect_host(std::string host, std::string service, connect_options options, std::error_code* ec) {
+  std::uint16_t port = 0;
+  lookup_result r;
+  if (!service_port(service, port)) {
+    r.code = resolve_error::service_not_found;
+  } else {
+    r = co_await lookup(host, port, options.resolve);
+  }
+  if (r.code) {
+    if (ec == nullptr) throw std::system_error(r.code, describe(host, r));
+    *ec = r.code;
+    co_return tcp_stream{};
+  }
+  const bool v6_literal = host.find(':') != std::string::npos;
+  std::string label = v6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+  co_return co_await connect_any(std::move(r.endpoints), std::move(label), std::move(options), ec);
+}
+
+}  // namespace detail
+
+namespace net {
+
+task<tcp_stream> tcp_stream::connect(std::string_view host_port, connect_options options) {
+  std::string_view host;
+  std::string_view service;
+  if (!detail::split_host_port(host_port, host, service)) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            fmt::format("corio: connect: expected host:port, got \"{}\"", host_port));
+  }
+  return detail::connect_host(std::string{host}, std::string{service}, std::move(options), nullptr);
+}
+
+task<tcp_stream> tcp_stream::connect(std::string_view host_port, std::error_code& ec, connect_options options) {
+  std::string_view host;
+  std::string_view service;
+  if (!detail::split_host_port(host_port, host, service)) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return detail::connect_any({}, std::string{host_port}, std::move(options), &ec);
+  }
+  return detail::connect_host(std::string{host}, std::string{service}, std::move(options), &ec);
 }
 
 tcp_listener tcp_listener::bind(const endpoint& local, int backlog) {

@@ -1,6 +1,7 @@
 // corio/net/tcp_listener.hpp - a listening TCP socket with awaitable accept.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 #include <system_error>
 
@@ -39,11 +40,20 @@ class tcp_listener {
   tcp_listener& operator=(tcp_listener&&) noexcept = default;
   ~tcp_listener() = default;
 
-  /// Creates, binds and listens. `local` is a numeric endpoint ("127.0.0.1:8080", "[::1]:0");
-  /// port 0 picks a free port (see local_endpoint()). `backlog` is listen(2)'s, capped by the
-  /// kernel's somaxconn. Throws std::system_error: EINVAL for an unparsable endpoint,
-  /// EADDRINUSE, EACCES, EMFILE, ...
+  /// Creates, binds and listens. `local` is "host:port": a numeric endpoint ("127.0.0.1:8080",
+  /// "[::1]:0"), "localhost:PORT" (127.0.0.1: the first of localhost's addresses, as
+  /// net::resolve orders them) or any name ("myhost:8080", the port may be a service name):
+  /// it binds the first address the name resolves to. Port 0 picks a free port (see
+  /// local_endpoint()). `backlog` is listen(2)'s, capped by the kernel's somaxconn. A name other
+  /// than localhost is resolved with getaddrinfo on the calling thread, which blocks it (bind is
+  /// synchronous): on a worker, prefer `co_await net::resolve` and bind(endpoint). Throws
+  /// std::system_error: EINVAL for text without ":port", a resolve_error naming the host,
+  /// EADDRINUSE, EACCES, EMFILE, ... Go's net.Listen("tcp", "localhost:0").
   static tcp_listener bind(std::string_view local, int backlog = 4096);
+  /// As bind("host:port"), with the host and the port (a number or a service name) apart:
+  /// bind("localhost", "0"). Strings both, so that bind("localhost", 8080) cannot be taken for a
+  /// backlog silently: that call is bind(local, backlog) and fails with EINVAL (no port).
+  static tcp_listener bind(std::string_view host, std::string_view service, int backlog = 4096);
   static tcp_listener bind(const endpoint& local, int backlog = 4096);
 
   /// Waits for the next connection; `co_await` yields the stream.

@@ -1,18 +1,48 @@
 // corio/net/tcp_stream.hpp - a connected TCP socket with awaitable reads and writes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/detail/io_operation.hpp"
 #include "corio/net/endpoint.hpp"
+#include "corio/net/resolve.hpp"
+#include "corio/task.hpp"
 
 namespace corio::net {
 
 class tcp_stream;
+
+/// How tcp_stream::connect(host, ...) resolves and races its addresses (Happy Eyeballs). Value
+/// type; pass it as you like (connect moves it into its coroutine, see resolve_options).
+struct connect_options {
+  /// RFC 8305's Connection Attempt Delay: the next address is tried this long after the previous
+  /// attempt started, unless that attempt failed earlier (then at once). The RFC recommends
+  /// 250 ms (its minimum 100 ms, maximum 2 s; corio takes any value, 0 and below start all
+  /// attempts at once); Go's net.Dialer uses 300 ms (FallbackDelay).
+  std::chrono::milliseconds attempt_delay{250};
+  /// How the host is resolved (family, servers, resolver backend).
+  resolve_options resolve{};
+};
+
+}  // namespace corio::net
+
+namespace corio::detail {
+/// The coroutines behind tcp_stream::connect(host, ...) (lib/net/tcp.cpp). `ec` null: throw.
+task<net::tcp_stream> connect_host(std::string host, std::string service, net::connect_options options,
+                                   std::error_code* ec);
+task<net::tcp_stream> connect_any(std::vector<net::endpoint> addresses, std::string host,
+                                  net::connect_options options, std::error_code* ec);
+}  // namespace corio::detail
+
+namespace corio::net {
 
 /// Awaiter of tcp_stream::read_some: the number of bytes read, 0 at end of stream.
 class read_some_operation : public detail::io_operation {
@@ -125,6 +155,49 @@ class tcp_stream {
   [[nodiscard]] static connect_operation connect(const endpoint& remote, const endpoint& local,
                                                  std::error_code& ec) noexcept {
     return connect_operation{remote, &local, &ec};
+  }
+
+  /// Resolves `host` (a name, "localhost", a numeric address; see net::resolve) and connects to
+  /// `port` on the first of its addresses that answers, racing them as RFC 8305 (Happy Eyeballs
+  /// v2) says: the addresses are ordered by family in turn, IPv6 first when there is any (RFC
+  /// 8305 section 4), one attempt starts, and the next starts options.attempt_delay (250 ms) after
+  /// the previous one started, or at once when every attempt started so far has failed. The first
+  /// connection wins; the attempts still running are cancelled and awaited before the stream is
+  /// returned, so no socket leaks. Throws the resolver's std::system_error (resolve_error, naming
+  /// the host) when the name does not resolve, or, when every attempt failed, a
+  /// std::system_error carrying the first attempt's error whose message names the host and every
+  /// address tried ("corio: connect to localhost:9 failed (tried [::1]:9: Connection refused,
+  /// 127.0.0.1:9: Connection refused)"). Cancellation (the task's stop, corio::timeout) cancels
+  /// the resolve or every attempt and throws operation_cancelled. Design: RFC 8305, Go's
+  /// net.Dialer (DualStack, FallbackDelay), Tokio's TcpStream::connect over lookup_host.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::string_view host, std::uint16_t port,
+                                                                connect_options options = {}) {
+    return detail::connect_host(std::string{host}, std::to_string(port), std::move(options), nullptr);
+  }
+  /// As connect(host, port, options), reporting failure in `ec` (cleared on success) and yielding
+  /// an empty stream; cancellation still throws. `ec` must outlive the co_await.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::string_view host, std::uint16_t port,
+                                                                std::error_code& ec, connect_options options = {}) {
+    return detail::connect_host(std::string{host}, std::to_string(port), std::move(options), &ec);
+  }
+  /// As connect(host, port), from "host:port" or "[v6]:port"; the port may be a service name
+  /// ("example.com:http"). Text without a port fails with std::errc::invalid_argument.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::string_view host_port,
+                                                                connect_options options = {});
+  /// As connect(host_port, options), reporting failure in `ec`.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::string_view host_port, std::error_code& ec,
+                                                                connect_options options = {});
+  /// Happy Eyeballs over addresses already resolved (in the given order, reordered by family as
+  /// above): what connect(host, port) does after its resolve. Empty `addresses` fails with
+  /// std::errc::invalid_argument. Errors name the addresses tried.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::vector<endpoint> addresses,
+                                                                connect_options options = {}) {
+    return detail::connect_any(std::move(addresses), std::string{}, std::move(options), nullptr);
+  }
+  /// As connect(addresses, options), reporting failure in `ec`.
+  [[nodiscard("co_await it")]] static task<tcp_stream> connect(std::vector<endpoint> addresses, std::error_code& ec,
+                                                                connect_options options = {}) {
+    return detail::connect_any(std::move(addresses), std::string{}, std::move(options), &ec);
   }
 
   /// Reads at least one byte into `buffer` once some are available; yields the count, or 0 at end

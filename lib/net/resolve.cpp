@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -334,9 +335,8 @@ task<lookup_result> lookup_cares(std::string host, std::uint16_t port, address_f
   hints.ai_family = family == address_family::v4 ? AF_INET : family == address_family::v6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
-  hints.ai_flags = ARES_AI_NUMERICSERV;
-  const std::string service = std::to_string(port);
-  ares_getaddrinfo(q->channel, host.c_str(), service.c_str(), &hints, &on_addrinfo, q.get());
+  // No service: c-ares 1.18 refuses port "0" (ARES_ESERVICE); the port is set on the results.
+  ares_getaddrinfo(q->channel, host.c_str(), nullptr, &hints, &on_addrinfo, q.get());
   // Bounded: each round either handles readiness or a deadline c-ares set; c-ares ends the query
   // after its tries, and the task's stop ends the wait.
   while (!q->done) {
@@ -369,6 +369,11 @@ task<lookup_result> lookup_cares(std::string host, std::uint16_t port, address_f
     co_return r;
   }
   r.endpoints = std::move(q->out);
+  for (auto& e : r.endpoints) {
+    const std::uint16_t net_port = htons(port);
+    if (e.is_v4()) std::memcpy(static_cast<char*>(e.data()) + offsetof(sockaddr_in, sin_port), &net_port, 2);
+    if (e.is_v6()) std::memcpy(static_cast<char*>(e.data()) + offsetof(sockaddr_in6, sin6_port), &net_port, 2);
+  }
   if (r.endpoints.empty()) r.code = resolve_error::no_data;
   co_return r;
 }

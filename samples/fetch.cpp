@@ -6,11 +6,11 @@
 // the response (Content-Length, chunked transfer coding, or until the server closes) and writes
 // the body to stdout. Exit status: 0 for a 200, 1 for another status or a network error (a
 // message on stderr names the host or the addresses tried), 2 for a bad URL or usage.
-#include <corio/corio.hpp>
 #include <fmt/format.h>
 
 #include <array>
 #include <charconv>
+#include <corio/corio.hpp>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -27,7 +27,8 @@ struct url {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
   }
   return true;
 }
@@ -60,7 +61,8 @@ std::optional<url> parse_url(std::string_view text) {
   if (!port_text.empty()) {
     unsigned p = 0;
     const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || p == 0 || p > 65535) return std::nullopt;
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || p == 0 || p > 65535)
+      return std::nullopt;
     u.port = static_cast<std::uint16_t>(p);
   }
   return u;
@@ -136,8 +138,8 @@ corio::task<int> fetch(url u) {
   const std::string host_field = v6_literal ? fmt::format("[{}]", u.host) : u.host;
   const std::string host_header = u.port == 80 ? host_field : fmt::format("{}:{}", host_field, u.port);
   const std::string request = fmt::format(
-      "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: corio-fetch\r\nAccept: */*\r\nConnection: close\r\n\r\n", u.path,
-      host_header);
+      "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: corio-fetch\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+      u.path, host_header);
   co_await s.write_all(request);
 
   reader r{&s, {}, false};
@@ -177,7 +179,7 @@ corio::task<int> fetch(url u) {
   }
   bool complete = true;
   if (chunked) {
-    for (int chunks = 0;; ++chunks) {
+    for (int chunks = 0; chunks < (1 << 30); ++chunks) {
       auto size_line = co_await read_line(&r);
       std::size_t size = 0;
       if (!size_line || !parse_hex(*size_line, size)) {

@@ -160,8 +160,8 @@ class dns_server {
       unsigned char raw[16];
       const bool v6 = type == 28;
       REQUIRE(::inet_pton(v6 ? AF_INET6 : AF_INET, text.c_str(), raw) == 1);
-      const unsigned char rr[] = {0xC0, 0x0C, 0, static_cast<unsigned char>(type), 0, 1, 0, 0, 0, 60, 0,
-                                  static_cast<unsigned char>(v6 ? 16 : 4)};
+      const unsigned char rr[] = {0xC0, 0x0C, 0, static_cast<unsigned char>(type),       0, 1, 0, 0,
+                                  0,    60,   0, static_cast<unsigned char>(v6 ? 16 : 4)};
       r.insert(r.end(), std::begin(rr), std::end(rr));
       r.insert(r.end(), raw, raw + (v6 ? 16 : 4));
       ++r[7];  // ANCOUNT
@@ -212,7 +212,9 @@ std::vector<resolver_backend> backends() {
   return v;
 }
 
-const char* backend_name(resolver_backend b) { return b == resolver_backend::cares ? "c-ares" : "getaddrinfo"; }
+const char* backend_name(resolver_backend b) {
+  return b == resolver_backend::cares ? "c-ares" : "getaddrinfo";
+}
 
 /// A name of /etc/hosts other than localhost, with its first IPv4 address; empty when none.
 std::pair<std::string, std::string> hosts_file_name() {
@@ -244,11 +246,14 @@ TEST_SUITE("net") {
       CHECK(texts(rt.block_on(resolve_with("localhost", "80", o))) ==
             std::vector<std::string>{"127.0.0.1:80", "[::1]:80"});
       o.family = address_family::v6;
-      CHECK(texts(rt.block_on(resolve_with("LocalHost.", "http", o))) == std::vector<std::string>{"[::1]:80"});
+      CHECK(texts(rt.block_on(resolve_with("LocalHost.", "http", o))) ==
+            std::vector<std::string>{"[::1]:80"});
       o.family = address_family::v4;
-      CHECK(texts(rt.block_on(resolve_with("db.localhost", "443", o))) == std::vector<std::string>{"127.0.0.1:443"});
+      CHECK(texts(rt.block_on(resolve_with("db.localhost", "443", o))) ==
+            std::vector<std::string>{"127.0.0.1:443"});
       o.family = address_family::any;
-      CHECK(texts(rt.block_on(resolve_with("10.1.2.3", "https", o))) == std::vector<std::string>{"10.1.2.3:443"});
+      CHECK(texts(rt.block_on(resolve_with("10.1.2.3", "https", o))) ==
+            std::vector<std::string>{"10.1.2.3:443"});
       CHECK(texts(rt.block_on(resolve_with("fe80::1%1", "0", o))).size() == 1);
       o.family = address_family::v6;
       auto r = rt.block_on(resolve_outcome("127.0.0.1", "80", o));
@@ -301,11 +306,13 @@ TEST_SUITE("net") {
     for (unsigned workers : {1u, 2u, 4u}) {
       corio::runtime rt{{.workers = workers}};
       auto o = server.options();
-      CHECK(texts(rt.block_on(resolve_with("one.test", "80", o))) == std::vector<std::string>{"127.0.0.1:80"});
+      CHECK(texts(rt.block_on(resolve_with("one.test", "80", o))) ==
+            std::vector<std::string>{"127.0.0.1:80"});
       CHECK(texts(rt.block_on(resolve_with("TWO.test.", "81", o))) ==
             std::vector<std::string>{"127.0.0.2:81", "127.0.0.3:81"});
       CHECK(texts(rt.block_on(resolve_with("six.test", "82", o))) == std::vector<std::string>{"[::1]:82"});
-      CHECK(texts(rt.block_on(resolve_with("slow.test", "83", o))) == std::vector<std::string>{"127.0.0.9:83"});
+      CHECK(texts(rt.block_on(resolve_with("slow.test", "83", o))) ==
+            std::vector<std::string>{"127.0.0.9:83"});
       auto r = rt.block_on(resolve_outcome("nosuch.test", "80", o));
       CHECK(r.code == resolve_error::host_not_found);
       CHECK(r.what == "corio: resolve nosuch.test: host not found (NXDOMAIN)");
@@ -327,8 +334,8 @@ TEST_SUITE("net") {
     corio::runtime rt{{.workers = 4}};
     const std::size_t n = corio_test::scaled(64);
     std::vector<corio::join_handle<outcome>> handles;
-    rt.block_on([](std::size_t count, const dns_server* s, std::vector<corio::join_handle<outcome>>* hs)
-                    -> corio::task<void> {
+    rt.block_on([](std::size_t count, const dns_server* s,
+                   std::vector<corio::join_handle<outcome>>* hs) -> corio::task<void> {
       for (std::size_t i = 0; i < count; ++i) {
         const char* name = i % 3 == 0 ? "one.test" : i % 3 == 1 ? "nosuch.test" : "two.test";
         hs->push_back(corio::spawn(resolve_outcome(name, std::to_string(i), s->options())));
@@ -336,9 +343,8 @@ TEST_SUITE("net") {
       co_return;
     }(n, &server, &handles));
     for (std::size_t i = 0; i < n; ++i) {
-      const auto r = rt.block_on([](corio::join_handle<outcome>* h) -> corio::task<outcome> {
-        co_return co_await *h;
-      }(&handles[i]));
+      const auto r = rt.block_on(
+          [](corio::join_handle<outcome>* h) -> corio::task<outcome> { co_return co_await *h; }(&handles[i]));
       CAPTURE(i);
       CAPTURE(r.what);
       if (i % 3 == 0) CHECK(r.endpoints == std::vector<std::string>{fmt::format("127.0.0.1:{}", i)});
@@ -347,7 +353,9 @@ TEST_SUITE("net") {
     }
   }
 
-  TEST_CASE("a resolve against a server that never answers times out by its options, by corio::timeout, and by cancel") {
+  TEST_CASE(
+      "a resolve against a server that never answers times out by its options, by corio::timeout, and by "
+      "cancel") {
     if (!corio::net::has_cares()) return;
     corio_test::hang_guard guard{"silent server", std::chrono::seconds(120)};
     dns_server server;
@@ -368,21 +376,22 @@ TEST_SUITE("net") {
     CHECK(timed_out);
     // join_handle::cancel once the server saw the query: the resolve ends at once.
     server.silent_seen.reset();
-    const auto elapsed = rt.block_on([](resolve_options opts, dns_server* s) -> corio::task<std::chrono::nanoseconds> {
-      auto h = corio::spawn(resolve_with("silent.test", "80", std::move(opts)));
-      co_await s->silent_seen.wait();
-      const auto t0 = std::chrono::steady_clock::now();
-      h.cancel();
-      bool cancelled = false;
-      try {
-        co_await h;
-      } catch (const corio::operation_cancelled&) {
-        cancelled = true;
-      }
-      const auto t = std::chrono::steady_clock::now() - t0;
-      CHECK(cancelled);
-      co_return t;
-    }(o, &server));
+    const auto elapsed =
+        rt.block_on([](resolve_options opts, dns_server* s) -> corio::task<std::chrono::nanoseconds> {
+          auto h = corio::spawn(resolve_with("silent.test", "80", std::move(opts)));
+          co_await s->silent_seen.wait();
+          const auto t0 = std::chrono::steady_clock::now();
+          h.cancel();
+          bool cancelled = false;
+          try {
+            co_await h;
+          } catch (const corio::operation_cancelled&) {
+            cancelled = true;
+          }
+          const auto t = std::chrono::steady_clock::now() - t0;
+          CHECK(cancelled);
+          co_return t;
+        }(o, &server));
     MESSAGE("a cancelled resolve returned " << std::chrono::duration<double, std::micro>(elapsed).count()
                                             << " us after the cancel");
     CHECK(elapsed < 1s);  // a minute otherwise; the figure above is what matters (bar: 10 ms)
@@ -458,12 +467,13 @@ TEST_SUITE("net") {
       corio::runtime rt{{.workers = workers}};
       auto listener = corio::net::tcp_listener::bind("127.0.0.1:0");
       const auto port = listener.local_endpoint().port();
-      const auto peer = rt.block_on([](corio::net::tcp_listener* l, std::uint16_t p) -> corio::task<std::string> {
-        auto s = co_await corio::net::tcp_stream::connect("localhost", p);
-        auto server_side = co_await l->accept();
-        (void)server_side;
-        co_return s.remote_endpoint().to_string();
-      }(&listener, port));
+      const auto peer =
+          rt.block_on([](corio::net::tcp_listener* l, std::uint16_t p) -> corio::task<std::string> {
+            auto s = co_await corio::net::tcp_stream::connect("localhost", p);
+            auto server_side = co_await l->accept();
+            (void)server_side;
+            co_return s.remote_endpoint().to_string();
+          }(&listener, port));
       CHECK(peer == fmt::format("127.0.0.1:{}", port));
       const auto peer2 = rt.block_on([](std::uint16_t p) -> corio::task<std::string> {
         auto s = co_await corio::net::tcp_stream::connect(fmt::format("localhost:{}", p));
@@ -535,7 +545,8 @@ TEST_SUITE("net") {
     CHECK(peer == good.local_endpoint().to_string());
   }
 
-  TEST_CASE("Happy Eyeballs starts the next address after the attempt delay and cancels the hanging attempt") {
+  TEST_CASE(
+      "Happy Eyeballs starts the next address after the attempt delay and cancels the hanging attempt") {
     // The first address is a listener whose accept queue is full (backlog 0, one connection
     // never accepted): the kernel drops its SYNs, so that connect hangs. Under the manual clock
     // time moves only to the attempt delay's timer, so the winner arrives exactly that late.
@@ -551,14 +562,15 @@ TEST_SUITE("net") {
         auto good = corio::net::tcp_listener::bind("127.0.0.1:0");
         const auto before = corio_test::open_descriptors();
         std::vector<endpoint> addrs{full_ep, good.local_endpoint()};
-        const auto r = rt.block_on([](std::vector<endpoint> a, std::chrono::milliseconds d)
-                                       -> corio::task<std::pair<std::string, corio::clock::duration>> {
-          corio::net::connect_options o;
-          o.attempt_delay = d;
-          const auto t0 = corio::now();
-          auto s = co_await corio::net::tcp_stream::connect(std::move(a), std::move(o));
-          co_return std::pair{s.remote_endpoint().to_string(), corio::now() - t0};
-        }(addrs, delay));
+        const auto r = rt.block_on(
+            [](std::vector<endpoint> a,
+               std::chrono::milliseconds d) -> corio::task<std::pair<std::string, corio::clock::duration>> {
+              corio::net::connect_options o;
+              o.attempt_delay = d;
+              const auto t0 = corio::now();
+              auto s = co_await corio::net::tcp_stream::connect(std::move(a), std::move(o));
+              co_return std::pair{s.remote_endpoint().to_string(), corio::now() - t0};
+            }(addrs, delay));
         CHECK(r.first == good.local_endpoint().to_string());
         CHECK(r.second >= delay);
         CHECK(r.second < delay + 1ms);
@@ -597,7 +609,9 @@ TEST_SUITE("net") {
     CHECK(r == "corio: resolve nosuch.test: host not found (NXDOMAIN)");
   }
 
-  TEST_CASE("tcp_listener binds names: localhost:0, localhost and a service apart, and rejects text without a port") {
+  TEST_CASE(
+      "tcp_listener binds names: localhost:0, localhost and a service apart, and rejects text without a "
+      "port") {
     corio_test::hang_guard guard{"bind by name", std::chrono::seconds(120)};
     auto l = corio::net::tcp_listener::bind("localhost:0");
     CHECK(l.local_endpoint().address_string() == "127.0.0.1");

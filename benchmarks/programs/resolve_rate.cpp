@@ -7,10 +7,10 @@
 // /etc/hosts other than localhost (the first found), through c-ares (reads /etc/resolv.conf and
 // /etc/hosts per call: one channel per resolve) and through getaddrinfo on a thread. Nothing
 // leaves the machine.
-#include <corio/corio.hpp>
 #include <fmt/format.h>
 
 #include <chrono>
+#include <corio/corio.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>

@@ -9,8 +9,8 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
-#include <cstdlib>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -49,16 +49,26 @@ class resolve_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "corio.resolve"; }
   std::string message(int code) const override {
     switch (static_cast<resolve_error>(code)) {
-      case resolve_error::host_not_found: return "host not found (NXDOMAIN)";
-      case resolve_error::no_data: return "the name has no address of the requested family";
-      case resolve_error::server_failure: return "the DNS server failed or refused to answer";
-      case resolve_error::timeout: return "no DNS server answered in time";
-      case resolve_error::no_servers: return "no DNS server could be contacted";
-      case resolve_error::bad_name: return "not a valid host name";
-      case resolve_error::service_not_found: return "unknown service (not a port number or a service name)";
-      case resolve_error::bad_server: return "a DNS server in resolver_options::servers is not address[:port]";
-      case resolve_error::not_supported: return "not supported by this resolver";
-      case resolve_error::other: return "name resolution failed";
+      case resolve_error::host_not_found:
+        return "host not found (NXDOMAIN)";
+      case resolve_error::no_data:
+        return "the name has no address of the requested family";
+      case resolve_error::server_failure:
+        return "the DNS server failed or refused to answer";
+      case resolve_error::timeout:
+        return "no DNS server answered in time";
+      case resolve_error::no_servers:
+        return "no DNS server could be contacted";
+      case resolve_error::bad_name:
+        return "not a valid host name";
+      case resolve_error::service_not_found:
+        return "unknown service (not a port number or a service name)";
+      case resolve_error::bad_server:
+        return "a DNS server in resolver_options::servers is not address[:port]";
+      case resolve_error::not_supported:
+        return "not supported by this resolver";
+      case resolve_error::other:
+        return "name resolution failed";
     }
     return "unknown resolve error";
   }
@@ -87,14 +97,16 @@ void add_unique(std::vector<endpoint>& out, const endpoint& e) {
 }
 
 bool family_wanted(address_family f, const endpoint& e) noexcept {
-  return f == address_family::any || (f == address_family::v4 && e.is_v4()) || (f == address_family::v6 && e.is_v6());
+  return f == address_family::any || (f == address_family::v4 && e.is_v4()) ||
+         (f == address_family::v6 && e.is_v6());
 }
 
 /// The backend a resolve uses, the environment read once per call (CORIO_RESOLVER).
 resolver_backend choose_backend(resolver_backend asked) noexcept {
   if (asked != resolver_backend::automatic) return asked;
 #if defined(CORIO_HAS_CARES)
-  if (const char* env = std::getenv("CORIO_RESOLVER"); env != nullptr && std::string_view{env} == "getaddrinfo") {
+  if (const char* env = std::getenv("CORIO_RESOLVER");
+      env != nullptr && std::string_view{env} == "getaddrinfo") {
     return resolver_backend::getaddrinfo;
   }
   return resolver_backend::cares;
@@ -138,7 +150,8 @@ void run_getaddrinfo(const std::shared_ptr<gai_state>& st) noexcept {
   if (st->status == 0) {
     try {
       for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-        if (a->ai_family == AF_INET || a->ai_family == AF_INET6) add_unique(st->out, endpoint::from_native(a->ai_addr, a->ai_addrlen));
+        if (a->ai_family == AF_INET || a->ai_family == AF_INET6)
+          add_unique(st->out, endpoint::from_native(a->ai_addr, a->ai_addrlen));
       }
     } catch (...) {
       st->status = EAI_MEMORY;
@@ -150,22 +163,31 @@ void run_getaddrinfo(const std::shared_ptr<gai_state>& st) noexcept {
 
 std::error_code gai_code(int status, int system_error) {
   switch (status) {
-    case EAI_NONAME: return resolve_error::host_not_found;
+    case EAI_NONAME:
+      return resolve_error::host_not_found;
 #if defined(EAI_NODATA) && EAI_NODATA != EAI_NONAME
-    case EAI_NODATA: return resolve_error::no_data;
+    case EAI_NODATA:
+      return resolve_error::no_data;
 #endif
 #if defined(EAI_ADDRFAMILY)
-    case EAI_ADDRFAMILY: return resolve_error::no_data;
+    case EAI_ADDRFAMILY:
+      return resolve_error::no_data;
 #endif
     case EAI_AGAIN:
-    case EAI_FAIL: return resolve_error::server_failure;
-    case EAI_SERVICE: return resolve_error::service_not_found;
-    case EAI_FAMILY: return resolve_error::not_supported;
-    case EAI_MEMORY: return std::make_error_code(std::errc::not_enough_memory);
+    case EAI_FAIL:
+      return resolve_error::server_failure;
+    case EAI_SERVICE:
+      return resolve_error::service_not_found;
+    case EAI_FAMILY:
+      return resolve_error::not_supported;
+    case EAI_MEMORY:
+      return std::make_error_code(std::errc::not_enough_memory);
 #if defined(EAI_SYSTEM)
-    case EAI_SYSTEM: return {system_error != 0 ? system_error : EIO, io_error_category()};
+    case EAI_SYSTEM:
+      return {system_error != 0 ? system_error : EIO, io_error_category()};
 #endif
-    default: return resolve_error::other;
+    default:
+      return resolve_error::other;
   }
 }
 
@@ -243,7 +265,8 @@ void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
   if (res == nullptr) return;
   try {
     for (ares_addrinfo_node* n = res->nodes; n != nullptr; n = n->ai_next) {
-      if (n->ai_family == AF_INET || n->ai_family == AF_INET6) add_unique(q->out, endpoint::from_native(n->ai_addr, n->ai_addrlen));
+      if (n->ai_family == AF_INET || n->ai_family == AF_INET6)
+        add_unique(q->out, endpoint::from_native(n->ai_addr, n->ai_addrlen));
     }
   } catch (...) {
     q->status = ARES_ENOMEM;
@@ -253,20 +276,30 @@ void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
 
 std::error_code cares_code(int status) {
   switch (status) {
-    case ARES_ENOTFOUND: return resolve_error::host_not_found;
-    case ARES_ENODATA: return resolve_error::no_data;
+    case ARES_ENOTFOUND:
+      return resolve_error::host_not_found;
+    case ARES_ENODATA:
+      return resolve_error::no_data;
     case ARES_ESERVFAIL:
     case ARES_EREFUSED:
     case ARES_EFORMERR:
     case ARES_ENOTIMP:
-    case ARES_EBADRESP: return resolve_error::server_failure;
-    case ARES_ETIMEOUT: return resolve_error::timeout;
-    case ARES_ECONNREFUSED: return resolve_error::no_servers;
-    case ARES_EBADNAME: return resolve_error::bad_name;
-    case ARES_ESERVICE: return resolve_error::service_not_found;
-    case ARES_EBADFAMILY: return resolve_error::not_supported;
-    case ARES_ENOMEM: return std::make_error_code(std::errc::not_enough_memory);
-    default: return resolve_error::other;
+    case ARES_EBADRESP:
+      return resolve_error::server_failure;
+    case ARES_ETIMEOUT:
+      return resolve_error::timeout;
+    case ARES_ECONNREFUSED:
+      return resolve_error::no_servers;
+    case ARES_EBADNAME:
+      return resolve_error::bad_name;
+    case ARES_ESERVICE:
+      return resolve_error::service_not_found;
+    case ARES_EBADFAMILY:
+      return resolve_error::not_supported;
+    case ARES_ENOMEM:
+      return std::make_error_code(std::errc::not_enough_memory);
+    default:
+      return resolve_error::other;
   }
 }
 
@@ -332,7 +365,9 @@ task<lookup_result> lookup_cares(std::string host, std::uint16_t port, address_f
   r.code = open_channel(*q, options, r.detail);
   if (r.code) co_return r;
   ares_addrinfo_hints hints{};
-  hints.ai_family = family == address_family::v4 ? AF_INET : family == address_family::v6 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_family = family == address_family::v4   ? AF_INET
+                    : family == address_family::v6 ? AF_INET6
+                                                   : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   // No service: c-ares 1.18 refuses port "0" (ARES_ESERVICE); the port is set on the results.
@@ -346,8 +381,9 @@ task<lookup_result> lookup_cares(std::string host, std::uint16_t port, address_f
     }
     timeval tv{};
     const timeval* next = ares_timeout(q->channel, nullptr, &tv);
-    const auto wait = next != nullptr ? std::chrono::seconds{next->tv_sec} + std::chrono::microseconds{next->tv_usec}
-                                      : std::chrono::microseconds{std::chrono::hours{1}};
+    const auto wait = next != nullptr
+                          ? std::chrono::seconds{next->tv_sec} + std::chrono::microseconds{next->tv_usec}
+                          : std::chrono::microseconds{std::chrono::hours{1}};
     auto ready = co_await corio::try_timeout(wait, corio::wait_readable(q->epfd));
     (void)ready;
     epoll_event events[8];
@@ -372,7 +408,8 @@ task<lookup_result> lookup_cares(std::string host, std::uint16_t port, address_f
   for (auto& e : r.endpoints) {
     const std::uint16_t net_port = htons(port);
     if (e.is_v4()) std::memcpy(static_cast<char*>(e.data()) + offsetof(sockaddr_in, sin_port), &net_port, 2);
-    if (e.is_v6()) std::memcpy(static_cast<char*>(e.data()) + offsetof(sockaddr_in6, sin6_port), &net_port, 2);
+    if (e.is_v6())
+      std::memcpy(static_cast<char*>(e.data()) + offsetof(sockaddr_in6, sin6_port), &net_port, 2);
   }
   if (r.endpoints.empty()) r.code = resolve_error::no_data;
   co_return r;
@@ -419,7 +456,8 @@ bool service_port(std::string_view service, std::uint16_t& port) noexcept {
   servent entry{};
   servent* found = nullptr;
   char buffer[1024];
-  if (::getservbyname_r(name.c_str(), "tcp", &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr) {
+  if (::getservbyname_r(name.c_str(), "tcp", &entry, buffer, sizeof buffer, &found) == 0 &&
+      found != nullptr) {
     port = ntohs(static_cast<std::uint16_t>(found->s_port));
     return true;
   }
@@ -461,7 +499,8 @@ std::optional<std::vector<endpoint>> resolve_locally(std::string_view host, std:
     }
     return out;
   }
-  if (host.find('[') != std::string_view::npos || host.find(']') != std::string_view::npos) return std::nullopt;
+  if (host.find('[') != std::string_view::npos || host.find(']') != std::string_view::npos)
+    return std::nullopt;
   const bool v6 = host.find(':') != std::string_view::npos;
   if (auto e = endpoint::try_parse(numeric_text(host, port, v6))) {
     if (family_wanted(family, *e)) out.push_back(*e);
@@ -473,7 +512,8 @@ std::optional<std::vector<endpoint>> resolve_locally(std::string_view host, std:
 std::error_code check_name(std::string_view host) noexcept {
   if (host.empty() || host.size() > 253 + 1) return resolve_error::bad_name;
   for (char c : host) {
-    if (c == '\0' || std::isspace(static_cast<unsigned char>(c)) || c == '/' || c == '\\') return resolve_error::bad_name;
+    if (c == '\0' || std::isspace(static_cast<unsigned char>(c)) || c == '/' || c == '\\')
+      return resolve_error::bad_name;
   }
   return {};
 }

@@ -32,7 +32,8 @@ task<lookup_result> lookup(std::string host, std::uint16_t port, resolve_options
 lookup_result lookup_blocking(std::string host, std::uint16_t port, address_family family);
 
 /// Numeric addresses and localhost names, answered without any query; nullopt for other names.
-std::optional<std::vector<endpoint>> resolve_locally(std::string_view host, std::uint16_t port, address_family family);
+std::optional<std::vector<endpoint>> resolve_locally(std::string_view host, std::uint16_t port,
+                                                     address_family family);
 
 /// The text a resolve error's std::system_error carries before ": <code message>":
 /// "corio: resolve HOST" (and the resolver's own text when it has one).

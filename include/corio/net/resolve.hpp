@@ -21,9 +21,10 @@ namespace corio::net {
 /// whichever resolver ran. Operating-system errors (EMFILE, ...) keep the system category, and a
 /// cancelled resolve throws corio::operation_cancelled as every corio operation does.
 enum class resolve_error {
-  host_not_found = 1,     ///< the name does not exist (NXDOMAIN; ARES_ENOTFOUND, EAI_NONAME)
-  no_data = 2,            ///< the name exists but has no address of the family asked for (ARES_ENODATA, EAI_NODATA)
-  server_failure = 3,     ///< a DNS server failed or refused to answer (SERVFAIL, REFUSED, a bad answer; EAI_AGAIN, EAI_FAIL)
+  host_not_found = 1,  ///< the name does not exist (NXDOMAIN; ARES_ENOTFOUND, EAI_NONAME)
+  no_data = 2,  ///< the name exists but has no address of the family asked for (ARES_ENODATA, EAI_NODATA)
+  server_failure =
+      3,  ///< a DNS server failed or refused to answer (SERVFAIL, REFUSED, a bad answer; EAI_AGAIN, EAI_FAIL)
   timeout = 4,            ///< no server answered within resolver_options::timeout x tries (ARES_ETIMEOUT)
   no_servers = 5,         ///< no DNS server could be contacted at all (ARES_ECONNREFUSED, none configured)
   bad_name = 6,           ///< the host is not a valid name (empty, too long, bad characters; ARES_EBADNAME)
@@ -98,8 +99,8 @@ struct resolve_options {
 
 namespace corio::detail {
 /// The coroutine behind every resolve(); `ec` null: throw. Defined in lib/net/resolve.cpp.
-task<std::vector<net::endpoint>> resolve_impl(std::string host, std::string service, net::resolve_options options,
-                                              std::error_code* ec);
+task<std::vector<net::endpoint>> resolve_impl(std::string host, std::string service,
+                                              net::resolve_options options, std::error_code* ec);
 /// Resolves `service` to a port on the calling thread: a decimal number 0-65535, or a name from
 /// the services database (getservbyname_r, tcp; "http" and "https" are known without it). Returns
 /// false when it is neither. Defined in lib/net/resolve.cpp.

@@ -15,6 +15,7 @@
 #include "corio/net/resolve.hpp"
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
+#include "corio/net/udp.hpp"
 #include "corio/runtime.hpp"
 #include "corio/select.hpp"
 #include "corio/semaphore.hpp"

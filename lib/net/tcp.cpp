@@ -19,6 +19,7 @@
 #include "corio/time.hpp"
 #include "resolve_internal.hpp"
 #include "socket_api.hpp"
+#include "socket_common.hpp"
 
 namespace corio {
 
@@ -44,19 +45,9 @@ using detail::socket_category;
 
 [[noreturn]] void throw_errno(int error, const char* what) { detail::throw_socket_error(error, what); }
 
-[[noreturn]] void throw_closed(const char* what) {
-  throw std::system_error(EBADF, socket_category(), fmt::format("{}: the socket is closed or was moved from", what));
-}
+using detail_socket::throw_closed;
 
-endpoint socket_name(int fd, bool peer, const char* what) {
-  if (fd < 0) throw_closed(what);
-  endpoint e;
-  detail::socket_length_t len = endpoint::capacity();
-  auto* sa = static_cast<sockaddr*>(e.data());
-  if ((peer ? ::getpeername(fd, sa, &len) : ::getsockname(fd, sa, &len)) != 0) throw_errno(detail::socket_error(), what);
-  e.resize(len);
-  return e;
-}
+using detail_socket::socket_name;
 
 /// Fills in a recv or send of `length` bytes at `buffer` on `socket`; false when the socket is
 /// closed (the caller then fails the operation with EBADF). A send only reads the buffer.
@@ -75,20 +66,20 @@ bool prepare_transfer(detail::io_request& r, const detail::file_descriptor& sock
 // --- operations ------------------------------------------------------------------------------
 
 read_some_operation::read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer,
-                                         std::error_code* ec) noexcept
-    : io_operation(ec, "corio::net::tcp_stream::read_some") {
+                                         std::error_code* ec, const char* what) noexcept
+    : io_operation(ec, what) {
   if (!prepare_transfer(request_, socket, detail::io_opcode::recv, buffer.data(), buffer.size())) fail_early(EBADF);
 }
 
 write_some_operation::write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
-                                           std::error_code* ec) noexcept
-    : io_operation(ec, "corio::net::tcp_stream::write_some") {
+                                           std::error_code* ec, const char* what) noexcept
+    : io_operation(ec, what) {
   if (!prepare_transfer(request_, socket, detail::io_opcode::send, data.data(), data.size())) fail_early(EBADF);
 }
 
 write_all_operation::write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
-                                         std::error_code* ec) noexcept
-    : io_operation(ec, "corio::net::tcp_stream::write_all") {
+                                         std::error_code* ec, const char* what) noexcept
+    : io_operation(ec, what) {
   request_.on_complete = &write_all_operation::on_complete;
   if (!prepare_transfer(request_, socket, detail::io_opcode::send, data.data(), data.size())) fail_early(EBADF);
 }
@@ -200,15 +191,7 @@ void tcp_stream::shutdown(shutdown_type how) {
 }
 
 void tcp_stream::shutdown(shutdown_type how, std::error_code& ec) noexcept {
-  ec.clear();
-  if (!socket_.valid()) {
-    ec.assign(EBADF, socket_category());
-    return;
-  }
-  const int native = how == shutdown_type::receive ? detail::shut_read
-                     : how == shutdown_type::send  ? detail::shut_write
-                                                   : detail::shut_both;
-  if (::shutdown(socket_.get(), native) != 0) ec.assign(detail::socket_error(), socket_category());
+  detail_socket::shutdown_socket(socket_, how, ec);
 }
 
 void tcp_stream::set_nodelay(bool on) {

@@ -44,31 +44,33 @@ task<net::tcp_stream> connect_any(std::vector<net::endpoint> addresses, std::str
 
 namespace corio::net {
 
-/// Awaiter of tcp_stream::read_some: the number of bytes read, 0 at end of stream.
+/// Awaiter of read_some on a stream socket (tcp_stream, unix_stream): the number of bytes read, 0
+/// at end of stream. `what` starts the message of the std::system_error it throws.
 class read_some_operation : public detail::io_operation {
  public:
-  read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec) noexcept;
+  read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec,
+                      const char* what = "corio::net::tcp_stream::read_some") noexcept;
   std::size_t await_resume() {
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
 };
 
-/// Awaiter of tcp_stream::write_some: the number of bytes one send accepted (at least one for
-/// non-empty data; 0 for empty data). Cancelled while the send is in flight, it either sent
-/// nothing (operation_cancelled, or std::errc::operation_canceled in the error_code form) or
-/// returns the count sent.
+/// Awaiter of write_some on a stream socket (tcp_stream, unix_stream): the number of bytes one send accepted
+/// (at least one for non-empty data; 0 for empty data). Cancelled while the send is in flight, it
+/// either sent nothing (operation_cancelled, or std::errc::operation_canceled in the error_code
+/// form) or returns the count sent. `what` starts the message of the std::system_error it throws.
 class write_some_operation : public detail::io_operation {
  public:
-  write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
-                       std::error_code* ec) noexcept;
+  write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
+                       const char* what = "corio::net::tcp_stream::write_some") noexcept;
   std::size_t await_resume() {
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
 };
 
-/// Awaiter of tcp_stream::write_all: the number of bytes written, which is all of them unless an
+/// Awaiter of write_all on a stream socket (tcp_stream, unix_stream): the number of bytes written, which is all of them unless an
 /// error was reported through the error_code form. Cancelled (see detail::io_operation) while a
 /// send is in flight, the send is cancelled; cancelled between two sends, no further send starts.
 /// Either way, once any byte went out the stream holds a prefix of `data`: the throwing form
@@ -76,7 +78,8 @@ class write_some_operation : public detail::io_operation {
 /// returns the count sent. A send that completed is never undone.
 class write_all_operation : public detail::io_operation {
  public:
-  write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec) noexcept;
+  write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
+                      const char* what = "corio::net::tcp_stream::write_all") noexcept;
   bool await_ready() const noexcept { return request_.result < 0 || request_.length == 0; }
   std::size_t await_resume() {
     finish();

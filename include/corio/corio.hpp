@@ -16,6 +16,7 @@
 #include "corio/net/tcp_listener.hpp"
 #include "corio/net/tcp_stream.hpp"
 #include "corio/net/udp.hpp"
+#include "corio/net/unix.hpp"
 #include "corio/runtime.hpp"
 #include "corio/select.hpp"
 #include "corio/semaphore.hpp"

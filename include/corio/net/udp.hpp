@@ -89,7 +89,8 @@ class udp_send_operation : public detail::io_operation {
 ///
 /// Several tasks may receive and send on one socket at once (each datagram goes to one of the
 /// receivers); the socket object itself (bind, connect, options, close) is not thread-safe.
-/// Sends never raise SIGPIPE.
+/// Sends never raise SIGPIPE. On Windows the datagram operations fail with ENOTSUP for now (the
+/// Asio reactor has no recvmsg/sendmsg there); set-up and options work.
 ///
 /// Errors of a connected socket: after a datagram to a port where nothing listens, the kernel
 /// gets an ICMP port unreachable and the next receive (or send) on the connected socket fails

@@ -16,6 +16,7 @@
 #include <asio/posix/basic_stream_descriptor.hpp>
 #endif
 
+#include "blocking_pool.hpp"
 #include "net/socket_api.hpp"
 #if CORIO_FAULT_INJECTION
 #include "fault_injection.hpp"
@@ -156,6 +157,10 @@ struct asio_reactor::state {
       return;
     }
     for (io_request* r : cancel_batch) {
+      if (is_file_operation(r->opcode)) {
+        cancel_file_operation(*r);
+        continue;
+      }
       // A request between two Asio operations (an accept about to retry, a completion posted)
       // has nothing to cancel now: its next step sees cancel_requested, or it completes.
       if (r->reactor_data != nullptr) {
@@ -360,10 +365,69 @@ struct asio_reactor::state {
   void transfer_message(io_request& r) { fail_later(r, ENOTSUP); }
 #endif
 
-  /// A file operation: the blocking system call (perform_blocking_io), its completion posted to
-  /// the io_context like any other.
+  /// A file operation's job on the runtime's blocking pool; io_request::reactor_data points to it
+  /// from submission until its completion is handled on this thread.
+  struct file_job : blocking_job {
+    asio_reactor::state* owner = nullptr;  // (blocking_job::state is a member name)
+    io_request* request = nullptr;
+  };
+  std::vector<std::unique_ptr<file_job>> file_job_pool;  ///< reused jobs (steady state allocates nothing)
+  blocking_pool* pool = nullptr;  ///< the runtime's, found at the first file operation
+  std::size_t file_jobs_out = 0;  ///< submitted and not yet handled
+
+  /// A file operation: the blocking system call (perform_blocking_io) on the runtime's blocking
+  /// pool, as Tokio's tokio::fs does, so that a slow disk never stalls the worker; its completion
+  /// is posted back to this io_context (thread-safe) and handled like any other.
   void file_operation(io_request& r) {
-    asio::post(context, [this, &r] { finish(r, perform_blocking_io(r)); });
+    std::unique_ptr<file_job> job;
+    if (file_job_pool.empty()) {
+      job = std::make_unique<file_job>();
+      job->owner = this;
+      job->run = [](blocking_job& j) noexcept {
+        auto& f = static_cast<file_job&>(j);
+        const int result = perform_blocking_io(*f.request);
+        // Never throws in practice (Asio recycles handler memory); noexcept would end the
+        // process rather than lose the completion of a request whose task waits for it.
+        asio::post(f.owner->context, [&f, result] { f.owner->file_done(f, result); });
+      };
+    } else {
+      job = std::move(file_job_pool.back());
+      file_job_pool.pop_back();
+    }
+    job->state = blocking_job::fresh;
+    job->request = &r;
+    try {
+      if (pool == nullptr) pool = &current_blocking_pool("corio: a file operation on an Asio reactor");
+      file_job_pool.reserve(file_job_pool.size() + file_jobs_out + 1);  // room to take every job back
+      if (!pool->submit(*job)) throw std::logic_error("cancelled before submission");
+    } catch (const std::system_error& e) {
+      file_job_pool.push_back(std::move(job));
+      fail_later(r, e.code().value() > 0 ? e.code().value() : EIO);
+      return;
+    } catch (...) {
+      file_job_pool.push_back(std::move(job));
+      fail_later(r, ECANCELED);  // the pool shut down, or no memory: the operation did not start
+      return;
+    }
+    r.reactor_data = job.release();
+    ++file_jobs_out;
+  }
+
+  /// The completion of a file job (result: perform_blocking_io's), or its cancellation before it
+  /// ran (-ECANCELED). On this thread.
+  void file_done(file_job& job, int result) noexcept {
+    io_request& r = *job.request;
+    r.reactor_data = nullptr;  // not a cancellation signal: finish() must not pool it
+    --file_jobs_out;
+    file_job_pool.emplace_back(&job);  // cannot throw: reserved in file_operation
+    finish(r, result);
+  }
+
+  /// Cancels a file operation whose job has not started; one that runs completes as usual (a
+  /// system call cannot be interrupted), as on io_uring.
+  void cancel_file_operation(io_request& r) noexcept {
+    auto* job = static_cast<file_job*>(r.reactor_data);
+    if (job != nullptr && pool != nullptr && pool->try_cancel(*job)) file_done(*job, -ECANCELED);
   }
 
 #if defined(_WIN32)
@@ -438,11 +502,21 @@ void asio_reactor::submit(io_request& request) {
               s.slot_for(request), [&s, r](const asio::error_code& ec) { s.finish(*r, to_result(ec, 0)); }));
       break;
     case io_opcode::recv:
+#if !defined(_WIN32)
+      // Not Asio's async_receive: Asio 1.22's epoll reactor stops trying reads speculatively after
+      // a read that returned fewer bytes than asked ("exhausted"), end of stream included, and
+      // waits for the next edge, which never comes after end of stream: a second read_some after
+      // one that returned 0 hung. The reactive path always tries the recv first.
+      s.react(request, false, [r, length] {
+        return static_cast<long>(::recv(r->fd, r->buffer, length, static_cast<int>(r->flags) | MSG_DONTWAIT));
+      });
+#else
       e->socket->async_receive(
           asio::buffer(request.buffer, length), static_cast<asio::socket_base::message_flags>(request.flags),
           asio::bind_cancellation_slot(
               s.slot_for(request),
               [&s, r](const asio::error_code& ec, std::size_t n) { s.finish(*r, to_result(ec, n)); }));
+#endif
       break;
     case io_opcode::send:
       // Asio adds MSG_NOSIGNAL on Linux; a short send completes with the bytes sent.
@@ -522,7 +596,13 @@ void asio_reactor::drain() noexcept {
   state& s = *state_;
   s.draining = true;
   try {
+    for (io_request* r = s.in_flight.front(); r != nullptr;) {
+      io_request* next = r->next;  // a file job cancelled here leaves the list at once
+      if (is_file_operation(r->opcode)) s.cancel_file_operation(*r);
+      r = next;
+    }
     for (io_request* r = s.in_flight.front(); r != nullptr; r = r->next) {
+      if (is_file_operation(r->opcode)) continue;
       if (r->fd < 0 || static_cast<std::size_t>(r->fd) >= s.table.size()) continue;
       table_entry& e = s.table[static_cast<std::size_t>(r->fd)];
       asio::error_code ignored;
@@ -533,8 +613,11 @@ void asio_reactor::drain() noexcept {
 #endif
     }
     // Every cancelled operation completes with operation_aborted; bounded in case one does not.
+    // File jobs that run are waited for without a bound: each writes into its task's frame and
+    // posts to this io_context, so neither may go before it ends (a hung file system hangs the
+    // shutdown, as it would hang a thread blocked in read(2)).
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (s.in_flight.size() != 0 && std::chrono::steady_clock::now() < give_up) {
+    while (s.in_flight.size() != 0 && (s.file_jobs_out != 0 || std::chrono::steady_clock::now() < give_up)) {
       s.context.run_one_for(std::chrono::milliseconds(100));
     }
     s.context.poll();

@@ -493,3 +493,32 @@ TEST_CASE("under the manual clock, a peer's close reaches a read on another work
     CHECK(latest_ms < 11'000);
   }
 }
+
+namespace {
+
+corio::task<std::vector<std::size_t>> reads_past_end_of_stream() {
+  auto listener = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream client = co_await tcp_stream::connect(listener.local_endpoint());
+  tcp_stream server = co_await listener.accept();
+  (void)co_await client.write_all(std::string_view{"abc"});
+  client.shutdown(corio::net::shutdown_type::send);
+  std::array<std::byte, 100> buf{};
+  std::vector<std::size_t> sizes;
+  std::size_t total = 0;
+  while (total < 3 && sizes.size() < 10) {  // "abc" may come in pieces
+    const std::size_t n = co_await server.read_some(buf);
+    total += n;
+    if (n == 0) break;
+  }
+  for (int i = 0; i < 3; ++i) sizes.push_back(co_await server.read_some(buf));
+  co_return sizes;
+}
+
+}  // namespace
+
+TEST_CASE("reads after the end of a stream keep returning 0 instead of waiting") {
+  // On Asio 1.22 a read after one that returned 0 waited for an epoll edge that never comes.
+  corio_test::hang_guard guard{"reads past the end of a stream", 120s};
+  corio::runtime rt{{.workers = 1}};
+  CHECK(rt.block_on(reads_past_end_of_stream()) == std::vector<std::size_t>{0, 0, 0});
+}

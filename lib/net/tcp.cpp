@@ -5,9 +5,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <exception>
+#include <new>
 #include <optional>
 #include <system_error>
+
+#if !defined(_WIN32)
+#include <sys/uio.h>
+#endif
 
 #include "corio/cancel.hpp"
 #include "corio/channel.hpp"
@@ -111,6 +117,132 @@ bool write_all_operation::on_complete(detail::io_request& r, int result) noexcep
   }
   try {
     detail::submit_io(r);  // a short send: the rest goes out before the task resumes
+  } catch (const std::system_error& e) {
+    r.result = -e.code().value();
+    return true;
+  }
+  return false;
+}
+
+// --- vectored writes ---------------------------------------------------------------------------
+
+#if !defined(_WIN32)
+static_assert(sizeof(detail::io_vector) == sizeof(iovec) && alignof(detail::io_vector) == alignof(iovec));
+static_assert(offsetof(detail::io_vector, base) == offsetof(iovec, iov_base) &&
+              offsetof(detail::io_vector, length) == offsetof(iovec, iov_len));
+static_assert(sizeof(msghdr) <= 64 && alignof(msghdr) <= 8, "write_vectored_operation::header_ is too small");
+#if defined(IOV_MAX)
+static_assert(write_vectored_operation::max_vectors <= IOV_MAX);
+#endif
+#endif
+
+write_vectored_operation::write_vectored_operation(const detail::file_descriptor& socket,
+                                                   std::span<const std::span<const std::byte>> buffers,
+                                                   std::error_code* ec, const char* what) noexcept
+    : io_operation(ec, what), buffers_(buffers) {
+  request_.on_complete = &write_vectored_operation::on_complete;
+  request_.fd = socket.get();
+  request_.generation = socket.generation();
+#if defined(_WIN32)
+  request_.opcode = detail::io_opcode::send;
+  request_.address = this;  // unused by a send: how on_complete finds the awaiter
+#else
+  request_.opcode = detail::io_opcode::sendmsg;
+  request_.buffer = this;  // unused by a sendmsg: how on_complete finds the awaiter
+  new (header_.data()) msghdr{};
+#endif
+  std::size_t non_empty = 0;
+  for (const auto& b : buffers_) {
+    if (!b.empty() && ++non_empty == max_vectors) break;
+  }
+  if (non_empty <= inline_vectors) {
+    vectors_ = inline_.data();
+    capacity_ = inline_vectors;
+  } else {
+    heap_.reset(new (std::nothrow) detail::io_vector[non_empty]);
+    if (!heap_) {
+      fail_early(ENOMEM);
+      return;
+    }
+    vectors_ = heap_.get();
+    capacity_ = non_empty;
+  }
+  if (request_.fd < 0) {
+    fail_early(EBADF);
+    return;
+  }
+  if (load()) aim();
+}
+
+write_vectored_operation& write_vectored_operation::owner_of(detail::io_request& r) noexcept {
+#if defined(_WIN32)
+  return *static_cast<write_vectored_operation*>(r.address);
+#else
+  return *static_cast<write_vectored_operation*>(r.buffer);
+#endif
+}
+
+bool write_vectored_operation::load() noexcept {
+  first_ = 0;
+  loaded_ = 0;
+  while (next_ < buffers_.size() && loaded_ < capacity_) {
+    const auto& b = buffers_[next_++];
+    if (b.empty()) continue;
+    vectors_[loaded_++] = detail::io_vector{const_cast<std::byte*>(b.data()), b.size()};
+  }
+  return loaded_ > 0;
+}
+
+void write_vectored_operation::advance(std::size_t n) noexcept {
+  while (n > 0 && first_ < loaded_) {
+    detail::io_vector& v = vectors_[first_];
+    if (n < v.length) {
+      v.base = static_cast<std::byte*>(v.base) + n;
+      v.length -= n;
+      return;
+    }
+    n -= v.length;
+    ++first_;
+  }
+}
+
+void write_vectored_operation::aim() noexcept {
+#if defined(_WIN32)
+  request_.buffer = vectors_[first_].base;
+  request_.length = vectors_[first_].length;
+#else
+  auto* header = std::launder(reinterpret_cast<msghdr*>(header_.data()));
+  header->msg_iov = reinterpret_cast<iovec*>(vectors_ + first_);
+  header->msg_iovlen = static_cast<decltype(header->msg_iovlen)>(loaded_ - first_);
+  request_.address = header;
+#endif
+}
+
+bool write_vectored_operation::on_complete(detail::io_request& r, int result) noexcept {
+  if (result < 0) {  // finish_request retried EINTR and EAGAIN already
+    r.result = result;
+    return true;
+  }
+  if (result == 0) {  // every iovec loaded is non-empty: a stream socket that takes nothing
+    r.result = -EPIPE;
+    return true;
+  }
+  write_vectored_operation& op = owner_of(r);
+  const auto n = static_cast<std::size_t>(result);
+  r.transferred += n;
+  op.advance(n);
+  if (op.first_ == op.loaded_ && !op.load()) {
+    r.result = 0;
+    return true;
+  }
+  if (r.cancel_was_requested()) {
+    // Cancelled between two sends, as write_all_operation: the prefix sent stays in r.transferred.
+    r.result = -ECANCELED;
+    return true;
+  }
+  op.aim();
+  try {
+    detail::submit_io(r);  // a short send, or the next batch of buffers
   } catch (const std::system_error& e) {
     r.result = -e.code().value();
     return true;

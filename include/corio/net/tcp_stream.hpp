@@ -1,9 +1,11 @@
 // corio/net/tcp_stream.hpp - a connected TCP socket with awaitable reads and writes.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,6 +42,12 @@ task<net::tcp_stream> connect_host(std::string host, std::string service, net::c
                                    std::error_code* ec);
 task<net::tcp_stream> connect_any(std::vector<net::endpoint> addresses, std::string host,
                                   net::connect_options options, std::error_code* ec);
+/// One buffer of a vectored send, laid out as POSIX's struct iovec (lib/net/tcp.cpp checks it),
+/// so that this header needs no system header.
+struct io_vector {
+  void* base = nullptr;
+  std::size_t length = 0;
+};
 }  // namespace corio::detail
 
 namespace corio::net {
@@ -88,6 +96,67 @@ class write_all_operation : public detail::io_operation {
 
  private:
   static bool on_complete(detail::io_request& request, int result) noexcept;
+};
+
+/// Awaiter of the vectored write_all on a stream socket (tcp_stream, unix_stream): writes every
+/// buffer of `buffers`, in order, as if concatenated; yields the byte count, which is the total
+/// unless an error was reported through the error_code form (then the bytes sent before it, a
+/// prefix of the concatenation).
+///
+/// Each attempt is one sendmsg (io_uring IORING_OP_SENDMSG; Asio: sendmsg with MSG_DONTWAIT once
+/// the socket is writable) of up to max_vectors buffers, MSG_NOSIGNAL. After a short send the
+/// reactor advances through the buffers and resubmits the rest itself, without resuming the
+/// task, until every byte is sent, an error, or a cancellation: the rules of write_all_operation
+/// (a cancelled write leaves a prefix; the throwing form throws operation_cancelled, the
+/// error_code form reports std::errc::operation_canceled with the count). Empty buffers are
+/// skipped; no buffer or only empty ones complete at once with 0 and no system call. More than
+/// max_vectors non-empty buffers are sent in several sendmsg calls. On Windows, where the
+/// reactor has no sendmsg for streams, each buffer is one send (or several, after short sends).
+///
+/// The awaiter holds the iovec array (inline for a few buffers, allocated once for more: an
+/// allocation failure is ENOMEM) and the msghdr. The span of buffers and their bytes must stay
+/// alive until the co_await returns; the free corio::write_all(stream, buffers) copies the span
+/// for you. Not copyable or movable (the request points into it). Design: writev(2)/sendmsg(2),
+/// Go's net.Buffers.WriteTo (one writev per call), Tokio's AsyncWrite::poll_write_vectored.
+class write_vectored_operation : public detail::io_operation {
+ public:
+  /// Buffers per sendmsg: IOV_MAX on Linux (and the BSDs), the most one call accepts.
+  static constexpr std::size_t max_vectors = 1024;
+  /// Buffers kept inside the awaiter; more are allocated.
+  static constexpr std::size_t inline_vectors = 8;
+
+  write_vectored_operation(const detail::file_descriptor& socket, std::span<const std::span<const std::byte>> buffers,
+                           std::error_code* ec, const char* what = "corio::net::tcp_stream::write_all") noexcept;
+  write_vectored_operation(const write_vectored_operation&) = delete;
+  write_vectored_operation& operator=(const write_vectored_operation&) = delete;
+
+  /// Ready at once after an early failure, or when there is nothing to send.
+  bool await_ready() const noexcept { return request_.result < 0 || loaded_ == 0; }
+  std::size_t await_resume() {
+    finish();
+    return request_.transferred;
+  }
+
+ private:
+  static bool on_complete(detail::io_request& request, int result) noexcept;
+  static write_vectored_operation& owner_of(detail::io_request& request) noexcept;
+  /// Fills the iovec array from buffers_[next_...], skipping empty buffers; false when none is left.
+  bool load() noexcept;
+  /// Moves past `n` bytes sent from vectors_[first_...].
+  void advance(std::size_t n) noexcept;
+  /// Points the request at the unsent part: the msghdr over vectors_[first_, loaded_) (Windows:
+  /// a send of vectors_[first_]).
+  void aim() noexcept;
+
+  std::span<const std::span<const std::byte>> buffers_;
+  std::size_t next_ = 0;      ///< the first buffer not loaded into the iovec array yet
+  std::size_t first_ = 0;     ///< the first iovec with bytes left to send
+  std::size_t loaded_ = 0;    ///< iovecs loaded for the current batch
+  std::size_t capacity_ = 0;  ///< the iovec array's size
+  detail::io_vector* vectors_ = nullptr;
+  std::unique_ptr<detail::io_vector[]> heap_;
+  std::array<detail::io_vector, inline_vectors> inline_{};
+  alignas(8) std::array<std::byte, 64> header_{};  ///< a struct msghdr (lib/net/tcp.cpp checks it fits)
 };
 
 /// Awaiter of tcp_stream::connect: the connected stream (empty after an error in the error_code
@@ -242,6 +311,19 @@ class tcp_stream {
   }
   [[nodiscard]] write_all_operation write_all(std::string_view data, std::error_code& ec) noexcept {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}), ec);
+  }
+  /// Vectored write: writes every buffer of `buffers`, in order, as if concatenated, in as few
+  /// sendmsg calls as the kernel needs (one for up to 1024 buffers that fit in the socket's send
+  /// buffer); yields the byte count. See write_vectored_operation. `buffers` and the bytes must
+  /// outlive the co_await. corio::write_all(stream, buffers) uses it.
+  [[nodiscard]] write_vectored_operation write_all(std::span<const std::span<const std::byte>> buffers) {
+    return write_vectored_operation{checked(), buffers, nullptr};
+  }
+  /// As write_all(buffers), reporting failure in `ec` (cleared on success); yields the bytes
+  /// written before the error.
+  [[nodiscard]] write_vectored_operation write_all(std::span<const std::span<const std::byte>> buffers,
+                                                   std::error_code& ec) noexcept {
+    return write_vectored_operation{socket_, buffers, &ec};
   }
 
   /// Shuts down one or both directions (a FIN for `send`); does not close the descriptor.

@@ -11,7 +11,8 @@
 
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/detail/io_operation.hpp"
-#include "corio/net/tcp_stream.hpp"  // read_some_operation, write_some_operation, write_all_operation, shutdown_type
+#include "corio/net/tcp_stream.hpp"  // read_some_operation, write_some_operation, write_all_operation,
+                                     // write_vectored_operation, shutdown_type
 
 namespace corio::detail {
 /// sockaddr storage for a Unix connect (a sockaddr_un is 110 bytes on Linux).
@@ -173,6 +174,18 @@ class unix_stream {
   }
   [[nodiscard]] write_all_operation write_all(std::string_view data, std::error_code& ec) noexcept {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}), ec);
+  }
+  /// Vectored write: every buffer of `buffers`, in order, in as few sendmsg calls as the kernel
+  /// needs; yields the byte count. As tcp_stream::write_all(buffers) (see
+  /// write_vectored_operation). `buffers` and the bytes must outlive the co_await.
+  [[nodiscard]] write_vectored_operation write_all(std::span<const std::span<const std::byte>> buffers) {
+    return write_vectored_operation{checked(), buffers, nullptr, "corio::net::unix_stream::write_all"};
+  }
+  /// As write_all(buffers), reporting failure in `ec` (cleared on success); yields the bytes
+  /// written before the error.
+  [[nodiscard]] write_vectored_operation write_all(std::span<const std::span<const std::byte>> buffers,
+                                                   std::error_code& ec) noexcept {
+    return write_vectored_operation{socket_, buffers, &ec, "corio::net::unix_stream::write_all"};
   }
 
   /// Shuts down one or both directions (the peer reads end of stream after `send`); does not

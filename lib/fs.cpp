@@ -76,7 +76,7 @@ std::ptrdiff_t file_operation::finish_error() {
 }
 
 open_operation::open_operation(const std::filesystem::path& path, int flags, unsigned mode, std::error_code* ec)
-    : file_operation(ec, "corio::fs::file::open", "open", &path_), path_(path.native()) {
+    : file_operation(ec, "corio::fs::file::open", "open", &path_), path_(path.string()) {
   request_.opcode = corio::detail::io_opcode::openat;
 #if defined(_WIN32)
   (void)flags;

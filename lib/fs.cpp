@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -343,6 +344,12 @@ task<void> write_file(std::filesystem::path path, std::string_view data) {
 
 namespace corio::detail {
 
+namespace {
+std::atomic<std::uint64_t> spliced_total{0};
+}  // namespace
+
+std::uint64_t spliced_bytes() noexcept { return spliced_total.load(std::memory_order_relaxed); }
+
 bool splice_available() noexcept {
 #if defined(__linux__)
   worker* w = current_worker();
@@ -494,6 +501,7 @@ task<std::uint64_t> splice_copy(int in, int out, std::uint64_t limit, std::error
       }
       if (step || n == 0) break;
       total += n;
+      spliced_total.fetch_add(n, std::memory_order_relaxed);
       continue;
     }
     // in -> pipe -> out: whatever enters the pipe leaves it before the next step.
@@ -537,6 +545,7 @@ task<std::uint64_t> splice_copy(int in, int out, std::uint64_t limit, std::error
       }
       total += m;
       left -= m;
+      spliced_total.fetch_add(m, std::memory_order_relaxed);
     }
     if (step) break;
   }

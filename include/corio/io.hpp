@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "corio/detail/io_operation.hpp"
+#include "corio/detail/splice.hpp"
 #include "corio/errors.hpp"
 #include "corio/task.hpp"
 
@@ -126,7 +128,7 @@ concept has_write_all = requires(S& s, std::span<const std::byte> data, std::err
   { s.write_all(data, ec) } -> awaitable_of<std::size_t>;
 };
 
-/// A stream with its own vectored write_all (tcp_stream: one sendmsg per attempt).
+/// A stream with its own vectored write_all (tcp_stream, unix_stream: one sendmsg per attempt).
 template <class S>
 concept has_vectored_write_all = requires(S& s, std::span<const const_buffer> buffers, std::error_code& ec) {
   { s.write_all(buffers) } -> awaitable_of<std::size_t>;
@@ -299,9 +301,9 @@ template <writable_stream S>
 }
 
 /// Vectored write: writes every buffer of `buffers`, in order, as if concatenated; yields the
-/// total byte count. On tcp_stream each attempt is one sendmsg of all the buffers left (one
-/// syscall or io_uring SENDMSG instead of one per buffer); on other streams each buffer is
-/// written in turn (a buffered_writer coalesces them). The span of buffers is copied, so only
+/// total byte count. On tcp_stream and unix_stream each attempt is one sendmsg of up to 1024 of
+/// the buffers left (one syscall or io_uring SENDMSG instead of one per buffer; see
+/// net::write_vectored_operation); on other streams each buffer is written in turn (a buffered_writer coalesces them). The span of buffers is copied, so only
 /// the bytes must outlive the co_await. Errors as write_all(stream, data). Go's net.Buffers,
 /// Tokio's write_vectored / write_all_buf.
 template <writable_stream S>
@@ -735,24 +737,52 @@ buffered_writer(S&&, buffered_writer_options) -> buffered_writer<S>;
 
 namespace detail {
 
+/// copy's splice path, when both ends are descriptors and the reactor can splice (io_uring on
+/// Linux): true when it ran (then *total holds the bytes moved and an error is reported already),
+/// false when it could not start (no descriptor, Asio, not Linux): copy takes its loop instead.
+template <class R, class W>
+task<bool> copy_spliced(R* from, W* to, std::uint64_t* total, std::error_code* ec) {
+  const int in = from->native_handle();
+  const int out = to->native_handle();
+  // A closed end takes the loop, which reports the stream's own error.
+  if (in < 0 || out < 0 || !splice_available()) co_return false;
+  std::error_code step;
+  *total = co_await splice_copy(in, out, std::numeric_limits<std::uint64_t>::max(), &step);
+  if (!step) co_return true;
+  if (step == std::errc::not_supported && *total == 0) co_return false;
+  if (ec != nullptr) {
+    *ec = step;
+  } else if (step == std::errc::operation_canceled) {
+    throw operation_cancelled("corio::copy: cancelled");
+  } else {
+    throw std::system_error(step, "corio::copy: splice from descriptor " + std::to_string(in) +
+                                      " to descriptor " + std::to_string(out));
+  }
+  co_return true;
+}
+
 template <class R, class W>
 task<std::uint64_t> copy_loop(R* from, W* to, std::size_t buffer_size, std::error_code* ec) {
   if (buffer_size == 0) throw std::invalid_argument("corio::copy: buffer_size must be at least 1");
-  // The splice fast path (issue 18, the files part) goes here: when both ends are
-  // native_stream<> and the kernel can splice between them (a pipe on one side, or through one),
-  // move the bytes without copying them through user space, and fall back to the loop below
-  // (EINVAL) otherwise. Not implemented yet: every stream takes the loop.
-  if constexpr (native_stream<R> && native_stream<W>) {
-  }
-  std::vector<std::byte> buffer(buffer_size);
   std::uint64_t total = 0;
-  for (;;) {
-    const std::size_t n = co_await read_some_of(from, std::span{buffer}, ec);
-    if (ec != nullptr && *ec) co_return total;
-    if (n == 0) break;
-    const std::size_t written = co_await write_all_of(to, std::span<const std::byte>{buffer.data(), n}, ec);
-    total += written;
-    if (ec != nullptr && *ec) co_return total;
+  bool spliced = false;
+  if constexpr (native_stream<R> && native_stream<W>) {
+    // Both ends are descriptors: splice(2) moves the bytes without copying them through user
+    // memory (detail::splice_copy, io_uring only). Where it cannot run, nothing was moved and
+    // the loop below does the copy.
+    spliced = co_await copy_spliced(from, to, &total, ec);
+    if (spliced && ec != nullptr && *ec) co_return total;
+  }
+  if (!spliced) {
+    std::vector<std::byte> buffer(buffer_size);
+    for (;;) {
+      const std::size_t n = co_await read_some_of(from, std::span{buffer}, ec);
+      if (ec != nullptr && *ec) co_return total;
+      if (n == 0) break;
+      const std::size_t written = co_await write_all_of(to, std::span<const std::byte>{buffer.data(), n}, ec);
+      total += written;
+      if (ec != nullptr && *ec) co_return total;
+    }
   }
   if constexpr (requires(W & w, std::error_code & e) {
                   w.flush();
@@ -774,11 +804,15 @@ task<std::uint64_t> copy_loop(R* from, W* to, std::size_t buffer_size, std::erro
 /// Copies everything `from` yields until its end of stream into `to`; yields the bytes copied.
 /// One buffer of `buffer_size` bytes (default 64 KiB; 0 throws std::invalid_argument) is reused
 /// for every read_some / write_all pair; a `to` with a flush() (buffered_writer) is flushed at
-/// the end, as Tokio's copy does. When both ends are descriptors the kernel can splice between
-/// (native_stream on both sides), the copy is to use splice(2) and never see the bytes; that fast
-/// path is added with files (issue 18) and, until then, every pair takes the loop. Throws the
-/// error of either stream (operation_cancelled when cancelled: `to` then holds a prefix of what
-/// was read). `from` and `to` must outlive the co_await; they may be the same type or not. Go's
+/// the end, as Tokio's copy does. When both ends are descriptors (native_stream on both sides:
+/// tcp_stream, unix_stream, fs::file, in any pair) and the worker's reactor is io_uring, the copy
+/// uses splice(2) through a pipe (detail::splice_copy) and the bytes never enter user memory
+/// (buffer_size is then unused; a pair the kernel refuses to splice, such as a file opened with
+/// O_APPEND, goes on with reads and writes); on the Asio reactor and outside Linux every pair
+/// takes the loop. Either way the result is the same: the bytes copied, up to `from`'s end of
+/// stream, with both descriptors read and written at their current positions. Throws the error
+/// of either stream (operation_cancelled when cancelled: `to` then holds a prefix of what was
+/// read; on the splice path the message names the two descriptors instead of the stream). `from` and `to` must outlive the co_await; they may be the same type or not. Go's
 /// io.Copy, Tokio's tokio::io::copy.
 template <readable_stream R, writable_stream W>
 [[nodiscard]] task<std::uint64_t> copy(R& from, W& to, std::size_t buffer_size = 64 * 1024) {

@@ -25,20 +25,7 @@ using corio_test::open_descriptors;
 
 namespace {
 
-/// A fresh directory, removed with everything in it by the destructor.
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "corio_fs_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  [[nodiscard]] std::string operator/(std::string_view name) const { return (path / name).string(); }
-};
+using corio_test::temp_dir;
 
 /// Bytes that differ at every offset (so a read at the wrong place is seen).
 std::vector<std::byte> pattern_bytes(std::size_t n, unsigned seed) {

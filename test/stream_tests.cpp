@@ -1,14 +1,18 @@
 // Suite "io": the stream layer of corio/io.hpp (read_exact, write_all, vectored writes,
 // buffered_reader, buffered_writer, copy) over in-memory streams whose short reads, short writes,
-// ends and errors are scripted, and over connected TCP streams on 127.0.0.1.
+// ends and errors are scripted, and over connected TCP streams on 127.0.0.1 and Unix socket
+// pairs (vectored writes in one sendmsg; copy over splice between descriptors).
 #include <doctest/doctest.h>
 
 #include <array>
 #include <chrono>
 #include <corio/corio.hpp>
+#include <corio/fs.hpp>
 #include <corio/io.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <optional>
 #include <string>
@@ -17,6 +21,9 @@
 #include <vector>
 
 #include "test_support.hpp"
+#if CORIO_FAULT_INJECTION
+#include "fault_injection.hpp"
+#endif
 
 using namespace std::chrono_literals;
 using corio::net::endpoint;
@@ -834,3 +841,335 @@ TEST_CASE("buffered reader and writer options: a zero size is refused, a buffer 
 }
 
 }  // namespace
+
+// --- vectored writes on sockets, copy between descriptors -------------------------------------
+
+namespace {
+
+using corio::net::unix_stream;
+
+/// The concatenation of `parts` buffers of varied sizes (every 7th one empty), and the buffers.
+struct vectored_data {
+  std::vector<std::string> texts;
+  std::vector<corio::const_buffer> buffers;
+  std::string expected;
+};
+
+vectored_data make_vectored(std::size_t parts, std::size_t max_size) {
+  vectored_data d;
+  d.texts.reserve(parts);
+  for (std::size_t i = 0; i < parts; ++i) {
+    std::string t(i % 7 == 0 ? 0 : 1 + (i * 7919) % max_size, '\0');
+    for (std::size_t k = 0; k < t.size(); ++k) t[k] = static_cast<char>('a' + (i + k * 3) % 26);
+    d.expected += t;
+    d.texts.push_back(std::move(t));
+  }
+  for (const std::string& t : d.texts) d.buffers.push_back(bytes_of(std::string_view{t}));
+  return d;
+}
+
+/// Reads `s` to its end in reads of at most `chunk` bytes, yielding `pause` times between reads
+/// (a slow reader makes the writer's sends short).
+template <class S>
+corio::task<std::string> read_to_end(S* s, std::size_t chunk, int pause) {
+  std::string out;
+  std::vector<std::byte> buf(chunk);
+  for (;;) {
+    const std::size_t n = co_await s->read_some(std::span{buf});
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(buf.data()), n);
+    for (int i = 0; i < pause; ++i) co_await corio::yield();
+  }
+  co_return out;
+}
+
+struct vectored_result {
+  std::size_t written = 0;
+  std::string received;
+  std::string expected;
+};
+
+template <class S>
+corio::task<vectored_result> vectored_between(S* writer, S* reader, std::size_t parts, std::size_t max_size,
+                                              int pause) {
+  vectored_data d = make_vectored(parts, max_size);
+  auto receiving = corio::spawn(read_to_end(reader, 4096, pause));
+  vectored_result r;
+  r.written = co_await corio::write_all(*writer, std::span<const corio::const_buffer>{d.buffers});
+  writer->shutdown(corio::net::shutdown_type::send);
+  r.received = co_await receiving;
+  r.expected = std::move(d.expected);
+  co_return r;
+}
+
+corio::task<vectored_result> vectored_tcp(std::size_t parts, std::size_t max_size, int pause) {
+  tcp_pair p = co_await connected_pair();
+  co_return co_await vectored_between(&p.client, &p.server, parts, max_size, pause);
+}
+
+corio::task<vectored_result> vectored_unix(std::size_t parts, std::size_t max_size, int pause) {
+  auto [a, b] = unix_stream::pair();
+  co_return co_await vectored_between(&a, &b, parts, max_size, pause);
+}
+
+}  // namespace
+
+TEST_CASE("a vectored write_all delivers every buffer in order over TCP and Unix pairs, empty and > 1024 buffers") {
+  corio_test::hang_guard guard{"vectored sockets", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    for (std::size_t parts : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1024}, std::size_t{1025},
+                              std::size_t{3000}}) {
+      CAPTURE(workers);
+      CAPTURE(parts);
+      const vectored_result t = run_on(vectored_tcp(parts, 300, 0), workers);
+      CHECK(t.written == t.expected.size());
+      CHECK(t.received == t.expected);
+      const vectored_result u = run_on(vectored_unix(parts, 300, 0), workers);
+      CHECK(u.written == u.expected.size());
+      CHECK(u.received == u.expected);
+    }
+  }
+}
+
+TEST_CASE("a vectored write of a few MiB to a slow reader goes out whole across short sends") {
+  corio_test::hang_guard guard{"vectored slow reader", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    // 2500 buffers of up to 2 KiB (about 4 MiB): far more than a socket buffer holds, so most
+    // sendmsg calls are short and the reactor resubmits the rest from the middle of a buffer.
+    const vectored_result t = run_on(vectored_tcp(2500, 3000, 1), workers);
+    CHECK(t.expected.size() > 3 * 1024 * 1024);
+    CHECK(t.written == t.expected.size());
+    CHECK(t.received == t.expected);
+    const vectored_result u = run_on(vectored_unix(2500, 3000, 1), workers);
+    CHECK(u.written == u.expected.size());
+    CHECK(u.received == u.expected);
+  }
+}
+
+corio::task<int> vectored_edge_forms() {
+  auto [a, b] = unix_stream::pair();
+  int ok = 0;
+  std::vector<corio::const_buffer> none(3);  // three empty buffers
+  const std::size_t zero = co_await a.write_all(std::span<const corio::const_buffer>{none});
+  ok += zero == 0 ? 1 : 0;
+  a.close();
+  std::error_code ec;
+  const std::string_view x = "x";
+  std::vector<corio::const_buffer> one{bytes_of(x)};
+  const std::size_t n = co_await a.write_all(std::span<const corio::const_buffer>{one}, ec);
+  ok += (n == 0 && ec == std::errc::bad_file_descriptor) ? 1 : 0;
+  try {
+    (void)co_await a.write_all(std::span<const corio::const_buffer>{one});
+  } catch (const std::system_error& e) {
+    ok += e.code() == std::errc::bad_file_descriptor ? 1 : 0;
+  }
+  co_return ok;
+}
+
+TEST_CASE("vectored write_all on a closed stream reports EBADF, and with no bytes yields 0 at once") {
+  corio_test::hang_guard guard{"vectored closed", 60s};
+  CHECK(run_on(vectored_edge_forms()) == 3);
+}
+
+namespace {
+
+struct cancelled_vectored {
+  std::size_t written = 0;
+  std::error_code ec;
+  std::string received;
+  std::string expected;
+};
+
+corio::task<std::size_t> write_vectored_ec(unix_stream* s, std::span<const corio::const_buffer> buffers,
+                                           std::error_code* ec) {
+  co_return co_await corio::write_all(*s, buffers, *ec);
+}
+
+corio::task<cancelled_vectored> cancel_vectored_write() {
+  auto [a, b] = unix_stream::pair();
+  // About 8 MiB, far beyond a Unix socket's buffer, and nobody reads until the cancel.
+  vectored_data d = make_vectored(4000, 4000);
+  cancelled_vectored r;
+  auto writing = corio::spawn(write_vectored_ec(&a, std::span<const corio::const_buffer>{d.buffers}, &r.ec));
+  for (int i = 0; i < 20; ++i) co_await corio::yield();  // let it fill the socket and wait
+  writing.cancel();
+  r.written = co_await writing;
+  a.shutdown(corio::net::shutdown_type::send);
+  r.received = co_await read_to_end(&b, 65536, 0);
+  r.expected = std::move(d.expected);
+  co_return r;
+}
+
+}  // namespace
+
+TEST_CASE("a cancelled vectored write leaves a prefix of the concatenation and reports its length") {
+  corio_test::hang_guard guard{"cancelled vectored write", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    for (int i = 0; i < 5; ++i) {
+      CAPTURE(workers);
+      const cancelled_vectored r = run_on(cancel_vectored_write(), workers);
+      CHECK(r.ec == std::errc::operation_canceled);
+      CHECK(r.written < r.expected.size());
+      CHECK(r.received.size() == r.written);
+      CHECK(r.received == r.expected.substr(0, r.written));
+    }
+  }
+}
+
+#if CORIO_FAULT_INJECTION
+namespace {
+
+struct injected_outcome {
+  std::size_t written = 0;
+  std::error_code ec;
+  std::string thrown;
+  std::string received;
+  std::string expected;
+  std::uint64_t faults = 0;
+};
+
+/// A vectored write on a Unix pair whose sendmsg number `skip` (0: the first) fails with
+/// ECONNRESET; then the same write in the throwing form, failing at its first sendmsg.
+corio::task<injected_outcome> injected_vectored(std::uint64_t skip) {
+  namespace fault = corio::detail::fault;
+  auto [a, b] = unix_stream::pair();
+  vectored_data d = make_vectored(4000, 4000);
+  injected_outcome r;
+  const int id = fault::arm({.where = fault::site::message, .error = ECONNRESET, .fd = a.native_handle(), .skip = skip});
+  r.written = co_await corio::write_all(a, std::span<const corio::const_buffer>{d.buffers}, r.ec);
+  r.faults = fault::injected(id);
+  const int again = fault::arm({.where = fault::site::message, .error = ECONNRESET, .fd = a.native_handle()});
+  try {
+    (void)co_await a.write_all(std::span<const corio::const_buffer>{d.buffers});
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::connection_reset) r.thrown = e.what();
+  }
+  fault::disarm(again);
+  fault::disarm(id);
+  a.shutdown(corio::net::shutdown_type::send);
+  r.received = co_await read_to_end(&b, 65536, 0);
+  r.expected = std::move(d.expected);
+  co_return r;
+}
+
+}  // namespace
+
+TEST_CASE("an injected sendmsg error ends a vectored write with the error and the prefix sent before it") {
+  corio_test::hang_guard guard{"injected vectored error", 120s};
+  corio::detail::fault::clear();
+  for (std::uint64_t skip : {std::uint64_t{0}, std::uint64_t{1}}) {
+    CAPTURE(skip);
+    const injected_outcome r = run_on(injected_vectored(skip), 2);
+    CHECK(r.faults == 1);
+    CHECK(r.ec == std::errc::connection_reset);
+    if (skip == 0) CHECK(r.written == 0);
+    CHECK(r.written < r.expected.size());
+    CHECK(r.thrown.find("corio::net::unix_stream::write_all") != std::string::npos);
+    CHECK(r.received == r.expected.substr(0, r.written));
+  }
+  corio::detail::fault::clear();
+}
+#endif
+
+namespace {
+
+std::string pattern_text(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed + (i >> 9)) & 0xff);
+  return s;
+}
+
+struct copy_check {
+  std::uint64_t copied = 0;
+  std::uint64_t file_hash = 0;  ///< of what arrived (file -> socket) or what was written (socket -> file)
+  std::uint64_t spliced = 0;    ///< detail::spliced_bytes() moved during the copies
+  bool splice_available = false;
+};
+
+std::uint64_t hash_of(std::string_view s) { return fnv1a(1469598103934665603ull, bytes_of(s)); }
+
+template <class S>
+corio::task<std::uint64_t> copy_and_shut(S* from, S* to) {
+  const std::uint64_t n = co_await corio::copy(*from, *to);
+  to->shutdown(corio::net::shutdown_type::send);
+  co_return n;
+}
+
+template <class S>
+corio::task<std::uint64_t> write_and_shut(S* s, std::string_view text) {
+  const std::size_t n = co_await corio::write_all(*s, text);
+  s->shutdown(corio::net::shutdown_type::send);
+  co_return n;
+}
+
+/// file -> TCP through copy(), then TCP -> another file through copy(); both files' contents and
+/// what crossed the socket are compared by checksum.
+corio::task<copy_check> copy_file_tcp_file(std::string in_path, std::string out_path, std::size_t size) {
+  copy_check r;
+  r.splice_available = corio::detail::splice_available();
+  const std::uint64_t before = corio::detail::spliced_bytes();
+  tcp_pair p = co_await connected_pair();
+  corio::fs::file in = co_await corio::fs::file::open(in_path);
+  corio::fs::file out = co_await corio::fs::file::open(
+      out_path, corio::fs::open_flags::write | corio::fs::open_flags::create | corio::fs::open_flags::truncate);
+  auto receiving = corio::spawn(corio::copy(p.server, out));
+  const std::uint64_t sent = co_await corio::copy(in, p.client);
+  p.client.shutdown(corio::net::shutdown_type::send);
+  const std::uint64_t got = co_await receiving;
+  co_await out.close();
+  co_await in.close();
+  r.copied = sent == size && got == size ? size : 0;
+  r.spliced = corio::detail::spliced_bytes() - before;
+  co_return r;
+}
+
+/// unix -> unix through copy() (a relay between two pairs), checked by checksum.
+corio::task<copy_check> copy_unix_relay(std::size_t size) {
+  copy_check r;
+  r.splice_available = corio::detail::splice_available();
+  const std::uint64_t before = corio::detail::spliced_bytes();
+  auto [a, b] = unix_stream::pair();
+  auto [c, d] = unix_stream::pair();
+  const std::string text = pattern_text(size, 7);
+  auto sending = corio::spawn(write_and_shut(&a, std::string_view{text}));
+  auto relaying = corio::spawn(copy_and_shut(&b, &c));
+  const std::string got = co_await read_to_end(&d, 65536, 0);
+  (void)co_await sending;
+  r.copied = co_await relaying;
+  r.file_hash = hash_of(got) == hash_of(text) && got.size() == size ? 1 : 0;
+  r.spliced = corio::detail::spliced_bytes() - before;
+  co_return r;
+}
+
+}  // namespace
+
+TEST_CASE("copy between descriptors (file to TCP, TCP to file, Unix to Unix) moves every byte, by splice on io_uring") {
+  corio_test::hang_guard guard{"copy between descriptors", 120s};
+  corio_test::temp_dir dir;
+  const std::size_t size = 3 * 1024 * 1024 + 4321;
+  const std::string in_path = (dir.path / "in").string();
+  const std::string out_path = (dir.path / "out").string();
+  const std::string text = pattern_text(size, 3);
+  run_on(corio::fs::write_file(in_path, text));
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    const copy_check files = run_on(copy_file_tcp_file(in_path, out_path, size), workers);
+    CHECK(files.copied == size);
+    const std::string back = run_on(corio::fs::read_file(out_path));
+    CHECK(back.size() == size);
+    CHECK(hash_of(back) == hash_of(text));
+    const copy_check relay = run_on(copy_unix_relay(size), workers);
+    CHECK(relay.copied == size);
+    CHECK(relay.file_hash == 1);
+    // On io_uring both copies (2 * size) and the relay (size) went through splice; on the Asio
+    // reactor none did.
+    if (files.splice_available) {
+      CHECK(files.spliced == 2 * size);
+      CHECK(relay.spliced == size);
+    } else {
+      CHECK(files.spliced == 0);
+      CHECK(relay.spliced == 0);
+    }
+  }
+}

@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 #include <string>
+#include <string_view>
 
 #ifndef CORIO_STRESS_SCALE
 #define CORIO_STRESS_SCALE 100
@@ -136,5 +137,20 @@ struct parcel {
 
 /// A parcel built inside a function (not in the awaiting coroutine's expression).
 inline parcel make_parcel(int id) { return parcel{id, std::string(40, static_cast<char>('a' + id % 26)), counted{id}}; }
+
+/// A fresh directory under the system's temporary directory, removed with everything in it by the destructor.
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "corio_test_XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  [[nodiscard]] std::string operator/(std::string_view name) const { return (path / name).string(); }
+};
 
 }  // namespace corio_test

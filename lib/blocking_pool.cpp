@@ -89,6 +89,13 @@ bool blocking_pool::try_cancel(blocking_job& job) noexcept {
   return true;
 }
 
+bool blocking_pool::abandon(blocking_job& job) noexcept {
+  if (try_cancel(job)) return false;  // removed from the queue: never runs
+  std::lock_guard lock{mutex_};
+  // Running is final (the pool never touches the job again); so are cancelled and dropped.
+  return job.state == blocking_job::running;
+}
+
 void blocking_pool::thread_main() noexcept {
   std::unique_lock lock{mutex_};
   for (;;) {

@@ -11,6 +11,9 @@
 //   ...
 //   if (pool.try_cancel(op)) { ...removed before it started: run is never called... }
 //   else { ...it runs or ran: wait for its notification before freeing op... }
+// A submitter that must not wait for a running job (a resolve cancelled during getaddrinfo) gives
+// the job a refcounted heap state instead of its frame, and leaves through abandon(job): it tells
+// whether run will release the job's reference (it runs or ran) or the caller must (it never runs).
 //
 // Protocol (every state change under the pool's mutex; blocking_job's states):
 //   fresh --submit--> queued --a pool thread takes it--> running (run is called once)
@@ -72,6 +75,14 @@ class blocking_pool {
   /// refuses it, and returns false. False when it runs or ran (or was dropped at shutdown): its run
   /// is called (was called) as usual. Thread-safe; never blocks beyond the pool's mutex.
   bool try_cancel(blocking_job& job) noexcept;
+
+  /// For a submitter that stops waiting and leaves its job behind, the job owning its own memory
+  /// (a refcounted heap state shared by the waiter and the job: the getaddrinfo resolver).
+  /// Cancels `job` if it has not started, as try_cancel, and tells who must release the job's
+  /// share: true when its run is called or was called (run releases it), false when run is never
+  /// called (removed now, cancelled before, never submitted, or dropped at shutdown: the caller
+  /// releases it). Thread-safe; never blocks beyond the pool's mutex.
+  bool abandon(blocking_job& job) noexcept;
 
   /// Jobs submitted and not ended (queued or running). Thread-safe; a snapshot.
   [[nodiscard]] std::uint64_t outstanding() const noexcept { return outstanding_.load(std::memory_order_seq_cst); }

@@ -1,4 +1,4 @@
-// Suite "net": corio::net::resolve (c-ares on the reactor and getaddrinfo on a thread), connect
+// Suite "net": corio::net::resolve (c-ares on the reactor and getaddrinfo on the blocking pool), connect
 // by name with Happy Eyeballs, bind by name. Names come only from localhost, /etc/hosts and a DNS
 // server in this file on 127.0.0.1: nothing is asked of the machine's resolver or the outside.
 #include <arpa/inet.h>
@@ -233,6 +233,65 @@ std::pair<std::string, std::string> hosts_file_name() {
   return {};
 }
 
+/// Holds getaddrinfo calls in flight (corio::detail::set_getaddrinfo_hook): each call counts
+/// itself and waits until release(). One at a time per process (the hook is global).
+struct held_getaddrinfo {
+  static inline std::mutex m;
+  static inline std::condition_variable cv;
+  static inline int calls = 0;  // getaddrinfo calls that reached the hook
+  static inline bool released = false;
+
+  held_getaddrinfo() {
+    std::lock_guard lock{m};
+    calls = 0;
+    released = false;
+    corio::detail::set_getaddrinfo_hook([] {
+      std::unique_lock lock{m};
+      ++calls;
+      cv.notify_all();
+      cv.wait(lock, [] { return released; });
+    });
+  }
+  ~held_getaddrinfo() {
+    release();
+    corio::detail::set_getaddrinfo_hook(nullptr);
+  }
+  held_getaddrinfo(const held_getaddrinfo&) = delete;
+  held_getaddrinfo& operator=(const held_getaddrinfo&) = delete;
+
+  static int count() {
+    std::lock_guard lock{m};
+    return calls;
+  }
+  static bool is_released() {
+    std::lock_guard lock{m};
+    return released;
+  }
+  static void release() {
+    {
+      std::lock_guard lock{m};
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
+/// Spawns a getaddrinfo resolve of `host` and waits (bounded) until `rt`'s pool shows `queued`
+/// jobs waiting and `calls` getaddrinfo calls held; returns its handle.
+corio::task<corio::join_handle<std::vector<endpoint>>> start_held_resolve(corio::runtime* rt,
+                                                                          std::string host,
+                                                                          std::uint64_t queued, int calls) {
+  resolve_options o;
+  o.resolver.backend = resolver_backend::getaddrinfo;
+  o.family = address_family::v4;
+  auto h = corio::spawn(resolve_with(std::move(host), "80", std::move(o)));
+  for (int i = 0; i < 10000; ++i) {
+    if (held_getaddrinfo::count() == calls && rt->stats().blocking.queued == queued) break;
+    co_await corio::sleep_for(1ms);
+  }
+  co_return h;
+}
+
 }  // namespace
 
 TEST_SUITE("net") {
@@ -446,6 +505,101 @@ TEST_SUITE("net") {
     // The abandoned call finishes on its thread; a new resolve works.
     o.family = address_family::v4;
     CHECK(texts(rt.block_on(resolve_with(name, "80", o))).front() == address + ":80");
+  }
+
+  TEST_CASE(
+      "a getaddrinfo resolve cancelled while its call runs returns at once, and the runtime shuts down "
+      "cleanly with that call still held") {
+    corio_test::hang_guard guard{"abandoned getaddrinfo at shutdown", std::chrono::seconds(120)};
+    const auto [name, address] = hosts_file_name();
+    if (name.empty()) {
+      MESSAGE("no name besides localhost in /etc/hosts: nothing to check");
+      return;
+    }
+    for (unsigned workers : {1u, 2u, 4u}) {
+      CAPTURE(workers);
+      held_getaddrinfo held;
+      // One pool thread: the first resolve holds it, the second waits in the queue and is still
+      // waiting when the runtime shuts down (its job dropped, its frame destroyed).
+      auto rt = std::make_unique<corio::runtime>(
+          corio::runtime_options{.workers = workers, .max_blocking_threads = 1});
+      std::atomic<int> stage{0};  // 1: the first resolve was cancelled; 2: it was not
+      auto main_task =
+          rt->spawn([](corio::runtime* r, std::string host, std::atomic<int>* st) -> corio::task<void> {
+            auto first = co_await start_held_resolve(r, host, 0, 1);
+            auto second = co_await start_held_resolve(r, host, 1, 1);
+            first.cancel();
+            int result = 2;
+            try {
+              (void)co_await first;
+            } catch (const corio::operation_cancelled&) {
+              result = 1;
+            }
+            st->store(result);
+            auto never = co_await second;  // the runtime shuts down first
+            (void)never;
+          }(rt.get(), name, &stage));
+      for (int i = 0; i < 1000000 && stage.load() == 0; ++i) std::this_thread::sleep_for(100us);
+      // The first resolve ended with operation_cancelled while its call is still held.
+      CHECK(stage.load() == 1);
+      CHECK_FALSE(held_getaddrinfo::is_released());
+      CHECK(rt->stats().live_tasks == 2);  // this task and the queued resolve
+      CHECK(rt->stats().blocking.queued == 1);
+      // Shutdown without grace waits for the held call (the pool waits for running jobs), which is
+      // released from another thread once the shutdown has begun. The queued job is dropped when
+      // the pool shuts down before the release (the pause makes that the likely order); otherwise
+      // the freed pool thread runs it first. Either way nothing leaks (ASan) and nothing touches
+      // a destroyed frame or runtime.
+      std::atomic<bool> shutting_down{false};
+      std::thread releaser{[&shutting_down] {
+        for (int i = 0; i < 1000000 && !shutting_down.load(); ++i) std::this_thread::sleep_for(10us);
+        std::this_thread::sleep_for(20ms);
+        held_getaddrinfo::release();
+      }};
+      shutting_down.store(true);
+      CHECK(rt->shutdown(0ns) == 2);  // this task and the queued resolve, never finished
+      releaser.join();
+      const int calls = held_getaddrinfo::count();
+      CHECK((calls == 1 || calls == 2));
+      if (calls == 2) MESSAGE("the queued resolve ran before the pool shut down");
+      rt.reset();
+    }
+  }
+
+  TEST_CASE("a getaddrinfo resolve cancelled while queued behind a busy pool never calls getaddrinfo") {
+    corio_test::hang_guard guard{"queued getaddrinfo cancelled", std::chrono::seconds(120)};
+    const auto [name, address] = hosts_file_name();
+    if (name.empty()) {
+      MESSAGE("no name besides localhost in /etc/hosts: nothing to check");
+      return;
+    }
+    for (unsigned workers : {1u, 2u, 4u}) {
+      CAPTURE(workers);
+      held_getaddrinfo held;
+      corio::runtime rt{{.workers = workers, .max_blocking_threads = 1}};
+      const auto outcome = rt.block_on(
+          [](corio::runtime* r, std::string host) -> corio::task<std::pair<bool, std::vector<std::string>>> {
+            auto first = co_await start_held_resolve(r, host, 0, 1);
+            auto second = co_await start_held_resolve(r, host, 1, 1);
+            second.cancel();
+            bool cancelled = false;
+            try {
+              (void)co_await second;
+            } catch (const corio::operation_cancelled&) {
+              cancelled = true;
+            }
+            const bool still_held = !held_getaddrinfo::is_released();
+            held_getaddrinfo::release();
+            auto got = co_await first;  // the held call ends and its result arrives
+            co_return std::pair{cancelled && still_held, texts(got)};
+          }(&rt, name));
+      CHECK(outcome.first);
+      REQUIRE(!outcome.second.empty());
+      CHECK(outcome.second.front() == address + ":80");
+      CHECK(held_getaddrinfo::count() == 1);  // the cancelled resolve never reached getaddrinfo
+      CHECK(rt.stats().blocking.queued == 0);
+      CHECK(rt.stats().blocking.jobs_run == 1);
+    }
   }
 
   TEST_CASE("resolver_options with a server that is not an address fail with bad_server") {

@@ -1,5 +1,5 @@
 // lib/net/resolve.cpp - corio::net::resolve: numeric addresses and localhost answered here, other
-// names by c-ares on the worker's reactor (CORIO_HAS_CARES) or by getaddrinfo on a thread.
+// names by c-ares on the worker's reactor (CORIO_HAS_CARES) or by getaddrinfo on the blocking pool.
 #include "corio/net/resolve.hpp"
 
 #include <fmt/format.h>
@@ -14,8 +14,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <thread>
 
+#include "../blocking_pool.hpp"
 #include "corio/cancel.hpp"
 #include "corio/errors.hpp"
 #include "corio/event.hpp"
@@ -115,16 +115,17 @@ resolver_backend choose_backend(resolver_backend asked) noexcept {
 #endif
 }
 
-// --- getaddrinfo on a thread of its own -------------------------------------------------------
+// --- getaddrinfo on the blocking pool ---------------------------------------------------------
 //
-// The call cannot be interrupted, so the awaiting task waits on an event the thread sets; a
-// cancelled task stops waiting at once and the thread, which shares the state, finishes and
-// drops the result. TODO(issue 18): run the call through corio::spawn_blocking once the blocking
-// pool is on this branch (a job whose state is shared the same way, so that a cancel that comes
-// while it runs still abandons it instead of waiting).
+// The call cannot be interrupted, and a cancelled resolve must not wait for it, so the job does
+// not live in the task's frame as spawn_blocking's does: a heap state shared by the waiter and the
+// job (two references) holds the inputs, the result and an event the job sets. A cancelled waiter
+// leaves at once through blocking_pool::abandon: a job still queued is removed and never runs; a
+// running one finishes alone, touching only the state (its event has no waiter then, so set()
+// wakes nobody), and the last reference frees it. The pool waits for running jobs at shutdown
+// before the runtime goes away, so a job never outlives the runtime whose gate its wake uses.
 
-struct gai_state {
-  corio::event done;
+struct gai_call {
   std::string host;
   std::string port;
   int family = 0;
@@ -135,31 +136,59 @@ struct gai_state {
 
 std::atomic<void (*)()> gai_hook{nullptr};
 
-void run_getaddrinfo(const std::shared_ptr<gai_state>& st) noexcept {
+void run_getaddrinfo(gai_call& c) noexcept {
   if (auto* hook = gai_hook.load(std::memory_order_acquire)) hook();
   addrinfo hints{};
-  hints.ai_family = st->family;
+  hints.ai_family = c.family;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  st->status = ::getaddrinfo(st->host.c_str(), st->port.c_str(), &hints, &res);
+  c.status = ::getaddrinfo(c.host.c_str(), c.port.c_str(), &hints, &res);
 #if defined(EAI_SYSTEM)
-  if (st->status == EAI_SYSTEM) st->system_error = errno;
+  if (c.status == EAI_SYSTEM) c.system_error = errno;
 #endif
-  if (st->status == 0) {
+  if (c.status == 0) {
     try {
       for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
         if (a->ai_family == AF_INET || a->ai_family == AF_INET6)
-          add_unique(st->out, endpoint::from_native(a->ai_addr, a->ai_addrlen));
+          add_unique(c.out, endpoint::from_native(a->ai_addr, a->ai_addrlen));
       }
     } catch (...) {
-      st->status = EAI_MEMORY;
+      c.status = EAI_MEMORY;
     }
     ::freeaddrinfo(res);
   }
-  st->done.set();
 }
+
+/// A getaddrinfo call on the blocking pool, shared by the waiting task and the job.
+struct gai_job final : blocking_job {
+  gai_call call;
+  corio::event done;               ///< set by the job once `call` holds the result
+  std::atomic<int> references{2};  ///< the waiter's and the job's
+
+  gai_job() noexcept { run = &run_job; }
+
+  static void release(gai_job* j) noexcept {
+    if (j->references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete j;
+  }
+  static void run_job(blocking_job& self) noexcept {
+    auto& j = static_cast<gai_job&>(self);
+    run_getaddrinfo(j.call);
+    j.done.set();  // wakes the task if it still waits: the result is read after the wait
+    release(&j);   // the last touch: the waiter may have left already
+  }
+};
+
+/// The waiter's reference, in the task's frame: leaving (done, cancelled, or the frame destroyed
+/// at shutdown) abandons the job and releases the job's reference too when it never runs.
+struct gai_leave {
+  blocking_pool* pool;
+  void operator()(gai_job* j) const noexcept {
+    if (!pool->abandon(*j)) gai_job::release(j);
+    gai_job::release(j);
+  }
+};
 
 std::error_code gai_code(int status, int system_error) {
   switch (status) {
@@ -192,24 +221,28 @@ std::error_code gai_code(int status, int system_error) {
 }
 
 task<lookup_result> lookup_getaddrinfo(std::string host, std::uint16_t port, address_family family) {
-  auto st = std::make_shared<gai_state>();
-  st->host = std::move(host);
-  st->port = std::to_string(port);
-  st->family = family == address_family::v4 ? AF_INET : family == address_family::v6 ? AF_INET6 : AF_UNSPEC;
+  blocking_pool& pool = current_blocking_pool("corio::net::resolve: called outside a task on a runtime");
+  std::unique_ptr<gai_job, gai_leave> job{new gai_job, gai_leave{&pool}};
+  job->call.host = std::move(host);
+  job->call.port = std::to_string(port);
+  job->call.family = family == address_family::v4   ? AF_INET
+                     : family == address_family::v6 ? AF_INET6
+                                                    : AF_UNSPEC;
   lookup_result r;
   try {
-    std::thread{[st] { run_getaddrinfo(st); }}.detach();
-  } catch (const std::system_error& e) {
+    (void)pool.submit(*job);              // fresh, so never refused
+  } catch (const std::system_error& e) {  // no thread could be started
     r.code = e.code();
     co_return r;
   }
-  co_await st->done.wait();  // cancellable: the thread keeps `st` alive and finishes alone
-  if (st->status != 0) {
-    r.code = gai_code(st->status, st->system_error);
-    if (r.code == resolve_error::other) r.detail = ::gai_strerror(st->status);
+  co_await job->done.wait();  // cancellable: the job keeps its reference and finishes alone
+  const gai_call& c = job->call;
+  if (c.status != 0) {
+    r.code = gai_code(c.status, c.system_error);
+    if (r.code == resolve_error::other) r.detail = ::gai_strerror(c.status);
     co_return r;
   }
-  r.endpoints = std::move(st->out);
+  r.endpoints = std::move(job->call.out);
   if (r.endpoints.empty()) r.code = resolve_error::no_data;
   co_return r;
 }
@@ -554,18 +587,18 @@ lookup_result lookup_blocking(std::string host, std::uint16_t port, address_fami
   }
   r.code = check_name(host);
   if (r.code) return r;
-  auto st = std::make_shared<gai_state>();
-  st->host = std::move(host);
-  st->port = std::to_string(port);
-  st->family = family == address_family::v4 ? AF_INET : family == address_family::v6 ? AF_INET6 : AF_UNSPEC;
-  run_getaddrinfo(st);
-  if (st->status != 0) {
-    r.code = gai_code(st->status, st->system_error);
-    if (r.code == resolve_error::other) r.detail = ::gai_strerror(st->status);
-  } else if (st->out.empty()) {
+  gai_call c;
+  c.host = std::move(host);
+  c.port = std::to_string(port);
+  c.family = family == address_family::v4 ? AF_INET : family == address_family::v6 ? AF_INET6 : AF_UNSPEC;
+  run_getaddrinfo(c);
+  if (c.status != 0) {
+    r.code = gai_code(c.status, c.system_error);
+    if (r.code == resolve_error::other) r.detail = ::gai_strerror(c.status);
+  } else if (c.out.empty()) {
     r.code = resolve_error::no_data;
   } else {
-    r.endpoints = std::move(st->out);
+    r.endpoints = std::move(c.out);
   }
   return r;
 }

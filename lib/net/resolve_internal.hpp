@@ -39,8 +39,8 @@ std::optional<std::vector<endpoint>> resolve_locally(std::string_view host, std:
 /// "corio: resolve HOST" (and the resolver's own text when it has one).
 std::string describe(std::string_view host, const lookup_result& r);
 
-/// Tests only: a function the getaddrinfo thread calls before getaddrinfo (null: none), to hold a
-/// call in flight while a test cancels it. Thread-safe.
+/// Tests only: a function the pool thread of a getaddrinfo resolve (and lookup_blocking) calls
+/// before getaddrinfo (null: none), to hold a call in flight while a test cancels it. Thread-safe.
 void set_getaddrinfo_hook(void (*hook)()) noexcept;
 
 }  // namespace corio::detail

@@ -59,9 +59,11 @@ enum class resolver_backend {
   /// the query at once. std::system_error(resolve_error::not_supported) when corio was built
   /// without c-ares.
   cares,
-  /// The system's getaddrinfo(3) (glibc: nsswitch, /etc/hosts, resolv.conf, NSS modules) on a
-  /// thread apart from the workers. A cancelled resolve returns at once; the call itself cannot
-  /// be interrupted, so it runs to its end on that thread and its result is dropped.
+  /// The system's getaddrinfo(3) (glibc: nsswitch, /etc/hosts, resolv.conf, NSS modules) on the
+  /// runtime's blocking pool (corio/blocking.hpp: at most runtime_options::max_blocking_threads
+  /// calls at once, the others queued, as Tokio's lookup_host). A cancelled resolve returns at
+  /// once: a call still queued never runs; one that started cannot be interrupted, so it runs to
+  /// its end on its pool thread and its result is dropped (the runtime's shutdown waits for it).
   getaddrinfo,
 };
 
@@ -119,14 +121,15 @@ namespace corio::net {
 /// Numeric addresses and "localhost" (and names ending in ".localhost", RFC 6761 section 6.3:
 /// 127.0.0.1 and ::1, never asked of DNS) are answered without any query, by either backend.
 /// Other names go to the resolver backend (resolver_options::backend): c-ares driven by corio's
-/// reactor when corio was built with it, else getaddrinfo on a thread of its own.
+/// reactor when corio was built with it, else getaddrinfo on the runtime's blocking pool.
 ///
 /// Errors: std::system_error whose message names the host ("corio: resolve nosuch.test: host not
 /// found (NXDOMAIN)") and whose code is a resolve_error of resolve_category() (host_not_found,
 /// no_data, server_failure, timeout, ...), or a system errno (EMFILE). Cancellation: the task's
 /// stop (join_handle::cancel, corio::timeout, try_timeout, a task_group) ends the resolve at once
 /// with operation_cancelled (timed_out for a timeout): c-ares's queries are destroyed, a
-/// getaddrinfo call is abandoned (it finishes on its thread, its result dropped).
+/// getaddrinfo call is abandoned (one still queued never runs; one that started finishes on its
+/// pool thread, its result dropped).
 ///
 /// Thread-safety: any number of resolves may run at once, on any workers; each has its own c-ares
 /// channel (so /etc/resolv.conf and /etc/hosts are read per call: a changed file is seen at once,

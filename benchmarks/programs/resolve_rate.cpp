@@ -5,7 +5,7 @@
 // Prints one line per case: `resolve <host> <backend>: <calls/s> calls/s, <us> us/call`.
 // Cases: "localhost" (answered by corio itself, RFC 6761: no resolver runs), and a name of
 // /etc/hosts other than localhost (the first found), through c-ares (reads /etc/resolv.conf and
-// /etc/hosts per call: one channel per resolve) and through getaddrinfo on a thread. Nothing
+// /etc/hosts per call: one channel per resolve) and through getaddrinfo on the blocking pool. Nothing
 // leaves the machine.
 #include <fmt/format.h>
 
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   std::vector<row> rows{{"localhost", corio::net::resolver_backend::automatic, "local answer"}};
   if (!hosts_name.empty()) {
     if (corio::net::has_cares()) rows.push_back({hosts_name, corio::net::resolver_backend::cares, "c-ares"});
-    rows.push_back({hosts_name, corio::net::resolver_backend::getaddrinfo, "getaddrinfo thread"});
+    rows.push_back({hosts_name, corio::net::resolver_backend::getaddrinfo, "getaddrinfo pool"});
   }
   for (const auto& r : rows) {
     corio::net::resolve_options o;

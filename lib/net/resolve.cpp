@@ -190,7 +190,7 @@ struct gai_leave {
   }
 };
 
-std::error_code gai_code(int status, int system_error) {
+std::error_code gai_code(int status, [[maybe_unused]] int system_error) {  // unused without EAI_SYSTEM (Windows)
   switch (status) {
     case EAI_NONAME:
       return resolve_error::host_not_found;

@@ -288,12 +288,13 @@ corio::task<void> write_lines(corio::net::tcp_stream* s, std::shared_ptr<client>
       continue;
     }
     if (closed) break;
-    if (c->dropped.load(std::memory_order_relaxed) != 0) {
-      const std::uint64_t n = co_await server->take_dropped_if_drained(c.get());
-      if (n != 0) {
-        batch = fmt::format("* {} lines dropped\n", n);
-        continue;
-      }
+    // Under the lock, never by a peek at `dropped`: a broadcaster's failed try_send and its
+    // count are two steps, both under the lock, and a peek between them (from another worker)
+    // would park this writer on an empty outbox with a drop still to report.
+    const std::uint64_t n = co_await server->take_dropped_if_drained(c.get());
+    if (n != 0) {
+      batch = fmt::format("* {} lines dropped\n", n);
+      continue;
     }
     auto line = co_await c->outbox.recv();
     if (!line) break;

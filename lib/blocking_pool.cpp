@@ -237,7 +237,11 @@ void blocking_wait::cancel_job(stop_canceller& c) noexcept {
 }
 
 void blocking_wait::complete() noexcept {
-  const wake_ticket t = ticket_;  // the frame may be resumed, and freed, once the wake is out
+  // The frame may be resumed, and freed, once the wake is out: copy first. An unbound task goes
+  // back to the worker it parked on (its inbox, one direct wake of that worker), not to the
+  // injection queue, whose wakep() wakes whichever worker went idle last and sets off spinning.
+  wake_ticket t = ticket_;
+  if (t.wake_on == unbound_worker) t.wake_on = park_worker_;
   wake_parked(t);
 }
 

@@ -35,7 +35,10 @@ class ready_operation : public io_operation {
 /// which this worker registers with its epoll or kqueue set for the duration of the wait only,
 /// since corio cannot know when the library closes it. `fd` must stay open until the wait ends;
 /// corio neither reads from it nor closes it. Readiness may be spurious (another reader took the
-/// data first): the library's own call then reports EAGAIN and the caller waits again.
+/// data first): the library's own call then reports EAGAIN and the caller waits again. Meant
+/// for descriptors corio does not own: on Asio, waiting on a corio socket's native_handle()
+/// re-registers it for the wait, which ends (as cancelled) any other operation of that socket
+/// in flight on the same worker; use the socket's own operations instead.
 ///
 /// Cancellable like every I/O operation (detail::io_operation): the task's stop ends the wait
 /// with operation_cancelled. Errors: std::system_error (EBADF for a negative or closed

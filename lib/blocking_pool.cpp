@@ -119,16 +119,21 @@ void blocking_pool::thread_main() noexcept {
       continue;
     }
     if (shutdown_) break;
-    // Idle: wait for a job, at most keep_alive (steady time).
+    // Idle: wait for a job, at most keep_alive (steady time) in all. Every wake consumes one
+    // notification, including one whose job a busy thread took first (this thread then waits
+    // again): were notified_ left counting it, later submits would see no idle thread to
+    // notify, and their jobs would queue behind the busy threads while this one sleeps.
     ++idle_;
-    if (keep_alive_ == clock::duration::max()) {
-      work_cv_.wait(lock, [this] { return head_ != nullptr || shutdown_; });
-    } else {
-      const auto until = deadline_after(std::chrono::steady_clock::now(), keep_alive_);
-      work_cv_.wait_until(lock, until, [this] { return head_ != nullptr || shutdown_; });
+    const bool forever = keep_alive_ == clock::duration::max();
+    const auto until = forever ? std::chrono::steady_clock::time_point::max()
+                               : deadline_after(std::chrono::steady_clock::now(), keep_alive_);
+    bool timed_out = false;
+    while (head_ == nullptr && !shutdown_ && !timed_out) {
+      if (forever) work_cv_.wait(lock);
+      else timed_out = work_cv_.wait_until(lock, until) == std::cv_status::timeout;
+      if (notified_ > 0) --notified_;
     }
     --idle_;
-    if (notified_ > 0) --notified_;
     if (head_ == nullptr) break;  // kept alive long enough with nothing to do, or shut down
   }
   // Leaving: hand this thread's handle to whoever joins next (a submit or the shutdown).

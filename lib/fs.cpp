@@ -119,18 +119,18 @@ transfer_operation::transfer_operation(const file& f, bool write, std::byte* buf
   else if (!valid_offset(offset)) fail_early(EINVAL);
 }
 
-bool transfer_operation::try_now(corio::detail::stop_state* stop) noexcept {
+transfer_operation::now transfer_operation::try_now(corio::detail::stop_state* stop) noexcept {
 #if defined(__linux__) && defined(RWF_NOWAIT)
-  if (stop != nullptr && stop->stop_requested()) return false;  // the reactor path cancels it
-  if (!corio::detail::coop_spend()) return false;  // out of budget: through the reactor (a yield)
+  if (stop != nullptr && stop->stop_requested()) return now::not_done;  // the reactor path cancels it
   iovec v{request_.buffer, request_.length};
   const ssize_t n = ::preadv2(request_.fd, &v, 1, static_cast<off_t>(request_.offset), RWF_NOWAIT);
-  if (n < 0) return false;  // EAGAIN (not in the page cache) and any error: the reactor decides
+  if (n < 0) return now::not_done;  // EAGAIN (not in the page cache) and any error: the reactor decides
   request_.result = static_cast<int>(n);
-  return true;
+  // Out of budget: the read is done, and the task yields (a requeue, not an io_uring round trip).
+  return corio::detail::coop_spend() ? now::done : now::done_yield;
 #else
   (void)stop;
-  return false;
+  return now::not_done;
 #endif
 }
 

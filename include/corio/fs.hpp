@@ -14,6 +14,7 @@
 #include "corio/detail/io_operation.hpp"
 #include "corio/detail/splice.hpp"  // detail::splice_copy, which corio::copy uses
 #include "corio/task.hpp"
+#include "corio/yield.hpp"  // detail::coop_spend, detail::yield_next
 
 namespace corio::fs {
 
@@ -93,14 +94,25 @@ class transfer_operation : public file_operation {
   transfer_operation(const file& f, bool write, std::byte* buffer, std::size_t length, std::int64_t offset,
                      std::error_code* ec) noexcept;
   /// A read of a regular file first tries preadv2(RWF_NOWAIT) on the calling thread: data in
-  /// the page cache is read at once and the task goes on without suspending (while its
-  /// cooperation budget lasts, see detail::coop_spend); anything that would block (EAGAIN: not
-  /// cached) goes to the reactor. Nothing is tried when the task's stop was requested (the
-  /// operation then ends cancelled as usual).
+  /// the page cache is read at once and the task goes on without suspending, or, once its
+  /// cooperation budget is spent (see detail::coop_spend), with the read done and the task
+  /// requeued behind the runnable ones, as a channel operation does; anything that would block
+  /// (EAGAIN: not cached) goes to the reactor. Nothing is tried when the task's stop was
+  /// requested (the operation then ends cancelled as usual).
   template <class Promise>
-  bool await_suspend(std::coroutine_handle<Promise> h) {
-    if (nowait_ && try_now(corio::detail::stop_of(h))) return false;
-    return io_operation::await_suspend(h);
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    if (nowait_) {
+      switch (try_now(corio::detail::stop_of(h))) {
+        case now::done:
+          return h;
+        case now::done_yield:
+          return corio::detail::transfer(corio::detail::yield_next(h));  // h published: touch nothing
+        case now::not_done:
+          break;
+      }
+    }
+    if (io_operation::await_suspend(h)) return std::noop_coroutine();  // h published: touch nothing
+    return h;
   }
   std::size_t await_resume() {
     const auto n = finish_named();
@@ -108,7 +120,9 @@ class transfer_operation : public file_operation {
   }
 
  private:
-  bool try_now(corio::detail::stop_state* stop) noexcept;  // lib/fs.cpp
+  /// try_now's outcome: not done (go to the reactor), done, or done with the budget spent.
+  enum class now { not_done, done, done_yield };
+  now try_now(corio::detail::stop_state* stop) noexcept;  // lib/fs.cpp
   bool nowait_ = false;  ///< a read of a file that takes RWF_NOWAIT (see file::nowait_reads_)
 };
 

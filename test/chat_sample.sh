@@ -21,6 +21,9 @@ trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$dir"' EXI
 run() {
   local workers="$1"
   local log="$dir/chat$workers.log"
+  # Created here, not by the background job's redirection: under load the sed below could run
+  # before the job opened the file, fail to read it, and end the script (set -e) with status 2.
+  : >"$log"
   "$server" --port 0 --workers "$workers" >"$log" 2>&1 &
   server_pid=$!
   local where=""

@@ -56,6 +56,9 @@ print("ok")
 run_mode() {
   local kind="$1"; shift
   local log="$dir/$kind.log"
+  # Created here, not by the background job's redirection: under load the sed below could run
+  # before the job opened the file, fail to read it, and end the script (set -e) with status 2.
+  : >"$log"
   "$server" "$@" --workers 2 >"$log" 2>&1 &
   server_pid=$!
   local where=""

@@ -382,11 +382,15 @@ done
 echo
 echo "Medians of $ROUNDS round(s) of \`wrk -t1 -cC -d${DUR}s\` per server and load, the servers alternating"
 echo "(the order rotates every round); ×Tokio = the median's ratio to Tokio's. CPU: utime+stime of the"
-echo "server process over the wrk run / wrk's request count. RSS: VmRSS with $HOLD idle keep-alive"
-echo "connections (one request answered on each) minus VmRSS before, over $HOLD, on a fresh server"
-rss_lines=""
-for s in $SERVERS; do rss_lines+="${rss_lines:+; }$s ${RSS_LINE[$s]:--}"; done
-echo "(VmRSS before -> after, KiB: $rss_lines)."
+echo "server process over the wrk run / wrk's request count."
+if (( ! SKIP_MEMORY )); then
+  echo "RSS: VmRSS with $HOLD idle keep-alive connections (one request answered on each) minus VmRSS"
+  rss_lines=""
+  for s in $SERVERS; do rss_lines+="${rss_lines:+; }$s ${RSS_LINE[$s]:--}"; done
+  echo "before, over $HOLD, on a fresh server (VmRSS before -> after, KiB: $rss_lines)."
+else
+  echo "Memory and connection phase skipped (SKIP_MEMORY=1)."
+fi
 if [[ -n $GO_WHY ]]; then echo; echo "Go server skipped: $GO_WHY"; fi
 
 # Issue 19's bars, for corio on io_uring.

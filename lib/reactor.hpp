@@ -56,6 +56,15 @@ class in_flight_list {
 
 class reactor;
 
+/// A reactor's provided buffer ring counters (runtime_stats: worker_stats::provided_*).
+struct provided_buffer_stats {
+  std::uint64_t buffers = 0;   ///< buffers the ring was given (0: no ring)
+  std::uint64_t in_use = 0;    ///< handed out to leases and not released yet
+  std::uint64_t enobufs = 0;   ///< receives that found the ring empty
+  std::uint64_t grows = 0;     ///< times the ring was given more buffers after running dry
+  std::uint64_t fallbacks = 0; ///< receives that went to a heap buffer because the ring stayed empty
+};
+
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
 /// cancel, since only the owner may touch its ring or io_context (SINGLE_ISSUER). An intrusive
 /// list through io_request::cancel_prev/next under a mutex; a request is in it only while it is in
@@ -171,6 +180,17 @@ class reactor {
 
   /// Which optional features are on, comma-separated, for runtime_stats.
   [[nodiscard]] virtual std::string features() const = 0;
+
+  /// Whether a recv may ask this reactor for a buffer of its provided buffer ring
+  /// (io_request::provided_select). The io_uring reactor sets its ring up on the first call
+  /// (unless CORIO_URING_NO_BUFRING=1 or the kernel refuses); Asio has none. Owner thread only.
+  [[nodiscard]] virtual bool provides_buffers() noexcept { return false; }
+
+  /// The provided buffer ring's counters (all zero without one). Any thread.
+  [[nodiscard]] virtual provided_buffer_stats buffer_stats() const noexcept { return {}; }
+
+  /// Counts a lease read that fell back to a heap buffer because the ring stayed empty. Owner thread.
+  virtual void note_buffer_fallback() noexcept {}
 
  protected:
   cancel_inbox cancels_;

@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <cstdlib>
 
 #include "net/socket_api.hpp"
@@ -70,6 +72,25 @@ bool finish_request(io_request& r, int result, bool draining, const completion_s
 #if !CORIO_HAS_URING
 void set_uring_setup_failure(int) noexcept {}
 #endif
+
+namespace {
+std::mutex buffer_config_mutex;
+buffer_ring_config buffer_config{};
+}  // namespace
+
+buffer_ring_config current_buffer_ring_config() noexcept {
+  std::lock_guard lock{buffer_config_mutex};
+  return buffer_config;
+}
+
+void set_buffer_ring_config(const buffer_ring_config* config) noexcept {
+  buffer_ring_config c = config != nullptr ? *config : buffer_ring_config{};
+  c.max_buffers = std::clamp(c.max_buffers, 1u, 32768u);
+  c.initial_buffers = std::clamp(c.initial_buffers, 1u, c.max_buffers);
+  c.buffer_bytes = std::clamp<std::size_t>(c.buffer_bytes, 1, std::size_t{1} << 20);
+  std::lock_guard lock{buffer_config_mutex};
+  buffer_config = c;
+}
 
 backend_choice choose_backend(io_backend requested) {
   backend_choice choice;

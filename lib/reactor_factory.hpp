@@ -5,6 +5,7 @@
 // reactor interface (libcoro's io_notifier seam).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -41,5 +42,21 @@ std::unique_ptr<reactor> make_reactor(const backend_choice& choice, unsigned rin
 /// machine that has io_uring. 0 (the default) restores normal set-up. No effect when io_uring was
 /// not built. Thread-safe.
 void set_uring_setup_failure(int error) noexcept;
+
+/// The provided buffer ring each io_uring worker sets up the first time one of its tasks asks for
+/// a buffer lease (corio::net::tcp_stream::read_lease; lib/uring_buffers.hpp): buffers put in the
+/// ring at first, the bound it grows to (doubling) when it runs dry, and each buffer's size.
+struct buffer_ring_config {
+  unsigned initial_buffers = 256;    ///< at least 1
+  unsigned max_buffers = 4096;       ///< the ring's size: rounded up to a power of two, at most 32768
+  std::size_t buffer_bytes = 16384;  ///< bytes per buffer, at least 1, at most 1 MiB
+};
+
+/// The configuration rings set up from now on use. Thread-safe.
+buffer_ring_config current_buffer_ring_config() noexcept;
+
+/// Test hook: rings set up from now on use `config` (clamped to the bounds above); null restores
+/// the defaults. Rings already set up keep theirs. Thread-safe.
+void set_buffer_ring_config(const buffer_ring_config* config) noexcept;
 
 }  // namespace corio::detail

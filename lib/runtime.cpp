@@ -395,6 +395,15 @@ runtime_stats runtime_impl::stats() const {
     s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get()});
+    if (w->reactor_) {
+      const provided_buffer_stats b = w->reactor_->buffer_stats();
+      worker_stats& ws = s.workers.back();
+      ws.provided_buffers = b.buffers;
+      ws.provided_in_use = b.in_use;
+      ws.provided_enobufs = b.enobufs;
+      ws.provided_grows = b.grows;
+      ws.provided_fallbacks = b.fallbacks;
+    }
   }
   CORIO_ASSERT(shut_down_ || spawned >= finished, "registry-slot-counted");
   s.live_tasks = shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);

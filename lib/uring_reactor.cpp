@@ -2,6 +2,7 @@
 #include "uring_reactor.hpp"
 
 #include "reactor_factory.hpp"
+#include "uring_buffers.hpp"
 #if CORIO_FAULT_INJECTION
 #include "fault_injection.hpp"
 #endif
@@ -16,6 +17,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <string_view>
 #include <system_error>
 
 namespace corio::detail {
@@ -183,6 +186,11 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
     io_uring_free_probe(probe);
   }
 
+  // CORIO_URING_NO_BUFRING=1 turns the provided buffer ring off: lease reads use heap buffers.
+  if (const char* env = std::getenv("CORIO_URING_NO_BUFRING"); env != nullptr && std::string_view{env} == "1") {
+    buffer_state_ = buffer_ring_state::off;
+  }
+
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
     const int error = errno;
@@ -195,6 +203,29 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
 uring_reactor::~uring_reactor() {
   io_uring_queue_exit(&ring_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
+  // After the ring is gone: leases still held keep the buffer memory until they are released.
+  if (provided_buffers* b = buffers_.load(std::memory_order_relaxed)) b->detach();
+}
+
+bool uring_reactor::provides_buffers() noexcept {
+  if (buffer_state_ == buffer_ring_state::untried) {
+    provided_buffers* b = provided_buffers::create(ring_, 0, current_buffer_ring_config());
+    buffers_.store(b, std::memory_order_release);
+    buffer_state_ = b != nullptr ? buffer_ring_state::on : buffer_ring_state::off;
+  }
+  return buffer_state_ == buffer_ring_state::on;
+}
+
+provided_buffer_stats uring_reactor::buffer_stats() const noexcept {
+  provided_buffer_stats s;
+  s.fallbacks = buffer_fallbacks_.load(std::memory_order_relaxed);
+  if (const provided_buffers* b = buffers_.load(std::memory_order_acquire)) {
+    s.buffers = b->buffers();
+    s.in_use = b->in_use();
+    s.enobufs = b->enobufs();
+    s.grows = b->grows();
+  }
+  return s;
 }
 
 io_uring_sqe* uring_reactor::get_sqe() {
@@ -236,6 +267,7 @@ void uring_reactor::submit(io_request& request) {
 #endif
   io_uring_sqe* sqe = get_sqe();
   prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
+  if (request.provided == io_request::provided_select) buffers_.load(std::memory_order_relaxed)->prepare(sqe);
 #if CORIO_FAULT_INJECTION
   // A short transfer: the kernel is given fewer bytes (recv, send and read keep their length in
   // sqe->len); the request keeps its own length.
@@ -256,7 +288,7 @@ std::size_t uring_reactor::deliver_early() noexcept {
   return n;
 }
 
-void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
+void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t flags) noexcept {
   if (user_data == tag_ignore) return;
   if (user_data == tag_wake) {
     wake_armed_ = false;
@@ -266,6 +298,21 @@ void uring_reactor::complete(std::uint64_t user_data, int result) noexcept {
   }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
   in_flight_.unlink(r);
+  if (r.provided == io_request::provided_select) {
+    provided_buffers* b = buffers_.load(std::memory_order_relaxed);
+    if ((flags & IORING_CQE_F_BUFFER) != 0) {
+      b->take(r, result, static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+    } else if (result == -ENOBUFS && !draining_ && !r.cancel_was_requested() && b->replenish()) {
+      // The ring ran dry and has buffers again (returned ones, or it grew): the bytes are still
+      // in the socket, so the same receive is tried again. If it cannot be, the lease read falls
+      // back to a heap buffer (its on_complete hook).
+      try {
+        submit(r);
+        return;
+      } catch (...) {
+      }
+    }
+  }
   finish_request(r, result, draining_, sink_, cancels_);
 }
 
@@ -298,7 +345,12 @@ void uring_reactor::submit_cancels() noexcept {
 std::size_t uring_reactor::reap() {
   // Copy a batch out of the completion queue before handling it: handlers may submit.
   std::array<io_uring_cqe*, 64> cqes{};
-  std::array<std::pair<std::uint64_t, int>, 64> batch{};
+  struct completion {
+    std::uint64_t user_data;
+    int result;
+    std::uint32_t flags;
+  };
+  std::array<completion, 64> batch{};
   std::size_t finished = 0;
 #if CORIO_FAULT_INJECTION
   if ((IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0) fault::note_cq_overflow();
@@ -306,11 +358,11 @@ std::size_t uring_reactor::reap() {
   for (;;) {
     const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes.data(), static_cast<unsigned>(cqes.size()));
     if (n == 0) break;
-    for (unsigned i = 0; i < n; ++i) batch[i] = {cqes[i]->user_data, cqes[i]->res};
+    for (unsigned i = 0; i < n; ++i) batch[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
-      complete(batch[i].first, batch[i].second);
-      finished += batch[i].first > tag_wake ? 1 : 0;
+      complete(batch[i].user_data, batch[i].result, batch[i].flags);
+      finished += batch[i].user_data > tag_wake ? 1 : 0;
     }
     if (n < cqes.size()) break;
   }
@@ -320,6 +372,7 @@ std::size_t uring_reactor::reap() {
 std::size_t uring_reactor::poll() {
   if (cancels_.pending()) [[unlikely]]
     submit_cancels();
+  if (provided_buffers* b = buffers_.load(std::memory_order_relaxed)) b->drain_returns();
   std::size_t finished = deliver_early();
   // Nothing submitted and nothing in flight: only the wake read can complete, and wait() reaps
   // that one. Skip touching the rings at all (the common case of compute-only work).
@@ -393,6 +446,9 @@ void uring_reactor::drain() noexcept {
     fmt::print(stderr, "corio: {} io_uring requests did not complete after cancellation\n",
                in_flight_.size());
   }
+  // The worker is leaving this thread: from now on every lease release goes through the return
+  // queue, which nobody drains (the ring is about to go).
+  if (provided_buffers* b = buffers_.load(std::memory_order_relaxed)) b->leave_owner_thread();
 }
 
 }  // namespace corio::detail

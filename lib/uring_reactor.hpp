@@ -3,6 +3,7 @@
 
 #include <liburing.h>
 
+#include <atomic>
 #include <bitset>
 #include <cstdint>
 #include <memory>
@@ -13,6 +14,8 @@
 #include "reactor.hpp"
 
 namespace corio::detail {
+
+class provided_buffers;  // lib/uring_buffers.hpp
 
 /// A reactor over one io_uring ring, created on (and used only from) its worker's thread.
 ///
@@ -43,12 +46,15 @@ class uring_reactor final : public reactor {
   [[nodiscard]] std::size_t in_flight() const noexcept override { return in_flight_.size(); }
   [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
   [[nodiscard]] std::string features() const override { return features_; }
+  bool provides_buffers() noexcept override;
+  [[nodiscard]] provided_buffer_stats buffer_stats() const noexcept override;
+  void note_buffer_fallback() noexcept override { buffer_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   io_uring_sqe* get_sqe();
   void arm_wake_read();
   std::size_t reap();
-  void complete(std::uint64_t user_data, int result) noexcept;
+  void complete(std::uint64_t user_data, int result, std::uint32_t flags = 0) noexcept;
   /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
   void submit_cancels() noexcept;
   /// Completes the requests submit() failed before they reached the kernel (an opcode the kernel
@@ -70,6 +76,12 @@ class uring_reactor final : public reactor {
   in_flight_list in_flight_;  // for cancellation at drain()
   std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()
   std::string features_;
+
+  // The provided buffer ring (lib/uring_buffers.hpp), set up by the first provides_buffers().
+  enum class buffer_ring_state : std::uint8_t { untried, on, off };
+  buffer_ring_state buffer_state_ = buffer_ring_state::untried;
+  std::atomic<provided_buffers*> buffers_{nullptr};  ///< read by buffer_stats() on any thread
+  std::atomic<std::uint64_t> buffer_fallbacks_{0};
 };
 
 }  // namespace corio::detail

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "corio/blocking.hpp"
+#include "corio/buffer_lease.hpp"
 #include "corio/cancel.hpp"
 #include "corio/channel.hpp"
 #include "corio/condition_variable.hpp"

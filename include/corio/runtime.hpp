@@ -92,6 +92,13 @@ struct worker_stats {
   std::uint64_t io_completed = 0;   ///< I/O completions reaped
   std::uint64_t timers_fired = 0;   ///< sleeps that expired
   std::uint64_t budget_yields = 0;  ///< awaits turned into yields by the cooperation budget
+  // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
+  // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
+  std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)
+  std::uint64_t provided_in_use = 0;     ///< ring buffers held by leases (any thread releases them)
+  std::uint64_t provided_enobufs = 0;    ///< receives that found the ring empty (ENOBUFS)
+  std::uint64_t provided_grows = 0;      ///< times the ring was given more buffers
+  std::uint64_t provided_fallbacks = 0;  ///< receives that went to a heap buffer as the ring stayed empty
 };
 
 /// A snapshot of a runtime's counters.

@@ -59,6 +59,14 @@ class cancel_inbox;  // lib/reactor.hpp: where cancellers leave requests for the
 /// completion; never shared between threads while in flight.
 struct io_request {
   io_opcode opcode = io_opcode::recv;
+  /// recv only: `provided_select` asks the reactor to pick the buffer from its provided buffer ring
+  /// when data arrives (buffer and length are then unused); the io_uring reactor sets
+  /// `provided_held` when it completes the request with a ring buffer: `buffer` is that buffer,
+  /// `buffer_id` its id, `reactor_data` the ring it must go back to (lib/uring_buffers.hpp).
+  std::uint8_t provided = 0;
+  static constexpr std::uint8_t provided_select = 1;
+  static constexpr std::uint8_t provided_held = 2;
+  std::uint16_t buffer_id = 0;  ///< with provided_held: the ring buffer's id
   int fd = -1;
   /// The descriptor's file_descriptor::generation(): a reactor keeping per-descriptor state
   /// (Asio's socket table) drops what it registered under a reused descriptor number.
@@ -96,7 +104,9 @@ struct io_request {
   cancel_inbox* cancel_owner = nullptr;
   io_request* cancel_prev = nullptr;  ///< the inbox's list (guarded by the inbox's mutex)
   io_request* cancel_next = nullptr;
-  void* reactor_data = nullptr;       ///< the reactor's own per-request state (Asio: its cancellation signal)
+  /// The reactor's own per-request state (Asio: its cancellation signal; io_uring: the provided
+  /// buffer ring of a provided_select recv).
+  void* reactor_data = nullptr;
 
   /// True once a canceller asked for this request to end early. Any thread.
   [[nodiscard]] bool cancel_was_requested() const noexcept {

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <vector>
 
+#include "corio/buffer_lease.hpp"
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/detail/io_operation.hpp"
 #include "corio/net/endpoint.hpp"
@@ -62,6 +63,50 @@ class read_some_operation : public detail::io_operation {
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
+};
+
+/// Awaiter of read_lease on a stream socket (tcp_stream): a buffer_lease holding the bytes one
+/// receive got (at least one), or an empty lease at end of stream. `what` starts the message of
+/// the std::system_error it throws.
+///
+/// On an io_uring worker with a provided buffer ring, the receive is submitted with
+/// IOSQE_BUFFER_SELECT: no buffer is attached while it waits, the kernel picks one of the
+/// worker's ring when data arrives, and the lease hands that buffer over without a copy (up to
+/// the ring's buffer size, 16 KiB by default, per read). When the ring ran dry (ENOBUFS) the
+/// worker puts back the buffers released elsewhere or grows the ring (doubling, up to its
+/// bound) and the receive is tried again; when the ring stays empty at its bound, the receive is
+/// tried again into a heap buffer of heap_buffer_bytes: no byte is ever dropped (the bytes wait in
+/// the socket meanwhile). Without a ring (the Asio reactor, CORIO_URING_NO_BUFRING=1, a kernel
+/// before 5.19) it reads into a heap buffer of heap_buffer_bytes allocated when the operation is
+/// awaited and owned by the lease: on those paths a waiting read holds that buffer.
+///
+/// Cancellation and errors as read_some_operation; an allocation failure is ENOMEM. A buffer the
+/// task never took (its frame destroyed while the read was done) goes back to its ring.
+class read_lease_operation : public detail::io_operation {
+ public:
+  /// Bytes of the heap buffer a read uses where no ring buffer is available.
+  static constexpr std::size_t heap_buffer_bytes = 16384;
+
+  read_lease_operation(const detail::file_descriptor& socket, std::error_code* ec,
+                       const char* what = "corio::net::tcp_stream::read_lease") noexcept;
+  read_lease_operation(const read_lease_operation&) = delete;
+  read_lease_operation& operator=(const read_lease_operation&) = delete;
+  ~read_lease_operation();
+
+  /// Picks the buffer's source (the worker's ring, or a heap buffer) and submits; false (resume
+  /// at once with ENOMEM, or cancelled) when it cannot wait.
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    if (!prepare()) return false;
+    return io_operation::await_suspend(h);
+  }
+  /// The lease; empty at end of stream (and after an error reported in the error_code form).
+  buffer_lease await_resume();
+
+ private:
+  bool prepare() noexcept;
+  static bool on_complete(detail::io_request& request, int result) noexcept;
+  std::byte* heap_ = nullptr;  ///< the heap buffer of a read without a ring buffer
 };
 
 /// Awaiter of write_some on a stream socket (tcp_stream, unix_stream): the number of bytes one send accepted
@@ -285,6 +330,18 @@ class tcp_stream {
   }
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer, std::error_code& ec) noexcept {
     return read_some(std::as_writable_bytes(buffer), ec);
+  }
+
+  /// Reads at least one byte once some are available and hands over the buffer they were received
+  /// in, without a copy: yields a buffer_lease (see read_lease_operation), empty at end of stream.
+  /// On io_uring the buffer comes from the worker's provided buffer ring only when data arrives,
+  /// so a connection waiting in read_lease holds no read buffer; release the lease (or let it go)
+  /// once its bytes are used. read_some keeps reading into the caller's buffer. Throws
+  /// std::system_error as read_some does.
+  [[nodiscard]] read_lease_operation read_lease() { return read_lease_operation{checked(), nullptr}; }
+  /// As read_lease(), reporting failure in `ec` (cleared on success) and yielding an empty lease.
+  [[nodiscard]] read_lease_operation read_lease(std::error_code& ec) noexcept {
+    return read_lease_operation{socket_, &ec};
   }
 
   /// Writes some of `data` in one send (IORING_OP_SEND, MSG_NOSIGNAL); yields the count sent, at

@@ -42,16 +42,17 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
   using corio::clock;
   std::error_code ec;
   stream.set_nodelay(true, ec);
-  request_framer framer{limits};  // the receive buffer and the framing: request_framer.hpp
+  // The framing (request_framer.hpp) keeps only a split request's tail; the bytes come in buffer
+  // leases (on io_uring from the worker's provided buffer ring, picked when data arrives), so a
+  // connection waiting for its next request holds no read buffer.
+  request_framer framer{limits};
   const clock::duration header_timeout = detail::effective_timeout(limits.header_timeout);
   const clock::duration keepalive_timeout = detail::effective_timeout(limits.keepalive_timeout);
   // The deadline of the head being read (the first request's counts from the accept).
   clock::time_point head_deadline{};
   if (header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
-  std::string out;
-  out.reserve(4096);
   for (;;) {
-    std::size_t n = 0;
+    corio::buffer_lease lease;
     // More of a head waits until its deadline; more of a body, for the header timeout; the next
     // request, for the keep-alive timeout. An expired timeout cancels the read: it ends with
     // operation_canceled in `ec`, as a graceful shutdown does, and the connection closes
@@ -59,17 +60,20 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
     const bool in_head = framer.awaiting_head();
     const clock::duration wait_limit = framer.in_body() ? header_timeout : keepalive_timeout;
     if (in_head && header_timeout != clock::duration::zero()) {
-      auto r = co_await corio::try_deadline(head_deadline, stream.read_some(framer.read_space(), ec));
-      n = r.value_or(0);
+      auto r = co_await corio::try_deadline(head_deadline, stream.read_lease(ec));
+      if (r) lease = std::move(*r);
     } else if (!in_head && wait_limit != clock::duration::zero()) {
-      auto r = co_await corio::try_timeout(wait_limit, stream.read_some(framer.read_space(), ec));
-      n = r.value_or(0);
+      auto r = co_await corio::try_timeout(wait_limit, stream.read_lease(ec));
+      if (r) lease = std::move(*r);
     } else {
-      n = co_await stream.read_some(framer.read_space(), ec);
+      lease = co_await stream.read_lease(ec);
     }
-    if (ec || n == 0) co_return;
-    out.clear();
-    const bool close_after = framer.on_read(n, out);
+    if (ec || lease.empty()) co_return;
+    // The response lives only until it is written: nothing is kept across the wait for the next
+    // request.
+    std::string out;
+    const bool close_after = framer.on_data(lease.chars(), out);
+    lease.release();  // back to its ring before the write waits
     if (!out.empty()) {
       // Shielded: a request read is answered in full even when the task is being cancelled (a
       // graceful shutdown); the next read then sees the stop and the connection closes.
@@ -86,15 +90,15 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
       clock::time_point linger_until{};
       if (linger_bounded) linger_until = corio::now() + header_timeout;
       for (std::size_t drained = 0; !ec && drained < (1u << 20);) {
-        std::size_t k = 0;
+        corio::buffer_lease dropped;
         if (linger_bounded) {
-          auto r = co_await corio::try_deadline(linger_until, stream.read_some(framer.discard_space(), ec));
-          k = r.value_or(0);
+          auto r = co_await corio::try_deadline(linger_until, stream.read_lease(ec));
+          if (r) dropped = std::move(*r);
         } else {
-          k = co_await stream.read_some(framer.discard_space(), ec);
+          dropped = co_await stream.read_lease(ec);
         }
-        if (k == 0) break;
-        drained += k;
+        if (dropped.empty()) break;
+        drained += dropped.size();
       }
       co_return;
     }

@@ -2,17 +2,14 @@
 // receives, without the I/O: its receive buffer, request framing (pipelining, requests split
 // across reads, bodies skipped) and the responses it answers with.
 //
-// serve_connection (http_server.hpp) reads into `read_space()` and hands each read to
-// `on_read()`; the fuzz target test/fuzz/http_request_fuzz.cpp drives the same code with
-// arbitrary bytes cut into arbitrary reads. Depends on the C++20 standard library only.
+// serve_connection (http_server.hpp) hands each read (a buffer lease's bytes) to `on_data()`; the
+// fuzz target test/fuzz/http_request_fuzz.cpp drives the same code with arbitrary bytes cut into
+// arbitrary reads. Depends on the C++20 standard library only.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
-#include <cstring>
-#include <span>
 #include <string>
 #include <string_view>
 
@@ -72,28 +69,20 @@ inline void append_response(std::string& out, const request_head& req) {
   if (found && req.method != "HEAD") out += hello_body;
 }
 
-/// One connection's receive buffer and request framing. The owner reads into `read_space()`
-/// (never empty while the connection is open) and passes the number of bytes read to
-/// `on_read()`, which answers every complete request, in order, and keeps an incomplete one for
-/// the next read: so the responses to a byte stream are the same however it is cut into reads.
-/// A request is answered as soon as its head is complete; its body (Content-Length bytes) is
-/// read and dropped. Not thread-safe: one connection, one task.
+/// One connection's request framing, without a receive buffer of its own: the owner passes the
+/// bytes of each read to `on_data()` (where they were read is the owner's: a buffer lease), which
+/// answers every complete request, in order, and copies only the tail of an incomplete one into a
+/// small heap string for the next read: so the responses to a byte stream are the same however it
+/// is cut into reads, and a connection between requests holds no buffer. A request is answered as
+/// soon as its head is complete; its body (Content-Length bytes) is dropped as it comes. Not
+/// thread-safe: one connection, one task.
 class request_framer {
  public:
-  /// Size of the receive buffer, in bytes; heads are limited to the smaller of this and
-  /// `server_limits::max_head_bytes`.
+  /// Heads are limited to the smaller of this (bytes) and `server_limits::max_head_bytes`.
   static constexpr std::size_t buffer_bytes = 16384;
 
   explicit request_framer(server_limits limits = {}) noexcept
       : limits_(limits), head_limit_(std::min(limits.max_head_bytes, buffer_bytes)) {}
-
-  /// Where the next read goes: the free end of the buffer. Never empty until on_read() said to
-  /// close.
-  [[nodiscard]] std::span<char> read_space() noexcept { return std::span<char>{in_}.subspan(have_); }
-
-  /// The whole buffer, for reading and dropping what a peer still sends once on_read() said to
-  /// close (the framer is done then).
-  [[nodiscard]] std::span<char> discard_space() noexcept { return std::span<char>{in_}; }
 
   /// What the next read waits for, for the timeouts: a request head (the first request, or one
   /// begun and not complete), or a body's bytes; neither: the next request of an idle keep-alive
@@ -104,24 +93,29 @@ class request_framer {
   /// body, or after an idle wait): its deadline counts from now.
   [[nodiscard]] bool new_head_started() const noexcept { return new_head_; }
 
-  /// Takes `n` bytes just read into read_space() (n <= its size): appends to `out` the response
-  /// to every request that is complete now, in order. Returns true when the connection must close
-  /// once `out` is written: after a request that did not keep the connection alive, or after
-  /// answering 400 (a malformed head), 431 (a head over the limit) or 413 (a body over the
-  /// limit); the bytes after that point are not looked at, and on_read() must not be called again.
-  /// Throws std::bad_alloc (from `out`).
-  bool on_read(std::size_t n, std::string& out) {
-    have_ += n;
+  /// Takes the bytes of one read (any size): appends to `out` the response to every request that
+  /// is complete now, in order. Returns true when the connection must close once `out` is
+  /// written: after a request that did not keep the connection alive, or after answering 400 (a
+  /// malformed head), 431 (a head over the limit) or 413 (a body over the limit); the bytes after
+  /// that point are not looked at, and on_data() must not be called again. Throws std::bad_alloc
+  /// (from `out` or the kept tail).
+  bool on_data(std::string_view data, std::string& out) {
+    // Without a kept tail the requests are framed in place, in the caller's buffer; with one, the
+    // new bytes join it first (a request split across reads).
+    const bool had_tail = !tail_.empty();
+    if (had_tail) tail_.append(data);
+    const std::string_view in = had_tail ? std::string_view{tail_} : data;
+    const std::size_t have = in.size();
     std::size_t offset = 0;
-    while (offset < have_) {
+    while (offset < have) {
       if (skip_body_ != 0) {
-        const std::size_t k = std::min(skip_body_, have_ - offset);
+        const std::size_t k = std::min(skip_body_, have - offset);
         skip_body_ -= k;
         offset += k;
         continue;
       }
       request_head req;
-      const parse_status st = parse_request({in_.data() + offset, have_ - offset}, req, head_limit_);
+      const parse_status st = parse_request({in.data() + offset, have - offset}, req, head_limit_);
       if (st == parse_status::incomplete) break;
       if (st == parse_status::bad_request) {
         out += bad_request_response;
@@ -142,22 +136,26 @@ class request_framer {
     }
     // A partial head is left: a new one when this read completed a request or a body before it,
     // or when it came after an idle wait; otherwise the same head goes on.
-    new_head_ = have_ != offset && (offset != 0 || !head_begun_);
-    // Keep the unparsed tail at the front of the buffer: it is shorter than the head limit
-    // (parse_request said incomplete), so read_space() is not empty.
-    if (offset != 0) {
-      std::memmove(in_.data(), in_.data() + offset, have_ - offset);
-      have_ -= offset;
+    new_head_ = have != offset && (offset != 0 || !head_begun_);
+    // Keep the unparsed tail (shorter than the head limit: parse_request said incomplete); with
+    // none, give the string's memory back, so that an idle connection holds no buffer.
+    if (had_tail) {
+      tail_.erase(0, offset);
+    } else {
+      tail_.assign(in.substr(offset));
     }
-    head_begun_ = have_ != 0;
+    if (tail_.empty()) std::string{}.swap(tail_);
+    head_begun_ = !tail_.empty();
     return false;
   }
 
+  /// Bytes of an incomplete request kept from earlier reads (for tests).
+  [[nodiscard]] std::size_t kept_bytes() const noexcept { return tail_.size(); }
+
  private:
-  std::array<char, buffer_bytes> in_{};
+  std::string tail_;  // the unparsed start of a request split across reads; empty between requests
   server_limits limits_;
   std::size_t head_limit_;
-  std::size_t have_ = 0;       // bytes in in_
   std::size_t skip_body_ = 0;  // body bytes still to drop
   bool head_begun_ = true;     // a head is under way (the first request counts as one from the start)
   bool new_head_ = false;      // the last on_read() left the start of a new head

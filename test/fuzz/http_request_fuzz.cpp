@@ -238,8 +238,8 @@ answer model(std::string_view payload, const http::server_limits& limits) {
   return a;
 }
 
-/// Feeds `payload` to a request_framer in reads of the given sizes (each at most what the buffer
-/// has room for), then in reads as large as it has room for.
+/// Feeds `payload` to a request_framer in reads of the given sizes (each at most a ring buffer's
+/// 16 KiB), then in reads of 16 KiB.
 answer serve(std::string_view payload, const http::server_limits& limits,
              const std::vector<std::size_t>& reads) {
   auto framer = std::make_unique<http::request_framer>(limits);
@@ -248,13 +248,12 @@ answer serve(std::string_view payload, const http::server_limits& limits,
   std::size_t next = 0;
   // Each read delivers at least one byte: at most payload.size() + 1 rounds.
   for (std::size_t round = 0; round <= payload.size() && pos < payload.size(); ++round) {
-    const std::span<char> space = framer->read_space();
-    check(!space.empty(), "the receive buffer is full while the connection is open");
-    std::size_t n = std::min(space.size(), payload.size() - pos);
-    if (next < reads.size()) n = std::min(n, reads[next++]);
-    std::memcpy(space.data(), payload.data() + pos, n);
+    std::size_t n = std::min(http::request_framer::buffer_bytes, payload.size() - pos);
+    if (next < reads.size()) n = std::min(n, std::max<std::size_t>(reads[next++], 1));
+    const std::string_view read = payload.substr(pos, n);
     pos += n;
-    if (framer->on_read(n, a.out)) {
+    check(framer->kept_bytes() < http::request_framer::buffer_bytes, "the kept tail exceeds the head limit");
+    if (framer->on_data(read, a.out)) {
       a.closed = true;
       break;
     }

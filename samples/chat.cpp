@@ -48,7 +48,6 @@
 
 #include "sample_args.hpp"
 
-using corio_samples::parse_unsigned;
 
 namespace {
 
@@ -402,20 +401,7 @@ corio::task<int> serve(unsigned port) {
 int main(int argc, char** argv) {
   unsigned port = 0;
   unsigned workers = 0;
-  bool has_port = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (arg == "--port" && has_value) {
-      if (!parse_unsigned(argv[++i], port) || port > 65535) return usage();
-      has_port = true;
-    } else if (arg == "--workers" && has_value) {
-      if (!parse_unsigned(argv[++i], workers)) return usage();
-    } else {
-      return usage();
-    }
-  }
-  if (!has_port) return usage();
+  if (!corio_samples::parse_port_workers(argc, argv, port, workers)) return usage();
   try {
     corio::runtime rt{{.workers = workers}};
     return rt.block_on(serve(port));

@@ -175,12 +175,31 @@ TEST_CASE("header lines, inline lines, bulk strings and commands are bounded in 
   CHECK(parse_all(std::string(40, 'a'), 0, limits).error == "too big inline request");
   CHECK(parse_all(std::string(31, 'a'), 1, limits).error.empty());
   CHECK(parse_all("a b c d e\r\n", 0, limits).error == "too many arguments in an inline request");
-  // While a command is incomplete, the parser never asks for more than the command limit.
+  // While a command is incomplete, the parser never asks for more than the command limit and a
+  // header line.
   resp::command_parser parser{limits};
   const std::string partial = "*2\r\n$100\r\n" + std::string(50, 'v');
   REQUIRE(parser.parse(partial) == parse_status::incomplete);
   CHECK(parser.needed() == 4 + 6 + 102);
-  CHECK(parser.needed() <= limits.max_command_bytes);
+  CHECK(parser.needed() <= parser.max_needed());
+  CHECK(parser.max_needed() == 200 + resp::max_header_bytes + 3);
+}
+
+TEST_CASE("a header cut short gets the verdict the whole header gets, however small the limits") {
+  // Found by test/fuzz/resp_fuzz.cpp: a "$" header waiting for its CR was refused as "command too
+  // large" under a small max_command_bytes, while the same bytes in one piece were an invalid
+  // bulk length.
+  resp::parse_limits limits;
+  limits.max_bulk_bytes = 0;
+  limits.max_args = 1;
+  limits.max_inline_bytes = 2;
+  limits.max_command_bytes = 0;
+  const std::string input = "*1\r\n$4\rx";
+  CHECK(parse_all(input, 0, limits).error == "invalid bulk length");
+  for (std::size_t step = 1; step <= 3; ++step) {
+    CAPTURE(step);
+    CHECK(parse_all(input, step, limits).error == "invalid bulk length");
+  }
 }
 
 TEST_CASE("integers are parsed as Redis's string2ll does") {

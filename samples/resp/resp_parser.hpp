@@ -76,8 +76,13 @@ class command_parser {
   /// The bytes the completed command took at the start of the buffer.
   [[nodiscard]] std::size_t consumed() const noexcept { return consumed_; }
   /// After incomplete: how many bytes the buffer must hold at least (from the command's first
-  /// byte) before parse() can progress; never more than parse_limits::max_command_bytes.
+  /// byte) before parse() can progress; never more than max_needed().
   [[nodiscard]] std::size_t needed() const noexcept { return needed_; }
+  /// The most bytes one command can make its owner buffer: max_command_bytes plus a header line
+  /// (max_header_bytes and CRLF), or max_inline_bytes, whichever is larger.
+  [[nodiscard]] std::size_t max_needed() const noexcept {
+    return std::max(limits_.max_command_bytes + max_header_bytes + 3, limits_.max_inline_bytes);
+  }
   /// After error: what was wrong, for "-ERR Protocol error: ..." (Redis's wording).
   [[nodiscard]] std::string_view error() const noexcept { return error_; }
   /// Whether part of a command has been parsed and the rest is awaited.
@@ -195,10 +200,9 @@ class command_parser {
         if (buf[pos_] != '$') return fail("expected '$'");
         std::int64_t n = 0;
         const std::size_t next = header(buf, pos_, n);
-        if (next == header_incomplete) {
-          if (needed_ > limits_.max_command_bytes) return fail("command too large");
-          return parse_status::incomplete;
-        }
+        // A header is complete or refused within max_header_bytes, so needed_ stays within
+        // max_needed(); refusing it here would give a prefix another verdict than the whole.
+        if (next == header_incomplete) return parse_status::incomplete;
         if (next == header_bad || n < 0 || static_cast<std::uint64_t>(n) > limits_.max_bulk_bytes) {
           return fail("invalid bulk length");
         }

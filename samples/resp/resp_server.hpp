@@ -106,7 +106,7 @@ class receive_buffer {
 /// ("-ERR Protocol error: ..." is answered, then the connection closes). Every complete command of
 /// a read is executed in order and their answers are sent in one write (pipelining); a command
 /// split across reads is executed once complete. The receive buffer (initial_buffer_bytes, growing
-/// up to the parser's max_command_bytes only for a command that needs it) and the output buffer are
+/// up to the parser's max_needed() only for a command that needs it) and the output buffer are
 /// reused for the connection's life, so small commands allocate nothing but what the keyspace
 /// stores. Never throws: I/O errors end the connection quietly; std::bad_alloc ends it too. A
 /// cancellation (graceful shutdown) ends it at its next read: answers already due are still sent
@@ -115,8 +115,7 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, keyspac
   std::error_code ec;
   stream.set_nodelay(true, ec);
   command_parser parser{limits};
-  const std::size_t cap = std::max(
-      {limits.max_command_bytes, limits.max_inline_bytes, max_header_bytes + 3, initial_buffer_bytes});
+  const std::size_t cap = std::max(parser.max_needed(), initial_buffer_bytes);
   detail::receive_buffer in{initial_buffer_bytes};
   std::string out;
   out.reserve(4096);

@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets of test/fuzz/ and runs each for a while on a copy of its seed
 # corpus. Usage: tools/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  how long each target runs (default 60)
-#   TARGET   http_request, channel_model (default: both)
+#   TARGET   http_request, channel_model, resp (default: all three)
 #
 # The build (build-fuzz/) is clang++-16 with ASan + UBSan on everything, -fsanitize=fuzzer-no-link
 # on everything (coverage for the library too) and -fsanitize=fuzzer on the targets (meson option
@@ -14,7 +14,8 @@
 #
 # Reproducing a finding and making it a test:
 #   build-fuzz/test/fuzz/http_request_fuzz FILE       runs one input once and says which check
-#                                                     failed (libFuzzer also prints it in base64)
+#                                                     failed (libFuzzer also prints it in base64);
+#                                                     resp_fuzz FILE the same
 #   CHANNEL_MODEL_PRINT=1 build-fuzz/test/fuzz/channel_model_fuzz FILE
 #                                                     the same, printing the decoded program (the
 #                                                     tasks' operations and the driver's steps)
@@ -23,22 +24,22 @@
 #   build-fuzz/test/fuzz/<target>_fuzz -minimize_crash=1 -runs=10000 FILE   a smaller input
 # The input formats are described at the top of each target's source. Write the regression test
 # in the suite of the code that failed (test/http_parser_tests.cpp or http_server_tests.cpp for
-# the HTTP target; test/channel_tests.cpp or cancel_tests.cpp for the channel model, or
-# runtime_tests.cpp when a scheduler invariant breaks, as the first finding did), see it fail,
+# the HTTP target; test/resp_parser_tests.cpp for the RESP one; test/channel_tests.cpp or
+# cancel_tests.cpp for the channel model, or runtime_tests.cpp when a scheduler invariant breaks, as the first finding did), see it fail,
 # fix, and add the input to the target's corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -ne 0 ] || targets=(http_request channel_model)
+[ "${#targets[@]}" -ne 0 ] || targets=(http_request channel_model resp)
 # Per target: the largest input, and whether libFuzzer grows inputs slowly (len_control): the
 # channel programs are short byte strings whose interesting cases are long ones from the start.
-declare -A max_len=([http_request]=20000 [channel_model]=160)
-declare -A len_control=([http_request]=100 [channel_model]=0)
+declare -A max_len=([http_request]=20000 [channel_model]=160 [resp]=4096)
+declare -A len_control=([http_request]=100 [channel_model]=0 [resp]=100)
 for t in "${targets[@]}"; do
   if [ -z "${max_len[$t]:-}" ]; then
-    echo "usage: tools/fuzz.sh [SECONDS] [http_request|channel_model]..." >&2
+    echo "usage: tools/fuzz.sh [SECONDS] [http_request|channel_model|resp]..." >&2
     exit 2
   fi
 done

@@ -13,11 +13,12 @@ python=/usr/bin/python3
 [ -x "$python" ] || python=python3
 dir=$(mktemp -d /tmp/corio_resp_kv_XXXXXX)
 server_pid=""
+log="$dir/server.log"
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$dir"' EXIT
 
 fail() {
   echo "resp_kv ($backend): $*"
-  echo "server log:"; cat "$dir/server.log"
+  echo "server log:"; cat "$log"
   exit 1
 }
 
@@ -73,11 +74,14 @@ print("ok")
 
 run_backend() {
   backend="$1"
-  CORIO_BACKEND="$backend" "$server" --port 0 --workers 2 >"$dir/server.log" 2>&1 &
+  # A log of its own per run: the next server's redirection truncates its file only once that
+  # server's process starts, and the port must not be read from the previous run's log.
+  log="$dir/server-$backend.log"
+  CORIO_BACKEND="$backend" "$server" --port 0 --workers 2 >"$log" 2>&1 &
   server_pid=$!
   port=""
   for _ in $(seq 1 100); do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir/server.log")
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
     [ -n "$port" ] && break
     sleep 0.1
   done
@@ -140,8 +144,8 @@ for i in range(10000):
   wait "$server_pid" || rc=$?
   server_pid=""
   [ "$rc" -eq 0 ] || fail "exited with $rc"
-  grep -q "resp_kv: stopped" "$dir/server.log" || fail "did not report its shutdown"
-  [ "$backend" = auto ] || grep -q "workers on $backend" "$dir/server.log" || fail "did not run on $backend"
+  grep -q "resp_kv: stopped" "$log" || fail "did not report its shutdown"
+  [ "$backend" = auto ] || grep -q "workers on $backend" "$log" || fail "did not run on $backend"
   echo "resp_kv on $backend, port $port: redis-cli commands, --pipe, batch, malformed input: ok"
 }
 

@@ -58,6 +58,7 @@ enum class parse_status {
 /// while its command is parsed, so at most 32 * max_args bytes); throws std::bad_alloc.
 class command_parser {
  public:
+  /// A parser enforcing `limits`, before its first command.
   explicit command_parser(parse_limits limits = {}) noexcept : limits_(limits) {}
 
   /// Parses the command at the start of `buf` (bytes not yet consumed). Returns complete (args()

@@ -50,12 +50,18 @@ namespace detail {
 /// (doubling, up to a bound) only while one command does not fit; never zero-filled.
 class receive_buffer {
  public:
+  /// An empty buffer of `size` bytes (uninitialized). Throws std::bad_alloc.
   explicit receive_buffer(std::size_t size) : data_(new char[size]), size_(size) {}
 
+  /// The bytes received and not consumed yet.
   [[nodiscard]] std::string_view pending() const noexcept { return {data_.get() + start_, end_ - start_}; }
+  /// Where the next read goes: the free bytes after the pending ones (empty when full).
   [[nodiscard]] std::span<char> space() noexcept { return {data_.get() + end_, size_ - end_}; }
+  /// The buffer's size in bytes.
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  /// Records that a read put `n` bytes into space().
   void received(std::size_t n) noexcept { end_ += n; }
+  /// Drops the first `n` pending bytes (a parsed command); an emptied buffer starts over at 0.
   void consume(std::size_t n) noexcept {
     start_ += n;
     if (start_ == end_) start_ = end_ = 0;

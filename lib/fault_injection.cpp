@@ -115,6 +115,9 @@ decision on_submit(const io_request& r) noexcept {
   decision d{0, r.length};
   registry& g = the_registry();
   if (g.armed.load(std::memory_order_acquire) == 0) return d;
+  // A listener's multishot accept is not one accept: each accept served by it asks on its own
+  // (lib/net/accept_queue.cpp:start_accept).
+  if (r.opcode == io_opcode::accept && (r.flags & accept_multishot) != 0) return d;
   const site s = site_of(r.opcode);
   std::lock_guard lock{g.mutex};
   // Every matching rule counts the operation, so that each rule's skip and every hold on their

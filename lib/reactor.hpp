@@ -8,6 +8,7 @@
 // worker) plugs in behind the same five calls.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -63,6 +64,24 @@ struct provided_buffer_stats {
   std::uint64_t enobufs = 0;   ///< receives that found the ring empty
   std::uint64_t grows = 0;     ///< times the ring was given more buffers after running dry
   std::uint64_t fallbacks = 0; ///< receives that went to a heap buffer because the ring stayed empty
+};
+
+/// A counter written by one thread and read by any. The store releases and the read acquires (a
+/// plain move on x86), so that a reader who sees a count also sees what was done before it.
+struct counter {
+  std::atomic<std::uint64_t> value{0};
+  [[gnu::always_inline]] void add(std::uint64_t n = 1) noexcept {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+  std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
+};
+
+/// What a reactor counts for runtime_stats (see worker_stats): kept by its worker, which outlives
+/// it, and written by the reactor on the owner thread only.
+struct reactor_counters {
+  counter multishot_arms;     ///< multishot accepts armed (the first and every re-arm)
+  counter multishot_accepts;  ///< descriptors a multishot accept delivered
+  counter enters;             ///< io_uring_enter calls (submissions and waits)
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -191,9 +210,19 @@ class reactor {
 
   /// Counts a lease read that fell back to a heap buffer because the ring stayed empty. Owner thread.
   virtual void note_buffer_fallback() noexcept {}
+  /// True when accepts on this reactor's worker may be served by a listener's multishot accept
+  /// (corio/detail/accept_queue.hpp): io_uring on Linux 5.19+, unless CORIO_URING_NO_MULTISHOT=1
+  /// was set when the reactor was made. Any thread.
+  [[nodiscard]] virtual bool multishot_accept() const noexcept { return false; }
+
+  /// Where this reactor counts (owner thread; the worker reads them for stats()). Set once by the
+  /// worker before anything is submitted; until then the reactor counts into its own.
+  void set_counters(reactor_counters& c) noexcept { counters_ = &c; }
 
  protected:
   cancel_inbox cancels_;
+  reactor_counters own_counters_;
+  reactor_counters* counters_ = &own_counters_;
 };
 
 }  // namespace corio::detail

@@ -394,7 +394,9 @@ runtime_stats runtime_impl::stats() const {
     spawned += w->spawned.get();
     s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
-                                     w->timers_fired.get(), w->budget_yields.get()});
+                                     w->timers_fired.get(), w->budget_yields.get(),
+                                     w->reactor_counts.multishot_arms.get(),
+                                     w->reactor_counts.multishot_accepts.get(), w->reactor_counts.enters.get()});
     if (w->reactor_) {
       const provided_buffer_stats b = w->reactor_->buffer_stats();
       worker_stats& ws = s.workers.back();

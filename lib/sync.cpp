@@ -63,8 +63,6 @@ void wake_chain(wait_node* n) noexcept {
   }
 }
 
-namespace {
-/// Pops and claims the first node of `list` that can still be claimed; null when none.
 wait_node* claim_first(wait_list& list) noexcept {
   while (wait_node* n = list.front()) {
     list.remove(*n);
@@ -72,7 +70,6 @@ wait_node* claim_first(wait_list& list) noexcept {
   }
   return nullptr;
 }
-}  // namespace
 
 }  // namespace detail
 

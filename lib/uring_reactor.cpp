@@ -1,6 +1,7 @@
 // lib/uring_reactor.cpp - the io_uring reactor (see uring_reactor.hpp).
 #include "uring_reactor.hpp"
 
+#include "corio/detail/accept_queue.hpp"
 #include "reactor_factory.hpp"
 #include "uring_buffers.hpp"
 #if CORIO_FAULT_INJECTION
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <string_view>
+#include <cstring>
 #include <system_error>
 
 namespace corio::detail {
@@ -34,6 +36,10 @@ constexpr std::uint64_t tag_wake = 1;    // the eventfd read that carries wake()
 using prepare_fn = void (*)(io_uring_sqe*, io_request&) noexcept;
 
 void prepare_accept(io_uring_sqe* sqe, io_request& r) noexcept {
+  if ((r.flags & accept_multishot) != 0) {  // a listener's accept_queue: no address (one per shot)
+    io_uring_prep_multishot_accept(sqe, r.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    return;
+  }
   io_uring_prep_accept(sqe, r.fd, static_cast<sockaddr*>(r.address),
                        reinterpret_cast<socklen_t*>(&r.address_length), SOCK_CLOEXEC);
 }
@@ -183,6 +189,9 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
     for (std::size_t i = 0; i < io_opcode_count; ++i) {
       supported_[i] = io_uring_opcode_supported(probe, uring_opcode_of[i]) != 0;
     }
+    // IORING_ACCEPT_MULTISHOT has no opcode of its own: it came in Linux 5.19 with
+    // IORING_OP_SOCKET, which the probe does report.
+    multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
     io_uring_free_probe(probe);
   }
 
@@ -190,6 +199,11 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
   if (const char* env = std::getenv("CORIO_URING_NO_BUFRING"); env != nullptr && std::string_view{env} == "1") {
     buffer_state_ = buffer_ring_state::off;
   }
+  // The plain one-shot accept, forced (for tests and comparisons): read once per ring.
+  if (const char* env = std::getenv("CORIO_URING_NO_MULTISHOT"); env != nullptr && std::strcmp(env, "1") == 0) {
+    multishot_accept_ = false;
+  }
+  if (multishot_accept_) features_ += ",multishot_accept";
 
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
@@ -232,6 +246,7 @@ io_uring_sqe* uring_reactor::get_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) {
     // Submission queue full: push it to the kernel and take a fresh entry.
+    counters_->enters.add();
     const int rc = io_uring_submit(&ring_);
     if (rc < 0 && rc != -EBUSY && rc != -EAGAIN) throw_errno(-rc, "corio: io_uring_submit");
     unsubmitted_ = 0;
@@ -275,6 +290,7 @@ void uring_reactor::submit(io_request& request) {
 #endif
   io_uring_sqe_set_data(sqe, &request);
   in_flight_.link(request);
+  if (request.opcode == io_opcode::accept && (request.flags & accept_multishot) != 0) counters_->multishot_arms.add();
 }
 
 std::size_t uring_reactor::deliver_early() noexcept {
@@ -297,6 +313,10 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
     return;
   }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
+  if (r.opcode == io_opcode::accept && (r.flags & accept_multishot) != 0) [[unlikely]] {
+    complete_multishot_accept(r, result, flags);
+    return;
+  }
   in_flight_.unlink(r);
   if (r.provided == io_request::provided_select) {
     provided_buffers* b = buffers_.load(std::memory_order_relaxed);
@@ -314,6 +334,18 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
     }
   }
   finish_request(r, result, draining_, sink_, cancels_);
+}
+
+void uring_reactor::complete_multishot_accept(io_request& r, int result, unsigned cqe_flags) noexcept {
+  const bool more = (cqe_flags & IORING_CQE_F_MORE) != 0;
+  if (!more) {
+    // The request ended: off the in-flight list and out of the cancel inbox (a cancel coming
+    // later does nothing) before the queue may arm it again.
+    in_flight_.unlink(r);
+    cancels_.finished(r);
+  }
+  if (result >= 0) counters_->multishot_accepts.add();
+  multishot_accept_completed(r, result, more, draining_);
 }
 
 void uring_reactor::submit_cancels() noexcept {
@@ -380,6 +412,7 @@ std::size_t uring_reactor::poll() {
   // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking for
   // events; without it the kernel posts them on its own and only queued submissions need a call.
   if (unsubmitted_ != 0 || defer_taskrun_) {
+    counters_->enters.add();
     const int rc = io_uring_submit_and_get_events(&ring_);
     if (rc >= 0) unsubmitted_ = 0;
   }
@@ -401,6 +434,7 @@ std::size_t uring_reactor::wait(std::optional<std::chrono::nanoseconds> timeout)
     ts.tv_nsec = ns % 1'000'000'000;
     tsp = &ts;
   }
+  counters_->enters.add();
   const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, tsp, nullptr);
   if (rc >= 0) unsubmitted_ = 0;
   return reap();

@@ -49,12 +49,16 @@ class uring_reactor final : public reactor {
   bool provides_buffers() noexcept override;
   [[nodiscard]] provided_buffer_stats buffer_stats() const noexcept override;
   void note_buffer_fallback() noexcept override { buffer_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
+  [[nodiscard]] bool multishot_accept() const noexcept override { return multishot_accept_; }
 
  private:
   io_uring_sqe* get_sqe();
   void arm_wake_read();
   std::size_t reap();
   void complete(std::uint64_t user_data, int result, std::uint32_t flags = 0) noexcept;
+  /// A completion of a listener's multishot accept (io_request flag accept_multishot): it stays
+  /// in flight while the kernel sets IORING_CQE_F_MORE; each one goes to its accept_queue.
+  void complete_multishot_accept(io_request& r, int result, unsigned cqe_flags) noexcept;
   /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
   void submit_cancels() noexcept;
   /// Completes the requests submit() failed before they reached the kernel (an opcode the kernel
@@ -72,6 +76,7 @@ class uring_reactor final : public reactor {
   bool woken_ = false;  ///< the wake read completed since the last wait() began
   bool draining_ = false;
   bool defer_taskrun_ = false;
+  bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
   unsigned unsubmitted_ = 0;
   in_flight_list in_flight_;  // for cancellation at drain()
   std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()

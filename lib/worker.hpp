@@ -52,16 +52,6 @@ worker& require_worker(const char* what);
 /// (coroutine bodies catch into their promise). Defined in lib/worker.cpp.
 void resume(std::coroutine_handle<> h) noexcept;
 
-/// A counter written by one thread and read by any. The store releases and the read acquires (a
-/// plain move on x86), so that a reader who sees a count also sees what was done before it.
-struct counter {
-  std::atomic<std::uint64_t> value{0};
-  [[gnu::always_inline]] void add(std::uint64_t n = 1) noexcept {
-    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_release);
-  }
-  std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
-};
-
 class worker {
  public:
   worker(runtime_impl& rt, unsigned index, std::uint64_t seed);
@@ -256,6 +246,7 @@ class worker {
   std::uint64_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
   counter steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
   counter spawned, finished;
+  reactor_counters reactor_counts;  ///< what the reactor counts (reactor::set_counters)
 
   std::unique_ptr<reactor> reactor_;
   std::thread thread_;

@@ -92,6 +92,15 @@ struct worker_stats {
   std::uint64_t io_completed = 0;   ///< I/O completions reaped
   std::uint64_t timers_fired = 0;   ///< sleeps that expired
   std::uint64_t budget_yields = 0;  ///< awaits turned into yields by the cooperation budget
+  /// Multishot accepts armed on this worker's io_uring ring (the first of a listener and every
+  /// re-arm after one ended: a full queue, an error, a cancel). 0 on Asio.
+  std::uint64_t multishot_arms = 0;
+  /// Connections a multishot accept on this worker's ring delivered (to a parked accept or to its
+  /// listener's queue). 0 on Asio, or with CORIO_URING_NO_MULTISHOT=1.
+  std::uint64_t multishot_accepts = 0;
+  /// io_uring_enter system calls this worker's reactor made (submissions, reaps and waits;
+  /// counted where liburing may enter the kernel). 0 on Asio.
+  std::uint64_t uring_enters = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

@@ -292,8 +292,9 @@ tcp_stream connect_operation::await_resume() {
   return tcp_stream{std::move(socket_)};
 }
 
-accept_operation::accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept
-    : io_operation(ec, "corio::net::tcp_listener::accept") {
+accept_operation::accept_operation(const detail::file_descriptor& socket, detail::accept_queue* queue,
+                                   std::error_code* ec) noexcept
+    : io_operation(ec, "corio::net::tcp_listener::accept"), queue_(queue) {
   const int fd = socket.get();
   request_.opcode = detail::io_opcode::accept;
   request_.fd = fd;
@@ -304,6 +305,13 @@ accept_operation::accept_operation(const detail::file_descriptor& socket, std::e
 }
 
 tcp_stream accept_operation::await_resume() {
+  if (wait_.queue != nullptr) {  // parked on the queue: woken with a descriptor, an error, or cancelled
+    set_cancel_stop(wait_.park.stop);
+    request_.result = detail::settle_accept(wait_);
+  } else if (served_) {
+    set_cancel_stop(wait_.park.stop);
+    request_.result = wait_.result;
+  }
   const auto fd = finish();
   if (fd < 0) return tcp_stream{};
   return tcp_stream{detail::file_descriptor{static_cast<int>(fd)}};
@@ -556,6 +564,7 @@ tcp_listener tcp_listener::bind(const endpoint& local, int backlog) {
   if (fd < 0) throw_errno(detail::socket_error(), "corio::net::tcp_listener::bind: socket");
   tcp_listener l;
   l.socket_ = detail::file_descriptor{fd};
+  l.queue_ = detail::accept_queue_handle{detail::make_accept_queue(fd, l.socket_.generation())};
 #if !defined(_WIN32)  // on Windows SO_REUSEADDR lets another socket steal the port: not wanted
   (void)detail::set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
 #endif

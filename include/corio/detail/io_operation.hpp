@@ -42,6 +42,11 @@ enum class io_opcode : std::uint8_t {
 /// io_request::flags for io_opcode::fsync: fdatasync (data and the metadata needed to read it).
 inline constexpr unsigned fsync_datasync = 1;  // IORING_FSYNC_DATASYNC
 
+/// io_request::flags for io_opcode::accept: a multishot accept (io_uring only, Linux 5.19), the
+/// request of a listener's accept_queue (corio/detail/accept_queue.hpp). It stays in flight
+/// across completions; each one goes to multishot_accept_completed, never to a waiter.
+inline constexpr unsigned accept_multishot = 1;
+
 /// True for the operations on files rather than sockets (read_at through splice): those a reactor
 /// without asynchronous file I/O runs off its workers (see perform_blocking_io in lib/reactor.hpp).
 constexpr bool is_file_operation(io_opcode op) noexcept {
@@ -207,6 +212,10 @@ class io_operation {
   }
 
   [[noreturn]] static void throw_error(std::error_code code, const char* what);
+
+  /// For an awaiter that ended without a request of its own (an accept served by a listener's
+  /// multishot queue): the stop state finish() observes when the result is ECANCELED.
+  void set_cancel_stop(stop_state* s) noexcept { stop_ = s; }
 
   io_request request_{};
   std::error_code* ec_;

@@ -190,6 +190,11 @@ inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.g
 /// lib/sync.cpp.
 wait_node* claim_all(wait_list& list, wait_node* chain = nullptr, bool closed = false) noexcept;
 
+/// Pops and claims the first node of `list` (its lock held) that can still be claimed; null when
+/// none. The nodes it pops and cannot claim (ended by a timer or a canceller) stay off the list.
+/// Defined in lib/sync.cpp.
+wait_node* claim_first(wait_list& list) noexcept;
+
 /// Wakes every task of a chain built by claim_all (or the same way). Call after unlocking: each
 /// node lives in the frame being woken, so its `next` is read first. Defined in lib/sync.cpp.
 void wake_chain(wait_node* n) noexcept;

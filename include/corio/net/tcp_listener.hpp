@@ -5,6 +5,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "corio/detail/accept_queue.hpp"
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/detail/io_operation.hpp"
 #include "corio/net/endpoint.hpp"
@@ -13,14 +14,36 @@
 namespace corio::net {
 
 /// Awaiter of tcp_listener::accept: the accepted stream (empty after an error in the error_code
-/// form). The peer's address is available from the stream's remote_endpoint().
+/// form). The peer's address is available from the stream's remote_endpoint(). With the
+/// listener's accept queue (`queue`, null: none) on a worker whose reactor has multishot accept,
+/// it takes a queued connection or parks on the queue (detail::start_accept); otherwise it is one
+/// plain accept request.
 class accept_operation : public detail::io_operation {
  public:
-  accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept;
+  accept_operation(const detail::file_descriptor& socket, detail::accept_queue* queue, std::error_code* ec) noexcept;
+  /// A frame destroyed while parked on the queue (shutdown) leaves it.
+  ~accept_operation() { detail::abandon_accept(wait_); }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    if (queue_ != nullptr) {
+      const detail::accept_start how =
+          detail::start_accept(*queue_, wait_, h, detail::binding_of(h), detail::stop_of(h));
+      if (how == detail::accept_start::parked) return true;  // nothing of the frame is touched after this
+      if (how == detail::accept_start::ready) {
+        served_ = true;
+        return false;
+      }
+    }
+    return io_operation::await_suspend(h);
+  }
   tcp_stream await_resume();
 
  private:
   endpoint peer_;
+  detail::accept_queue* queue_;
+  detail::accept_wait wait_;
+  bool served_ = false;  ///< start_accept served it at once (wait_.result)
 };
 
 /// A TCP socket bound to a local endpoint and listening. Move-only; the descriptor is closed
@@ -28,7 +51,13 @@ class accept_operation : public detail::io_operation {
 /// sit in TIME_WAIT) and, for IPv6, IPV6_V6ONLY. Operations on a closed or moved-from listener
 /// throw std::system_error(EBADF).
 ///
-/// Accepting is an io_uring IORING_OP_ACCEPT; accepted descriptors are close-on-exec. When the
+/// Accepting is an io_uring IORING_OP_ACCEPT; accepted descriptors are close-on-exec. On Linux
+/// 5.19 and later the listener keeps one multishot accept (IORING_ACCEPT_MULTISHOT) armed on the
+/// ring of a worker that accepts, and queues up to 64 accepted connections for the next accepts
+/// (beyond that the multishot stops and the kernel's backlog holds them); a cancelled accept
+/// leaves a connection that arrives for it queued, and close() closes the queued ones.
+/// CORIO_URING_NO_MULTISHOT=1 in the environment when a runtime starts makes its rings use one
+/// plain accept per call instead; the Asio reactor always does. When the
 /// process runs out of descriptors, accept fails with EMFILE (or ENFILE) and the pending
 /// connection stays in the backlog: back off (sleep) and retry, as samples/http_hello does.
 /// EINTR and EAGAIN are never reported: the accept is tried again.
@@ -37,8 +66,16 @@ class tcp_listener {
  public:
   tcp_listener() noexcept = default;
   tcp_listener(tcp_listener&&) noexcept = default;
-  tcp_listener& operator=(tcp_listener&&) noexcept = default;
-  ~tcp_listener() = default;
+  /// Closes this listener first (see close()), then takes `other`'s socket.
+  tcp_listener& operator=(tcp_listener&& other) noexcept {
+    if (this != &other) {
+      close();
+      socket_ = std::move(other.socket_);
+      queue_ = std::move(other.queue_);
+    }
+    return *this;
+  }
+  ~tcp_listener() { close(); }
 
   /// Creates, binds and listens. `local` is "host:port": a numeric endpoint ("127.0.0.1:8080",
   /// "[::1]:0"), "localhost:PORT" (127.0.0.1: the first of localhost's addresses, as
@@ -57,23 +94,29 @@ class tcp_listener {
   static tcp_listener bind(const endpoint& local, int backlog = 4096);
 
   /// Waits for the next connection; `co_await` yields the stream.
-  [[nodiscard]] accept_operation accept() { return accept_operation{checked(), nullptr}; }
+  [[nodiscard]] accept_operation accept() { return accept_operation{checked(), queue_.get(), nullptr}; }
   /// As accept(), reporting failure (EMFILE, ENFILE, ECONNABORTED, ...) in `ec`.
   [[nodiscard]] accept_operation accept(std::error_code& ec) noexcept {
-    return accept_operation{socket_, &ec};
+    return accept_operation{socket_, queue_.get(), &ec};
   }
 
   /// The bound address, with the real port when bound to port 0. Throws std::system_error.
   [[nodiscard]] endpoint local_endpoint() const;
 
-  /// Closes the socket now; idempotent. Must not be called while an accept is in flight.
-  void close() noexcept { socket_.reset(); }
+  /// Closes the socket now, and the connections queued by a multishot accept; idempotent. Must
+  /// not be called while an accept is in flight (an accept parked on the multishot queue ends
+  /// with EBADF; a plain accept request in a ring is undefined).
+  void close() noexcept {
+    queue_.reset();  // before the descriptor: it shuts the socket down by its number
+    socket_.reset();
+  }
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
 
  private:
   const detail::file_descriptor& checked() const;
   detail::file_descriptor socket_;
+  detail::accept_queue_handle queue_;  ///< the multishot accept state (null when closed)
 };
 
 }  // namespace corio::net

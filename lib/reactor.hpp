@@ -82,6 +82,7 @@ struct reactor_counters {
   counter multishot_arms;     ///< multishot accepts armed (the first and every re-arm)
   counter multishot_accepts;  ///< descriptors a multishot accept delivered
   counter enters;             ///< io_uring_enter calls (submissions and waits)
+  counter msg_ring_wakes;     ///< wakes of another worker sent as an IORING_OP_MSG_RING
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -186,6 +187,15 @@ class reactor {
 
   /// Makes a wait() in progress (or the next one) return. Thread-safe, async-signal-safe.
   virtual void wake() noexcept = 0;
+
+  /// As target.wake(), sent from this reactor instead (owner thread only), where that is cheaper:
+  /// io_uring's IORING_OP_MSG_RING posts a completion straight into `target`'s ring (Linux 5.18).
+  /// `target` is another reactor of the same runtime. False when this reactor cannot (Asio, no
+  /// MSG_RING, draining, a full submission queue): the caller then calls target.wake().
+  virtual bool wake_peer(reactor& target) noexcept {
+    (void)target;
+    return false;
+  }
 
   /// Shutdown: cancels every request in flight and reaps all their completions without handing
   /// them to the sink, so that their buffers (in task frames) can be freed. Owner thread only.

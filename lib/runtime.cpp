@@ -396,7 +396,8 @@ runtime_stats runtime_impl::stats() const {
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get(),
                                      w->reactor_counts.multishot_arms.get(),
-                                     w->reactor_counts.multishot_accepts.get(), w->reactor_counts.enters.get()});
+                                     w->reactor_counts.multishot_accepts.get(), w->reactor_counts.enters.get(),
+                                     w->reactor_counts.msg_ring_wakes.get()});
     if (w->reactor_) {
       const provided_buffer_stats b = w->reactor_->buffer_stats();
       worker_stats& ws = s.workers.back();

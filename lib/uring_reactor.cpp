@@ -31,6 +31,17 @@ static_assert(sizeof(socklen_t) == sizeof(std::uint32_t), "io_request stores soc
 // user_data values that are not io_request addresses (those are at least 8-aligned and non-null).
 constexpr std::uint64_t tag_ignore = 0;  // cancellation requests: their own result is not needed
 constexpr std::uint64_t tag_wake = 1;    // the eventfd read that carries wake()
+// A wake another worker's ring posted into this one (IORING_OP_MSG_RING). The sender's own
+// completion comes only when the message failed (IOSQE_CQE_SKIP_SUCCESS), tagged with the target
+// reactor's address | tag_msg_wake: the sender then wakes the target through its eventfd.
+constexpr std::uint64_t tag_msg_wake = 2;
+constexpr std::uint64_t tag_bits = 7;  // io_request and reactor addresses are 8-aligned
+
+/// True when environment variable `name` is "1" (the internal knobs that force a fallback).
+bool knob_set(const char* name) noexcept {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::strcmp(env, "1") == 0;
+}
 
 // One prepare function per io_opcode, indexed by it: the reactor never switches on the kind.
 using prepare_fn = void (*)(io_uring_sqe*, io_request&) noexcept;
@@ -192,6 +203,7 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
     // IORING_ACCEPT_MULTISHOT has no opcode of its own: it came in Linux 5.19 with
     // IORING_OP_SOCKET, which the probe does report.
     multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
+    msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
     io_uring_free_probe(probe);
   }
 
@@ -200,10 +212,10 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
     buffer_state_ = buffer_ring_state::off;
   }
   // The plain one-shot accept, forced (for tests and comparisons): read once per ring.
-  if (const char* env = std::getenv("CORIO_URING_NO_MULTISHOT"); env != nullptr && std::strcmp(env, "1") == 0) {
-    multishot_accept_ = false;
-  }
+  if (knob_set("CORIO_URING_NO_MULTISHOT")) multishot_accept_ = false;
+  if (knob_set("CORIO_URING_NO_MSG_RING")) msg_ring_ = false;
   if (multishot_accept_) features_ += ",multishot_accept";
+  if (msg_ring_) features_ += ",msg_ring";
 
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
@@ -312,6 +324,15 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
     if (!draining_) arm_wake_read();  // the eventfd is re-armed for the next wake()
     return;
   }
+  if (user_data == tag_msg_wake) {
+    woken_ = true;
+    return;
+  }
+  if ((user_data & tag_bits) == tag_msg_wake) [[unlikely]] {
+    // A MSG_RING this ring sent failed: the target gets its wake through the eventfd instead.
+    reinterpret_cast<uring_reactor*>(static_cast<std::uintptr_t>(user_data & ~tag_bits))->wake();
+    return;
+  }
   auto& r = *reinterpret_cast<io_request*>(static_cast<std::uintptr_t>(user_data));
   if (r.opcode == io_opcode::accept && (r.flags & accept_multishot) != 0) [[unlikely]] {
     complete_multishot_accept(r, result, flags);
@@ -394,7 +415,7 @@ std::size_t uring_reactor::reap() {
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
       complete(batch[i].user_data, batch[i].result, batch[i].flags);
-      finished += batch[i].user_data > tag_wake ? 1 : 0;
+      finished += batch[i].user_data > tag_msg_wake ? 1 : 0;
     }
     if (n < cqes.size()) break;
   }
@@ -444,6 +465,25 @@ void uring_reactor::wake() noexcept {
   const std::uint64_t one = 1;
   // EAGAIN means the counter is saturated: a wake is pending anyway.
   [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+bool uring_reactor::wake_peer(reactor& target) noexcept {
+  if (!msg_ring_ || draining_ || std::strcmp(target.name(), "io_uring") != 0) return false;
+  auto& peer = static_cast<uring_reactor&>(target);
+  if (!peer.msg_ring_) return false;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) return false;
+  io_uring_prep_msg_ring(sqe, peer.ring_.ring_fd, 0, tag_msg_wake, 0);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uintptr_t>(&peer) | tag_msg_wake);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  // Sent now (with whatever else is queued), as an eventfd write would be: the wake cannot wait
+  // for this worker's next poll.
+  counters_->enters.add();
+  const int rc = io_uring_submit(&ring_);
+  if (rc < 0) return false;  // the entry stays queued and goes later: a spare wake, harmless
+  unsubmitted_ = 0;
+  counters_->msg_ring_wakes.add();
+  return true;
 }
 
 void uring_reactor::drain() noexcept {

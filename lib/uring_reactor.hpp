@@ -42,6 +42,7 @@ class uring_reactor final : public reactor {
   std::size_t poll() override;
   std::size_t wait(std::optional<std::chrono::nanoseconds> timeout) override;
   void wake() noexcept override;
+  bool wake_peer(reactor& target) noexcept override;
   void drain() noexcept override;
   [[nodiscard]] std::size_t in_flight() const noexcept override { return in_flight_.size(); }
   [[nodiscard]] const char* name() const noexcept override { return "io_uring"; }
@@ -77,6 +78,7 @@ class uring_reactor final : public reactor {
   bool draining_ = false;
   bool defer_taskrun_ = false;
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
+  bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
   unsigned unsubmitted_ = 0;
   in_flight_list in_flight_;  // for cancellation at drain()
   std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()

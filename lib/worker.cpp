@@ -94,6 +94,12 @@ void worker::post(std::coroutine_handle<> h) {
 void worker::wake_for_work() noexcept {
   if (!reactor_) return;
   if (rt_.manual_) rt_.claim_idle(*this);
+  // From another worker of this runtime, its own ring can post the wake (IORING_OP_MSG_RING);
+  // any other thread, or a reactor without it, uses the eventfd.
+  if (worker* me = this_worker; me != nullptr && me != this && &me->rt_ == &rt_ && me->reactor_ &&
+                                me->reactor_->wake_peer(*reactor_)) {
+    return;
+  }
   reactor_->wake();
 }
 

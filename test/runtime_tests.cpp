@@ -635,4 +635,72 @@ TEST_CASE("runtime options are honoured: queue capacity, spin limit, pinning, se
   CHECK(rt.block_on(spawn_many(n)) == expected);
 }
 
+namespace {
+
+/// Sends `rounds` values to `out` and waits for each to come back on `in` (the partner runs on the
+/// other worker: every hand-over wakes a worker that may be parked).
+corio::task<long> bounce(corio::channel<long> out, corio::channel<long> in, long rounds) {
+  long sum = 0;
+  for (long i = 0; i < rounds; ++i) {
+    co_await out.send(i);
+    const auto back = co_await in.recv();
+    sum += back.value_or(-1);
+  }
+  out.close();
+  co_return sum;
+}
+
+corio::task<long> echo_back(corio::channel<long> in, corio::channel<long> out) {
+  long n = 0;
+  for (;;) {
+    auto v = co_await in.recv();
+    if (!v) co_return n;
+    co_await out.send(*v);
+    ++n;
+  }
+}
+
+corio::task<long> ping_pong_across_workers(long rounds) {
+  corio::channel<long> there{1};
+  corio::channel<long> back{1};
+  auto a = corio::spawn_on(0, bounce(there, back, rounds));
+  auto b = corio::spawn_on(1, echo_back(there, back));
+  const long sum = co_await a;
+  const long echoed = co_await b;
+  co_return echoed == rounds ? sum : -1;
+}
+
+std::uint64_t msg_ring_wakes(const corio::runtime& rt) {
+  std::uint64_t n = 0;
+  for (const auto& w : rt.stats().workers) n += w.msg_ring_wakes;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("workers handing tasks back and forth wake each other through MSG_RING where the ring has it") {
+  corio_test::hang_guard guard{"ping-pong across workers", 240s};
+  const long rounds = static_cast<long>(corio_test::scaled(20000));
+  for (const unsigned workers : {2u, 4u}) {
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(ping_pong_across_workers(rounds)) == rounds * (rounds - 1) / 2);
+    const bool has_msg_ring = rt.stats().backend_features.find("msg_ring") != std::string::npos;
+    // Not every hand-over needs a wake (the partner may be spinning), but some do.
+    if (has_msg_ring) CHECK(msg_ring_wakes(rt) > 0);
+    else CHECK(msg_ring_wakes(rt) == 0);
+  }
+}
+
+TEST_CASE("with CORIO_URING_NO_MSG_RING=1 workers wake each other through the eventfd and lose no wake") {
+  corio_test::hang_guard guard{"ping-pong across workers, eventfd wakes", 240s};
+  corio_test::scoped_env env{"CORIO_URING_NO_MSG_RING", "1"};
+  const long rounds = static_cast<long>(corio_test::scaled(20000));
+  for (const unsigned workers : {2u, 4u}) {
+    corio::runtime rt{{.workers = workers}};
+    CHECK(rt.block_on(ping_pong_across_workers(rounds)) == rounds * (rounds - 1) / 2);
+    CHECK(rt.stats().backend_features.find("msg_ring") == std::string::npos);
+    CHECK(msg_ring_wakes(rt) == 0);
+  }
+}
+
 TEST_SUITE_END();

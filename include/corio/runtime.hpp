@@ -101,6 +101,9 @@ struct worker_stats {
   /// io_uring_enter system calls this worker's reactor made (submissions, reaps and waits;
   /// counted where liburing may enter the kernel). 0 on Asio.
   std::uint64_t uring_enters = 0;
+  /// Wakes this worker sent to another worker as an IORING_OP_MSG_RING into its ring (Linux
+  /// 5.18) instead of an eventfd write. 0 on Asio, or with CORIO_URING_NO_MSG_RING=1.
+  std::uint64_t msg_ring_wakes = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

@@ -208,10 +208,16 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
   }
 
   // CORIO_URING_NO_BUFRING=1 turns the provided buffer ring off: lease reads use heap buffers.
-  if (const char* env = std::getenv("CORIO_URING_NO_BUFRING"); env != nullptr && std::string_view{env} == "1") {
-    buffer_state_ = buffer_ring_state::off;
+  if (knob_set("CORIO_URING_NO_BUFRING")) buffer_state_ = buffer_ring_state::off;
+  // A registered ring descriptor (Linux 5.18): each io_uring_enter skips the fget/fput of the
+  // ring's file. Per thread: this one, the ring's only issuer; drain() unregisters it here too,
+  // so that the destructor (on the runtime's thread) has nothing to unregister.
+  if (!knob_set("CORIO_URING_NO_REGISTERED_RING") && io_uring_register_ring_fd(&ring_) == 1) {
+    registered_ring_ = true;
+    features_ += ",registered_ring";
   }
-  // The plain one-shot accept, forced (for tests and comparisons): read once per ring.
+  // The plain one-shot accept and the eventfd wake, forced (for tests and comparisons): read once
+  // per ring.
   if (knob_set("CORIO_URING_NO_MULTISHOT")) multishot_accept_ = false;
   if (knob_set("CORIO_URING_NO_MSG_RING")) msg_ring_ = false;
   if (multishot_accept_) features_ += ",multishot_accept";
@@ -523,6 +529,10 @@ void uring_reactor::drain() noexcept {
   // The worker is leaving this thread: from now on every lease release goes through the return
   // queue, which nobody drains (the ring is about to go).
   if (provided_buffers* b = buffers_.load(std::memory_order_relaxed)) b->leave_owner_thread();
+  if (registered_ring_) {  // on the thread that registered it (see the constructor)
+    io_uring_unregister_ring_fd(&ring_);
+    registered_ring_ = false;
+  }
 }
 
 }  // namespace corio::detail

@@ -79,6 +79,7 @@ class uring_reactor final : public reactor {
   bool defer_taskrun_ = false;
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
   bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
+  bool registered_ring_ = false;   ///< io_uring_register_ring_fd took (5.18); until drain()
   unsigned unsubmitted_ = 0;
   in_flight_list in_flight_;  // for cancellation at drain()
   std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -216,6 +217,45 @@ TEST_CASE("on Asio, descriptor numbers reused by new sockets are served as the n
     // The same few numbers served all the connections: the case this test is about.
     CHECK(r.numbers.size() < static_cast<std::size_t>(rounds));
   }
+}
+
+namespace {
+corio::task<int> one() { co_return 1; }
+corio::task<int> sum_on_workers() {
+  auto a = corio::spawn(one());
+  auto b = corio::spawn(one());
+  const int x = co_await a;
+  const int y = co_await b;
+  co_return x + y + 1;
+}
+}  // namespace
+
+TEST_CASE("an io_uring runtime names its optional ring features, and each knob turns its feature off") {
+  const auto features_with = [](const char* knob) {
+    std::optional<corio_test::scoped_env> env;
+    if (knob != nullptr) env.emplace(knob, "1");
+    corio::runtime rt{{.workers = 2}};
+    // Some I/O and cross-worker work, so that a ring without the feature is really used.
+    CHECK(rt.block_on(sum_on_workers()) == 3);
+    return rt.stats();
+  };
+  const corio::runtime_stats plain = features_with(nullptr);
+  if (plain.backend != "io_uring") return;  // Asio (CORIO_BACKEND=asio, or no io_uring): nothing to name
+  struct knob {
+    const char* variable;
+    const char* feature;
+  };
+  for (const knob k : {knob{"CORIO_URING_NO_MULTISHOT", "multishot_accept"}, knob{"CORIO_URING_NO_MSG_RING", "msg_ring"},
+                       knob{"CORIO_URING_NO_REGISTERED_RING", "registered_ring"}}) {
+    CAPTURE(k.variable);
+    const corio::runtime_stats off = features_with(k.variable);
+    CHECK(off.backend_features.find(k.feature) == std::string::npos);
+    // This machine's kernel (6.18) has every one of them; an older kernel may lack some.
+    if (plain.backend_features.find(k.feature) == std::string::npos) MESSAGE("the kernel lacks ", k.feature);
+  }
+  std::uint64_t enters = 0;
+  for (const auto& w : plain.workers) enters += w.uring_enters;
+  CHECK(enters > 0);
 }
 
 TEST_SUITE_END();

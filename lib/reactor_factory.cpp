@@ -137,18 +137,19 @@ backend_choice choose_backend(io_backend requested) {
 }
 
 std::unique_ptr<reactor> make_reactor([[maybe_unused]] const backend_choice& choice, [[maybe_unused]] unsigned ring_entries,
-                                      completion_sink sink, [[maybe_unused]] std::string& fallback_reason) {
+                                      completion_sink sink, [[maybe_unused]] std::string& fallback_reason,
+                                      [[maybe_unused]] std::chrono::milliseconds sqpoll_idle) {
 #if CORIO_HAS_URING
   if (choice.backend == io_backend::uring) {
 #if CORIO_HAS_ASIO_REACTOR
     try {
-      return std::make_unique<uring_reactor>(ring_entries, sink);
+      return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle);
     } catch (const std::system_error& e) {
       if (!choice.may_fall_back) throw;
       fallback_reason = e.what();
     }
 #else
-    return std::make_unique<uring_reactor>(ring_entries, sink);
+    return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle);
 #endif
   }
 #endif

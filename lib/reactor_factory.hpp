@@ -5,6 +5,7 @@
 // reactor interface (libcoro's io_notifier seam).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -33,8 +34,10 @@ backend_choice choose_backend(io_backend requested);
 /// Creates the reactor of one worker, on the worker's thread. With may_fall_back, an io_uring
 /// set-up that fails makes an Asio reactor instead and stores the error in `fallback_reason`.
 /// Throws std::system_error when the reactor cannot be set up.
+/// `sqpoll_idle` > 0 asks io_uring for a kernel submission poller (runtime_options::sqpoll_idle).
 std::unique_ptr<reactor> make_reactor(const backend_choice& choice, unsigned ring_entries, completion_sink sink,
-                                      std::string& fallback_reason);
+                                      std::string& fallback_reason,
+                                      std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero());
 
 /// Test hook: while `error` is non-zero, every io_uring reactor set-up fails as if
 /// io_uring_queue_init_params had returned -error (ENOSYS: a kernel without io_uring; EPERM:

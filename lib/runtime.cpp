@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <typeinfo>
@@ -65,6 +66,20 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
   options_.workers = n;
   if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (options_.spin_limit == 0) options_.spin_limit = 1;
+  if (options_.sqpoll_idle <= std::chrono::milliseconds::zero()) {
+    options_.sqpoll_idle = std::chrono::milliseconds::zero();
+    if (const char* env = std::getenv("CORIO_SQPOLL_IDLE_MS"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long ms = std::strtol(env, &end, 10);
+      if (end == env || *end != '\0' || ms < 0) {
+        throw std::invalid_argument(fmt::format("corio: CORIO_SQPOLL_IDLE_MS must be a count of ms, got '{}'", env));
+      }
+      options_.sqpoll_idle = std::chrono::milliseconds(std::min<long>(ms, 60'000));
+    }
+  }
+  // The manual clock jumps once every worker has polled its reactor and found nothing: that needs
+  // a submission to be issued when poll() returns, which a kernel poller does later, on its own.
+  if (options_.clock == clock_source::manual) options_.sqpoll_idle = std::chrono::milliseconds::zero();
   manual_ = options_.clock == clock_source::manual;
   backend_ = choose_backend(options_.backend);
   workers_.reserve(n);

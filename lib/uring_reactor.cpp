@@ -150,7 +150,8 @@ void set_uring_setup_failure(int error) noexcept {
   setup_failure_for_testing.store(error, std::memory_order_seq_cst);
 }
 
-uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sink) {
+uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono::milliseconds sqpoll_idle)
+    : sink_(sink) {
   if (const int error = setup_failure_for_testing.load(std::memory_order_seq_cst); error != 0) {
     throw_errno(error, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
   }
@@ -172,7 +173,34 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
       {0, "plain"},
   }};
   int rc = -EINVAL;
+  if (sqpoll_idle > std::chrono::milliseconds::zero()) {
+    // SQPOLL (runtime_options::sqpoll_idle): a kernel thread polls this ring's submission queue,
+    // so submitting needs no system call while it is awake. It excludes DEFER_TASKRUN (the
+    // kernel refuses the pair); COOP_TASKRUN is kept where the kernel has it. Any refusal
+    // (EPERM before Linux 5.11 without CAP_SYS_NICE, EINVAL) falls back to the rings below.
+    const unsigned idle_ms = static_cast<unsigned>(std::min<std::int64_t>(sqpoll_idle.count(), 60'000));
+    const std::array<attempt, 2> sq_attempts{{
+        {IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+         "sqpoll,single_issuer,coop_taskrun"},
+        {IORING_SETUP_SQPOLL, "sqpoll"},
+    }};
+    for (const attempt& a : sq_attempts) {
+      io_uring_params params{};
+      params.flags = a.flags | IORING_SETUP_CQSIZE;
+      params.cq_entries = entries * 2;
+      params.sq_thread_idle = idle_ms;
+      rc = io_uring_queue_init_params(entries, &ring_, &params);
+      if (rc == 0) {
+        features_ = a.name;
+        sqpoll_ = true;
+        if ((params.features & IORING_FEAT_NODROP) == 0) features_ += ",cq_may_drop";
+        break;
+      }
+    }
+    if (rc != 0) sqpoll_refused_ = -rc;
+  }
   for (const attempt& a : attempts) {
+    if (sqpoll_) break;
     io_uring_params params{};
     params.flags = a.flags | IORING_SETUP_CQSIZE;
     params.cq_entries = entries * 2;
@@ -181,6 +209,7 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink) : sink_(sin
       features_ = a.name;
       defer_taskrun_ = (a.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
       if ((params.features & IORING_FEAT_NODROP) == 0) features_ += ",cq_may_drop";
+      if (sqpoll_refused_ != 0) features_ += fmt::format(",sqpoll_refused({})", std::strerror(sqpoll_refused_));
       break;
     }
     if (rc != -EINVAL) break;  // ENOSYS, EPERM, ENOMEM: no flag combination will help
@@ -438,7 +467,15 @@ std::size_t uring_reactor::poll() {
   if (unsubmitted_ == 0 && in_flight_.size() == 0) return finished;
   // With DEFER_TASKRUN completions are posted only when this thread enters the kernel asking for
   // events; without it the kernel posts them on its own and only queued submissions need a call.
-  if (unsubmitted_ != 0 || defer_taskrun_) {
+  if (sqpoll_) {
+    // The kernel's poller takes the entries; io_uring_submit enters only to wake it when it slept
+    // (IORING_SQ_NEED_WAKEUP), and completions appear in the ring without a call.
+    if (unsubmitted_ != 0) {
+      if ((IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_NEED_WAKEUP) != 0) counters_->enters.add();
+      const int rc = io_uring_submit(&ring_);
+      if (rc >= 0) unsubmitted_ = 0;
+    }
+  } else if (unsubmitted_ != 0 || defer_taskrun_) {
     counters_->enters.add();
     const int rc = io_uring_submit_and_get_events(&ring_);
     if (rc >= 0) unsubmitted_ = 0;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,7 +34,11 @@ class uring_reactor final : public reactor {
   /// Creates the ring with `entries` submission entries. Throws std::system_error with the errno
   /// of io_uring_queue_init_params (ENOSYS: no io_uring; EPERM: disabled by sysctl or seccomp;
   /// ENOMEM: locked-memory limit) or of a missing required opcode (EOPNOTSUPP).
-  uring_reactor(unsigned entries, completion_sink sink);
+  /// With `sqpoll_idle` > 0 the ring is set up with IORING_SETUP_SQPOLL and that idle time
+  /// (ms, at most 60,000) before its kernel poller sleeps; a kernel that refuses falls back to
+  /// the rings without it, and features() says `sqpoll_refused(<error>)`.
+  uring_reactor(unsigned entries, completion_sink sink,
+                std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero());
   ~uring_reactor() override;
   uring_reactor(const uring_reactor&) = delete;
   uring_reactor& operator=(const uring_reactor&) = delete;
@@ -77,6 +82,8 @@ class uring_reactor final : public reactor {
   bool woken_ = false;  ///< the wake read completed since the last wait() began
   bool draining_ = false;
   bool defer_taskrun_ = false;
+  bool sqpoll_ = false;      ///< the ring has a kernel submission poller (IORING_SETUP_SQPOLL)
+  int sqpoll_refused_ = 0;   ///< the errno of a refused SQPOLL set-up (0: not asked, or granted)
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
   bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
   bool registered_ring_ = false;   ///< io_uring_register_ring_fd took (5.18); until drain()

@@ -53,6 +53,17 @@ struct runtime_options {
   /// Submission queue entries of each worker's io_uring ring (rounded up to a power of two by the
   /// kernel); the completion queue is twice as large. Bounded to [8, 32768].
   unsigned ring_entries = 1024;
+  /// io_uring only: when above zero, each worker's ring gets a kernel thread that polls its
+  /// submission queue (IORING_SETUP_SQPOLL, io_uring_setup(2)), so submitting costs no system
+  /// call while that thread is awake; it sleeps after this long without work (ms, capped at
+  /// 60,000). Each poller is a kernel thread that spins on a CPU while awake: on a machine with
+  /// no spare cores it competes with the workers (measured in benchmarks/RESULTS.md, "SQPOLL").
+  /// A kernel that refuses it (EPERM before Linux 5.11 without CAP_SYS_NICE) gets the usual
+  /// ring, and stats().backend_features says `sqpoll_refused(...)`. 0 (the default): off. The
+  /// environment variable CORIO_SQPOLL_IDLE_MS sets it where the program left it at 0. Ignored
+  /// under the manual clock, whose idle detection needs a submission issued by the time the
+  /// worker's poll returns (a kernel poller issues it later, on its own thread).
+  std::chrono::milliseconds sqpoll_idle{0};
   /// The reactor: io_uring with a fallback to Asio by default (see io_backend).
   io_backend backend = io_backend::automatic;
   /// Called with the exception of a task that finished by throwing while nobody held its

@@ -258,4 +258,27 @@ TEST_CASE("an io_uring runtime names its optional ring features, and each knob t
   CHECK(enters > 0);
 }
 
+TEST_CASE("sqpoll_idle gives each ring a kernel poller that carries echo and HTTP; the manual clock ignores it") {
+  corio_test::hang_guard guard{"sqpoll", 120s};
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .sqpoll_idle = std::chrono::milliseconds{5}}};
+    if (rt.stats().backend != "io_uring") return;  // Asio has no such option
+    for (int round = 0; round < 3; ++round) CHECK(rt.block_on(http_round_trip()).find("200 OK") != std::string::npos);
+    const std::string features = rt.stats().backend_features;
+    CHECK(features.find("sqpoll") != std::string::npos);  // granted, or "sqpoll_refused(...)"
+  }
+  {
+    corio_test::scoped_env env{"CORIO_SQPOLL_IDLE_MS", "5"};
+    corio::runtime rt{{.workers = 2}};
+    if (rt.stats().backend == "io_uring") CHECK(rt.stats().backend_features.find("sqpoll") != std::string::npos);
+  }
+  {
+    corio_test::scoped_env env{"CORIO_SQPOLL_IDLE_MS", "5ms"};
+    CHECK_THROWS_AS(corio::runtime({.workers = 1}), std::invalid_argument);
+  }
+  corio::runtime manual{{.workers = 2, .clock = corio::manual_clock, .sqpoll_idle = std::chrono::milliseconds{5}}};
+  CHECK(manual.stats().backend_features.find("sqpoll") == std::string::npos);
+}
+
 TEST_SUITE_END();

@@ -236,7 +236,9 @@ class task_group {
   /// children, waits for them all the same, then throws operation_cancelled.
   task<void> join() { return join_impl(state_, &joined_); }
 
-  /// Children not finished yet (a snapshot).
+  /// Children not finished yet (a snapshot). A failing child of a supervising group is reported
+  /// to on_failure before it counts as finished, so right after the callback ran it may still be
+  /// counted here for a moment.
   [[nodiscard]] std::int64_t pending() const noexcept { return state_->pending.count(); }
   /// The policy chosen at construction.
   [[nodiscard]] policy failure_policy() const noexcept {

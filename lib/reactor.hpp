@@ -83,6 +83,7 @@ struct reactor_counters {
   counter multishot_accepts;  ///< descriptors a multishot accept delivered
   counter enters;             ///< io_uring_enter calls (submissions and waits)
   counter msg_ring_wakes;     ///< wakes of another worker sent as an IORING_OP_MSG_RING
+  counter send_zc;            ///< sends submitted as IORING_OP_SEND_ZC (runtime_options::send_zc_threshold)
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -119,11 +120,14 @@ class cancel_inbox {
   /// Owner only: moves every queued request to `out` (clearing their cancel_queued bit). Each is
   /// still in flight: only the owner finishes requests.
   void take(std::vector<io_request*>& out);
-  /// Owner only, once `r` is finished for good (before its waiter is scheduled): marks it
-  /// finished and unlinks it when it is queued. Nothing for a request without a cancel_owner.
+  /// Owner only, once `r` is finished for good (before its waiter is scheduled), or once nothing
+  /// is left to cancel (a zero-copy send whose result came, waiting for its notification): marks
+  /// it finished and unlinks it when it is queued. Nothing for a request without a cancel_owner;
+  /// nothing the second time (a cancel pushed in between set `queued` but did not link it).
   void finished(io_request& r) noexcept {
     if (r.cancel_owner == nullptr) return;
     const std::uint8_t old = r.cancel_flags.fetch_or(io_request::cancel_finished, std::memory_order_acq_rel);
+    if ((old & io_request::cancel_finished) != 0) return;
     if ((old & io_request::cancel_queued) != 0) unlink(r);
     else if ((old & io_request::cancel_requested) != 0) --outstanding_;  // taken, its cancel issued
   }

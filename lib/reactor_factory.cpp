@@ -138,18 +138,19 @@ backend_choice choose_backend(io_backend requested) {
 
 std::unique_ptr<reactor> make_reactor([[maybe_unused]] const backend_choice& choice, [[maybe_unused]] unsigned ring_entries,
                                       completion_sink sink, [[maybe_unused]] std::string& fallback_reason,
-                                      [[maybe_unused]] std::chrono::milliseconds sqpoll_idle) {
+                                      [[maybe_unused]] std::chrono::milliseconds sqpoll_idle,
+                                      [[maybe_unused]] std::size_t send_zc_threshold) {
 #if CORIO_HAS_URING
   if (choice.backend == io_backend::uring) {
 #if CORIO_HAS_ASIO_REACTOR
     try {
-      return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle);
+      return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle, send_zc_threshold);
     } catch (const std::system_error& e) {
       if (!choice.may_fall_back) throw;
       fallback_reason = e.what();
     }
 #else
-    return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle);
+    return std::make_unique<uring_reactor>(ring_entries, sink, sqpoll_idle, send_zc_threshold);
 #endif
   }
 #endif

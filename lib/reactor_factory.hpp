@@ -34,10 +34,12 @@ backend_choice choose_backend(io_backend requested);
 /// Creates the reactor of one worker, on the worker's thread. With may_fall_back, an io_uring
 /// set-up that fails makes an Asio reactor instead and stores the error in `fallback_reason`.
 /// Throws std::system_error when the reactor cannot be set up.
-/// `sqpoll_idle` > 0 asks io_uring for a kernel submission poller (runtime_options::sqpoll_idle).
+/// `sqpoll_idle` > 0 asks io_uring for a kernel submission poller (runtime_options::sqpoll_idle);
+/// `send_zc_threshold` > 0 sends that many bytes or more with SEND_ZC (runtime_options::send_zc_threshold).
 std::unique_ptr<reactor> make_reactor(const backend_choice& choice, unsigned ring_entries, completion_sink sink,
                                       std::string& fallback_reason,
-                                      std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero());
+                                      std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero(),
+                                      std::size_t send_zc_threshold = 0);
 
 /// Test hook: while `error` is non-zero, every io_uring reactor set-up fails as if
 /// io_uring_queue_init_params had returned -error (ENOSYS: a kernel without io_uring; EPERM:

@@ -77,6 +77,17 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
       options_.sqpoll_idle = std::chrono::milliseconds(std::min<long>(ms, 60'000));
     }
   }
+  if (options_.send_zc_threshold == 0) {
+    if (const char* env = std::getenv("CORIO_SEND_ZC_THRESHOLD"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long long bytes = std::strtoll(env, &end, 10);
+      if (end == env || *end != '\0' || bytes < 0) {
+        throw std::invalid_argument(
+            fmt::format("corio: CORIO_SEND_ZC_THRESHOLD must be a count of bytes, got '{}'", env));
+      }
+      options_.send_zc_threshold = static_cast<std::size_t>(bytes);
+    }
+  }
   // The manual clock jumps once every worker has polled its reactor and found nothing: that needs
   // a submission to be issued when poll() returns, which a kernel poller does later, on its own.
   if (options_.clock == clock_source::manual) options_.sqpoll_idle = std::chrono::milliseconds::zero();
@@ -417,6 +428,7 @@ runtime_stats runtime_impl::stats() const {
       const provided_buffer_stats b = w->reactor_->buffer_stats();
       worker_stats& ws = s.workers.back();
       ws.provided_buffers = b.buffers;
+      ws.send_zc = w->reactor_counts.send_zc.get();
       ws.provided_in_use = b.in_use;
       ws.provided_enobufs = b.enobufs;
       ws.provided_grows = b.grows;

@@ -150,7 +150,8 @@ void set_uring_setup_failure(int error) noexcept {
   setup_failure_for_testing.store(error, std::memory_order_seq_cst);
 }
 
-uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono::milliseconds sqpoll_idle)
+uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono::milliseconds sqpoll_idle,
+                             std::size_t send_zc_threshold)
     : sink_(sink) {
   if (const int error = setup_failure_for_testing.load(std::memory_order_seq_cst); error != 0) {
     throw_errno(error, "corio: io_uring_queue_init_params failed (io_uring unavailable?)");
@@ -233,6 +234,7 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
     // IORING_OP_SOCKET, which the probe does report.
     multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
     msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
+    if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0) send_zc_threshold_ = send_zc_threshold;
     io_uring_free_probe(probe);
   }
 
@@ -251,6 +253,9 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
   if (knob_set("CORIO_URING_NO_MSG_RING")) msg_ring_ = false;
   if (multishot_accept_) features_ += ",multishot_accept";
   if (msg_ring_) features_ += ",msg_ring";
+  // Plain sends forced (for tests and comparisons), whatever the threshold: read once per ring.
+  if (knob_set("CORIO_URING_NO_SEND_ZC")) send_zc_threshold_ = 0;
+  if (send_zc_threshold_ != 0) features_ += ",send_zc";
 
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
@@ -328,7 +333,16 @@ void uring_reactor::submit(io_request& request) {
   }
 #endif
   io_uring_sqe* sqe = get_sqe();
-  prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
+  if (request.opcode == io_opcode::send && send_zc_threshold_ != 0 && request.length >= send_zc_threshold_ &&
+      request.zc != io_request::zc_refused) {
+    // Zero copy: the kernel pins the caller's pages; complete_send_zc waits for its notification.
+    io_uring_prep_send_zc(sqe, request.fd, request.buffer, request.length,
+                          static_cast<int>(request.flags | MSG_NOSIGNAL), 0);
+    request.zc = io_request::zc_sent;
+    counters_->send_zc.add();
+  } else {
+    prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
+  }
   if (request.provided == io_request::provided_select) buffers_.load(std::memory_order_relaxed)->prepare(sqe);
 #if CORIO_FAULT_INJECTION
   // A short transfer: the kernel is given fewer bytes (recv, send and read keep their length in
@@ -373,6 +387,10 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
     complete_multishot_accept(r, result, flags);
     return;
   }
+  if (r.zc == io_request::zc_sent || r.zc == io_request::zc_result_in) [[unlikely]] {
+    complete_send_zc(r, result, flags);
+    return;
+  }
   in_flight_.unlink(r);
   if (r.provided == io_request::provided_select) {
     provided_buffers* b = buffers_.load(std::memory_order_relaxed);
@@ -402,6 +420,38 @@ void uring_reactor::complete_multishot_accept(io_request& r, int result, unsigne
   }
   if (result >= 0) counters_->multishot_accepts.add();
   multishot_accept_completed(r, result, more, draining_);
+}
+
+void uring_reactor::complete_send_zc(io_request& r, int result, std::uint32_t cqe_flags) noexcept {
+  if ((cqe_flags & IORING_CQE_F_NOTIF) != 0) {
+    result = r.result;  // the kernel is done with the buffer: the result that came first
+    // Cancellable again, should write_all's hook send the rest: unless a cancel came meanwhile
+    // (then `requested` is set, perhaps `queued` too without a link, and the hook stops; the
+    // request stays finished for the inbox).
+    std::uint8_t expected = io_request::cancel_finished;
+    r.cancel_flags.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+  } else if ((cqe_flags & IORING_CQE_F_MORE) != 0) {
+    // The result, before the notification: the buffer is still the kernel's, so the request stays
+    // in flight (drain waits for it too) and the task does not run yet. Nothing is left to cancel:
+    // it leaves the cancel inbox now, so that a cancelled send does not hold the manual clock
+    // (cancel_inbox::outstanding) while the notification waits for the peer to read.
+    r.result = result;
+    r.zc = io_request::zc_result_in;
+    cancels_.finished(r);
+    return;
+  }
+  in_flight_.unlink(r);
+  r.zc = 0;  // a write_all that resubmits the rest starts afresh
+  if (result == -EOPNOTSUPP && !draining_ && !r.cancel_was_requested()) {
+    // Not a socket that can send zero copy (a Unix stream): the same send, copied.
+    r.zc = io_request::zc_refused;
+    try {
+      submit(r);
+      return;
+    } catch (...) {
+    }
+  }
+  finish_request(r, result, draining_, sink_, cancels_);
 }
 
 void uring_reactor::submit_cancels() noexcept {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <bitset>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,8 +38,12 @@ class uring_reactor final : public reactor {
   /// With `sqpoll_idle` > 0 the ring is set up with IORING_SETUP_SQPOLL and that idle time
   /// (ms, at most 60,000) before its kernel poller sleeps; a kernel that refuses falls back to
   /// the rings without it, and features() says `sqpoll_refused(<error>)`.
+  /// With `send_zc_threshold` > 0 (bytes) a send of at least that many bytes goes out as
+  /// IORING_OP_SEND_ZC when the probe finds it (Linux 6.0) and CORIO_URING_NO_SEND_ZC=1 was not
+  /// set; features() then says `send_zc`. See complete_send_zc for its two completions.
   uring_reactor(unsigned entries, completion_sink sink,
-                std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero());
+                std::chrono::milliseconds sqpoll_idle = std::chrono::milliseconds::zero(),
+                std::size_t send_zc_threshold = 0);
   ~uring_reactor() override;
   uring_reactor(const uring_reactor&) = delete;
   uring_reactor& operator=(const uring_reactor&) = delete;
@@ -65,6 +70,14 @@ class uring_reactor final : public reactor {
   /// A completion of a listener's multishot accept (io_request flag accept_multishot): it stays
   /// in flight while the kernel sets IORING_CQE_F_MORE; each one goes to its accept_queue.
   void complete_multishot_accept(io_request& r, int result, unsigned cqe_flags) noexcept;
+  /// A completion of a send that went out as IORING_OP_SEND_ZC (io_request::zc). Its first CQE
+  /// carries the result and, with IORING_CQE_F_MORE, announces a notification CQE
+  /// (IORING_CQE_F_NOTIF) that comes once the kernel no longer reads the caller's buffer: the
+  /// result waits in the request, which stays in flight (and cancellable: a cancel then finds
+  /// nothing to cancel) until the notification, and only then is the request finished, as a plain
+  /// send's completion with that result. A result without F_MORE finishes it at once. A socket that
+  /// refuses zero copy (EOPNOTSUPP) gets the same request again as a plain send.
+  void complete_send_zc(io_request& r, int result, std::uint32_t cqe_flags) noexcept;
   /// Issues an IORING_OP_ASYNC_CANCEL for each request cancellers left in cancels_.
   void submit_cancels() noexcept;
   /// Completes the requests submit() failed before they reached the kernel (an opcode the kernel
@@ -87,6 +100,9 @@ class uring_reactor final : public reactor {
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
   bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
   bool registered_ring_ = false;   ///< io_uring_register_ring_fd took (5.18); until drain()
+  /// Sends of at least this many bytes go out as SEND_ZC (0: never; also 0 when the kernel lacks
+  /// IORING_OP_SEND_ZC or CORIO_URING_NO_SEND_ZC=1).
+  std::size_t send_zc_threshold_ = 0;
   unsigned unsubmitted_ = 0;
   in_flight_list in_flight_;  // for cancellation at drain()
   std::vector<io_request*> cancel_batch_;  ///< reused by submit_cancels()

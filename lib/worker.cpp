@@ -389,7 +389,7 @@ void worker::run() noexcept {
   this_worker = this;
   try {
     reactor_ = make_reactor(rt_.backend_, rt_.options_.ring_entries, completion_sink{&worker::on_ready, this},
-                            reactor_fallback_, rt_.options_.sqpoll_idle);
+                            reactor_fallback_, rt_.options_.sqpoll_idle, rt_.options_.send_zc_threshold);
     reactor_->cancels().set_waker({[](void* self) noexcept { static_cast<worker*>(self)->wake_for_work(); }, this});
     reactor_->set_counters(reactor_counts);
     reactor_name_ = reactor_->name();

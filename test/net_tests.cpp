@@ -794,3 +794,180 @@ TEST_CASE("a listener closed while the runtime has its multishot accept armed sh
   for (int fd : clients) ::close(fd);
   CHECK(corio_test::open_descriptors() == before);
 }
+
+// --- zero-copy send (runtime_options::send_zc_threshold, issue 19) ------------------------------
+
+namespace {
+
+/// Writes `sizes` one write_all each, the pattern running on across them, then shuts down sending.
+corio::task<void> write_sizes(tcp_stream* s, std::vector<std::size_t> sizes, std::uint32_t seed) {
+  std::size_t offset = 0;
+  for (const std::size_t n : sizes) {
+    std::vector<std::byte> chunk(n);
+    for (std::size_t i = 0; i < n; ++i) chunk[i] = pattern_at(offset + i, seed);
+    const std::size_t w = co_await s->write_all(chunk);
+    REQUIRE(w == n);
+    offset += n;
+  }
+  s->shutdown(corio::net::shutdown_type::send);
+}
+
+/// Reads until the end of the stream, checking the pattern from offset 0.
+corio::task<echo_result> read_pattern(tcp_stream* s, std::uint32_t seed) {
+  echo_result r;
+  std::vector<std::byte> buf(65536);
+  for (;;) {
+    const std::size_t n = co_await s->read_some(buf);
+    if (n == 0) break;
+    for (std::size_t i = 0; i < n; ++i) r.mismatches += buf[i] != pattern_at(r.received + i, seed) ? 1 : 0;
+    r.received += n;
+  }
+  co_return r;
+}
+
+corio::task<echo_result> transfer_sizes(std::vector<std::size_t> sizes, std::uint32_t seed) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream c = co_await tcp_stream::connect(l.local_endpoint());
+  tcp_stream s = co_await l.accept();
+  auto writer = corio::spawn(write_sizes(&c, sizes, seed));
+  auto reader = corio::spawn(read_pattern(&s, seed));
+  echo_result r = co_await reader;
+  co_await writer;
+  co_return r;
+}
+
+std::uint64_t send_zc_count(const corio::runtime_stats& s) {
+  std::uint64_t n = 0;
+  for (const auto& w : s.workers) n += w.send_zc;
+  return n;
+}
+
+/// Sleeps 2 s, then reads as read_pattern (seed 7).
+corio::task<echo_result> read_pattern_later(tcp_stream* s) {
+  co_await corio::sleep_for(2s);
+  echo_result r = co_await read_pattern(s, 7);
+  co_return r;
+}
+
+/// A write_all of `bytes` to a peer that reads nothing for 2 s, timed out after 1 s; the peer
+/// then reads to the end. Returns what the peer received and how many bytes differ from the pattern.
+corio::task<echo_result> timed_out_write(std::size_t bytes) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  tcp_stream c = co_await tcp_stream::connect(l.local_endpoint());
+  tcp_stream s = co_await l.accept();
+  auto reader = corio::spawn(read_pattern_later(&s));
+  std::vector<std::byte> data(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) data[i] = pattern_at(i, 7);
+  std::error_code ec;
+  auto sent = co_await corio::try_timeout(1s, c.write_all(data, ec));
+  REQUIRE((!sent.has_value() || ec == std::errc::operation_canceled));
+  c.shutdown(corio::net::shutdown_type::send);
+  echo_result r = co_await reader;
+  co_return r;
+}
+
+}  // namespace
+
+TEST_CASE("with send_zc_threshold at 1 byte, write_all of many sizes up to 1 MiB arrives intact and in order") {
+  corio_test::hang_guard guard{"send_zc transfers", 120s};
+  const std::vector<std::size_t> sizes{1, 7, 100, 4096, 65535, 65536, 65537, 100000, 1u << 20, 3, 1u << 20};
+  std::size_t total = 0;
+  for (const std::size_t n : sizes) total += n;
+  for (const unsigned workers : {1u, 2u}) {
+    corio::runtime rt{{.workers = workers, .send_zc_threshold = 1}};
+    for (std::uint32_t seed = 0; seed < 3; ++seed) {
+      const echo_result r = rt.block_on(transfer_sizes(sizes, seed));
+      CHECK(r.received == total);
+      CHECK(r.mismatches == 0);
+    }
+    const auto stats = rt.stats();
+    const bool on = stats.backend_features.find("send_zc") != std::string::npos;
+    // io_uring on a kernel with SEND_ZC (6.0) names it and used it; Asio names and uses nothing.
+    CHECK(on == (send_zc_count(stats) > 0));
+    if (stats.backend != "io_uring") CHECK_FALSE(on);
+  }
+}
+
+TEST_CASE("with the threshold at 0 or CORIO_URING_NO_SEND_ZC=1 sends are plain and still arrive intact") {
+  corio_test::hang_guard guard{"plain sends", 120s};
+  const std::vector<std::size_t> sizes{1, 65536, 1u << 20};
+  for (const bool forced : {false, true}) {
+    std::optional<corio_test::scoped_env> env;
+    if (forced) env.emplace("CORIO_URING_NO_SEND_ZC", "1");
+    corio::runtime rt{{.workers = 2, .send_zc_threshold = forced ? std::size_t{1} : std::size_t{0}}};
+    const echo_result r = rt.block_on(transfer_sizes(sizes, 5));
+    CHECK(r.received == (1u << 20) + 65537);
+    CHECK(r.mismatches == 0);
+    CHECK(rt.stats().backend_features.find("send_zc") == std::string::npos);
+    CHECK(send_zc_count(rt.stats()) == 0);
+  }
+}
+
+TEST_CASE("CORIO_SEND_ZC_THRESHOLD sets the threshold the program left at 0, and bad values are refused") {
+  {
+    corio_test::scoped_env env{"CORIO_SEND_ZC_THRESHOLD", "1"};
+    corio::runtime rt{{.workers = 1}};
+    const std::vector<std::size_t> sizes{4096, 4096};
+    const echo_result r = rt.block_on(transfer_sizes(sizes, 9));
+    CHECK(r.received == 8192);
+    CHECK(r.mismatches == 0);
+    if (rt.stats().backend == "io_uring") {
+      CHECK((rt.stats().backend_features.find("send_zc") != std::string::npos) == (send_zc_count(rt.stats()) > 0));
+    }
+  }
+  for (const char* bad : {"-1", "lots", "12k"}) {
+    corio_test::scoped_env env{"CORIO_SEND_ZC_THRESHOLD", bad};
+    CHECK_THROWS_AS((corio::runtime{{.workers = 1}}), std::invalid_argument);
+  }
+}
+
+TEST_CASE("a zero-copy write_all timed out against a peer that does not read leaves a prefix and no request behind") {
+  corio_test::hang_guard guard{"send_zc timeout", 120s};
+  for (const unsigned workers : {1u, 2u}) {
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock, .send_zc_threshold = 1}};
+    const echo_result r = rt.block_on(timed_out_write(std::size_t{64} << 20));
+    CHECK(r.received < (std::size_t{64} << 20));  // the peer's buffers cannot hold it all
+    CHECK(r.mismatches == 0);
+    // The reader's task leaves the registry just after its join completes.
+    for (int i = 0; i < 10'000 && rt.stats().live_tasks != 0; ++i) std::this_thread::sleep_for(1ms);
+    CHECK(rt.stats().live_tasks == 0);
+    CHECK((rt.stats().backend_features.find("send_zc") != std::string::npos) == (send_zc_count(rt.stats()) > 0));
+  }
+}
+
+namespace {
+
+corio::task<void> write_unix(corio::net::unix_stream* s, const std::vector<std::byte>* data) {
+  co_await s->write_all(*data);
+  s->shutdown(corio::net::shutdown_type::send);
+}
+
+/// Writes `bytes` of the pattern through one end of a Unix stream pair and reads them at the other.
+corio::task<echo_result> unix_transfer(std::size_t bytes) {
+  auto [a, b] = corio::net::unix_stream::pair();
+  std::vector<std::byte> data(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) data[i] = pattern_at(i, 3);
+  auto writer = corio::spawn(write_unix(&a, &data));
+  echo_result r;
+  std::vector<std::byte> buf(65536);
+  for (;;) {
+    const std::size_t n = co_await b.read_some(buf);
+    if (n == 0) break;
+    for (std::size_t i = 0; i < n; ++i) r.mismatches += buf[i] != pattern_at(r.received + i, 3) ? 1 : 0;
+    r.received += n;
+  }
+  co_await writer;
+  co_return r;
+}
+
+}  // namespace
+
+TEST_CASE("with send_zc_threshold set, a Unix stream (no zero copy) still sends every byte, with plain sends") {
+  corio_test::hang_guard guard{"send_zc on a unix stream", 120s};
+  for (const unsigned workers : {1u, 2u}) {
+    corio::runtime rt{{.workers = workers, .send_zc_threshold = 1}};
+    const echo_result r = rt.block_on(unix_transfer(std::size_t{1} << 20));
+    CHECK(r.received == (std::size_t{1} << 20));
+    CHECK(r.mismatches == 0);
+  }
+}

@@ -1,6 +1,7 @@
 // corio/runtime.hpp - the M:N runtime: workers, run queues, reactors; block_on and run.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -64,6 +65,16 @@ struct runtime_options {
   /// under the manual clock, whose idle detection needs a submission issued by the time the
   /// worker's poll returns (a kernel poller issues it later, on its own thread).
   std::chrono::milliseconds sqpoll_idle{0};
+  /// io_uring only: sends (tcp_stream write_some, write_all) of at least this many bytes go out
+  /// as IORING_OP_SEND_ZC (Linux 6.0): the kernel pins the caller's pages instead of copying them,
+  /// and the operation completes only once the kernel's notification says it no longer needs the
+  /// buffer (so a cancelled or timed-out zero-copy send resumes its task only then). Pays for
+  /// large sends over a real network device; loopback copies anyway, where it measured slower
+  /// (benchmarks/RESULTS.md, "zero-copy send"). A kernel without SEND_ZC, the Asio reactor, and
+  /// a socket that refuses zero copy (not TCP: one failed attempt, then a plain send) use plain
+  /// sends; stats().backend_features says `send_zc` when it is on. Bytes; 0 (the default): off.
+  /// The environment variable CORIO_SEND_ZC_THRESHOLD sets it where the program left it at 0.
+  std::size_t send_zc_threshold = 0;
   /// The reactor: io_uring with a fallback to Asio by default (see io_backend).
   io_backend backend = io_backend::automatic;
   /// Called with the exception of a task that finished by throwing while nobody held its
@@ -115,6 +126,10 @@ struct worker_stats {
   /// Wakes this worker sent to another worker as an IORING_OP_MSG_RING into its ring (Linux
   /// 5.18) instead of an eventfd write. 0 on Asio, or with CORIO_URING_NO_MSG_RING=1.
   std::uint64_t msg_ring_wakes = 0;
+  /// Sends this worker's ring submitted as IORING_OP_SEND_ZC (runtime_options::send_zc_threshold;
+  /// a write_all's resubmissions count each). 0 on Asio, with the threshold at 0, or with
+  /// CORIO_URING_NO_SEND_ZC=1.
+  std::uint64_t send_zc = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

@@ -77,6 +77,15 @@ struct io_request {
   /// (Asio's socket table) drops what it registered under a reused descriptor number.
   std::uint64_t generation = 0;
   unsigned flags = 0;               ///< MSG_* flags for send and recv
+  /// send only, the io_uring reactor's zero-copy state (uring_reactor.cpp, IORING_OP_SEND_ZC):
+  /// `zc_sent` the request went out as a SEND_ZC; `zc_result_in` its result came (kept in
+  /// `result`) and the kernel's notification that it no longer needs the buffer has not, so the
+  /// request stays in flight (out of the cancel inbox already: cancel_finished is set); `zc_refused` the socket refused zero copy (EOPNOTSUPP: not TCP), the
+  /// request was sent again as a plain send. Reset by the reactor when the request finishes.
+  std::uint8_t zc = 0;
+  static constexpr std::uint8_t zc_sent = 1;
+  static constexpr std::uint8_t zc_result_in = 2;
+  static constexpr std::uint8_t zc_refused = 3;
   void* buffer = nullptr;           ///< recv: where bytes go; send: what to send
   std::size_t length = 0;           ///< bytes (openat: the mode; statx: the mask)
   std::int64_t offset = -1;         ///< read_at, write_at, splice: file offset in bytes; -1: the file position

@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "connection_failure.hpp"
 #include "sample_args.hpp"
 
 
@@ -364,15 +365,7 @@ corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::task_gro
 corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
 
 /// The supervising group's callback: a connection failed (a reset, say); the others go on.
-void report_failure(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    fmt::print(stderr, "chat: connection failed: {}\n", x.what());
-  } catch (...) {
-    fmt::print(stderr, "chat: connection failed\n");
-  }
-}
+void report_failure(std::exception_ptr e) { corio_samples::report_connection_failure("chat", e); }
 
 corio::task<int> serve(unsigned port) {
   chat_server server;

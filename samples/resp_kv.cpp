@@ -25,6 +25,7 @@
 #include <exception>
 
 #include "resp/resp_server.hpp"
+#include "connection_failure.hpp"
 #include "sample_args.hpp"
 
 namespace resp = corio_samples::resp;
@@ -40,15 +41,7 @@ corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, S
 
 /// The supervising group's callback: a connection failed; the others go on. (guarded_connection
 /// catches everything, so this is a backstop.)
-void report_failure(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    fmt::print(stderr, "resp_kv: connection failed: {}\n", x.what());
-  } catch (...) {
-    fmt::print(stderr, "resp_kv: connection failed\n");
-  }
-}
+void report_failure(std::exception_ptr e) { corio_samples::report_connection_failure("resp_kv", e); }
 
 corio::task<int> serve(unsigned port) {
   resp::keyspace ks;

@@ -64,9 +64,11 @@ class buffer_lease {
   [[nodiscard]] std::string_view chars() const noexcept {
     return {reinterpret_cast<const char*>(data_), size_};
   }
+  /// The first byte received; null for an empty lease.
   [[nodiscard]] std::byte* data() const noexcept { return data_; }
   /// Bytes received; 0 for an empty lease.
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  /// True for an empty lease (end of stream, moved-from, or released).
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
   /// True when the bytes are in a provided buffer ring's buffer (false: a heap buffer, or empty).
   [[nodiscard]] bool from_ring() const noexcept { return ring_ != nullptr; }

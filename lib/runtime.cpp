@@ -312,7 +312,7 @@ std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
   // registry), then wait for the tasks to end, up to `grace`.
   closing_.store(true, std::memory_order_seq_cst);
   if (grace > clock::duration::zero()) {
-    stop_all_epoch_.fetch_add(1, std::memory_order_acq_rel);
+    stop_all_epoch_.fetch_add(1, std::memory_order_seq_cst);  // before the wakes: see worker::park
     for (auto& w : workers_) {
       if (w->reactor_) w->reactor_->wake();
     }

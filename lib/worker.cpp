@@ -349,9 +349,13 @@ void worker::park() {
   // (owner-parks-empty): find_work's last look at them came before it settled the tasks other
   // workers finished for it, and destroying one of those frames runs its parameters' destructors,
   // which may wake a task here (a guard that unlocks a corio::mutex).
+  // The flags a shutdown raises before it wakes the workers are looked at here too: the reactor
+  // poll in find_work may have consumed that wake already (after run() last looked at them), and
+  // wait() would then sleep through it (a shutdown's stop of every task never reached this worker).
   bool work = lifo_ || !private_.empty() || !fifo_.empty() || !rt_.injection_empty() || inbox_nonempty() ||
               reactor_->cancels().pending() || remote_finished_.load(std::memory_order_seq_cst) != nullptr ||
-              rt_.stopping_.load(std::memory_order_seq_cst);
+              rt_.stopping_.load(std::memory_order_seq_cst) ||
+              rt_.stop_all_epoch_.load(std::memory_order_seq_cst) != stop_all_seen_;
   for (std::size_t i = 0; !work && i < rt_.workers_.size(); ++i) work = !rt_.workers_[i]->ring_.empty();
   if (work) {
     sleeping_.store(false, std::memory_order_relaxed);

@@ -7,6 +7,8 @@
 # Servers (each bound to 127.0.0.1 only, on its own port):
 #   corio       BUILD/samples/http_hello --port P --workers 2                 (io_uring, the default)
 #   corio-asio  env CORIO_BACKEND=asio BUILD/samples/http_hello --port P --workers 2
+#   corio-plain env CORIO_URING_NO_MULTISHOT_RECV=1 BUILD/samples/http_hello ...  (io_uring, one
+#               receive per read: the multishot receive's own comparison; not in the default set)
 #   tokio       tokio_http_hello --port P --threads 2    (benchmarks/tokio/http_hello, Tokio 1.24)
 #   asio        BUILD/benchmarks/peers/asio_http_hello --port P --threads 2   (Asio 1.22)
 #   go          go_http_hello --port P --threads 2       (benchmarks/go/http_hello, GOMAXPROCS=2)
@@ -39,8 +41,8 @@
 # has DURATION+30 s, the idle-connection client its budget (150 s), servers SIGTERM then SIGKILL
 # after 3 s, and an EXIT trap kills whatever this script started.
 #
-# Environment: ROUNDS (3), WARMUP_S (1), PORT_BASE (18180: servers use PORT_BASE..+4 for the
-# throughput runs and +10..+14 for the memory runs), HOLD (9000), TOTAL (10000), SKIP_MEMORY=1
+# Environment: ROUNDS (3), WARMUP_S (1), PORT_BASE (18180: servers use PORT_BASE..+5 for the
+# throughput runs and +10..+15 for the memory runs), HOLD (9000), TOTAL (10000), SKIP_MEMORY=1
 # (no memory/connections phase), SERVERS (space-separated subset, default
 # "corio corio-asio tokio asio go"), CARGO, PYTHON (/usr/bin/python3).
 set -euo pipefail
@@ -72,7 +74,7 @@ if ! is_uint "$HOLD" || ! is_uint "$TOTAL" || (( HOLD == 0 || HOLD > TOTAL || TO
   die "need 0 < HOLD <= TOTAL <= 60000, got HOLD=$HOLD TOTAL=$TOTAL"
 fi
 for s in $SERVERS; do
-  case $s in corio|corio-asio|tokio|asio|go) ;; *) die "SERVERS: unknown server '$s'" ;; esac
+  case $s in corio|corio-asio|corio-plain|tokio|asio|go) ;; *) die "SERVERS: unknown server '$s'" ;; esac
 done
 [[ " $SERVERS " == *" tokio "* ]] || die "SERVERS must include tokio: every ratio is to Tokio"
 command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
@@ -174,6 +176,7 @@ server_cmd() {  # server_cmd NAME PORT: the server's argv, one word per line
   case $1 in
     corio) printf '%s\n' "$CORIO_BIN" --port "$2" --workers 2 ;;
     corio-asio) printf '%s\n' env CORIO_BACKEND=asio "$CORIO_BIN" --port "$2" --workers 2 ;;
+    corio-plain) printf '%s\n' env CORIO_URING_NO_MULTISHOT_RECV=1 "$CORIO_BIN" --port "$2" --workers 2 ;;
     tokio) printf '%s\n' "$TOKIO_BIN" --port "$2" --threads 2 ;;
     asio) printf '%s\n' "$ASIO_BIN" --port "$2" --threads 2 ;;
     go) printf '%s\n' "$GO_BIN" --port "$2" --threads 2 ;;
@@ -181,7 +184,7 @@ server_cmd() {  # server_cmd NAME PORT: the server's argv, one word per line
 }
 port_of() {  # port_of NAME OFFSET
   local i=0 s
-  for s in corio corio-asio tokio asio go; do
+  for s in corio corio-asio tokio asio go corio-plain; do
     [[ $s == "$1" ]] && { echo $(( PORT_BASE + $2 + i )); return; }
     i=$(( i + 1 ))
   done

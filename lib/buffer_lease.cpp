@@ -1,6 +1,7 @@
 // lib/buffer_lease.cpp - reads that hand over their buffer: corio::buffer_lease and
 // net::read_lease_operation (see corio/buffer_lease.hpp and corio/net/tcp_stream.hpp).
 #include <cerrno>
+#include <cstring>
 #include <new>
 #include <system_error>
 #include <utility>
@@ -26,17 +27,23 @@ void release_ring_buffer([[maybe_unused]] void* ring, [[maybe_unused]] std::uint
 namespace net {
 
 read_lease_operation::read_lease_operation(const detail::file_descriptor& socket, std::error_code* ec,
-                                           const char* what) noexcept
-    : io_operation(ec, what) {
+                                           const char* what, detail::recv_queue_handle* queue) noexcept
+    : io_operation(ec, what), handle_(queue) {
   request_.opcode = detail::io_opcode::recv;
   request_.fd = socket.get();
   request_.generation = socket.generation();
   request_.address = this;  // unused by a recv: how on_complete finds the operation
   request_.on_complete = &read_lease_operation::on_complete;
-  if (request_.fd < 0) fail_early(EBADF);
+  if (request_.fd < 0) {
+    fail_early(EBADF);
+    handle_ = nullptr;
+  }
 }
 
 read_lease_operation::~read_lease_operation() {
+  // Parked on the stream's queue when the frame is destroyed (shutdown), or handed a chunk the
+  // task never took: leave the queue, give the buffer back.
+  if (queue_ != nullptr) detail::abandon_recv(*queue_, state_);
   // A ring buffer the task never took (its frame is destroyed after the read completed) goes home.
   if (request_.provided == detail::io_request::provided_held) {
     detail::release_ring_buffer(request_.reactor_data, request_.buffer_id);
@@ -95,6 +102,17 @@ bool read_lease_operation::on_complete(detail::io_request& r, int result) noexce
 }
 
 buffer_lease read_lease_operation::await_resume() {
+  if (queue_ != nullptr && state_ != detail::recv_state::none) {  // served by the stream's multishot receive
+    detail::stop_state* stop = nullptr;
+    detail::recv_chunk c = detail::finish_recv(*queue_, std::exchange(state_, detail::recv_state::none), &stop);
+    set_cancel_stop(stop);
+    request_.result = c.result > 0 ? static_cast<int>(c.unread()) : c.result;
+    if (finish() <= 0) return {};  // the end of the stream (or an error in the error_code form)
+    if (c.ring != nullptr) return buffer_lease::from_ring(c.ring, c.id, c.data + c.offset, c.unread());
+    // A heap chunk (the dry-ring fallback) is freed through its start: move a read_some's leftover down.
+    if (c.offset != 0) std::memmove(c.data, c.data + c.offset, c.unread());
+    return buffer_lease::from_heap(c.data, c.unread());
+  }
   const std::ptrdiff_t n = finish();
   if (n <= 0) return {};
   const auto size = static_cast<std::size_t>(n);

@@ -118,6 +118,9 @@ decision on_submit(const io_request& r) noexcept {
   // A listener's multishot accept is not one accept: each accept served by it asks on its own
   // (lib/net/accept_queue.cpp:start_accept).
   if (r.opcode == io_opcode::accept && (r.flags & accept_multishot) != 0) return d;
+  // Nor is a stream's multishot receive (or its heap fallback) one read: each read of the stream
+  // asks on its own (lib/net/recv_queue.cpp:start_recv).
+  if (r.opcode == io_opcode::recv && r.provided >= io_request::recv_multishot) return d;
   const site s = site_of(r.opcode);
   std::lock_guard lock{g.mutex};
   // Every matching rule counts the operation, so that each rule's skip and every hold on their

@@ -22,6 +22,18 @@ void wake_parked(const wake_ticket& t) noexcept {
   t.gate->leave();
 }
 
+void wake_parked_in_order(const wake_ticket& t) noexcept {
+  worker* w = this_worker;
+  if (w != nullptr && w->runtime().gate_.gate == t.gate && t.wake_on == unbound_worker) [[likely]] {
+    // In completion order, as worker::on_ready queues a one-shot receive's task (its comment
+    // says what the LIFO wake cost http_hello).
+    w->io_completed.add();
+    w->schedule_back(t.task);
+    return;
+  }
+  wake_parked(t);
+}
+
 void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
                   stop_state* stop) {
   worker* w = this_worker;

@@ -84,6 +84,8 @@ struct reactor_counters {
   counter enters;             ///< io_uring_enter calls (submissions and waits)
   counter msg_ring_wakes;     ///< wakes of another worker sent as an IORING_OP_MSG_RING
   counter send_zc;            ///< sends submitted as IORING_OP_SEND_ZC (runtime_options::send_zc_threshold)
+  counter multishot_recv_arms;  ///< multishot receives armed (a stream's first read and every re-arm)
+  counter multishot_recvs;      ///< buffers of data a multishot receive delivered
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -228,6 +230,11 @@ class reactor {
   /// (corio/detail/accept_queue.hpp): io_uring on Linux 5.19+, unless CORIO_URING_NO_MULTISHOT=1
   /// was set when the reactor was made. Any thread.
   [[nodiscard]] virtual bool multishot_accept() const noexcept { return false; }
+  /// True when stream reads on this reactor's worker may be served by a stream's multishot
+  /// receive (corio/detail/recv_queue.hpp): io_uring on Linux 6.0+ with a provided buffer ring,
+  /// unless CORIO_URING_NO_MULTISHOT_RECV=1 (or CORIO_URING_NO_BUFRING=1) was set when the
+  /// reactor was made. Sets the buffer ring up on first use. Owner thread only.
+  [[nodiscard]] virtual bool multishot_recv() noexcept { return false; }
 
   /// Where this reactor counts (owner thread; the worker reads them for stats()). Set once by the
   /// worker before anything is submitted; until then the reactor counts into its own.

@@ -112,19 +112,25 @@ void provided_buffers::recycle(std::uint16_t id) noexcept {
   ++available_;
 }
 
-void provided_buffers::take(io_request& r, int result, std::uint16_t id) noexcept {
+std::byte* provided_buffers::lend(std::uint16_t id, int result) noexcept {
   CORIO_ASSERT(owned_here == this && available_ > 0, "buffer-returns-to-its-ring");
   --available_;
   if (result <= 0) {  // an error or the end of the stream: nothing to hand out
     recycle(id);
-    return;
+    return nullptr;
   }
-  r.buffer = address_[id];
+  in_use_.fetch_add(1, std::memory_order_relaxed);
+  refs_.fetch_add(1, std::memory_order_relaxed);
+  return address_[id];
+}
+
+void provided_buffers::take(io_request& r, int result, std::uint16_t id) noexcept {
+  std::byte* data = lend(id, result);
+  if (data == nullptr) return;
+  r.buffer = data;
   r.buffer_id = id;
   r.provided = io_request::provided_held;
   r.reactor_data = this;
-  in_use_.fetch_add(1, std::memory_order_relaxed);
-  refs_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool provided_buffers::replenish() noexcept {

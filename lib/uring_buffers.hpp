@@ -47,6 +47,11 @@ class provided_buffers {
   /// it goes straight back into the ring. Owner thread.
   void take(io_request& r, int result, std::uint16_t id) noexcept;
 
+  /// The kernel picked buffer `id` for a receive that completed with `result`: for result > 0
+  /// returns the buffer's memory, now held by the caller (give it back with release());
+  /// otherwise puts it straight back and returns null. Owner thread.
+  std::byte* lend(std::uint16_t id, int result) noexcept;
+
   /// After an ENOBUFS completion: puts back the buffers released elsewhere and, when the ring is
   /// still empty, grows it (doubling, up to the configured bound). True when the ring holds a
   /// buffer again. Owner thread.

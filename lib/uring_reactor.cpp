@@ -2,6 +2,7 @@
 #include "uring_reactor.hpp"
 
 #include "corio/detail/accept_queue.hpp"
+#include "corio/detail/recv_queue.hpp"
 #include "reactor_factory.hpp"
 #include "uring_buffers.hpp"
 #if CORIO_FAULT_INJECTION
@@ -234,7 +235,11 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
     // IORING_OP_SOCKET, which the probe does report.
     multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
     msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
-    if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0) send_zc_threshold_ = send_zc_threshold;
+    if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0) {
+      send_zc_threshold_ = send_zc_threshold;
+      // IORING_RECV_MULTISHOT has no opcode of its own either: it came in Linux 6.0 with SEND_ZC.
+      multishot_recv_ = true;
+    }
     io_uring_free_probe(probe);
   }
 
@@ -251,7 +256,9 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
   // per ring.
   if (knob_set("CORIO_URING_NO_MULTISHOT")) multishot_accept_ = false;
   if (knob_set("CORIO_URING_NO_MSG_RING")) msg_ring_ = false;
+  if (knob_set("CORIO_URING_NO_MULTISHOT_RECV") || buffer_state_ == buffer_ring_state::off) multishot_recv_ = false;
   if (multishot_accept_) features_ += ",multishot_accept";
+  if (multishot_recv_) features_ += ",multishot_recv";
   if (msg_ring_) features_ += ",msg_ring";
   // Plain sends forced (for tests and comparisons), whatever the threshold: read once per ring.
   if (knob_set("CORIO_URING_NO_SEND_ZC")) send_zc_threshold_ = 0;
@@ -343,7 +350,14 @@ void uring_reactor::submit(io_request& request) {
   } else {
     prepare_table[static_cast<std::size_t>(request.opcode)](sqe, request);
   }
-  if (request.provided == io_request::provided_select) buffers_.load(std::memory_order_relaxed)->prepare(sqe);
+  if (request.provided == io_request::provided_select) {
+    buffers_.load(std::memory_order_relaxed)->prepare(sqe);
+  } else if (request.provided == io_request::recv_multishot) {
+    // A stream's recv_queue: one receive that stays armed, each completion in a ring buffer.
+    buffers_.load(std::memory_order_relaxed)->prepare(sqe);
+    sqe->ioprio |= IORING_RECV_MULTISHOT;
+    counters_->multishot_recv_arms.add();
+  }
 #if CORIO_FAULT_INJECTION
   // A short transfer: the kernel is given fewer bytes (recv, send and read keep their length in
   // sqe->len); the request keeps its own length.
@@ -387,6 +401,10 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
     complete_multishot_accept(r, result, flags);
     return;
   }
+  if (r.provided >= io_request::recv_multishot) {
+    complete_multishot_recv(r, result, flags);
+    return;
+  }
   if (r.zc == io_request::zc_sent || r.zc == io_request::zc_result_in) [[unlikely]] {
     complete_send_zc(r, result, flags);
     return;
@@ -420,6 +438,33 @@ void uring_reactor::complete_multishot_accept(io_request& r, int result, unsigne
   }
   if (result >= 0) counters_->multishot_accepts.add();
   multishot_accept_completed(r, result, more, draining_);
+}
+
+void uring_reactor::complete_multishot_recv(io_request& r, int result, unsigned cqe_flags) noexcept {
+  const bool more = (cqe_flags & IORING_CQE_F_MORE) != 0;
+  if (!more) {
+    // The request ended: off the in-flight list and out of the cancel inbox (a cancel coming
+    // later does nothing) before the queue may arm it again.
+    in_flight_.unlink(r);
+    cancels_.finished(r);
+  }
+  recv_chunk chunk{.result = result};
+  bool refilled = false;
+  if (r.provided == io_request::recv_multishot) {
+    provided_buffers* b = buffers_.load(std::memory_order_relaxed);
+    if ((cqe_flags & IORING_CQE_F_BUFFER) != 0) {
+      const auto id = static_cast<std::uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+      if (std::byte* data = b->lend(id, result)) {
+        chunk.ring = b;
+        chunk.data = data;
+        chunk.id = id;
+        counters_->multishot_recvs.add();
+      }
+    } else if (result == -ENOBUFS && !draining_) {
+      refilled = b->replenish();  // puts back returned buffers, or grows the ring
+    }
+  }
+  multishot_recv_completed(r, chunk, more, draining_, refilled);
 }
 
 void uring_reactor::complete_send_zc(io_request& r, int result, std::uint32_t cqe_flags) noexcept {

@@ -61,6 +61,7 @@ class uring_reactor final : public reactor {
   [[nodiscard]] provided_buffer_stats buffer_stats() const noexcept override;
   void note_buffer_fallback() noexcept override { buffer_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
   [[nodiscard]] bool multishot_accept() const noexcept override { return multishot_accept_; }
+  [[nodiscard]] bool multishot_recv() noexcept override { return multishot_recv_ && provides_buffers(); }
 
  private:
   io_uring_sqe* get_sqe();
@@ -70,6 +71,11 @@ class uring_reactor final : public reactor {
   /// A completion of a listener's multishot accept (io_request flag accept_multishot): it stays
   /// in flight while the kernel sets IORING_CQE_F_MORE; each one goes to its accept_queue.
   void complete_multishot_accept(io_request& r, int result, unsigned cqe_flags) noexcept;
+  /// A completion of a stream's recv_queue request (io_request::recv_multishot or
+  /// recv_queue_heap): it stays in flight while the kernel sets IORING_CQE_F_MORE; each one, with
+  /// the ring buffer it filled, goes to multishot_recv_completed. A dry ring (ENOBUFS) is
+  /// replenished first, as for a lease read.
+  void complete_multishot_recv(io_request& r, int result, unsigned cqe_flags) noexcept;
   /// A completion of a send that went out as IORING_OP_SEND_ZC (io_request::zc). Its first CQE
   /// carries the result and, with IORING_CQE_F_MORE, announces a notification CQE
   /// (IORING_CQE_F_NOTIF) that comes once the kernel no longer reads the caller's buffer: the
@@ -98,6 +104,7 @@ class uring_reactor final : public reactor {
   bool sqpoll_ = false;      ///< the ring has a kernel submission poller (IORING_SETUP_SQPOLL)
   int sqpoll_refused_ = 0;   ///< the errno of a refused SQPOLL set-up (0: not asked, or granted)
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
+  bool multishot_recv_ = false;    ///< IORING_RECV_MULTISHOT probed (6.0) and not disabled
   bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
   bool registered_ring_ = false;   ///< io_uring_register_ring_fd took (5.18); until drain()
   /// Sends of at least this many bytes go out as SEND_ZC (0: never; also 0 when the kernel lacks

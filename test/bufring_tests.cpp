@@ -4,10 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -152,6 +154,87 @@ corio::task<many_result> lease_many(int connections, std::size_t bytes, bool hol
     m.from_ring += r.from_ring;
   }
   co_return m;
+}
+
+/// True when this process's runtimes serve read_lease with a multishot receive (io_uring, Linux
+/// 6.0+, ring and multishot not turned off).
+bool multishot_expected(const corio::runtime_stats& s) {
+  return ring_expected(s) && s.backend_features.find("multishot_recv") != std::string::npos;
+}
+
+struct multishot_totals {
+  std::uint64_t arms = 0, recvs = 0;
+};
+
+multishot_totals multishot(const corio::runtime_stats& s) {
+  multishot_totals t;
+  for (const auto& w : s.workers) {
+    t.arms += w.multishot_recv_arms;
+    t.recvs += w.multishot_recvs;
+  }
+  return t;
+}
+
+struct mixed_result {
+  std::size_t received = 0;
+  std::size_t mismatches = 0;
+  std::size_t reads = 0;
+  std::size_t max_held = 0;
+};
+
+/// Reads to the end of the stream alternating read_lease and read_some (into buffers of varying
+/// size), checking every byte against the pattern; up to `hold` leases are kept at once before
+/// they are checked and released (a reader that holds buffers while the multishot keeps filling).
+corio::task<mixed_result> read_mixed(tcp_stream s, std::uint32_t seed, std::size_t hold) {
+  mixed_result r;
+  std::vector<buffer_lease> held;
+  std::vector<std::byte> buffer(6000);
+  std::uint32_t lcg = seed;
+  auto check = [&r, seed](std::span<const std::byte> bytes) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) r.mismatches += bytes[i] != pattern_at(r.received + i, seed) ? 1 : 0;
+    r.received += bytes.size();
+  };
+  for (;;) {
+    lcg = lcg * 1664525u + 1013904223u;
+    ++r.reads;
+    if ((lcg >> 16) % 3 != 0) {
+      buffer_lease l = co_await s.read_lease();
+      if (l.empty()) break;
+      held.push_back(std::move(l));
+      r.max_held = std::max(r.max_held, held.size());
+      if (held.size() >= hold) {
+        for (auto& h : held) check(h.bytes());
+        held.clear();
+      }
+    } else {
+      for (auto& h : held) check(h.bytes());  // in order: the held leases came first
+      held.clear();
+      const std::size_t want = 1 + (lcg >> 8) % buffer.size();
+      const std::size_t n = co_await s.read_some(std::span{buffer.data(), want});
+      if (n == 0) break;
+      check({buffer.data(), n});
+    }
+  }
+  for (auto& h : held) check(h.bytes());
+  co_return r;
+}
+
+corio::task<std::vector<mixed_result>> mixed_many(int connections, std::size_t bytes, std::size_t hold) {
+  auto l = tcp_listener::bind("127.0.0.1:0");
+  const endpoint ep = l.local_endpoint();
+  std::vector<corio::join_handle<mixed_result>> readers;
+  std::vector<corio::join_handle<void>> writers;
+  for (int i = 0; i < connections; ++i) {
+    tcp_stream c = co_await tcp_stream::connect(ep);
+    tcp_stream s = co_await l.accept();
+    const auto seed = static_cast<std::uint32_t>(i * 13 + 5);
+    readers.push_back(corio::spawn(read_mixed(std::move(s), seed, hold)));
+    writers.push_back(corio::spawn(write_pattern(std::move(c), bytes, seed)));
+  }
+  for (auto& w : writers) co_await w;
+  std::vector<mixed_result> out;
+  for (auto& h : readers) out.push_back(co_await h);
+  co_return out;
 }
 
 corio::task<buffer_lease> one_lease(std::string text) {
@@ -306,5 +389,160 @@ TEST_SUITE("net") {
     };
     CHECK(rt.block_on(body()) == 2);
     CHECK(totals(rt.stats()).in_use == 0);
+  }
+
+  TEST_CASE("a multishot receive serves many reads with few submissions, and read_some after read_lease keeps the byte order") {
+    hang_guard guard{"multishot mixed reads", 300s};
+    for (unsigned workers : {1u, 2u, 4u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      const auto results = rt.block_on(mixed_many(6, 400000, 1));
+      std::size_t reads = 0;
+      for (const auto& r : results) {
+        CHECK(r.received == 400000);
+        CHECK(r.mismatches == 0);
+        reads += r.reads;
+      }
+      const auto s = rt.stats();
+      CHECK(totals(s).in_use == 0);
+      const multishot_totals m = multishot(s);
+      if (multishot_expected(s)) {
+        CHECK(m.recvs > 0);
+        CHECK(m.arms >= 6);      // one per stream at least
+        CHECK(m.arms < reads);  // far fewer submissions than reads
+      } else {
+        CHECK(m.arms == 0);
+        CHECK(m.recvs == 0);
+      }
+    }
+  }
+
+  TEST_CASE("a reader holding many leases while the multishot keeps filling the ring loses no byte") {
+    hang_guard guard{"multishot held leases", 300s};
+    for (unsigned workers : {1u, 2u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      // Each reader keeps up to 12 leases (past the queue's soft capacity of 8): the multishot is
+      // cancelled when the queue fills and armed again as the reader catches up.
+      const auto results = rt.block_on(mixed_many(4, 1'000'000, 12));
+      for (const auto& r : results) {
+        CHECK(r.received == 1'000'000);
+        CHECK(r.mismatches == 0);
+      }
+      CHECK(totals(rt.stats()).in_use == 0);
+    }
+  }
+
+  TEST_CASE("a tiny ring under multishot receives falls back to heap buffers and loses no byte") {
+    hang_guard guard{"multishot enobufs", 300s};
+    ring_config tiny{{.initial_buffers = 1, .max_buffers = 2, .buffer_bytes = 64}};
+    for (unsigned workers : {1u, 2u}) {
+      CAPTURE(workers);
+      corio::runtime rt{{.workers = workers}};
+      const auto results = rt.block_on(mixed_many(8, 60000, 3));
+      for (const auto& r : results) {
+        CHECK(r.received == 60000);
+        CHECK(r.mismatches == 0);
+      }
+      const auto s = rt.stats();
+      CHECK(totals(s).in_use == 0);
+      if (multishot_expected(s)) CHECK(totals(s).enobufs > 0);
+    }
+  }
+
+  TEST_CASE("after the end of the stream every read_lease and read_some says so again") {
+    hang_guard guard{"multishot eof", 120s};
+    corio::runtime rt{{.workers = 2}};
+    auto body = []() -> corio::task<int> {
+      auto l = tcp_listener::bind("127.0.0.1:0");
+      tcp_stream c = co_await tcp_stream::connect(l.local_endpoint());
+      tcp_stream s = co_await l.accept();
+      co_await c.write_all(std::string_view{"last words"});
+      c.shutdown(corio::net::shutdown_type::send);
+      std::string got;
+      int ends = 0;
+      for (int i = 0; i < 8; ++i) {
+        buffer_lease lease = co_await s.read_lease();
+        if (lease.empty()) ++ends;
+        else got += lease.chars();
+      }
+      std::array<std::byte, 16> buffer{};
+      for (int i = 0; i < 3; ++i) ends += co_await s.read_some(buffer) == 0 ? 1 : 0;
+      co_return got == "last words" && ends >= 10 ? 1 : 0;
+    };
+    CHECK(rt.block_on(body()) == 1);
+  }
+
+  TEST_CASE("closing a stream with its multishot receive armed ends it: the peer reads the end, nothing leaks") {
+    hang_guard guard{"multishot close", 120s};
+    const std::size_t before = corio_test::open_descriptors();
+    for (unsigned workers : {1u, 2u}) {
+      corio::runtime rt{{.workers = workers}};
+      auto body = []() -> corio::task<int> {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        int ok = 0;
+        for (int i = 0; i < 50; ++i) {
+          tcp_stream c = co_await tcp_stream::connect(l.local_endpoint());
+          tcp_stream s = co_await l.accept();
+          co_await c.write_all(std::string_view{"ping"});
+          buffer_lease lease = co_await s.read_lease();  // arms the multishot, which stays armed
+          co_await c.write_all(std::string_view{"queued, never read"});
+          s.close();
+          std::array<std::byte, 64> buffer{};
+          std::error_code ec;
+          std::size_t n = 1;
+          for (int k = 0; k < 100 && n != 0 && !ec; ++k) n = co_await c.read_some(buffer, ec);
+          ok += (lease.chars() == "ping" && (n == 0 || ec)) ? 1 : 0;
+        }
+        co_return ok;
+      };
+      CHECK(rt.block_on(body()) == 50);
+      CHECK(totals(rt.stats()).in_use == 0);
+    }
+    CHECK(corio_test::open_descriptors() == before);
+  }
+
+  TEST_CASE("CORIO_URING_NO_MULTISHOT_RECV=1 keeps one receive per read_lease, with the same bytes") {
+    hang_guard guard{"no multishot recv", 300s};
+    scoped_env off{"CORIO_URING_NO_MULTISHOT_RECV", "1"};
+    corio::runtime rt{{.workers = 2}};
+    const auto results = rt.block_on(mixed_many(4, 200000, 2));
+    for (const auto& r : results) {
+      CHECK(r.received == 200000);
+      CHECK(r.mismatches == 0);
+    }
+    const auto s = rt.stats();
+    CHECK(s.backend_features.find("multishot_recv") == std::string::npos);
+    CHECK(multishot(s).arms == 0);
+    CHECK(totals(s).in_use == 0);
+  }
+
+  TEST_CASE("a second read of a stream while its multishot read is parked fails with EBUSY, and the first one goes on") {
+    hang_guard guard{"multishot busy", 120s};
+    corio::runtime rt{{.workers = 2}};
+    auto body = []() -> corio::task<int> {
+      auto l = tcp_listener::bind("127.0.0.1:0");
+      tcp_stream c = co_await tcp_stream::connect(l.local_endpoint());
+      tcp_stream s = co_await l.accept();
+      co_await c.write_all(std::string_view{"a"});
+      buffer_lease first = co_await s.read_lease();  // gives the stream its multishot receive
+      auto reader = [](tcp_stream* s) -> corio::task<std::string> {
+        buffer_lease l = co_await s->read_lease();
+        co_return std::string{l.chars()};
+      };
+      corio::join_handle<std::string> parked = corio::spawn(reader(&s));
+      for (int i = 0; i < 100; ++i) co_await corio::yield();  // let it park (or, elsewhere, submit)
+      std::error_code ec;
+      auto second = co_await corio::try_timeout(50ms, s.read_lease(ec));
+      (void)second;
+      const bool busy = ec == std::errc::device_or_resource_busy;
+      co_await c.write_all(std::string_view{"b"});
+      const std::string got = co_await parked;
+      co_return (first.chars() == "a" ? 1 : 0) + (busy ? 2 : 0) + (got == "b" ? 4 : 0);
+    };
+    const int r = rt.block_on(body());
+    CHECK((r & 1) != 0);
+    CHECK((r & 4) != 0);
+    if (multishot_expected(rt.stats())) CHECK((r & 2) != 0);
   }
 }

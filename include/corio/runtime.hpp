@@ -130,6 +130,13 @@ struct worker_stats {
   /// a write_all's resubmissions count each). 0 on Asio, with the threshold at 0, or with
   /// CORIO_URING_NO_SEND_ZC=1.
   std::uint64_t send_zc = 0;
+  /// Multishot receives armed on this worker's io_uring ring (IORING_RECV_MULTISHOT, Linux 6.0):
+  /// a stream's first read_lease and every re-arm after one ended (a full queue, a dry ring, the
+  /// kernel). 0 on Asio, or with CORIO_URING_NO_MULTISHOT_RECV=1 or CORIO_URING_NO_BUFRING=1.
+  std::uint64_t multishot_recv_arms = 0;
+  /// Buffers of data the multishot receives on this worker's ring delivered (to a parked read or
+  /// to the stream's queue). Compare with io_submitted: with multishot, reads cost no submission.
+  std::uint64_t multishot_recvs = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <optional>
@@ -72,9 +74,29 @@ bool prepare_transfer(detail::io_request& r, const detail::file_descriptor& sock
 // --- operations ------------------------------------------------------------------------------
 
 read_some_operation::read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer,
-                                         std::error_code* ec, const char* what) noexcept
-    : io_operation(ec, what) {
+                                         std::error_code* ec, const char* what, detail::recv_queue* queue) noexcept
+    : io_operation(ec, what), queue_(queue) {
   if (!prepare_transfer(request_, socket, detail::io_opcode::recv, buffer.data(), buffer.size())) fail_early(EBADF);
+  if (buffer.empty() || request_.result < 0) queue_ = nullptr;  // the plain path completes it (0, or EBADF)
+}
+
+void read_some_operation::take_queued() noexcept {
+  detail::stop_state* stop = nullptr;
+  detail::recv_chunk c = detail::finish_recv(*queue_, std::exchange(state_, detail::recv_state::none), &stop);
+  set_cancel_stop(stop);
+  if (c.result <= 0) {  // the end of the stream, an error, a cancellation
+    request_.result = c.result;
+    return;
+  }
+  auto* out = static_cast<std::byte*>(request_.buffer);
+  const std::size_t n = std::min(request_.length, c.unread());
+  std::memcpy(out, c.data + c.offset, n);
+  c.offset += static_cast<std::uint32_t>(n);
+  if (c.unread() != 0) detail::unread_chunk(*queue_, c);  // the rest is the next read's
+  else detail::release_chunk(c);
+  // More bytes may be queued behind it: take them too, as a receive takes all the socket has.
+  const std::size_t total = n < request_.length ? detail::copy_queued(*queue_, out, request_.length, n) : n;
+  request_.result = static_cast<int>(std::min<std::size_t>(total, INT32_MAX));
 }
 
 write_some_operation::write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,

@@ -68,9 +68,15 @@ struct io_request {
   /// when data arrives (buffer and length are then unused); the io_uring reactor sets
   /// `provided_held` when it completes the request with a ring buffer: `buffer` is that buffer,
   /// `buffer_id` its id, `reactor_data` the ring it must go back to (lib/uring_buffers.hpp).
+  /// `recv_multishot` and `recv_queue_heap` mark the request of a stream's recv_queue
+  /// (corio/detail/recv_queue.hpp): a multishot receive into the ring, or the one-shot receive into
+  /// a heap buffer it falls back to when the ring stays dry; each of their completions goes to
+  /// multishot_recv_completed, never to a waiter (io_uring only).
   std::uint8_t provided = 0;
   static constexpr std::uint8_t provided_select = 1;
   static constexpr std::uint8_t provided_held = 2;
+  static constexpr std::uint8_t recv_multishot = 3;
+  static constexpr std::uint8_t recv_queue_heap = 4;
   std::uint16_t buffer_id = 0;  ///< with provided_held: the ring buffer's id
   int fd = -1;
   /// The descriptor's file_descriptor::generation(): a reactor keeping per-descriptor state

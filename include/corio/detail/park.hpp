@@ -206,6 +206,11 @@ void wake_chain(wait_node* n) noexcept;
 /// workers (shutdown), the wake is dropped (the runtime destroys the task's frame). Never touches
 /// the parked frame. Thread-safe. Defined in lib/park.cpp.
 void wake_parked(const wake_ticket& t) noexcept;
+/// As wake_parked, but on a worker of the task's runtime an unbound task goes to the back of the
+/// calling worker's FIFO list, as an I/O completion does (completion-on-owner), instead of running
+/// next: for a wait that an I/O completion ends (a multishot receive's reader). Defined in
+/// lib/park.cpp.
+void wake_parked_in_order(const wake_ticket& t) noexcept;
 
 /// Fills in the park_state of a task about to park: the handle, the calling worker's runtime,
 /// wake_on from the task's binding, the lock its list is guarded by, and its stop state (null:

@@ -15,6 +15,7 @@
 #include "corio/buffer_lease.hpp"
 #include "corio/detail/file_descriptor.hpp"
 #include "corio/detail/io_operation.hpp"
+#include "corio/detail/recv_queue.hpp"
 #include "corio/net/endpoint.hpp"
 #include "corio/net/resolve.hpp"
 #include "corio/task.hpp"
@@ -55,14 +56,53 @@ namespace corio::net {
 
 /// Awaiter of read_some on a stream socket (tcp_stream, unix_stream): the number of bytes read, 0
 /// at end of stream. `what` starts the message of the std::system_error it throws.
+///
+/// On a tcp_stream that read_lease gave a multishot receive (`queue` non-null), it copies from the
+/// bytes already received and queued, or parks until some arrive (detail::start_recv), so that
+/// the bytes keep their order; otherwise it is one plain receive into `buffer`.
 class read_some_operation : public detail::io_operation {
  public:
   read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec,
-                      const char* what = "corio::net::tcp_stream::read_some") noexcept;
+                      const char* what = "corio::net::tcp_stream::read_some",
+                      detail::recv_queue* queue = nullptr) noexcept;
+  read_some_operation(const read_some_operation&) = delete;
+  read_some_operation& operator=(const read_some_operation&) = delete;
+  /// A frame destroyed while parked on the queue (shutdown) leaves it; a chunk handed over and
+  /// never read goes back.
+  ~read_some_operation() {
+    if (queue_ != nullptr) detail::abandon_recv(*queue_, state_);
+  }
+
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    if (queue_ != nullptr) {
+      state_ = detail::recv_state::parked;  // written before the task may be published
+      const detail::recv_start how = detail::start_recv(*queue_, h, detail::binding_of(h), detail::stop_of(h));
+      if (how == detail::recv_start::parked) return true;  // nothing of the frame is touched after this
+      state_ = detail::recv_state::none;
+      if (how == detail::recv_start::ready) {
+        state_ = detail::recv_state::ready;
+        return false;
+      }
+      queue_ = nullptr;  // the plain receive
+      if (how == detail::recv_start::busy) {
+        fail_early(EBUSY);
+        return false;
+      }
+    }
+    return io_operation::await_suspend(h);
+  }
   std::size_t await_resume() {
+    if (queue_ != nullptr && state_ != detail::recv_state::none) take_queued();
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
   }
+
+ private:
+  /// The queue path's result: copies the chunk handed over (and more queued bytes) into the buffer.
+  void take_queued() noexcept;
+  detail::recv_queue* queue_;  ///< the stream's multishot receive (null: the plain receive)
+  detail::recv_state state_ = detail::recv_state::none;
 };
 
 /// Awaiter of read_lease on a stream socket (tcp_stream): a buffer_lease holding the bytes one
@@ -87,17 +127,39 @@ class read_lease_operation : public detail::io_operation {
   /// Bytes of the heap buffer a read uses where no ring buffer is available.
   static constexpr std::size_t heap_buffer_bytes = 16384;
 
+  /// `queue`: the stream's multishot receive state, made on first use where the worker has
+  /// multishot receive (null: never, as for a unix_stream).
   read_lease_operation(const detail::file_descriptor& socket, std::error_code* ec,
-                       const char* what = "corio::net::tcp_stream::read_lease") noexcept;
+                       const char* what = "corio::net::tcp_stream::read_lease",
+                       detail::recv_queue_handle* queue = nullptr) noexcept;
   read_lease_operation(const read_lease_operation&) = delete;
   read_lease_operation& operator=(const read_lease_operation&) = delete;
   ~read_lease_operation();
 
-  /// Picks the buffer's source (the worker's ring, or a heap buffer) and submits; false (resume
-  /// at once with ENOMEM, or cancelled) when it cannot wait.
+  /// Takes a queued chunk or parks on the stream's multishot receive where there is one;
+  /// otherwise picks the buffer's source (the worker's ring, or a heap buffer) and submits; false
+  /// (resume at once with the chunk, ENOMEM, or cancelled) when it does not wait.
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
-    if (!prepare()) return false;
+    if (handle_ != nullptr) {
+      queue_ = handle_->get_or_make(request_.fd, request_.generation);
+      if (queue_ != nullptr) {
+        state_ = detail::recv_state::parked;  // written before the task may be published
+        const detail::recv_start how = detail::start_recv(*queue_, h, detail::binding_of(h), detail::stop_of(h));
+        if (how == detail::recv_start::parked) return true;  // nothing of the frame is touched after this
+        state_ = detail::recv_state::none;
+        if (how == detail::recv_start::ready) {
+          state_ = detail::recv_state::ready;
+          return false;
+        }
+        queue_ = nullptr;
+        if (how == detail::recv_start::busy) {
+          fail_early(EBUSY);
+          return false;
+        }
+      }
+    }
+    if (!prepare()) return false;  // the plain receive
     return io_operation::await_suspend(h);
   }
   /// The lease; empty at end of stream (and after an error reported in the error_code form).
@@ -107,6 +169,9 @@ class read_lease_operation : public detail::io_operation {
   bool prepare() noexcept;
   static bool on_complete(detail::io_request& request, int result) noexcept;
   std::byte* heap_ = nullptr;  ///< the heap buffer of a read without a ring buffer
+  detail::recv_queue_handle* handle_;  ///< the stream's (null: the plain receive)
+  detail::recv_queue* queue_ = nullptr;  ///< the queue serving this read (null: the plain receive)
+  detail::recv_state state_ = detail::recv_state::none;
 };
 
 /// Awaiter of write_some on a stream socket (tcp_stream, unix_stream): the number of bytes one send accepted
@@ -243,7 +308,15 @@ class tcp_stream {
   /// Adopts a connected stream socket.
   explicit tcp_stream(detail::file_descriptor socket) noexcept : socket_(std::move(socket)) {}
   tcp_stream(tcp_stream&&) noexcept = default;
-  tcp_stream& operator=(tcp_stream&&) noexcept = default;
+  /// Closes this stream first (see close()), then takes `other`'s socket.
+  tcp_stream& operator=(tcp_stream&& other) noexcept {
+    if (this != &other) {
+      close();
+      socket_ = std::move(other.socket_);
+      recv_ = std::move(other.recv_);
+    }
+    return *this;
+  }
   ~tcp_stream() = default;
 
   /// Connects to `remote`; `co_await` yields the stream. Throws std::system_error
@@ -320,10 +393,10 @@ class tcp_stream {
   /// Reads at least one byte into `buffer` once some are available; yields the count, or 0 at end
   /// of stream (the peer shut down its side) or for an empty buffer.
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer) {
-    return read_some_operation{checked(), buffer, nullptr};
+    return read_some_operation{checked(), buffer, nullptr, "corio::net::tcp_stream::read_some", recv_.get()};
   }
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
-    return read_some_operation{socket_, buffer, &ec};
+    return read_some_operation{socket_, buffer, &ec, "corio::net::tcp_stream::read_some", recv_.get()};
   }
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer) {
     return read_some(std::as_writable_bytes(buffer));
@@ -338,10 +411,21 @@ class tcp_stream {
   /// so a connection waiting in read_lease holds no read buffer; release the lease (or let it go)
   /// once its bytes are used. read_some keeps reading into the caller's buffer. Throws
   /// std::system_error as read_some does.
-  [[nodiscard]] read_lease_operation read_lease() { return read_lease_operation{checked(), nullptr}; }
+  ///
+  /// On io_uring (Linux 6.0+) the first read_lease gives the stream a multishot receive
+  /// (IORING_RECV_MULTISHOT) armed on the worker's ring: the kernel keeps receiving into ring
+  /// buffers as data arrives, with no submission per read; what arrives while no read waits is
+  /// queued on the stream (up to 8 buffers, then the multishot stops and the socket's receive
+  /// buffer holds the rest until the next read). read_some on such a stream reads the queued bytes
+  /// first (copying them), so the order is kept. CORIO_URING_NO_MULTISHOT_RECV=1 when the runtime
+  /// starts keeps one receive per read_lease. A cancelled read_lease leaves what arrives for it
+  /// queued for the next read. See docs/internals.md, "Multishot receive".
+  [[nodiscard]] read_lease_operation read_lease() {
+    return read_lease_operation{checked(), nullptr, "corio::net::tcp_stream::read_lease", &recv_};
+  }
   /// As read_lease(), reporting failure in `ec` (cleared on success) and yielding an empty lease.
   [[nodiscard]] read_lease_operation read_lease(std::error_code& ec) noexcept {
-    return read_lease_operation{socket_, &ec};
+    return read_lease_operation{socket_, &ec, "corio::net::tcp_stream::read_lease", &recv_};
   }
 
   /// Writes some of `data` in one send (IORING_OP_SEND, MSG_NOSIGNAL); yields the count sent, at
@@ -388,8 +472,13 @@ class tcp_stream {
   void shutdown(shutdown_type how, std::error_code& ec) noexcept;
 
   /// Closes the descriptor now (the destructor would otherwise). Idempotent: closing a closed stream
-  /// does nothing. Must not be called while an operation on this stream is in flight.
-  void close() noexcept { socket_.reset(); }
+  /// does nothing. Must not be called while an operation on this stream is in flight. Bytes
+  /// received by a multishot receive and not read yet are dropped; with one armed, the peer sees
+  /// the close once the worker holding it has cancelled it (at its next poll).
+  void close() noexcept {
+    recv_.reset();
+    socket_.reset();
+  }
 
   /// Turns Nagle's algorithm off (`true`) or on (TCP_NODELAY).
   void set_nodelay(bool on);
@@ -406,6 +495,7 @@ class tcp_stream {
  private:
   const detail::file_descriptor& checked() const;
   detail::file_descriptor socket_;
+  detail::recv_queue_handle recv_;  ///< the multishot receive, once read_lease made one (after socket_: destroyed first)
 };
 
 }  // namespace corio::net

@@ -26,6 +26,21 @@ inline corio::clock::duration effective_timeout(corio::clock::duration t) noexce
 
 }  // namespace detail
 
+/// The lingering close of a connection whose last answer asked to close (as nginx does): sends
+/// our FIN, then reads and drops what the client is still sending (bounded to 1 MiB, and to
+/// `until` when it is not clock::time_point::max(), as nginx's lingering_time), so that closing
+/// with unread data does not turn into a reset that destroys the answer before the client reads
+/// it. A coroutine of its own, so that its read's frame exists only while a connection lingers.
+inline corio::task<void> linger_close(corio::net::tcp_stream* stream, corio::clock::time_point until) {
+  std::error_code ec;
+  stream->shutdown(corio::net::shutdown_type::send, ec);
+  for (std::size_t drained = 0; !ec && drained < (1u << 20);) {
+    auto r = co_await corio::try_deadline(until, stream->read_lease(ec));
+    if (!r || r->empty()) break;
+    drained += r->size();
+  }
+}
+
 /// Serves one connection until the peer closes it, an I/O error occurs, a request asks to close,
 /// or a request is malformed (400), too large (431) or carries too large a body (413); the
 /// connection is closed after those answers. Pipelined requests (several in one read) are all
@@ -36,10 +51,12 @@ inline corio::clock::duration effective_timeout(corio::clock::duration t) noexce
 /// still answered in full (the write is shielded), an idle connection closes at once. A head not
 /// complete within `limits.header_timeout`, a body that stops coming for as long, or an idle
 /// keep-alive connection after `limits.keepalive_timeout`, ends the connection the same way (see
-/// server_limits); each such read is one corio::try_timeout or try_deadline, which reads the clock
-/// only when the read waits.
+/// server_limits); each read is one corio::try_deadline (clock::time_point::max() when no limit
+/// applies: no timer), which reads the clock only when the read waits. One read site, one write
+/// site: each co_await of a coroutine keeps its own awaiter in the frame, and the frame is what an
+/// idle connection costs.
 inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_limits limits = {}) {
-  using corio::clock;
+  using clock = corio::clock;
   std::error_code ec;
   stream.set_nodelay(true, ec);
   // The framing (request_framer.hpp) keeps only a split request's tail; the bytes come in buffer
@@ -49,31 +66,26 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
   const clock::duration header_timeout = detail::effective_timeout(limits.header_timeout);
   const clock::duration keepalive_timeout = detail::effective_timeout(limits.keepalive_timeout);
   // The deadline of the head being read (the first request's counts from the accept).
-  clock::time_point head_deadline{};
+  clock::time_point head_deadline = clock::time_point::max();
   if (header_timeout != clock::duration::zero()) head_deadline = corio::now() + header_timeout;
   for (;;) {
-    corio::buffer_lease lease;
     // More of a head waits until its deadline; more of a body, for the header timeout; the next
-    // request, for the keep-alive timeout. An expired timeout cancels the read: it ends with
-    // operation_canceled in `ec`, as a graceful shutdown does, and the connection closes
-    // unanswered.
-    const bool in_head = framer.awaiting_head();
-    const clock::duration wait_limit = framer.in_body() ? header_timeout : keepalive_timeout;
-    if (in_head && header_timeout != clock::duration::zero()) {
-      auto r = co_await corio::try_deadline(head_deadline, stream.read_lease(ec));
-      if (r) lease = std::move(*r);
-    } else if (!in_head && wait_limit != clock::duration::zero()) {
-      auto r = co_await corio::try_timeout(wait_limit, stream.read_lease(ec));
-      if (r) lease = std::move(*r);
+    // request, for the keep-alive timeout. An expired timeout cancels the read: the connection
+    // closes unanswered, as after a graceful shutdown's cancellation (operation_canceled in `ec`).
+    clock::time_point deadline = clock::time_point::max();
+    if (framer.awaiting_head()) {
+      deadline = head_deadline;
     } else {
-      lease = co_await stream.read_lease(ec);
+      const clock::duration wait_limit = framer.in_body() ? header_timeout : keepalive_timeout;
+      if (wait_limit != clock::duration::zero()) deadline = corio::now() + wait_limit;
     }
-    if (ec || lease.empty()) co_return;
+    auto r = co_await corio::try_deadline(deadline, stream.read_lease(ec));
+    if (!r || ec || r->empty()) co_return;
     // The response lives only until it is written: nothing is kept across the wait for the next
     // request.
     std::string out;
-    const bool close_after = framer.on_data(lease.chars(), out);
-    lease.release();  // back to its ring before the write waits
+    const bool close_after = framer.on_data(r->chars(), out);
+    r->release();  // back to its ring before the write waits
     if (!out.empty()) {
       // Shielded: a request read is answered in full even when the task is being cancelled (a
       // graceful shutdown); the next read then sees the stop and the connection closes.
@@ -81,25 +93,9 @@ inline corio::task<void> serve_connection(corio::net::tcp_stream stream, server_
       if (ec) co_return;
     }
     if (close_after) {
-      // Lingering close (as nginx does): send our FIN, then read and drop what the client is
-      // still sending (bounded to 1 MiB, and to the header timeout from now, as nginx's
-      // lingering_time), so that closing with unread data does not turn into a reset that
-      // destroys the answer before the client reads it.
-      stream.shutdown(corio::net::shutdown_type::send, ec);
-      const bool linger_bounded = header_timeout != clock::duration::zero();
-      clock::time_point linger_until{};
-      if (linger_bounded) linger_until = corio::now() + header_timeout;
-      for (std::size_t drained = 0; !ec && drained < (1u << 20);) {
-        corio::buffer_lease dropped;
-        if (linger_bounded) {
-          auto r = co_await corio::try_deadline(linger_until, stream.read_lease(ec));
-          if (r) dropped = std::move(*r);
-        } else {
-          dropped = co_await stream.read_lease(ec);
-        }
-        if (dropped.empty()) break;
-        drained += dropped.size();
-      }
+      clock::time_point linger_until = clock::time_point::max();
+      if (header_timeout != clock::duration::zero()) linger_until = corio::now() + header_timeout;
+      co_await linger_close(&stream, linger_until);
       co_return;
     }
     // A new partial head (after a completed request or body, or after an idle wait) gets its

@@ -84,6 +84,8 @@ struct reactor_counters {
   counter enters;             ///< io_uring_enter calls (submissions and waits)
   counter msg_ring_wakes;     ///< wakes of another worker sent as an IORING_OP_MSG_RING
   counter send_zc;            ///< sends submitted as IORING_OP_SEND_ZC (runtime_options::send_zc_threshold)
+  counter linked_timeouts;    ///< submissions followed by an IORING_OP_LINK_TIMEOUT (io_request::deadline)
+  counter linked_timeouts_fired;  ///< link timeouts that expired (their CQE said -ETIME)
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -150,8 +152,9 @@ class cancel_inbox {
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
 /// (and a descriptor an accept or openat created anyway is closed, since nobody will ever see it);
-/// otherwise -EINTR and -EAGAIN of anything but a connect or close resubmit the request (or end it with
-/// -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
+/// otherwise a request whose linked deadline (io_request::deadline) ended it gets `fired` set and
+/// ends with -ECANCELED, -EINTR and -EAGAIN of anything but a connect or close resubmit the request
+/// (or end it with -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
 /// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
 /// to the sink. A request that is finished for good is taken out of `cancels` first (see
 /// cancel_inbox::finished), so that no cancel for it is left once its task runs. Owner thread
@@ -228,6 +231,12 @@ class reactor {
   /// (corio/detail/accept_queue.hpp): io_uring on Linux 5.19+, unless CORIO_URING_NO_MULTISHOT=1
   /// was set when the reactor was made. Any thread.
   [[nodiscard]] virtual bool multishot_accept() const noexcept { return false; }
+
+  /// True when this reactor links a request's io_request::deadline to its submission, so that the
+  /// deadline cancels the operation without a timer of the worker (io_uring with
+  /// IORING_OP_LINK_TIMEOUT, unless CORIO_URING_NO_LINK_TIMEOUT=1 was set when the reactor was
+  /// made). A reactor that says false never sees a request with a deadline. Any thread.
+  [[nodiscard]] virtual bool links_timeouts() const noexcept { return false; }
 
   /// Where this reactor counts (owner thread; the worker reads them for stats()). Set once by the
   /// worker before anything is submitted; until then the reactor counts into its own.

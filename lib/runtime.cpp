@@ -429,6 +429,8 @@ runtime_stats runtime_impl::stats() const {
       worker_stats& ws = s.workers.back();
       ws.provided_buffers = b.buffers;
       ws.send_zc = w->reactor_counts.send_zc.get();
+      ws.linked_timeouts = w->reactor_counts.linked_timeouts.get();
+      ws.linked_timeouts_fired = w->reactor_counts.linked_timeouts_fired.get();
       ws.provided_in_use = b.in_use;
       ws.provided_enobufs = b.enobufs;
       ws.provided_grows = b.grows;

@@ -130,6 +130,13 @@ struct worker_stats {
   /// a write_all's resubmissions count each). 0 on Asio, with the threshold at 0, or with
   /// CORIO_URING_NO_SEND_ZC=1.
   std::uint64_t send_zc = 0;
+  /// Socket operations this worker's ring submitted with a linked IORING_OP_LINK_TIMEOUT (corio::timeout
+  /// around one I/O operation under the real clock; a write_all's resubmissions count each). 0 on
+  /// Asio, under manual_clock, or with CORIO_URING_NO_LINK_TIMEOUT=1.
+  std::uint64_t linked_timeouts = 0;
+  /// Of those, link timeouts that expired (the deadline cancelled the operation, or came just as
+  /// it completed).
+  std::uint64_t linked_timeouts_fired = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

@@ -97,6 +97,33 @@ bool io_operation::submit_cancellable(stop_state& s) {
   return true;
 }
 
+bool io_operation::link_deadline(io_deadline& d, std::chrono::steady_clock::time_point deadline) noexcept {
+  worker* w = current_worker();
+  if (w == nullptr || w->runtime().manual_ || !w->reactor_->links_timeouts()) return false;
+  switch (request_.opcode) {
+    case io_opcode::accept:
+    case io_opcode::connect:
+    case io_opcode::recv:
+    case io_opcode::send:
+    case io_opcode::recvmsg:
+    case io_opcode::sendmsg:
+    case io_opcode::poll:
+      break;
+    default:
+      return false;  // files and eventfd reads: the wheel's timer, as before
+  }
+  // A deadline that never comes gets no timeout at all (the wheel inserts no timer for it either);
+  // one before the clock's epoch cannot be said as a timespec (timeout() handles a deadline that
+  // passed already without waiting).
+  if (deadline >= w->runtime().end_of_time() || deadline.time_since_epoch().count() < 0) return false;
+  const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  d.tv_sec = ns / 1'000'000'000;
+  d.tv_nsec = ns % 1'000'000'000;
+  d.fired = false;
+  request_.deadline = &d;
+  return true;
+}
+
 std::ptrdiff_t io_operation::cancelled() {
   if (stop_ != nullptr) stop_->observe();  // this task's children are cancelled with it
   if (ec_ == nullptr) throw operation_cancelled(what_, stop_);

@@ -86,6 +86,8 @@ struct reactor_counters {
   counter send_zc;            ///< sends submitted as IORING_OP_SEND_ZC (runtime_options::send_zc_threshold)
   counter multishot_recv_arms;  ///< multishot receives armed (a stream's first read and every re-arm)
   counter multishot_recvs;      ///< buffers of data a multishot receive delivered
+  counter linked_timeouts;    ///< submissions followed by an IORING_OP_LINK_TIMEOUT (io_request::deadline)
+  counter linked_timeouts_fired;  ///< link timeouts that expired (their CQE said -ETIME)
 };
 
 /// Where cancellers (any thread) leave the requests whose operations their owning reactor must
@@ -152,8 +154,9 @@ class cancel_inbox {
 /// What every reactor does once request `r` is done with `result` (>= 0: a count or descriptor;
 /// -errno: a failure), after taking it off its in-flight list: during drain() nobody is resumed
 /// (and a descriptor an accept or openat created anyway is closed, since nobody will ever see it);
-/// otherwise -EINTR and -EAGAIN of anything but a connect or close resubmit the request (or end it with
-/// -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
+/// otherwise a request whose linked deadline (io_request::deadline) ended it gets `fired` set and
+/// ends with -ECANCELED, -EINTR and -EAGAIN of anything but a connect or close resubmit the request
+/// (or end it with -ECANCELED when a canceller asked for that), and r's on_complete hook runs (it may resubmit the request, which then stays in flight)
 /// or the result is stored, and the waiter goes to `sink`. Returns true when the waiter was handed
 /// to the sink. A request that is finished for good is taken out of `cancels` first (see
 /// cancel_inbox::finished), so that no cancel for it is left once its task runs. Owner thread
@@ -235,6 +238,12 @@ class reactor {
   /// unless CORIO_URING_NO_MULTISHOT_RECV=1 (or CORIO_URING_NO_BUFRING=1) was set when the
   /// reactor was made. Sets the buffer ring up on first use. Owner thread only.
   [[nodiscard]] virtual bool multishot_recv() noexcept { return false; }
+
+  /// True when this reactor links a request's io_request::deadline to its submission, so that the
+  /// deadline cancels the operation without a timer of the worker (io_uring with
+  /// IORING_OP_LINK_TIMEOUT, when CORIO_URING_LINK_TIMEOUT=1 was set when the reactor was
+  /// made). A reactor that says false never sees a request with a deadline. Any thread.
+  [[nodiscard]] virtual bool links_timeouts() const noexcept { return false; }
 
   /// Where this reactor counts (owner thread; the worker reads them for stats()). Set once by the
   /// worker before anything is submitted; until then the reactor counts into its own.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <mutex>
 #include <cstdlib>
 
@@ -36,6 +37,23 @@ bool finish_request(io_request& r, int result, bool draining, const completion_s
     if (r.opcode == io_opcode::openat && result >= 0) (void)::close(result);
 #endif
     return false;
+  }
+  if (r.deadline != nullptr && result < 0 && !r.cancel_was_requested()) [[unlikely]] {
+    // A linked timeout (io_request::deadline) cancels the operation with ECANCELED (an operation the
+    // kernel runs in a worker thread may see EINTR instead). Nobody asked for a cancellation, so
+    // an ECANCELED can only be the deadline's; an EINTR or ETIME is when the deadline has passed
+    // (CLOCK_MONOTONIC, the clock the kernel compared), and is retried below otherwise. Either way
+    // it ends the request, never a retry: the task sees a cancellation whose cause the timeout
+    // reads from `fired`.
+    const auto passed = [&r] {
+      const auto now = std::chrono::steady_clock::now().time_since_epoch();
+      const auto due = std::chrono::seconds{r.deadline->tv_sec} + std::chrono::nanoseconds{r.deadline->tv_nsec};
+      return now >= due;
+    };
+    if (result == -ECANCELED || ((result == -EINTR || result == -ETIME) && passed())) {
+      r.deadline->fired = true;
+      result = -ECANCELED;
+    }
   }
   if ((result == -EINTR || result == -EAGAIN) && r.opcode != io_opcode::connect && r.opcode != io_opcode::close)
       [[unlikely]] {

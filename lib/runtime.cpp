@@ -431,6 +431,8 @@ runtime_stats runtime_impl::stats() const {
       ws.send_zc = w->reactor_counts.send_zc.get();
       ws.multishot_recv_arms = w->reactor_counts.multishot_recv_arms.get();
       ws.multishot_recvs = w->reactor_counts.multishot_recvs.get();
+      ws.linked_timeouts = w->reactor_counts.linked_timeouts.get();
+      ws.linked_timeouts_fired = w->reactor_counts.linked_timeouts_fired.get();
       ws.provided_in_use = b.in_use;
       ws.provided_enobufs = b.enobufs;
       ws.provided_grows = b.grows;

@@ -3,6 +3,7 @@
 
 #include "corio/detail/accept_queue.hpp"
 #include "corio/detail/recv_queue.hpp"
+#include "corio/time.hpp"
 #include "reactor_factory.hpp"
 #include "uring_buffers.hpp"
 #if CORIO_FAULT_INJECTION
@@ -19,10 +20,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <string_view>
 #include <cstring>
 #include <system_error>
+#include <type_traits>
 
 namespace corio::detail {
 namespace {
@@ -36,7 +39,22 @@ constexpr std::uint64_t tag_wake = 1;    // the eventfd read that carries wake()
 // completion comes only when the message failed (IOSQE_CQE_SKIP_SUCCESS), tagged with the target
 // reactor's address | tag_msg_wake: the sender then wakes the target through its eventfd.
 constexpr std::uint64_t tag_msg_wake = 2;
+// The IORING_OP_LINK_TIMEOUT linked behind a request with a deadline (io_request::deadline). Its
+// CQE (-ETIME when it fired, -ECANCELED or -EALREADY when the request ended first) may come before
+// or after the request's own, so it names no request: only the count of fired ones is taken.
+constexpr std::uint64_t tag_link_timeout = 3;
+constexpr std::uint64_t tag_last = tag_link_timeout;  // user_data above it: an io_request
 constexpr std::uint64_t tag_bits = 7;  // io_request and reactor addresses are 8-aligned
+
+// io_deadline is handed to the kernel as its struct __kernel_timespec, an absolute time on
+// CLOCK_MONOTONIC (IORING_TIMEOUT_ABS without BOOTTIME or REALTIME), which is steady_clock's.
+static_assert(sizeof(__kernel_timespec) == 16 && alignof(io_deadline) >= alignof(__kernel_timespec));
+static_assert(offsetof(io_deadline, tv_sec) == offsetof(__kernel_timespec, tv_sec) &&
+              sizeof(io_deadline::tv_sec) == sizeof(__kernel_timespec::tv_sec));
+static_assert(offsetof(io_deadline, tv_nsec) == offsetof(__kernel_timespec, tv_nsec) &&
+              sizeof(io_deadline::tv_nsec) == sizeof(__kernel_timespec::tv_nsec));
+static_assert(std::is_same_v<corio::clock, std::chrono::steady_clock>,
+              "linked timeouts assume corio::clock is steady_clock (CLOCK_MONOTONIC on Linux)");
 
 /// True when environment variable `name` is "1" (the internal knobs that force a fallback).
 bool knob_set(const char* name) noexcept {
@@ -235,6 +253,7 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
     // IORING_OP_SOCKET, which the probe does report.
     multishot_accept_ = io_uring_opcode_supported(probe, IORING_OP_SOCKET) != 0;
     msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) != 0;
+    link_timeout_ = io_uring_opcode_supported(probe, IORING_OP_LINK_TIMEOUT) != 0;
     if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC) != 0) {
       send_zc_threshold_ = send_zc_threshold;
       // IORING_RECV_MULTISHOT has no opcode of its own either: it came in Linux 6.0 with SEND_ZC.
@@ -260,6 +279,11 @@ uring_reactor::uring_reactor(unsigned entries, completion_sink sink, std::chrono
   if (multishot_accept_) features_ += ",multishot_accept";
   if (multishot_recv_) features_ += ",multishot_recv";
   if (msg_ring_) features_ += ",msg_ring";
+  // Timeouts on the worker's wheel only (for tests and comparisons): read once per ring.
+  // Opt-in: measured slower than the wheel's timer when the deadline does not fire (0.88-0.91x
+  // round trips in benchmarks/programs/link_timeout_bench.cpp; benchmarks/RESULTS.md).
+  if (!knob_set("CORIO_URING_LINK_TIMEOUT")) link_timeout_ = false;
+  if (link_timeout_) features_ += ",link_timeout";
   // Plain sends forced (for tests and comparisons), whatever the threshold: read once per ring.
   if (knob_set("CORIO_URING_NO_SEND_ZC")) send_zc_threshold_ = 0;
   if (send_zc_threshold_ != 0) features_ += ",send_zc";
@@ -339,6 +363,17 @@ void uring_reactor::submit(io_request& request) {
     return;
   }
 #endif
+  // A request with a deadline goes out as two entries, itself with IOSQE_IO_LINK and then its
+  // link timeout, which must reach the kernel in the same submission (a link timeout submitted
+  // alone is refused, and the request would wait without its deadline): room for both first.
+  const bool linked = request.deadline != nullptr && link_timeout_;
+  if (linked && io_uring_sq_space_left(&ring_) < 2) {
+    counters_->enters.add();
+    const int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EBUSY && rc != -EAGAIN) throw_errno(-rc, "corio: io_uring_submit");
+    unsubmitted_ = 0;
+    if (io_uring_sq_space_left(&ring_) < 2) throw_errno(EBUSY, "corio: io_uring submission queue full");
+  }
   io_uring_sqe* sqe = get_sqe();
   if (request.opcode == io_opcode::send && send_zc_threshold_ != 0 && request.length >= send_zc_threshold_ &&
       request.zc != io_request::zc_refused) {
@@ -364,6 +399,13 @@ void uring_reactor::submit(io_request& request) {
   if (fault.length < request.length) sqe->len = static_cast<unsigned>(fault.length);
 #endif
   io_uring_sqe_set_data(sqe, &request);
+  if (linked) {
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* timeout = get_sqe();  // cannot flush: room for two was made above
+    io_uring_prep_link_timeout(timeout, reinterpret_cast<__kernel_timespec*>(request.deadline), IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(timeout, tag_link_timeout);
+    counters_->linked_timeouts.add();
+  }
   in_flight_.link(request);
   if (request.opcode == io_opcode::accept && (request.flags & accept_multishot) != 0) counters_->multishot_arms.add();
 }
@@ -389,6 +431,10 @@ void uring_reactor::complete(std::uint64_t user_data, int result, std::uint32_t 
   }
   if (user_data == tag_msg_wake) {
     woken_ = true;
+    return;
+  }
+  if (user_data == tag_link_timeout) {
+    if (result == -ETIME) counters_->linked_timeouts_fired.add();
     return;
   }
   if ((user_data & tag_bits) == tag_msg_wake) [[unlikely]] {
@@ -545,7 +591,7 @@ std::size_t uring_reactor::reap() {
     io_uring_cq_advance(&ring_, n);
     for (unsigned i = 0; i < n; ++i) {
       complete(batch[i].user_data, batch[i].result, batch[i].flags);
-      finished += batch[i].user_data > tag_msg_wake ? 1 : 0;
+      finished += batch[i].user_data > tag_last ? 1 : 0;
     }
     if (n < cqes.size()) break;
   }

@@ -62,6 +62,7 @@ class uring_reactor final : public reactor {
   void note_buffer_fallback() noexcept override { buffer_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
   [[nodiscard]] bool multishot_accept() const noexcept override { return multishot_accept_; }
   [[nodiscard]] bool multishot_recv() noexcept override { return multishot_recv_ && provides_buffers(); }
+  [[nodiscard]] bool links_timeouts() const noexcept override { return link_timeout_; }
 
  private:
   io_uring_sqe* get_sqe();
@@ -106,6 +107,7 @@ class uring_reactor final : public reactor {
   bool multishot_accept_ = false;  ///< IORING_ACCEPT_MULTISHOT probed (5.19) and not disabled
   bool multishot_recv_ = false;    ///< IORING_RECV_MULTISHOT probed (6.0) and not disabled
   bool msg_ring_ = false;          ///< IORING_OP_MSG_RING probed (5.18) and not disabled
+  bool link_timeout_ = false;      ///< IORING_OP_LINK_TIMEOUT probed (5.5) and not disabled
   bool registered_ring_ = false;   ///< io_uring_register_ring_fd took (5.18); until drain()
   /// Sends of at least this many bytes go out as SEND_ZC (0: never; also 0 when the kernel lacks
   /// IORING_OP_SEND_ZC or CORIO_URING_NO_SEND_ZC=1).

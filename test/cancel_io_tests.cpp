@@ -16,13 +16,17 @@
 #include <thread>
 #include <vector>
 
+#include "stream_pair.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using corio::net::endpoint;
 using corio::net::tcp_listener;
 using corio::net::tcp_stream;
+using corio_test::accept_one;
+using corio_test::connected_pair;
 using corio_test::hang_guard;
+using corio_test::stream_pair;
 using corio_test::open_descriptors;
 using corio_test::scaled;
 
@@ -55,22 +59,6 @@ corio::task<int> join_outcome(corio::join_handle<void> h) {
   } catch (...) {
     co_return failed;
   }
-}
-
-struct stream_pair {
-  tcp_stream a;  // the connecting side
-  tcp_stream b;  // the accepted side
-};
-
-corio::task<tcp_stream> accept_one(tcp_listener* l) { co_return co_await l->accept(); }
-
-corio::task<stream_pair> connected_pair() {
-  auto l = tcp_listener::bind("127.0.0.1:0");
-  auto acceptor = corio::spawn(accept_one(&l));
-  stream_pair p;
-  p.a = co_await tcp_stream::connect(l.local_endpoint());
-  p.b = co_await acceptor;
-  co_return p;
 }
 
 corio::task<void> accept_forever(tcp_listener* l) {

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "corio/detail/io_operation.hpp"
 #include "corio/detail/park.hpp"
 #include "corio/detail/stop_state.hpp"
 #include "corio/errors.hpp"
@@ -54,14 +55,21 @@ void forward_stop(stop_canceller& c) noexcept;  // lib/stop_state.cpp
 template <class A>
 using awaiter_of_t = decltype(promise_base::get_awaiter(std::declval<A&>()));
 
+/// What a timeout_operation around anything but an I/O operation keeps instead of an io_deadline.
+struct no_io_deadline {};
+
 /// The awaiter of timeout()/deadline() (and their optional forms): runs the awaited operation
 /// under a stop scope of its own, a stop_state linked to the task's (cancelling the task cancels
-/// the scope), which a timer cancels at the deadline. `Optional`: return std::optional (bool for
-/// void) instead of throwing timed_out. Single use.
+/// the scope), which a timer cancels at the deadline. Around a single I/O operation (an awaiter
+/// derived from io_operation) on a worker whose reactor can (io_operation::link_deadline:
+/// io_uring, the real clock), no timer: the deadline goes with the request as a linked timeout,
+/// and the reactor reports whether it ended the operation. `Optional`: return std::optional (bool
+/// for void) instead of throwing timed_out. Single use.
 template <class A, bool Optional>
 class timeout_operation : scope_forwarder {
   using inner_t = awaiter_of_t<A>;
   using value_t = decltype(std::declval<inner_t&>().await_resume());
+  static constexpr bool is_io = std::is_base_of_v<io_operation, std::remove_cvref_t<inner_t>>;
 
  public:
   using result_type = std::conditional_t<!Optional, value_t,
@@ -99,7 +107,9 @@ class timeout_operation : scope_forwarder {
       expired_ = true;
       scope_.request_stop();
     } else {
-      timer_ = arm_timeout_timer(scope_, deadline_);
+      bool linked = false;
+      if constexpr (is_io) linked = inner_.link_deadline(link_, deadline_);
+      if (!linked) timer_ = arm_timeout_timer(scope_, deadline_);
     }
     promise_->stop_ = &scope_;  // the awaited operation arms its canceller on the scope
     try {
@@ -163,6 +173,9 @@ class timeout_operation : scope_forwarder {
     if (timer_ != nullptr) {
       if (release_timeout_timer(std::exchange(timer_, nullptr))) expired_ = true;
     }
+    if constexpr (is_io) {
+      if (link_.fired) expired_ = true;  // the reactor ended the operation at the linked deadline
+    }
     if (armed_) {
       armed_ = false;
       outer_->disarm(*this);
@@ -178,6 +191,8 @@ class timeout_operation : scope_forwarder {
   stop_state* outer_ = nullptr;
   promise_base* promise_ = nullptr;
   timeout_timer* timer_ = nullptr;
+  /// The linked deadline of an I/O operation (see io_operation::link_deadline).
+  [[no_unique_address]] std::conditional_t<is_io, io_deadline, no_io_deadline> link_{};
   bool ready_ = false;
   bool armed_ = false;
   bool expired_ = false;
@@ -254,7 +269,11 @@ struct stop_requested_operation {
 /// socket read, a join, a select...) for at most `d`. If `op` is ready at once it completes
 /// without a timer. Otherwise it runs under a stop scope that a timer in the worker's wheel (1 µs
 /// ticks) cancels when `d` has passed: `op` then ends as cancellation ends it, and timeout throws
-/// corio::timed_out. If `op` took effect before the timer won, its result is returned. Cancelling
+/// corio::timed_out. When `op` is a single socket operation (read_some, read_lease, write_some,
+/// write_all, accept, connect, recv_from, send_to, wait_readable...) on an io_uring worker under
+/// the real clock, the deadline is instead an IORING_OP_LINK_TIMEOUT linked to the operation's
+/// request (no timer; the kernel cancels it; opt-in with CORIO_URING_LINK_TIMEOUT=1), with
+/// the same outcomes. If `op` took effect before the timer won, its result is returned. Cancelling
 /// the task cancels `op` too (operation_cancelled, not timed_out). Tasks spawned inside `op` stay
 /// linked to the task afterwards. Go's context.WithTimeout and Tokio's tokio::time::timeout, but
 /// with no second select arm: the awaited operation is cancelled in place, so nothing is lost. An

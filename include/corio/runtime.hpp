@@ -137,6 +137,13 @@ struct worker_stats {
   /// Buffers of data the multishot receives on this worker's ring delivered (to a parked read or
   /// to the stream's queue). Compare with io_submitted: with multishot, reads cost no submission.
   std::uint64_t multishot_recvs = 0;
+  /// Socket operations this worker's ring submitted with a linked IORING_OP_LINK_TIMEOUT (corio::timeout
+  /// around one I/O operation under the real clock; a write_all's resubmissions count each). 0 on
+  /// Asio, under manual_clock, or without CORIO_URING_LINK_TIMEOUT=1 (the default).
+  std::uint64_t linked_timeouts = 0;
+  /// Of those, link timeouts that expired (the deadline cancelled the operation, or came just as
+  /// it completed).
+  std::uint64_t linked_timeouts_fired = 0;
   // The worker's provided buffer ring (io_uring; net::tcp_stream::read_lease). All zero on Asio,
   // with CORIO_URING_NO_BUFRING=1, or before a task of this worker asked for a lease.
   std::uint64_t provided_buffers = 0;    ///< buffers in the ring (grows when it runs dry)

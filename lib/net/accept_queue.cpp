@@ -114,6 +114,11 @@ void close_accept_queue(accept_queue* q) noexcept {
   release(*q);
 }
 
+bool multishot_accept_here() noexcept {
+  worker* w = current_worker();
+  return w != nullptr && w->reactor_->multishot_accept();
+}
+
 accept_start start_accept(accept_queue& q, accept_wait& w, std::coroutine_handle<> task, std::uint32_t bound,
                           stop_state* stop) {
   worker& wk = require_worker("corio I/O");

@@ -27,6 +27,11 @@ struct accept_wait {
   accept_queue* queue = nullptr;   ///< set while parked (and until settle_accept): holds a reference
 };
 
+/// True when the calling worker's reactor serves accepts through a listener's multishot accept
+/// (start_accept then never submits the accept's own request). False off a worker. Defined in
+/// lib/net/accept_queue.cpp.
+bool multishot_accept_here() noexcept;
+
 /// How start_accept served an accept.
 enum class accept_start : std::uint8_t {
   one_shot,  ///< no multishot here (Asio, an old kernel, CORIO_URING_NO_MULTISHOT): submit the plain accept

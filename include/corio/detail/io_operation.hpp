@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +56,21 @@ constexpr bool is_file_operation(io_opcode op) noexcept {
 
 /// The number of io_opcode values (for tables indexed by the kind).
 inline constexpr std::size_t io_opcode_count = static_cast<std::size_t>(io_opcode::splice) + 1;
+
+/// A deadline linked to one I/O request: what corio::timeout() hands a socket operation on an
+/// io_uring worker instead of arming a timer in the wheel. The reactor submits the request with a
+/// linked IORING_OP_LINK_TIMEOUT (IORING_TIMEOUT_ABS) on this time, so the kernel cancels the
+/// operation at the deadline without a round trip through the worker. The first two fields are
+/// laid out as the kernel's struct __kernel_timespec, an absolute time on CLOCK_MONOTONIC, which
+/// is corio::clock's (std::chrono::steady_clock) on Linux: lib/uring_reactor.cpp checks both.
+/// It lives in the timeout's awaiter, hence in the suspended frame, while the request is in flight.
+struct io_deadline {
+  std::int64_t tv_sec = 0;  ///< seconds since the clock's epoch
+  long long tv_nsec = 0;    ///< and nanoseconds, in [0, 1e9)
+  /// Set by the owning reactor (finish_request, before the waiter is scheduled) when the request
+  /// ended because the deadline passed and nobody asked for its cancellation.
+  bool fired = false;
+};
 
 class cancel_inbox;  // lib/reactor.hpp: where cancellers leave requests for their owning reactor
 
@@ -127,6 +143,9 @@ struct io_request {
   /// The reactor's own per-request state (Asio: its cancellation signal; io_uring: the provided
   /// buffer ring of a provided_select recv).
   void* reactor_data = nullptr;
+  /// A deadline the reactor links to each submission of the request (timeout() on io_uring; see
+  /// io_operation::link_deadline), or null. Only a reactor whose links_timeouts() is true sees one.
+  io_deadline* deadline = nullptr;
 
   /// True once a canceller asked for this request to end early. Any thread.
   [[nodiscard]] bool cancel_was_requested() const noexcept {
@@ -188,6 +207,17 @@ class io_operation {
   /// Ready at once when construction already failed (for example: a closed socket with an
   /// error_code form), so the task does not suspend.
   bool await_ready() const noexcept { return request_.result < 0; }
+  /// For corio::timeout(), before await_suspend, on the worker that will submit: hands the request
+  /// `deadline` (absolute, on corio::clock) as a timeout the reactor links to it, when this worker
+  /// can: an io_uring reactor with IORING_OP_LINK_TIMEOUT (not turned off with
+  /// only with CORIO_URING_LINK_TIMEOUT=1), the real clock (the kernel knows nothing of manual_clock), a
+  /// socket operation (accept, connect, recv, send, recvmsg, sendmsg, poll) and a deadline before
+  /// the runtime's end of time. True: the caller arms no timer of its own, and once the operation
+  /// completed `d.fired` tells whether the deadline ended it (the operation then fails with
+  /// ECANCELED, as a cancellation). False: nothing changed. `d` must outlive the operation.
+  /// Never throws. Defined in lib/io_cancel.cpp.
+  bool link_deadline(io_deadline& d, std::chrono::steady_clock::time_point deadline) noexcept;
+
   /// Submits the request to the calling worker's reactor; false (resume at once, the operation
   /// fails with ECANCELED) when the task's stop was requested before it could wait.
   template <class Promise>

@@ -1,6 +1,7 @@
 // corio/net/tcp_listener.hpp - a listening TCP socket with awaitable accept.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 #include <system_error>
@@ -36,6 +37,13 @@ class accept_operation : public detail::io_operation {
       }
     }
     return io_operation::await_suspend(h);
+  }
+  /// For corio::timeout(): as io_operation::link_deadline, but false when the listener's
+  /// multishot accept serves this worker (the accept then parks on the queue, with no request of
+  /// its own for a deadline to follow): the timeout then uses the wheel's timer.
+  bool link_deadline(detail::io_deadline& d, std::chrono::steady_clock::time_point deadline) noexcept {
+    if (queue_ != nullptr && detail::multishot_accept_here()) return false;
+    return io_operation::link_deadline(d, deadline);
   }
   tcp_stream await_resume();
 

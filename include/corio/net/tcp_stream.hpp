@@ -92,6 +92,13 @@ class read_some_operation : public detail::io_operation {
     }
     return io_operation::await_suspend(h);
   }
+  /// For corio::timeout(): as io_operation::link_deadline, but false when the stream's multishot
+  /// receive serves this worker (the read then parks on the queue, with no request of its own for
+  /// a deadline to follow): the timeout then uses the wheel's timer.
+  bool link_deadline(detail::io_deadline& d, std::chrono::steady_clock::time_point deadline) noexcept {
+    if (queue_ != nullptr && detail::multishot_recv_here()) return false;
+    return io_operation::link_deadline(d, deadline);
+  }
   std::size_t await_resume() {
     if (queue_ != nullptr && state_ != detail::recv_state::none) take_queued();
     auto n = finish();
@@ -161,6 +168,13 @@ class read_lease_operation : public detail::io_operation {
     }
     if (!prepare()) return false;  // the plain receive
     return io_operation::await_suspend(h);
+  }
+  /// For corio::timeout(): as io_operation::link_deadline, but false when the stream gets (or
+  /// has) a multishot receive on this worker: the read then parks on its queue and the timeout
+  /// uses the wheel's timer.
+  bool link_deadline(detail::io_deadline& d, std::chrono::steady_clock::time_point deadline) noexcept {
+    if (handle_ != nullptr && detail::multishot_recv_here()) return false;
+    return io_operation::link_deadline(d, deadline);
   }
   /// The lease; empty at end of stream (and after an error reported in the error_code form).
   buffer_lease await_resume();

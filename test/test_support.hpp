@@ -18,6 +18,11 @@
 #include <string>
 #include <string_view>
 
+#if defined(__linux__)
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
+
 #ifndef CORIO_STRESS_SCALE
 #define CORIO_STRESS_SCALE 100
 #endif
@@ -65,11 +70,28 @@ class hang_guard {
           if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
             std::fprintf(stderr, "hang guard: '%s' still running after %llds; aborting\n", what.c_str(),
                          static_cast<long long>(limit.count()));
+            print_all_stacks();
             std::abort();
           }
         }) {}
   hang_guard(const hang_guard&) = delete;
   hang_guard& operator=(const hang_guard&) = delete;
+
+  /// Prints every thread's stack of this process to stderr with gdb, when gdb is installed (Linux;
+  /// bounded to 60 s), so that a hang in CI shows where each worker waits.
+  static void print_all_stacks() {
+#if defined(__linux__)
+    if (std::system("command -v gdb >/dev/null 2>&1") != 0) {
+      std::fprintf(stderr, "hang guard: no gdb, no stacks\n");
+      return;
+    }
+    (void)::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);  // Yama: let the child attach to us
+    const std::string cmd =
+        fmt::format("timeout 60 gdb -q -batch -p {} -ex 'thread apply all bt 40' 1>&2 2>/dev/null", ::getpid());
+    std::fflush(stderr);
+    (void)std::system(cmd.c_str());
+#endif
+  }
   ~hang_guard() {
     {
       std::lock_guard lock{mutex_};

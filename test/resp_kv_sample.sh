@@ -77,6 +77,9 @@ run_backend() {
   # A log of its own per run: the next server's redirection truncates its file only once that
   # server's process starts, and the port must not be read from the previous run's log.
   log="$dir/server-$backend.log"
+  # Created here, not by the background job's redirection: under load the sed below could run
+  # before the job opened the file, fail to read it, and end the script (set -e) with status 2.
+  : >"$log"
   CORIO_BACKEND="$backend" "$server" --port 0 --workers 2 >"$log" 2>&1 &
   server_pid=$!
   port=""

@@ -15,7 +15,9 @@
 // (default 60) between requests; past either, the connection is closed (nginx's
 // client_header_timeout and keepalive_timeout). 0 means no limit. On SIGINT or SIGTERM it shuts
 // down gracefully: it stops accepting, lets every connection finish the request it is answering
-// (idle keep-alive connections close at once), and exits 0.
+// (idle keep-alive connections close at once), and exits 0. `GET /metrics` answers with the
+// runtime's metrics in the Prometheus text exposition format (corio::to_prometheus; README.md,
+// "Metrics"), `GET /metrics.json` the same as JSON (corio::to_json).
 #include <corio/corio.hpp>
 #include <fmt/format.h>
 
@@ -113,6 +115,12 @@ int main(int argc, char** argv) {
                                               : fmt::format("{}:{}", opt.bind, opt.port);
   try {
     corio::runtime rt{{.workers = opt.workers}};
+    // GET /metrics and /metrics.json: the runtime's metrics (request_framer.hpp).
+    opt.limits.metrics_context = &rt;
+    opt.limits.metrics_text = [](const void* context, bool json) {
+      const corio::runtime_metrics m = static_cast<const corio::runtime*>(context)->metrics();
+      return json ? corio::to_json(m) : corio::to_prometheus(m);
+    };
     const corio::runtime_stats stats = rt.stats();
     fmt::print(stderr, "http_hello: {} workers on {} ({}){}{}\n", rt.workers(), stats.backend, stats.backend_features,
                stats.backend_fallback.empty() ? "" : "; fallback: ", stats.backend_fallback);

@@ -43,7 +43,7 @@ constexpr std::array worker_fields{
     worker_field{&worker_metrics::busy_ns, "busy", kind::seconds, "Time the worker was awake (not parked)."},
     worker_field{&worker_metrics::local_queue_depth, "local_queue_depth", kind::gauge,
                  "Tasks in the worker's stealable queue."},
-    worker_field{&worker_metrics::spawned, "spawned", kind::counter, "Tasks spawned by tasks on this worker."},
+    worker_field{&worker_metrics::spawned, "spawned", kind::counter, "Tasks spawned by tasks on this worker (spawn, when_all children)."},
     worker_field{&worker_metrics::wakes_sent, "wakes_sent", kind::counter,
                  "Wake-ups this worker sent to parked workers."},
     worker_field{&worker_metrics::timers_fired, "timers_fired", kind::counter, "Timers that expired."},

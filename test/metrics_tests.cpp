@@ -170,6 +170,7 @@ TEST_CASE("metrics are read from another thread while tasks spawn and finish, an
 }
 
 TEST_CASE("metrics render as text, JSON and Prometheus text with one sample per worker") {
+  corio_test::hang_guard guard{"metrics rendering", 120s};
   corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};
   (void)rt.block_on(known_work(&rt, 10, 3));
   const corio::runtime_metrics m = rt.metrics();
@@ -207,6 +208,15 @@ TEST_CASE("metrics render as text, JSON and Prometheus text with one sample per 
     ++lines;
   }
   CHECK(lines > 100);
+
+  // After shutdown the counters stay readable, as they ended, with no live task.
+  rt.shutdown();
+  const corio::runtime_metrics after = rt.metrics();
+  CHECK(after.tasks_alive == 0);
+  CHECK(after.workers.size() == 2);
+  CHECK(after.total(&corio::worker_metrics::polls) >= m.total(&corio::worker_metrics::polls));
+  CHECK(after.total(&corio::worker_metrics::busy_ns) >= m.total(&corio::worker_metrics::busy_ns));
+  CHECK(corio::to_prometheus(after).find("corio_tasks_alive 0\n") != std::string::npos);
 }
 
 TEST_SUITE_END();

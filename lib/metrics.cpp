@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <iterator>
 #include <string_view>
@@ -160,6 +161,9 @@ std::string to_text(const runtime_metrics& m) {
       if (f.type == kind::seconds) fmt::format_to(it, " {}={:.3f}s", f.name, seconds(v));
       else fmt::format_to(it, " {}={}", f.name, v);
     }
+    if (m.timing_histograms && w.poll_time.count != 0) {
+      fmt::format_to(it, " poll_time(count={}, mean={}ns)", w.poll_time.count, w.poll_time.sum_ns / w.poll_time.count);
+    }
     out += '\n';
   }
   return out;
@@ -179,9 +183,18 @@ std::string to_json(const runtime_metrics& m) {
       // JSON keeps the field's unit (busy_ns), exact as an integer.
       fmt::format_to(it, ",\"{}{}\":{}", f.name, f.type == kind::seconds ? "_ns" : "", w.*f.field);
     }
+    if (m.timing_histograms) {
+      // Buckets as duration_histogram's: per bucket, not cumulative; upper bounds 128 << i ns.
+      fmt::format_to(it, ",\"poll_time\":{{\"count\":{},\"sum_ns\":{},\"buckets\":[", w.poll_time.count,
+                     w.poll_time.sum_ns);
+      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+        fmt::format_to(it, "{}{}", b == 0 ? "" : ",", w.poll_time.counts[b]);
+      }
+      out += "]}";
+    }
     out += '}';
   }
-  out += "]}";
+  fmt::format_to(it, "],\"timing_histograms\":{}}}", m.timing_histograms);
   return out;
 }
 
@@ -202,6 +215,23 @@ std::string to_prometheus(const runtime_metrics& m) {
     for (const worker_metrics& w : m.workers) {
       if (f.type == kind::seconds) fmt::format_to(it, "{}{{worker=\"{}\"}} {}\n", name, w.index, seconds(w.*f.field));
       else fmt::format_to(it, "{}{{worker=\"{}\"}} {}\n", name, w.index, w.*f.field);
+    }
+  }
+  if (m.timing_histograms) {
+    out += "# HELP corio_worker_poll_time_seconds Time of each poll (runtime_options::timing_histograms).\n"
+           "# TYPE corio_worker_poll_time_seconds histogram\n";
+    for (const worker_metrics& w : m.workers) {
+      std::uint64_t cumulative = 0;
+      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+        cumulative += w.poll_time.counts[b];
+        fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"{}\"}} {}\n", w.index,
+                       seconds(duration_histogram::upper_bound_ns(b)), cumulative);
+      }
+      fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"+Inf\"}} {}\n", w.index,
+                     std::max(cumulative, w.poll_time.count));
+      fmt::format_to(it, "corio_worker_poll_time_seconds_sum{{worker=\"{}\"}} {}\n", w.index, seconds(w.poll_time.sum_ns));
+      fmt::format_to(it, "corio_worker_poll_time_seconds_count{{worker=\"{}\"}} {}\n", w.index,
+                     std::max(cumulative, w.poll_time.count));
     }
   }
   return out;

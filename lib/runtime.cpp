@@ -453,6 +453,7 @@ runtime_stats runtime_impl::stats() const {
 
 runtime_metrics runtime_impl::metrics() const {
   runtime_metrics m;
+  m.timing_histograms = options_.timing_histograms;
   m.tasks_alive = live_tasks();
   m.tasks_spawned = foreign_spawned_.load(std::memory_order_relaxed);
   m.injection_queue_depth = injection_size_.load(std::memory_order_relaxed);
@@ -496,6 +497,11 @@ runtime_metrics runtime_impl::metrics() const {
     x.send_zc = r.send_zc.get();
     x.linked_timeouts = r.linked_timeouts.get();
     x.linked_timeouts_fired = r.linked_timeouts_fired.get();
+    // The buckets before the count (end_poll adds them the other way round): a poll being
+    // recorded may be in the count and not in its bucket yet, never the other way round.
+    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
+    x.poll_time.sum_ns = w->poll_sum_ns.get();
+    x.poll_time.count = w->poll_count.get();
     if (w->reactor_) {
       x.cq_overflows = w->reactor_->cq_overflows();
       const provided_buffer_stats b = w->reactor_->buffer_stats();

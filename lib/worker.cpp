@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <stdexcept>
 
@@ -63,7 +64,32 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
-      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {}
+      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {
+  timing_ = rt.options_.timing_histograms;
+}
+
+namespace {
+/// The duration_histogram bucket of `ns`, or 24 (none) beyond the last bound.
+std::size_t poll_bucket(std::uint64_t ns) noexcept {
+  return ns <= 128 ? 0 : static_cast<std::size_t>(std::bit_width((ns - 1) >> 7));
+}
+}  // namespace
+
+void worker::end_poll() noexcept {
+  if (poll_started_ == 0) return;
+  const std::uint64_t ns = steady_ns() - poll_started_;
+  poll_started_ = 0;
+  // The count before the bucket (metrics() reads them the other way round): a reader never sees
+  // a bucket ahead of the count, so Prometheus' +Inf bucket stays the largest.
+  poll_count.add();
+  poll_sum_ns.add(ns);
+  if (const std::size_t b = poll_bucket(ns); b < poll_buckets.size()) poll_buckets[b].add();
+}
+
+void worker::poll_boundary() noexcept {
+  end_poll();
+  poll_started_ = steady_ns();
+}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
   auto* w = static_cast<worker*>(self);
@@ -433,6 +459,7 @@ void worker::run() noexcept {
     ran_since_unpark_ = true;
     begin_task();
     resume(h);  // may run several tasks: see next_direct()
+    if (timing_) [[unlikely]] end_poll();
     set_current_stop(nullptr);  // no task runs on this thread until the next resume
     if (tick() - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick();

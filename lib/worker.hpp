@@ -8,6 +8,7 @@
 // private queue or the deque, so they are never stolen.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -260,6 +261,13 @@ class worker {
   counter noop_unparks;      ///< unparks after which nothing ran before the next park
   counter busy_ns;           ///< steady-clock ns awake, accumulated at each park
   counter timers_pending;    ///< the wheel's size, stored after each insert, removal and firing
+  /// Poll times (runtime_options::timing_histograms): buckets as duration_histogram's.
+  std::array<counter, 24> poll_buckets;
+  counter poll_count, poll_sum_ns;
+  /// Timing on: a poll starts (begin_task) and the previous one, if any, ends. Out of line.
+  [[gnu::noinline]] void poll_boundary() noexcept;
+  /// Timing on: the loop got the thread back, the poll under way ends.
+  void end_poll() noexcept;
   /// Steady-clock ns (since the epoch) at which the worker last woke up or started; 0 while it is
   /// parked. metrics() adds now minus this to busy_ns for the current awake stretch.
   std::atomic<std::uint64_t> awake_since_ns{0};
@@ -273,6 +281,8 @@ class worker {
   std::string reactor_features_;
   std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
   std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
+  bool timing_ = false;       ///< runtime_options::timing_histograms
+  std::uint64_t poll_started_ = 0;  ///< timing on: steady ns at which the current poll began, 0 when none
   promise_base* registry_head_ = nullptr;     ///< the registry's list (see link); walk it only after flush_registry()
   std::atomic<promise_base*> registry_pending_{nullptr};  ///< the newest registered task, not in the list yet
 
@@ -336,6 +346,7 @@ class worker {
 inline void worker::begin_task() noexcept {
   count_tick();
   budget_ = full_budget_;
+  if (timing_) [[unlikely]] poll_boundary();
 }
 
 }  // namespace corio::detail

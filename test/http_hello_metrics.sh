@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end: http_hello's GET /metrics on 127.0.0.1 (a port the OS picks) is valid Prometheus
 # text (parsed by Python's prometheus_client, Debian's python3-prometheus-client, which
-# tools/deps.sh installs) with the runtime's counters, and GET /metrics.json is valid JSON (python's
-# json module) with the same counters.
+# tools/deps.sh installs) with the runtime's counters and poll-time histograms (--timing-histograms),
+# and GET /metrics.json is valid JSON (python's json module) with the same counters.
 # Usage: http_hello_metrics.sh PATH/TO/http_hello
 set -euo pipefail
 server="$1"
 source "$(dirname "$0")/../tools/start_http_hello.sh"
-start_http_hello "$server"   # 2 workers
+start_http_hello "$server" --timing-histograms  # 2 workers, poll-time histograms on
 port=$server_port
 for _ in 1 2 3 4 5; do
   body=$(curl -sS --max-time 10 "http://127.0.0.1:$port/")
@@ -55,6 +55,17 @@ for f in families.values():
     need(f.documentation != "", "HELP of " + f.name)
     for s in f.samples:
         need(s.value >= 0, "non-negative " + s.name)
+# The poll-time histogram: cumulative buckets per worker, +Inf equal to the count, polls recorded.
+hist = families["corio_worker_poll_time_seconds"]
+need(hist.type == "histogram", "poll time is a histogram")
+for worker in ("0", "1"):
+    buckets = [s for s in hist.samples if s.name.endswith("_bucket") and s.labels["worker"] == worker]
+    need(len(buckets) == 25 and buckets[-1].labels["le"] == "+Inf", "25 buckets ending in +Inf")
+    values = [s.value for s in buckets]
+    need(values == sorted(values), "cumulative buckets")
+    count = [s.value for s in hist.samples if s.name.endswith("_count") and s.labels["worker"] == worker]
+    need(count == [values[-1]], "+Inf bucket equals the count")
+need(sum(s.value for s in hist.samples if s.name.endswith("_count")) >= 6, "polls were timed")
 print("parsed %d families from /metrics" % len(families))
 PY
 # The JSON rendering: one object, one entry per worker with the same counters.
@@ -66,7 +77,10 @@ assert m["backend"] in ("io_uring", "asio"), m
 assert [w["index"] for w in m["workers"]] == [0, 1], m
 assert sum(w["polls"] for w in m["workers"]) >= 6, m
 assert m["tasks_alive"] >= 2 and m["tasks_spawned"] >= 7, m
-assert all(isinstance(v, int) and v >= 0 for w in m["workers"] for v in w.values()), m
+assert m["timing_histograms"] is True, m
+assert all(isinstance(v, int) and v >= 0 for w in m["workers"] for k, v in w.items() if k != "poll_time"), m
+assert all(len(w["poll_time"]["buckets"]) == 24 and w["poll_time"]["count"] >= sum(w["poll_time"]["buckets"])
+           for w in m["workers"]), m
 print("parsed /metrics.json: %d workers" % len(m["workers"]))
 PY
 echo "http_hello on port $port serves valid Prometheus text at /metrics"

@@ -219,4 +219,51 @@ TEST_CASE("metrics render as text, JSON and Prometheus text with one sample per 
   CHECK(corio::to_prometheus(after).find("corio_tasks_alive 0\n") != std::string::npos);
 }
 
+TEST_CASE("with timing_histograms every poll lands in the poll-time histogram; without, nothing does") {
+  corio_test::hang_guard guard{"poll-time histograms", 120s};
+  constexpr long spawns = 500;
+  for (unsigned workers : {1u, 2u}) {
+    CAPTURE(workers);
+    for (bool timing : {false, true}) {
+      CAPTURE(timing);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock, .timing_histograms = timing}};
+      CHECK(rt.block_on(spawn_and_join(spawns)) == spawns * (spawns - 1));
+      for (int i = 0; i < 10'000 && rt.metrics().tasks_alive != 0; ++i) std::this_thread::sleep_for(1ms);
+      const corio::runtime_metrics m = rt.metrics();
+      CHECK(m.timing_histograms == timing);
+      std::uint64_t count = 0;
+      std::uint64_t in_buckets = 0;
+      std::uint64_t sum = 0;
+      for (const corio::worker_metrics& w : m.workers) {
+        count += w.poll_time.count;
+        sum += w.poll_time.sum_ns;
+        for (std::uint64_t c : w.poll_time.counts) in_buckets += c;
+        CHECK(w.poll_time.count >= [&] {
+          std::uint64_t n = 0;
+          for (std::uint64_t c : w.poll_time.counts) n += c;
+          return n;
+        }());
+      }
+      const std::string prom = corio::to_prometheus(m);
+      if (timing) {
+        // Every poll the loop or a transfer started is timed once it ends; the root's last one ended
+        // before block_on returned or ends when its worker gets the thread back.
+        CHECK(count + workers >= m.total(&corio::worker_metrics::polls));
+        CHECK(count >= static_cast<std::uint64_t>(spawns));
+        CHECK(sum > 0);
+        CHECK(in_buckets >= count / 2);  // polls over 1.07 s count only in `count`: none here
+        CHECK(prom.find("# TYPE corio_worker_poll_time_seconds histogram\n") != std::string::npos);
+        CHECK(prom.find("corio_worker_poll_time_seconds_bucket{worker=\"0\",le=\"1.28e-07\"} ") != std::string::npos);
+        CHECK(prom.find("corio_worker_poll_time_seconds_bucket{worker=\"0\",le=\"+Inf\"} ") != std::string::npos);
+        CHECK(corio::to_json(m).find("\"poll_time\":{\"count\":") != std::string::npos);
+      } else {
+        CHECK(count == 0);
+        CHECK(in_buckets == 0);
+        CHECK(prom.find("poll_time") == std::string::npos);
+        CHECK(corio::to_json(m).find("poll_time") == std::string::npos);
+      }
+    }
+  }
+}
+
 TEST_SUITE_END();

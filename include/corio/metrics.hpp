@@ -2,11 +2,26 @@
 // and the Prometheus exposition format.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace corio {
+
+/// Durations counted in buckets whose upper bounds double: bucket i counts the durations in
+/// (upper_bound_ns(i-1), upper_bound_ns(i)] (bucket 0 from 0), from 128 ns to about 1.07 s; longer
+/// ones count only in `count` and `sum_ns` (Prometheus' `le="+Inf"`). Tokio's poll-time histogram
+/// uses the same log scale (its HistogramScale::Log).
+struct duration_histogram {
+  static constexpr std::size_t buckets = 24;  ///< number of finite buckets
+  /// The upper bound of bucket `i` (0 .. buckets-1), in ns: 128 << i.
+  static constexpr std::uint64_t upper_bound_ns(std::size_t i) noexcept { return std::uint64_t{128} << i; }
+  std::array<std::uint64_t, buckets> counts{};  ///< per bucket, not cumulative
+  std::uint64_t count = 0;                      ///< every duration recorded, the longest ones included
+  std::uint64_t sum_ns = 0;                     ///< their sum, in ns
+};
 
 /// Counters of one worker since the runtime started, as runtime::metrics() read them. Each counter
 /// is written only by its worker (a relaxed load and a store, no locked instruction) and read with
@@ -65,6 +80,9 @@ struct worker_metrics {
   std::uint64_t provided_enobufs = 0;       ///< receives that found the ring empty (ENOBUFS)
   std::uint64_t provided_grows = 0;         ///< times the ring was given more buffers
   std::uint64_t provided_fallbacks = 0;     ///< receives that went to a heap buffer as the ring stayed empty
+  /// Poll times (runtime_options::timing_histograms; all zero when it is off). Each bucket is
+  /// read on its own: count may run ahead of the buckets' sum by the polls being recorded.
+  duration_histogram poll_time;
 };
 
 /// A snapshot of a runtime's metrics (runtime::metrics()): the global figures and one
@@ -72,6 +90,8 @@ struct worker_metrics {
 /// snapshot is consistent per counter, not across counters (a sum may lag one of its terms).
 struct runtime_metrics {
   std::string backend;               ///< the reactor in use: "io_uring" or "asio"
+  /// runtime_options::timing_histograms: the poll-time histograms are filled (and rendered).
+  bool timing_histograms = false;
   /// Spawned tasks that have not finished (Tokio: num_alive_tasks); see runtime_stats::live_tasks.
   std::uint64_t tasks_alive = 0;
   /// Tasks spawned since start, from the workers and from other threads (Tokio: spawned_tasks_count).

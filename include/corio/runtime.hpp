@@ -92,6 +92,11 @@ struct runtime_options {
   /// job; clock::duration::max(): threads never end before shutdown. Tokio's thread_keep_alive
   /// (default 10 s).
   clock::duration blocking_keep_alive = std::chrono::seconds{10};
+  /// Time each poll (a task's run from its resumption until it suspends or finishes and hands the
+  /// worker on) with two steady-clock reads, into a histogram with logarithmic buckets per worker:
+  /// worker_metrics::poll_time (Tokio's poll-time histogram, enable_metrics_poll_time_histogram).
+  /// Off by default: on, every poll pays a clock read (benchmarks/RESULTS.md, "Metrics").
+  bool timing_histograms = false;
 };
 
 /// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the

@@ -227,6 +227,10 @@ class reactor {
   /// The provided buffer ring's counters (all zero without one). Any thread.
   [[nodiscard]] virtual provided_buffer_stats buffer_stats() const noexcept { return {}; }
 
+  /// Completions the kernel dropped because the completion queue was full (io_uring's
+  /// cq.koverflow); 0 for a reactor without one. Any thread, while the reactor exists.
+  [[nodiscard]] virtual std::uint64_t cq_overflows() const noexcept { return 0; }
+
   /// Counts a lease read that fell back to a heap buffer because the ring stayed empty. Owner thread.
   virtual void note_buffer_fallback() noexcept {}
   /// True when accepts on this reactor's worker may be served by a listener's multishot accept

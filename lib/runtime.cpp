@@ -395,9 +395,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   return destroyed;
 }
 
-runtime_stats runtime_impl::stats() const {
-  runtime_stats s;
-  s.seed = options_.seed;
+std::uint64_t runtime_impl::live_tasks() const noexcept {
   // Every finish first, then every spawn: a task's spawn happens before its finish, so a finish
   // read here comes with its spawn, and the count is never short of a task that is still alive
   // (read the other way round, a task spawned on one worker and finished on another between the
@@ -405,6 +403,20 @@ runtime_stats runtime_impl::stats() const {
   std::uint64_t finished = foreign_finished_.load(std::memory_order_acquire);
   for (const auto& w : workers_) finished += w->finished.get();
   std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);
+  for (const auto& w : workers_) {
+    // The slot before the counter: a task moving from the slot into the list is counted in
+    // `spawned` before it leaves the slot (worker::link), so it is seen at least once.
+    spawned += w->registry_pending_count();
+    spawned += w->spawned.get();
+  }
+  CORIO_ASSERT(shut_down_ || spawned >= finished, "registry-slot-counted");
+  return shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);
+}
+
+runtime_stats runtime_impl::stats() const {
+  runtime_stats s;
+  s.seed = options_.seed;
+  s.live_tasks = live_tasks();
   s.backend_fallback = backend_.fallback_reason;
   for (const auto& w : workers_) {
     if (s.backend.empty()) {
@@ -414,10 +426,6 @@ runtime_stats runtime_impl::stats() const {
       s.backend += "+" + w->reactor_name_;  // a worker fell back on its own
     }
     if (s.backend_fallback.empty()) s.backend_fallback = w->reactor_fallback_;
-    // The slot before the counter: a task moving from the slot into the list is counted in
-    // `spawned` before it leaves the slot (worker::link), so it is seen at least once.
-    spawned += w->registry_pending_count();
-    spawned += w->spawned.get();
     s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
                                      w->timers_fired.get(), w->budget_yields.get(),
@@ -439,10 +447,77 @@ runtime_stats runtime_impl::stats() const {
       ws.provided_fallbacks = b.fallbacks;
     }
   }
-  CORIO_ASSERT(shut_down_ || spawned >= finished, "registry-slot-counted");
-  s.live_tasks = shut_down_ ? 0 : (spawned > finished ? spawned - finished : 0);
   s.blocking = blocking_.stats();
   return s;
+}
+
+runtime_metrics runtime_impl::metrics() const {
+  runtime_metrics m;
+  m.timing_histograms = options_.timing_histograms;
+  m.tasks_alive = live_tasks();
+  m.tasks_spawned = foreign_spawned_.load(std::memory_order_relaxed);
+  m.injection_queue_depth = injection_size_.load(std::memory_order_relaxed);
+  const std::uint64_t now = steady_ns();
+  m.workers.reserve(workers_.size());
+  for (const auto& w : workers_) {
+    if (m.backend.empty()) m.backend = w->reactor_name_;
+    else if (m.backend != w->reactor_name_ && m.backend.find('+') == std::string::npos) m.backend += "+" + w->reactor_name_;
+    m.tasks_spawned += w->spawns.get();
+    worker_metrics& x = m.workers.emplace_back();
+    x.index = w->index();
+    x.polls = w->tick();
+    x.steal_operations = w->steal_operations.get();
+    x.tasks_stolen = w->steals.get();
+    x.injections = w->injections.get();
+    x.parks = w->parks.get();
+    x.unparks = w->unparks.get();
+    x.noop_unparks = w->noop_unparks.get();
+    x.local_schedules = w->local_schedules.get();
+    x.overflows = w->overflows.get();
+    x.budget_yields = w->budget_yields.get();
+    // The current awake stretch too, read after the total: a park in between moves the stretch
+    // into a total already read and clears its start, so it is missed once, never counted twice.
+    x.busy_ns = w->busy_ns.get();
+    const std::uint64_t awake_since = w->awake_since_ns.load(std::memory_order_acquire);
+    if (awake_since != 0 && now > awake_since) x.busy_ns += now - awake_since;
+    x.local_queue_depth = w->stealable_depth();
+    x.spawned = w->spawns.get();
+    x.wakes_sent = w->wakes.get();
+    x.timers_fired = w->timers_fired.get();
+    x.timers_pending = w->timers_pending.get();
+    x.io_submitted = w->io_submitted.get();
+    x.io_completed = w->io_completed.get();
+    const reactor_counters& r = w->reactor_counts;
+    x.uring_enters = r.enters.get();
+    x.multishot_accept_arms = r.multishot_arms.get();
+    x.multishot_accepts = r.multishot_accepts.get();
+    x.multishot_recv_arms = r.multishot_recv_arms.get();
+    x.multishot_recvs = r.multishot_recvs.get();
+    x.msg_ring_wakes = r.msg_ring_wakes.get();
+    x.send_zc = r.send_zc.get();
+    x.linked_timeouts = r.linked_timeouts.get();
+    x.linked_timeouts_fired = r.linked_timeouts_fired.get();
+    // The buckets before the count (end_poll adds them the other way round): a poll being
+    // recorded may be in the count and not in its bucket yet, never the other way round.
+    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
+    x.poll_time.sum_ns = w->poll_sum_ns.get();
+    x.poll_time.count = w->poll_count.get();
+    if (w->reactor_) {
+      x.cq_overflows = w->reactor_->cq_overflows();
+      const provided_buffer_stats b = w->reactor_->buffer_stats();
+      x.provided_buffers = b.buffers;
+      x.provided_in_use = b.in_use;
+      x.provided_enobufs = b.enobufs;
+      x.provided_grows = b.grows;
+      x.provided_fallbacks = b.fallbacks;
+    }
+  }
+  const blocking_pool_stats b = blocking_.stats();
+  m.blocking_threads = b.threads;
+  m.blocking_idle_threads = b.idle_threads;
+  m.blocking_queued = b.queued;
+  m.blocking_jobs = b.jobs_run;
+  return m;
 }
 
 clock::time_point runtime_now() noexcept {
@@ -517,6 +592,8 @@ bool sleep_operation::await_ready() const noexcept {
 unsigned runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers_.size()); }
 
 runtime_stats runtime::stats() const { return impl_->stats(); }
+
+runtime_metrics runtime::metrics() const { return impl_->metrics(); }
 
 const char* runtime::backend() const noexcept {
   // Written by each worker before the constructor returned (worker_started), read-only since.

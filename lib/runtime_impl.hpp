@@ -103,6 +103,10 @@ class runtime_impl {
   /// runtime::shutdown(grace): returns the number of tasks destroyed. Idempotent (later calls: 0).
   std::size_t shutdown(clock::duration grace) noexcept;
   runtime_stats stats() const;
+  /// runtime::metrics(): any thread.
+  runtime_metrics metrics() const;
+  /// Spawned tasks not finished yet (runtime_stats::live_tasks; 0 once shut down). Any thread.
+  std::uint64_t live_tasks() const noexcept;
 
   // Worker start-up: each worker reports success or the exception of its reactor set-up.
   void worker_started(std::exception_ptr error) noexcept;

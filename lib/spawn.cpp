@@ -206,6 +206,7 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint3
   g.inline_done = 0;
   g.remaining.store(n, std::memory_order_relaxed);  // published with the children below
   w->spawned.add(n);
+  w->spawns.add(n);  // metrics: when_all children count as spawned tasks
   promise_base* first = w->schedule_children(last, n);
   first->spawn_.home = 1;  // the first child starts the run of inline children
   g.next = first->spawn_.next;

@@ -40,6 +40,7 @@ void worker::post_timer_release(timeout_timer* t) {
 void worker::drain_timers() noexcept {
   CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   wheel_.drain([](timer_entry&) noexcept {});
+  timers_pending.value.store(wheel_.size(), std::memory_order_relaxed);
 }
 
 void worker::drain_timer_releases() noexcept {
@@ -57,6 +58,7 @@ void worker::insert_timer(timer_entry& e, void* owner, std::uintptr_t tag, clock
   e.context = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(owner) | tag);  // see fire_timers
   e.deadline_tick = tick;
   wheel_.insert(e);
+  timers_pending.value.store(wheel_.size(), std::memory_order_relaxed);
   if (rt_.manual_) publish_deadline();
 }
 
@@ -64,6 +66,7 @@ void worker::remove_timer(timer_entry& e) noexcept {
   if (!e.inserted()) return;
   CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
   wheel_.cancel(e);
+  timers_pending.value.store(wheel_.size(), std::memory_order_relaxed);
   if (rt_.manual_) publish_deadline();
 }
 
@@ -112,6 +115,7 @@ std::size_t worker::fire_timers() {
     if (state.try_claim(park_state::timed_out)) schedule_back(state.task);
   });
   timers_fired.add(fired);
+  timers_pending.value.store(wheel_.size(), std::memory_order_relaxed);
   if (rt_.manual_) publish_deadline();
   return fired;
 }

@@ -59,6 +59,9 @@ class uring_reactor final : public reactor {
   [[nodiscard]] std::string features() const override { return features_; }
   bool provides_buffers() noexcept override;
   [[nodiscard]] provided_buffer_stats buffer_stats() const noexcept override;
+  [[nodiscard]] std::uint64_t cq_overflows() const noexcept override {
+    return ring_.cq.koverflow != nullptr ? IO_URING_READ_ONCE(*ring_.cq.koverflow) : 0;
+  }
   void note_buffer_fallback() noexcept override { buffer_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
   [[nodiscard]] bool multishot_accept() const noexcept override { return multishot_accept_; }
   [[nodiscard]] bool multishot_recv() noexcept override { return multishot_recv_ && provides_buffers(); }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <stdexcept>
 
@@ -50,6 +51,12 @@ worker& require_worker(const char* what) {
   return *w;
 }
 
+std::uint64_t steady_ns() noexcept {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
 namespace {
 constexpr std::uint32_t max_lifo_runs = 16;  // LIFO-slot tasks in a row before the queues are served
 constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/timer polls under load
@@ -57,7 +64,32 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
-      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {}
+      random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {
+  timing_ = rt.options_.timing_histograms;
+}
+
+namespace {
+/// The duration_histogram bucket of `ns`, or 24 (none) beyond the last bound.
+std::size_t poll_bucket(std::uint64_t ns) noexcept {
+  return ns <= 128 ? 0 : static_cast<std::size_t>(std::bit_width((ns - 1) >> 7));
+}
+}  // namespace
+
+void worker::end_poll() noexcept {
+  if (poll_started_ == 0) return;
+  const std::uint64_t ns = steady_ns() - poll_started_;
+  poll_started_ = 0;
+  // The count before the bucket (metrics() reads them the other way round): a reader never sees
+  // a bucket ahead of the count, so Prometheus' +Inf bucket stays the largest.
+  poll_count.add();
+  poll_sum_ns.add(ns);
+  if (const std::size_t b = poll_bucket(ns); b < poll_buckets.size()) poll_buckets[b].add();
+}
+
+void worker::poll_boundary() noexcept {
+  end_poll();
+  poll_started_ = steady_ns();
+}
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
   auto* w = static_cast<worker*>(self);
@@ -132,6 +164,7 @@ void worker::publish() {
       overflow_batch_.clear();
       ring_.take_half(overflow_batch_);
       overflow_batch_.push_back(h);
+      overflows.add();
       rt_.inject_batch(overflow_batch_);
       continue;
     }
@@ -252,6 +285,7 @@ std::coroutine_handle<> worker::steal() {
       private_.push_back(more);
     }
     steals.add(taken);
+    steal_operations.add();
     return h;
   }
   return {};
@@ -380,9 +414,16 @@ void worker::park() {
                          std::chrono::nanoseconds{std::chrono::hours{24}});
   }
   parks.add();
+  // Metrics: the previous wake-up was for nothing if no task ran since; the awake stretch ends.
+  if (!std::exchange(ran_since_unpark_, false)) noop_unparks.add();
+  const std::uint64_t slept_at = steady_ns();
+  busy_ns.add(slept_at - std::min(slept_at, awake_since_ns.load(std::memory_order_relaxed)));
+  awake_since_ns.store(0, std::memory_order_relaxed);
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps
   CORIO_ASSERT(!lifo_ && private_.empty() && fifo_.empty() && ring_.empty_owner(), "owner-parks-empty");
   reactor_->wait(timeout);
+  awake_since_ns.store(steady_ns(), std::memory_order_relaxed);
+  unparks.add();
   sleeping_.store(false, std::memory_order_relaxed);
   // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
   // waker did, and made us the spinner.
@@ -403,6 +444,7 @@ void worker::run() noexcept {
     rt_.worker_started(std::current_exception());
     return;
   }
+  awake_since_ns.store(steady_ns(), std::memory_order_relaxed);
   rt_.worker_started(nullptr);
 
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
@@ -414,8 +456,10 @@ void worker::run() noexcept {
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
     ran_since_park_ = true;
+    ran_since_unpark_ = true;
     begin_task();
     resume(h);  // may run several tasks: see next_direct()
+    if (timing_) [[unlikely]] end_poll();
     set_current_stop(nullptr);  // no task runs on this thread until the next resume
     if (tick() - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick();
@@ -426,6 +470,9 @@ void worker::run() noexcept {
     spinning_ = false;
     rt_.spinning_.fetch_sub(1, std::memory_order_seq_cst);
   }
+  const std::uint64_t stopped_at = steady_ns();  // the last awake stretch counts as busy
+  busy_ns.add(stopped_at - std::min(stopped_at, awake_since_ns.load(std::memory_order_relaxed)));
+  awake_since_ns.store(0, std::memory_order_relaxed);
   reactor_->drain();
   this_worker = nullptr;
 }

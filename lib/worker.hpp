@@ -8,6 +8,7 @@
 // private queue or the deque, so they are never stolen.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -42,6 +43,9 @@ class worker;
 #endif
 extern thread_local constinit worker* this_worker;
 
+/// The steady clock's time in ns since its epoch (the workers' busy time, metrics()).
+std::uint64_t steady_ns() noexcept;
+
 /// The calling thread's worker; throws std::logic_error naming `what` off the workers.
 worker& require_worker(const char* what);
 
@@ -67,6 +71,7 @@ class worker {
   /// to the private queue).
   void schedule_local(std::coroutine_handle<> h) {
     CORIO_ASSERT(this_worker == this, "worker-owner-only");
+    local_schedules.add();
     if (std::coroutine_handle<> displaced = std::exchange(lifo_, h)) push_displaced(displaced);
   }
   /// schedule_local() off its fast path: `displaced`, the slot's previous task, goes to the private
@@ -100,6 +105,7 @@ class worker {
   /// list; stats() counts the one in the slot as live besides (see unlink).
   void link(promise_base& p) noexcept {
     CORIO_ASSERT(this_worker == this, "worker-owner-only");
+    spawns.add();
     if (promise_base* q = registry_pending_.load(std::memory_order_relaxed); q != nullptr) list_registered(*q);
     registry_pending_.store(&p, std::memory_order_release);
   }
@@ -246,6 +252,27 @@ class worker {
   std::uint64_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
   counter steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
   counter spawned, finished;
+  // Metrics only (runtime::metrics(), corio/metrics.hpp); written by the owner, read by any thread.
+  counter spawns;            ///< tasks spawned by tasks of this worker (link, when_all children), joined at once or not
+  counter local_schedules;   ///< schedule_local() calls: spawns and wake-ups into the LIFO slot
+  counter steal_operations;  ///< steals that took at least one task (`steals` counts the tasks)
+  counter overflows;         ///< publish() found the stealable queue full and injected half of it
+  counter unparks;           ///< returns from the reactor wait in park()
+  counter noop_unparks;      ///< unparks after which nothing ran before the next park
+  counter busy_ns;           ///< steady-clock ns awake, accumulated at each park
+  counter timers_pending;    ///< the wheel's size, stored after each insert, removal and firing
+  /// Poll times (runtime_options::timing_histograms): buckets as duration_histogram's.
+  std::array<counter, 24> poll_buckets;
+  counter poll_count, poll_sum_ns;
+  /// Timing on: a poll starts (begin_task) and the previous one, if any, ends. Out of line.
+  [[gnu::noinline]] void poll_boundary() noexcept;
+  /// Timing on: the loop got the thread back, the poll under way ends.
+  void end_poll() noexcept;
+  /// Steady-clock ns (since the epoch) at which the worker last woke up or started; 0 while it is
+  /// parked. metrics() adds now minus this to busy_ns for the current awake stretch.
+  std::atomic<std::uint64_t> awake_since_ns{0};
+  /// Local queue depth for metrics(): the stealable queue's size (any thread).
+  std::uint64_t stealable_depth() const noexcept { return ring_.size(); }
   reactor_counters reactor_counts;  ///< what the reactor counts (reactor::set_counters)
 
   std::unique_ptr<reactor> reactor_;
@@ -254,6 +281,8 @@ class worker {
   std::string reactor_features_;
   std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
   std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
+  bool timing_ = false;       ///< runtime_options::timing_histograms
+  std::uint64_t poll_started_ = 0;  ///< timing on: steady ns at which the current poll began, 0 when none
   promise_base* registry_head_ = nullptr;     ///< the registry's list (see link); walk it only after flush_registry()
   std::atomic<promise_base*> registry_pending_{nullptr};  ///< the newest registered task, not in the list yet
 
@@ -310,12 +339,14 @@ class worker {
   std::uint64_t random_state_;
   std::uint32_t full_budget_;  ///< runtime_options::budget, kept here for begin_task()
   bool ran_since_park_ = false;  ///< the loop resumed a task since this worker last parked
+  bool ran_since_unpark_ = true;  ///< the loop resumed a task since this worker last woke (noop_unparks)
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 
 inline void worker::begin_task() noexcept {
   count_tick();
   budget_ = full_budget_;
+  if (timing_) [[unlikely]] poll_boundary();
 }
 
 }  // namespace corio::detail

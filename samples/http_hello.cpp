@@ -1,7 +1,7 @@
 // samples/http_hello.cpp - an HTTP/1.1 keep-alive "Hello, World!" server on corio.
 //
 //   http_hello [--port N] [--workers N] [--bind ADDRESS] [--header-timeout SECONDS]
-//              [--keepalive-timeout SECONDS]
+//              [--keepalive-timeout SECONDS] [--timing-histograms]
 //
 // Listens on 127.0.0.1:8080 by default (--port 0 picks a free port), prints
 // "listening on ADDRESS:PORT" once ready, and serves every connection in its own task. When
@@ -15,7 +15,10 @@
 // (default 60) between requests; past either, the connection is closed (nginx's
 // client_header_timeout and keepalive_timeout). 0 means no limit. On SIGINT or SIGTERM it shuts
 // down gracefully: it stops accepting, lets every connection finish the request it is answering
-// (idle keep-alive connections close at once), and exits 0.
+// (idle keep-alive connections close at once), and exits 0. `GET /metrics` answers with the
+// runtime's metrics in the Prometheus text exposition format (corio::to_prometheus; README.md,
+// "Metrics"), `GET /metrics.json` the same as JSON (corio::to_json); --timing-histograms adds the
+// poll-time histograms (runtime_options::timing_histograms).
 #include <corio/corio.hpp>
 #include <fmt/format.h>
 
@@ -38,15 +41,17 @@ struct options {
   unsigned workers = 0;
   std::string bind = "127.0.0.1";
   server_limits limits;  // the timeouts from the command line, the rest as server_limits has it
+  bool timing_histograms = false;
 };
 
 int usage() {
   fmt::print(stderr,
              "usage: http_hello [--port N] [--workers N] [--bind ADDRESS] [--header-timeout SECONDS]\n"
-             "                  [--keepalive-timeout SECONDS]\n"
+             "                  [--keepalive-timeout SECONDS] [--timing-histograms]\n"
              "  --header-timeout SECONDS     time a client has to send a request head, from the accept\n"
              "                               or the head's first byte (default 10; 0: no limit)\n"
              "  --keepalive-timeout SECONDS  idle time allowed between requests (default 60; 0: no limit)\n"
+             "  --timing-histograms          poll-time histograms in GET /metrics\n"
              "  SECONDS is at most 31536000 (365 days).\n");
   return 2;
 }
@@ -104,6 +109,8 @@ int main(int argc, char** argv) {
       if (!parse_seconds(argv[++i], opt.limits.header_timeout)) return usage();
     } else if (arg == "--keepalive-timeout" && has_value) {
       if (!parse_seconds(argv[++i], opt.limits.keepalive_timeout)) return usage();
+    } else if (arg == "--timing-histograms") {
+      opt.timing_histograms = true;
     } else {
       return usage();
     }
@@ -112,7 +119,13 @@ int main(int argc, char** argv) {
       opt.bind.find(':') != std::string::npos ? fmt::format("[{}]:{}", opt.bind, opt.port)
                                               : fmt::format("{}:{}", opt.bind, opt.port);
   try {
-    corio::runtime rt{{.workers = opt.workers}};
+    corio::runtime rt{{.workers = opt.workers, .timing_histograms = opt.timing_histograms}};
+    // GET /metrics and /metrics.json: the runtime's metrics (request_framer.hpp).
+    opt.limits.metrics_context = &rt;
+    opt.limits.metrics_text = [](const void* context, bool json) {
+      const corio::runtime_metrics m = static_cast<const corio::runtime*>(context)->metrics();
+      return json ? corio::to_json(m) : corio::to_prometheus(m);
+    };
     const corio::runtime_stats stats = rt.stats();
     fmt::print(stderr, "http_hello: {} workers on {} ({}){}{}\n", rt.workers(), stats.backend, stats.backend_features,
                stats.backend_fallback.empty() ? "" : "; fallback: ", stats.backend_fallback);

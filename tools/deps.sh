@@ -3,7 +3,7 @@
 # Uses sudo when not root. Nothing is downloaded beyond Debian's archive.
 set -euo pipefail
 packages=(g++ meson ninja-build cmake pkg-config liburing-dev libc-ares-dev libasio-dev libfmt-dev doctest-dev
-          libbenchmark-dev curl redis-tools gdb "$@")
+          libbenchmark-dev curl redis-tools gdb python3-prometheus-client "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

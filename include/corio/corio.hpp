@@ -11,6 +11,7 @@
 #include "corio/fs.hpp"
 #include "corio/io.hpp"
 #include "corio/latch.hpp"
+#include "corio/metrics.hpp"
 #include "corio/mutex.hpp"
 #include "corio/net/endpoint.hpp"
 #include "corio/net/resolve.hpp"

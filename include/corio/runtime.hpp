@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "corio/metrics.hpp"
 #include "corio/spawn.hpp"
 #include "corio/task.hpp"
 #include "corio/time.hpp"
@@ -91,6 +92,11 @@ struct runtime_options {
   /// job; clock::duration::max(): threads never end before shutdown. Tokio's thread_keep_alive
   /// (default 10 s).
   clock::duration blocking_keep_alive = std::chrono::seconds{10};
+  /// Time each poll (a task's run from its resumption until it suspends or finishes and hands the
+  /// worker on) with two steady-clock reads, into a histogram with logarithmic buckets per worker:
+  /// worker_metrics::poll_time (Tokio's poll-time histogram, enable_metrics_poll_time_histogram).
+  /// Off by default: on, every poll pays a clock read (benchmarks/RESULTS.md, "Metrics").
+  bool timing_histograms = false;
 };
 
 /// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the
@@ -258,6 +264,14 @@ class runtime {
 
   /// Counters and the reactor in use. Thread-safe.
   [[nodiscard]] runtime_stats stats() const;
+
+  /// The runtime's metrics (corio/metrics.hpp): Tokio's RuntimeMetrics set and the reactors'
+  /// counters, per worker and global. Callable from any thread, also from the runtime's own tasks;
+  /// takes no lock the workers take on their fast paths (the blocking pool's and the injection
+  /// queue's size are read without theirs). A snapshot, consistent per counter, not across
+  /// counters. After shutdown it reports the counters as they ended, with no live task. Render it
+  /// with to_text, to_json or to_prometheus. Throws std::bad_alloc only.
+  [[nodiscard]] runtime_metrics metrics() const;
 
   /// The reactor the workers run on: "io_uring" or "asio" (see io_backend). Thread-safe.
   [[nodiscard]] const char* backend() const noexcept;

@@ -45,7 +45,8 @@ inline corio::task<void> linger_close(corio::net::tcp_stream* stream, corio::clo
 /// or a request is malformed (400), too large (431) or carries too large a body (413); the
 /// connection is closed after those answers. Pipelined requests (several in one read) are all
 /// answered, in order, in one write; a request split across reads is answered once complete.
-/// `GET /` and `HEAD /` get 200 "Hello, World!", any other target 404, a body is read and ignored.
+/// `GET /` and `HEAD /` get 200 "Hello, World!", `/metrics` and `/metrics.json` what
+/// `limits.metrics_text` makes when it is set, any other target 404, a body is read and ignored.
 /// Never throws: I/O errors end the connection quietly (a reset peer is normal for a server).
 /// Cancelling the task (a graceful shutdown) ends it at its next read: a request already read is
 /// still answered in full (the write is shielded), an idle connection closes at once. A head not

@@ -42,6 +42,15 @@ struct server_limits {
   /// How long a keep-alive connection may stay idle between the end of a response and the first
   /// byte of the next request; the connection then closes. nginx's keepalive_timeout.
   std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds{60};
+  /// Makes the body of the answer to `GET /metrics` (and `HEAD /metrics`), served as
+  /// `Content-Type: text/plain; version=0.0.4` (Prometheus' text exposition format), and, with
+  /// `json` true, of `GET /metrics.json`, served as `application/json`: called with
+  /// `metrics_context` on the connection's task, for each such request. http_hello passes its
+  /// runtime's corio::to_prometheus(rt.metrics()) and corio::to_json(rt.metrics()). Null (the
+  /// default): both are a 404 like any target but "/". May throw std::bad_alloc (the connection
+  /// then ends, as on_data() says).
+  std::string (*metrics_text)(const void* context, bool json) = nullptr;
+  const void* metrics_context = nullptr;  ///< what metrics_text is called with
 };
 
 /// The responses that end a connection (each says `Connection: close`).
@@ -67,6 +76,23 @@ inline void append_response(std::string& out, const request_head& req) {
   }
   out += "\r\n";
   if (found && req.method != "HEAD") out += hello_body;
+}
+
+/// Appends the answer to a `/metrics` or `/metrics.json` request to `out`: 200 with `body`,
+/// `Content-Type: text/plain; version=0.0.4` (Prometheus) or `application/json` (`json`), no body
+/// for HEAD, and the connection headers of append_response. Throws std::bad_alloc.
+inline void append_metrics_response(std::string& out, const request_head& req, std::string_view body, bool json) {
+  out += json ? "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+              : "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  out += "\r\n";
+  if (!req.keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (req.version_minor == 0) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  if (req.method != "HEAD") out += body;
 }
 
 /// One connection's request framing, without a receive buffer of its own: the owner passes the
@@ -131,7 +157,13 @@ class request_framer {
       }
       offset += req.head_bytes;
       skip_body_ = req.content_length;
-      append_response(out, req);
+      // One null test on the path of `GET /` (and of every other request) when no page is set.
+      if (limits_.metrics_text != nullptr && (req.target == "/metrics" || req.target == "/metrics.json")) [[unlikely]] {
+        const bool json = req.target.size() != 8;
+        append_metrics_response(out, req, limits_.metrics_text(limits_.metrics_context, json), json);
+      } else {
+        append_response(out, req);
+      }
       if (!req.keep_alive) return true;
     }
     // A partial head is left: a new one when this read completed a request or a body before it,

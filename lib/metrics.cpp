@@ -1,0 +1,240 @@
+// lib/metrics.cpp - runtime_metrics rendered as text, JSON and the Prometheus exposition format
+// (the snapshot itself: runtime_impl::metrics() in lib/runtime.cpp).
+#include "corio/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <iterator>
+#include <string_view>
+
+namespace corio {
+
+namespace {
+
+enum class kind : std::uint8_t { counter, gauge, seconds };
+
+/// One per-worker figure: its field, its name (the C++ field's, which JSON and text use; Prometheus
+/// adds `corio_worker_` and, for counters, `_total`), and its Prometheus help text.
+struct worker_field {
+  std::uint64_t worker_metrics::* field;
+  std::string_view name;
+  kind type;
+  std::string_view help;
+};
+
+constexpr std::array worker_fields{
+    worker_field{&worker_metrics::polls, "polls", kind::counter, "Tasks resumed from the run queues."},
+    worker_field{&worker_metrics::steal_operations, "steal_operations", kind::counter,
+                 "Steals that took at least one task from another worker."},
+    worker_field{&worker_metrics::tasks_stolen, "tasks_stolen", kind::counter, "Tasks taken from other workers."},
+    worker_field{&worker_metrics::injections, "injections", kind::counter,
+                 "Tasks taken from the shared injection queue."},
+    worker_field{&worker_metrics::parks, "parks", kind::counter, "Times the worker slept in its reactor."},
+    worker_field{&worker_metrics::unparks, "unparks", kind::counter, "Times the worker woke from that sleep."},
+    worker_field{&worker_metrics::noop_unparks, "noop_unparks", kind::counter,
+                 "Wake-ups after which the worker found nothing to run."},
+    worker_field{&worker_metrics::local_schedules, "local_schedules", kind::counter,
+                 "Spawns and wake-ups into the worker's LIFO slot."},
+    worker_field{&worker_metrics::overflows, "overflows", kind::counter,
+                 "Times the stealable queue was full and half of it moved to the injection queue."},
+    worker_field{&worker_metrics::budget_yields, "budget_yields", kind::counter,
+                 "Awaits turned into yields by the cooperation budget."},
+    worker_field{&worker_metrics::busy_ns, "busy", kind::seconds, "Time the worker was awake (not parked)."},
+    worker_field{&worker_metrics::local_queue_depth, "local_queue_depth", kind::gauge,
+                 "Tasks in the worker's stealable queue."},
+    worker_field{&worker_metrics::spawned, "spawned", kind::counter, "Tasks spawned by tasks on this worker (spawn, when_all children)."},
+    worker_field{&worker_metrics::wakes_sent, "wakes_sent", kind::counter,
+                 "Wake-ups this worker sent to parked workers."},
+    worker_field{&worker_metrics::timers_fired, "timers_fired", kind::counter, "Timers that expired."},
+    worker_field{&worker_metrics::timers_pending, "timers_pending", kind::gauge, "Timers waiting in the wheel."},
+    worker_field{&worker_metrics::io_submitted, "io_submitted", kind::counter,
+                 "I/O operations handed to the reactor."},
+    worker_field{&worker_metrics::io_completed, "io_completed", kind::counter, "I/O completions reaped."},
+    worker_field{&worker_metrics::uring_enters, "uring_enters", kind::counter, "io_uring_enter system calls."},
+    worker_field{&worker_metrics::cq_overflows, "cq_overflows", kind::counter,
+                 "Completions the kernel dropped on a full completion queue."},
+    worker_field{&worker_metrics::multishot_accept_arms, "multishot_accept_arms", kind::counter,
+                 "Multishot accepts armed."},
+    worker_field{&worker_metrics::multishot_accepts, "multishot_accepts", kind::counter,
+                 "Connections multishot accepts delivered."},
+    worker_field{&worker_metrics::multishot_recv_arms, "multishot_recv_arms", kind::counter,
+                 "Multishot receives armed."},
+    worker_field{&worker_metrics::multishot_recvs, "multishot_recvs", kind::counter,
+                 "Buffers of data multishot receives delivered."},
+    worker_field{&worker_metrics::msg_ring_wakes, "msg_ring_wakes", kind::counter,
+                 "Wake-ups sent as IORING_OP_MSG_RING."},
+    worker_field{&worker_metrics::send_zc, "send_zc", kind::counter, "Sends submitted as IORING_OP_SEND_ZC."},
+    worker_field{&worker_metrics::linked_timeouts, "linked_timeouts", kind::counter,
+                 "Operations submitted with a linked timeout."},
+    worker_field{&worker_metrics::linked_timeouts_fired, "linked_timeouts_fired", kind::counter,
+                 "Linked timeouts that expired."},
+    worker_field{&worker_metrics::provided_buffers, "provided_buffers", kind::gauge,
+                 "Buffers in the provided buffer ring."},
+    worker_field{&worker_metrics::provided_in_use, "provided_in_use", kind::gauge,
+                 "Provided buffers held by leases."},
+    worker_field{&worker_metrics::provided_enobufs, "provided_enobufs", kind::counter,
+                 "Receives that found the provided buffer ring empty."},
+    worker_field{&worker_metrics::provided_grows, "provided_grows", kind::counter,
+                 "Times the provided buffer ring was given more buffers."},
+    worker_field{&worker_metrics::provided_fallbacks, "provided_fallbacks", kind::counter,
+                 "Receives that went to a heap buffer as the ring stayed empty."},
+};
+
+/// One global figure.
+struct global_field {
+  std::uint64_t runtime_metrics::* field;
+  std::string_view name;  ///< the C++ field's; Prometheus adds `corio_` and, for counters, `_total`
+  kind type;
+  std::string_view help;
+};
+
+constexpr std::array global_fields{
+    global_field{&runtime_metrics::tasks_alive, "tasks_alive", kind::gauge, "Spawned tasks that have not finished."},
+    global_field{&runtime_metrics::tasks_spawned, "tasks_spawned", kind::counter, "Tasks spawned since start."},
+    global_field{&runtime_metrics::injection_queue_depth, "injection_queue_depth", kind::gauge,
+                 "Tasks in the shared injection queue."},
+    global_field{&runtime_metrics::blocking_threads, "blocking_threads", kind::gauge,
+                 "Blocking-pool threads alive."},
+    global_field{&runtime_metrics::blocking_idle_threads, "blocking_idle_threads", kind::gauge,
+                 "Blocking-pool threads waiting for a job."},
+    global_field{&runtime_metrics::blocking_queued, "blocking_queued", kind::gauge,
+                 "Jobs waiting for a blocking-pool thread."},
+    global_field{&runtime_metrics::blocking_jobs, "blocking_jobs", kind::counter,
+                 "Jobs blocking-pool threads started."},
+};
+
+/// Seconds from ns, printed in the shortest form that reads back the same double.
+double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+/// A string as a JSON string literal's contents (RFC 8259: quote, backslash and control characters).
+void append_json_escaped(std::string& out, std::string_view s) {
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += c;
+    }
+  }
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+void append_label_escaped(std::string& out, std::string_view s) {
+  for (const char c : s) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+}
+
+/// The `# HELP` and `# TYPE` lines of a family; returns its sample name.
+std::string prometheus_family(std::string& out, std::string_view prefix, std::string_view name, kind type,
+                              std::string_view help) {
+  std::string full = fmt::format("{}{}{}", prefix, name,
+                                 type == kind::counter ? "_total" : type == kind::seconds ? "_seconds_total" : "");
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", full, help, full,
+                 type == kind::gauge ? "gauge" : "counter");
+  return full;
+}
+
+}  // namespace
+
+std::string to_text(const runtime_metrics& m) {
+  std::string out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "backend {}, {} workers\n", m.backend, m.workers.size());
+  for (const global_field& f : global_fields) fmt::format_to(it, "{} {}\n", f.name, m.*f.field);
+  for (const worker_metrics& w : m.workers) {
+    fmt::format_to(it, "worker {}:", w.index);
+    for (const worker_field& f : worker_fields) {
+      const std::uint64_t v = w.*f.field;
+      if (v == 0) continue;
+      if (f.type == kind::seconds) fmt::format_to(it, " {}={:.3f}s", f.name, seconds(v));
+      else fmt::format_to(it, " {}={}", f.name, v);
+    }
+    if (m.timing_histograms && w.poll_time.count != 0) {
+      fmt::format_to(it, " poll_time(count={}, mean={}ns)", w.poll_time.count, w.poll_time.sum_ns / w.poll_time.count);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+std::string to_json(const runtime_metrics& m) {
+  std::string out = "{\"backend\":\"";
+  append_json_escaped(out, m.backend);
+  out += '"';
+  auto it = std::back_inserter(out);
+  for (const global_field& f : global_fields) fmt::format_to(it, ",\"{}\":{}", f.name, m.*f.field);
+  out += ",\"workers\":[";
+  for (std::size_t i = 0; i < m.workers.size(); ++i) {
+    const worker_metrics& w = m.workers[i];
+    fmt::format_to(it, "{}{{\"index\":{}", i == 0 ? "" : ",", w.index);
+    for (const worker_field& f : worker_fields) {
+      // JSON keeps the field's unit (busy_ns), exact as an integer.
+      fmt::format_to(it, ",\"{}{}\":{}", f.name, f.type == kind::seconds ? "_ns" : "", w.*f.field);
+    }
+    if (m.timing_histograms) {
+      // Buckets as duration_histogram's: per bucket, not cumulative; upper bounds 128 << i ns.
+      fmt::format_to(it, ",\"poll_time\":{{\"count\":{},\"sum_ns\":{},\"buckets\":[", w.poll_time.count,
+                     w.poll_time.sum_ns);
+      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+        fmt::format_to(it, "{}{}", b == 0 ? "" : ",", w.poll_time.counts[b]);
+      }
+      out += "]}";
+    }
+    out += '}';
+  }
+  fmt::format_to(it, "],\"timing_histograms\":{}}}", m.timing_histograms);
+  return out;
+}
+
+std::string to_prometheus(const runtime_metrics& m) {
+  std::string out;
+  auto it = std::back_inserter(out);
+  out += "# HELP corio_info The runtime's reactor.\n# TYPE corio_info gauge\ncorio_info{backend=\"";
+  append_label_escaped(out, m.backend);
+  out += "\"} 1\n";
+  fmt::format_to(it, "# HELP corio_workers Worker threads.\n# TYPE corio_workers gauge\ncorio_workers {}\n",
+                 m.workers.size());
+  for (const global_field& f : global_fields) {
+    const std::string name = prometheus_family(out, "corio_", f.name, f.type, f.help);
+    fmt::format_to(it, "{} {}\n", name, m.*f.field);
+  }
+  for (const worker_field& f : worker_fields) {
+    const std::string name = prometheus_family(out, "corio_worker_", f.name, f.type, f.help);
+    for (const worker_metrics& w : m.workers) {
+      if (f.type == kind::seconds) fmt::format_to(it, "{}{{worker=\"{}\"}} {}\n", name, w.index, seconds(w.*f.field));
+      else fmt::format_to(it, "{}{{worker=\"{}\"}} {}\n", name, w.index, w.*f.field);
+    }
+  }
+  if (m.timing_histograms) {
+    out += "# HELP corio_worker_poll_time_seconds Time of each poll (runtime_options::timing_histograms).\n"
+           "# TYPE corio_worker_poll_time_seconds histogram\n";
+    for (const worker_metrics& w : m.workers) {
+      std::uint64_t cumulative = 0;
+      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+        cumulative += w.poll_time.counts[b];
+        fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"{}\"}} {}\n", w.index,
+                       seconds(duration_histogram::upper_bound_ns(b)), cumulative);
+      }
+      fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"+Inf\"}} {}\n", w.index,
+                     std::max(cumulative, w.poll_time.count));
+      fmt::format_to(it, "corio_worker_poll_time_seconds_sum{{worker=\"{}\"}} {}\n", w.index, seconds(w.poll_time.sum_ns));
+      fmt::format_to(it, "corio_worker_poll_time_seconds_count{{worker=\"{}\"}} {}\n", w.index,
+                     std::max(cumulative, w.poll_time.count));
+    }
+  }
+  return out;
+}
+
+}  // namespace corio

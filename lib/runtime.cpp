@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <limits>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
@@ -60,39 +62,71 @@ gate_hold::~gate_hold() {
   pool.free.push_back(gate);
 }
 
+namespace {
+/// The value of environment variable `name` as a count in [0, max], or nullopt when it is unset or
+/// empty. Throws std::invalid_argument naming the variable and `unit` when it is not a decimal
+/// count in that range.
+std::optional<unsigned long long> env_count(const char* name, const char* unit, unsigned long long max) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(env, &end, 10);
+  // strtoull accepts a sign ("-1" wraps around): only digits are a count.
+  if (end == env || *end != '\0' || errno == ERANGE || value > max || *env < '0' || *env > '9') {
+    throw std::invalid_argument(fmt::format("corio: {} must be a count of {} from 0 to {}, got '{}'", name, unit, max, env));
+  }
+  return value;
+}
+}  // namespace
+
+bool apply_environment(runtime_options& options) {
+  // Every knob that overrides an option applies only where the program left it at its default.
+  if (options.workers == 0) {
+    if (auto n = env_count("CORIO_WORKERS", "worker threads", 4096)) options.workers = static_cast<unsigned>(*n);
+  }
+  bool backend_from_env = false;
+  if (options.backend == io_backend::automatic) {
+    if (const char* env = std::getenv("CORIO_BACKEND"); env != nullptr && *env != '\0') {
+      const std::string_view value = env;
+      if (value == "asio") {
+        options.backend = io_backend::asio;
+        backend_from_env = true;
+      } else if (value == "uring" || value == "io_uring") {
+        options.backend = io_backend::uring;
+      } else if (value != "auto") {
+        throw std::invalid_argument(fmt::format("corio: CORIO_BACKEND={}: expected asio, uring or auto", value));
+      }
+    }
+  }
+  if (options.sqpoll_idle <= std::chrono::milliseconds::zero()) {
+    options.sqpoll_idle = std::chrono::milliseconds::zero();
+    // Larger values than the cap are accepted and capped, as the option is.
+    if (auto ms = env_count("CORIO_SQPOLL_IDLE_MS", "ms", std::numeric_limits<long>::max())) {
+      options.sqpoll_idle = std::chrono::milliseconds(std::min<unsigned long long>(*ms, 60'000));
+    }
+  }
+  if (options.send_zc_threshold == 0) {
+    if (auto bytes = env_count("CORIO_SEND_ZC_THRESHOLD", "bytes", std::numeric_limits<long long>::max())) {
+      options.send_zc_threshold = static_cast<std::size_t>(*bytes);
+    }
+  }
+  return backend_from_env;
+}
+
 runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options)) {
+  const bool backend_from_env = apply_environment(options_);
   unsigned n = options_.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   options_.workers = n;
   if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (options_.spin_limit == 0) options_.spin_limit = 1;
-  if (options_.sqpoll_idle <= std::chrono::milliseconds::zero()) {
-    options_.sqpoll_idle = std::chrono::milliseconds::zero();
-    if (const char* env = std::getenv("CORIO_SQPOLL_IDLE_MS"); env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long ms = std::strtol(env, &end, 10);
-      if (end == env || *end != '\0' || ms < 0) {
-        throw std::invalid_argument(fmt::format("corio: CORIO_SQPOLL_IDLE_MS must be a count of ms, got '{}'", env));
-      }
-      options_.sqpoll_idle = std::chrono::milliseconds(std::min<long>(ms, 60'000));
-    }
-  }
-  if (options_.send_zc_threshold == 0) {
-    if (const char* env = std::getenv("CORIO_SEND_ZC_THRESHOLD"); env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long long bytes = std::strtoll(env, &end, 10);
-      if (end == env || *end != '\0' || bytes < 0) {
-        throw std::invalid_argument(
-            fmt::format("corio: CORIO_SEND_ZC_THRESHOLD must be a count of bytes, got '{}'", env));
-      }
-      options_.send_zc_threshold = static_cast<std::size_t>(bytes);
-    }
-  }
   // The manual clock jumps once every worker has polled its reactor and found nothing: that needs
   // a submission to be issued when poll() returns, which a kernel poller does later, on its own.
   if (options_.clock == clock_source::manual) options_.sqpoll_idle = std::chrono::milliseconds::zero();
   manual_ = options_.clock == clock_source::manual;
   backend_ = choose_backend(options_.backend);
+  if (backend_from_env && backend_.fallback_reason.empty()) backend_.fallback_reason = "CORIO_BACKEND=asio";
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, options_.seed));
   idle_.reserve(n);

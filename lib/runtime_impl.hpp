@@ -185,6 +185,13 @@ class runtime_impl {
   static void blocking_drained(void* self) noexcept;
 };
 
+/// Applies the environment variables that override runtime options (README, "The environment"):
+/// CORIO_WORKERS, CORIO_BACKEND, CORIO_SQPOLL_IDLE_MS, CORIO_SEND_ZC_THRESHOLD, each only where
+/// `options` holds the option's default. Throws std::invalid_argument naming the variable for a
+/// malformed or out-of-range value. Returns true when CORIO_BACKEND chose Asio (the runtime's
+/// backend_fallback then says so). Defined in lib/runtime.cpp.
+bool apply_environment(runtime_options& options);
+
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).
 worker* current_worker() noexcept;
 

@@ -33,7 +33,9 @@ enum class io_backend : std::uint8_t {
 
 /// How a runtime is built. Every field has a usable default.
 struct runtime_options {
-  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
+  /// Number of worker threads; 0 means the environment variable CORIO_WORKERS when set (1 to 4096;
+  /// anything else makes the construction throw std::invalid_argument), else
+  /// std::thread::hardware_concurrency() (at least 1). README, "The environment".
   unsigned workers = 0;
   /// Capacity of each worker's run queue (rounded up to a power of two, at least 4). When it is
   /// full, half of it moves to the shared injection queue in one batch (Go: 256).

@@ -111,6 +111,11 @@ bool apply_environment(runtime_options& options) {
       options.send_zc_threshold = static_cast<std::size_t>(*bytes);
     }
   }
+  constexpr auto a_day = std::chrono::milliseconds{std::chrono::hours{24}};
+  if (options.stall_threshold == runtime_options{}.stall_threshold) {
+    if (auto ms = env_count("CORIO_STALL_MS", "ms", a_day.count())) options.stall_threshold = std::chrono::milliseconds(*ms);
+  }
+  options.stall_threshold = std::clamp(options.stall_threshold, std::chrono::milliseconds::zero(), a_day);
   return backend_from_env;
 }
 
@@ -166,6 +171,75 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
     }
   }
 #endif  // elsewhere pin_workers is accepted and the workers run unpinned (documented)
+  if (options_.stall_threshold > std::chrono::milliseconds::zero()) {
+    try {
+      watchdog_ = std::thread(&runtime_impl::watch, this);
+    } catch (...) {
+      stop_and_destroy();
+      throw;
+    }
+  }
+}
+
+void runtime_impl::watch() noexcept {
+  // Per worker: the tick and the time of the first look that saw it with a poll in progress.
+  // The same tick with a poll in progress at a later look means the worker has not begun another
+  // poll nor returned to its loop since: one poll has run at least that long (docs/internals.md,
+  // "Polls"). Reported once per tick.
+  struct look {
+    std::uint64_t tick = ~std::uint64_t{0};
+    std::chrono::steady_clock::time_point since{};
+    bool reported = false;
+  };
+  std::vector<look> looks(workers_.size());
+  const auto threshold = options_.stall_threshold;
+  const auto period = std::max(threshold / 2, std::chrono::milliseconds{1});
+  std::unique_lock lock{watchdog_mutex_};
+  while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
+    lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      worker& w = *workers_[i];
+      look& l = looks[i];
+      void* frame = w.polling();
+      const std::uint64_t tick = w.tick();
+      if (frame == nullptr || tick != l.tick) {
+        l = look{frame == nullptr ? ~std::uint64_t{0} : tick, now, false};
+        continue;
+      }
+      if (l.reported || now - l.since < threshold) continue;
+      l.reported = true;
+      w.stalls.add();
+      report_stall(stall_report{static_cast<unsigned>(i), reinterpret_cast<std::uintptr_t>(frame),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since)});
+    }
+    lock.lock();
+  }
+}
+
+void runtime_impl::report_stall(const stall_report& r) noexcept {
+  if (options_.on_stall) {
+    try {
+      options_.on_stall(r);
+    } catch (...) {
+      fmt::print(stderr, "corio: the on_stall handler threw; ignored\n");
+    }
+    return;
+  }
+  fmt::print(stderr,
+             "corio: stall: worker {} has run one poll for at least {} ms (stall_threshold {} ms), coroutine frame "
+             "{:#x}; a task that blocks or loops without co_await holds this worker\n",
+             r.worker, r.running.count(), options_.stall_threshold.count(), r.task);
+}
+
+void runtime_impl::stop_watchdog() noexcept {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard lock{watchdog_mutex_};
+    watchdog_stop_ = true;
+  }
+  watchdog_cv_.notify_all();
+  watchdog_.join();
 }
 
 runtime_impl::~runtime_impl() { shutdown(clock::duration::zero()); }
@@ -360,6 +434,7 @@ std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
 }
 
 std::size_t runtime_impl::stop_and_destroy() noexcept {
+  stop_watchdog();  // it reads the workers' polls: gone before they stop
   shut_down_ = true;
   closing_.store(true, std::memory_order_seq_cst);
   stopping_.store(true, std::memory_order_seq_cst);
@@ -458,6 +533,7 @@ runtime_stats runtime_impl::stats() const {
                                      w->reactor_counts.multishot_arms.get(),
                                      w->reactor_counts.multishot_accepts.get(), w->reactor_counts.enters.get(),
                                      w->reactor_counts.msg_ring_wakes.get()});
+    s.workers.back().stalls = w->stalls.get();
     if (w->reactor_) {
       const provided_buffer_stats b = w->reactor_->buffer_stats();
       worker_stats& ws = s.workers.back();

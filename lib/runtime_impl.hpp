@@ -174,6 +174,16 @@ class runtime_impl {
   std::vector<worker*> idle_;
 
 
+  // The stall watchdog (runtime_options::stall_threshold): one thread, started last by the
+  // constructor when the threshold is above zero, ended first by stop_and_destroy.
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;  ///< under watchdog_mutex_
+  void watch() noexcept;
+  void report_stall(const stall_report& r) noexcept;
+  void stop_watchdog() noexcept;
+
   std::mutex start_mutex_;
   std::condition_variable start_cv_;
   unsigned started_ = 0;
@@ -186,7 +196,7 @@ class runtime_impl {
 };
 
 /// Applies the environment variables that override runtime options (README, "The environment"):
-/// CORIO_WORKERS, CORIO_BACKEND, CORIO_SQPOLL_IDLE_MS, CORIO_SEND_ZC_THRESHOLD, each only where
+/// CORIO_WORKERS, CORIO_BACKEND, CORIO_SQPOLL_IDLE_MS, CORIO_SEND_ZC_THRESHOLD, CORIO_STALL_MS, each only where
 /// `options` holds the option's default. Throws std::invalid_argument naming the variable for a
 /// malformed or out-of-range value. Returns true when CORIO_BACKEND chose Asio (the runtime's
 /// backend_fallback then says so). Defined in lib/runtime.cpp.

@@ -185,7 +185,10 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   if (remaining == done) {
     const std::uint32_t bound = g.parent_bound;
     const std::coroutine_handle<> parent = g.parent;
-    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return parent;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) {
+      if (on_runtime) w->continue_poll(parent.address());
+      return parent;
+    }
     if (w != nullptr) w->deliver_bound(bound, parent);
     else rt.workers_[bound]->post(parent);
   }
@@ -209,7 +212,7 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint3
   promise_base* first = w->schedule_children(last, n);
   first->spawn_.home = 1;  // the first child starts the run of inline children
   g.next = first->spawn_.next;
-  w->begin_task();
+  w->begin_task(first->spawn_.self);
   return first->spawn_.self;
 }
 
@@ -252,7 +255,10 @@ namespace {
   const std::uint32_t old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
   if ((old & (state_joiner | state_join_cancel)) == state_joiner) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
-    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) {
+      if (on_runtime) w->continue_poll(p.continuation_.address());
+      return p.continuation_;
+    }
     // The joiner must run on its own worker: hand it over instead of resuming it here.
     if (w != nullptr) w->deliver_bound(bound, p.continuation_);
     else rt.workers_[bound]->post(p.continuation_);
@@ -287,6 +293,7 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
                           state_parented)) == (state_running | state_linked | state_joiner),
                  "lazy-join-pending");
     p.spawn_.state.store(seen - (state_running | state_linked), std::memory_order_release);
+    w->continue_poll(p.continuation_.address());
     return p.continuation_;
   }
   return finish_spawned_slow(p, w);

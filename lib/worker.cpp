@@ -167,7 +167,7 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
   // Maintenance (I/O, timers, the stop flag) is due: leave the rest to the loop.
   if (tick() - maintained_at_ >= maintenance_interval) return nullptr;
   (void)private_.pop_back();
-  count_tick();
+  begin_poll(std::coroutine_handle<>(c->spawn_.self).address());
   g.next = c->spawn_.next;
   c->spawn_.home = 1;  // inline: counted off by the run, not one by one
   return c;
@@ -261,7 +261,7 @@ std::coroutine_handle<> worker::next_direct() {
   // Maintenance is due: leave it to the loop (as the stop flag).
   if (tick() - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
   std::coroutine_handle<> h = next_local();
-  if (h) begin_task();
+  if (h) begin_task(h);
   return h;
 }
 
@@ -284,8 +284,9 @@ inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
   // run (the slot is empty), take the FIFO list's front after queueing h.
   --fairness_countdown_;
   lifo_runs_ = 0;
-  begin_task();
-  return fifo_.empty() ? h : fifo_.rotate(h);
+  const std::coroutine_handle<> next = fifo_.empty() ? h : fifo_.rotate(h);
+  begin_task(next);
+  return next;
 }
 
 void worker::stop_spinning() noexcept {
@@ -414,8 +415,9 @@ void worker::run() noexcept {
     if (!h) continue;
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
     ran_since_park_ = true;
-    begin_task();
+    begin_task(h);
     resume(h);  // may run several tasks: see next_direct()
+    end_poll();
     set_current_stop(nullptr);  // no task runs on this thread until the next resume
     if (tick() - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick();

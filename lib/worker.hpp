@@ -172,9 +172,25 @@ class worker {
   std::coroutine_handle<> next_direct();
   /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
   std::coroutine_handle<> next_or_noop() noexcept;
-  /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
-  /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
-  void begin_task() noexcept;
+  /// The per-task accounting of whoever resumes a task taken from the queues (the loop,
+  /// next_direct, yield_next, a when_all's fork): a new poll of frame `h` (begin_poll) and a full
+  /// cooperation budget.
+  void begin_task(std::coroutine_handle<> h) noexcept;
+  /// A new poll of `frame` begins on this worker (docs/internals.md, "Polls"): the tick moves (which
+  /// stats() reports as polls) and the frame is published for the stall watchdog. Two relaxed
+  /// stores, no clock read.
+  void begin_poll(void* frame) noexcept {
+    count_tick();
+    polling_.store(frame, std::memory_order_relaxed);
+  }
+  /// A finished task hands the thread to its joiner (or a when_all to its parent) by symmetric
+  /// transfer: the poll goes on (no tick), the frame running is now `frame`.
+  void continue_poll(void* frame) noexcept { polling_.store(frame, std::memory_order_relaxed); }
+  /// The worker loop got the thread back: no poll is in progress.
+  void end_poll() noexcept { polling_.store(nullptr, std::memory_order_relaxed); }
+  /// The frame of the poll in progress, null while the worker runs its loop (any thread, relaxed;
+  /// the stall watchdog).
+  void* polling() const noexcept { return polling_.load(std::memory_order_relaxed); }
   /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
   /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
   /// accounting done), or null when the loop must run (maintenance or a stop due). When nothing
@@ -246,6 +262,7 @@ class worker {
   std::uint64_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
   counter steals, injections, parks, wakes, io_submitted, io_completed, timers_fired, budget_yields;
   counter spawned, finished;
+  counter stalls;  ///< stalls the watchdog saw on this worker (written by the watchdog thread only)
   reactor_counters reactor_counts;  ///< what the reactor counts (reactor::set_counters)
 
   std::unique_ptr<reactor> reactor_;
@@ -281,6 +298,8 @@ class worker {
   /// Tasks resumed from the queues (stats().polls). Written by the owner only, with a relaxed
   /// load and store (no locked instruction); read by stats() from any thread.
   std::atomic<std::uint64_t> tick_{0};
+  /// The frame of the poll in progress (see begin_poll), null in the loop; owner writes, relaxed.
+  std::atomic<void*> polling_{nullptr};
   std::uint64_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
   void count_tick() noexcept { tick_.store(tick_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
@@ -313,8 +332,8 @@ class worker {
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 
-inline void worker::begin_task() noexcept {
-  count_tick();
+inline void worker::begin_task(std::coroutine_handle<> h) noexcept {
+  begin_poll(h.address());
   budget_ = full_budget_;
 }
 

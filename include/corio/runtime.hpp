@@ -31,6 +31,26 @@ enum class io_backend : std::uint8_t {
   asio,
 };
 
+/// One stall the stall detector saw (runtime_options::stall_threshold): a worker that has run one
+/// poll for longer than the threshold. Reported once per stall, from the runtime's watchdog thread.
+struct stall_report {
+  unsigned worker = 0;  ///< the number (0 .. workers-1) of the stalled worker
+  /// The address of the coroutine frame the worker resumed last: the task's own frame, or the
+  /// frame of a coroutine it awaits inline (the one that was suspended). An identity to compare
+  /// with the task hooks' ids, not a pointer to follow: the task may have moved on or ended since.
+  /// (The task's async stack is for the task dump, a later part of issue 20.)
+  std::uintptr_t task = 0;
+  /// How long the poll has run so far, at least: counted from the watchdog's first look that saw
+  /// it, so the poll may have started up to stall_threshold/2 earlier (ms).
+  std::chrono::milliseconds running{0};
+};
+
+/// A task hook (runtime_options::on_task_spawn and the others): called with the task's id, the
+/// address of a coroutine frame as an integer (see each hook for which frame), and
+/// runtime_options::task_hook_data. Must not throw (noexcept is part of the type) and should be
+/// short: it runs on the runtime's threads, inside the scheduling of tasks.
+using task_hook = void (*)(std::uintptr_t task, void* data) noexcept;
+
 /// How a runtime is built. Every field has a usable default.
 struct runtime_options {
   /// Number of worker threads; 0 means the environment variable CORIO_WORKERS when set (1 to 4096;
@@ -93,6 +113,22 @@ struct runtime_options {
   /// job; clock::duration::max(): threads never end before shutdown. Tokio's thread_keep_alive
   /// (default 10 s).
   clock::duration blocking_keep_alive = std::chrono::seconds{10};
+  /// The stall detector: a worker that runs one poll (from the resume of a task until control
+  /// comes back to the worker loop or passes to the next task, docs/internals.md "Polls") for
+  /// longer than this is reported once per stall, by a watchdog thread that looks every
+  /// threshold/2 (steady time, also under the manual clock): to on_stall when set, else one line on
+  /// stderr (through fmt) with the worker, the frame and the time so far. Each stall also counts in
+  /// worker_stats::stalls. A task that busy-loops or blocks its thread (a lock, a system call)
+  /// without co_await is what it finds; the workers pay nothing more than the per-poll stores
+  /// they make anyway (no clock read). 0 (or negative): off, and no watchdog thread starts.
+  /// Capped at one day. The environment variable CORIO_STALL_MS sets it where the program left
+  /// it at its default of 100 ms. Tokio has no such detector (tokio-console's "lost waker" and
+  /// busy-task lints come closest; Go's scheduler preempts instead).
+  std::chrono::milliseconds stall_threshold{100};
+  /// Receives the stall detector's reports instead of stderr. Runs on the watchdog thread, one
+  /// call at a time; must not throw (an exception is caught and ignored) and should not block for
+  /// long (the other workers are not looked at meanwhile).
+  std::function<void(const stall_report&)> on_stall{};
 };
 
 /// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the
@@ -153,6 +189,9 @@ struct worker_stats {
   std::uint64_t provided_enobufs = 0;    ///< receives that found the ring empty (ENOBUFS)
   std::uint64_t provided_grows = 0;      ///< times the ring was given more buffers
   std::uint64_t provided_fallbacks = 0;  ///< receives that went to a heap buffer as the ring stayed empty
+  /// Stalls the stall detector reported on this worker (runtime_options::stall_threshold; once per
+  /// stall). Written by the runtime's watchdog thread, not the worker.
+  std::uint64_t stalls = 0;
 };
 
 /// A snapshot of a runtime's counters.

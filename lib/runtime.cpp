@@ -491,6 +491,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   auto destroy_list = [&destroyed](promise_base* p) {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
+      call_terminate_hook(*p);  // it never finished: this is its end
       if (join_handle_base* owner = std::exchange(p->spawn_.owner, nullptr)) {
         owner->promise_ = orphaned_promise();
       }

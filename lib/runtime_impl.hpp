@@ -211,6 +211,9 @@ void free_timeout_timer(timeout_timer* t) noexcept;
 /// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.
 bool is_cancellation(const std::exception_ptr& e) noexcept;
 
+/// runtime_options::on_task_terminate of `p`'s runtime, when set, for the spawned task `p`.
+[[gnu::noinline]] void call_terminate_hook(promise_base& p) noexcept;
+
 /// Destroys a spawned task's frame, first reporting an exception nobody observed.
 void destroy_spawned(promise_base& p) noexcept;
 

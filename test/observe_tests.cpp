@@ -3,8 +3,11 @@
 #include <corio/corio.hpp>
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <stdexcept>
@@ -178,6 +181,124 @@ TEST_CASE("a task that runs 300 pieces of 1 ms with a yield between them is neve
     CHECK(log.taken().empty());
     CHECK(stalls_of(rt) == 0);
   }
+}
+
+namespace {
+
+/// What the task hooks saw (runtime_options::task_hook_data points to one).
+struct hook_log {
+  std::atomic<std::uint64_t> before{0}, after{0}, unmatched{0};
+  std::mutex mutex;
+  std::vector<std::uintptr_t> spawned, terminated;
+};
+/// The poll in progress on this thread, as the hooks saw it (0: none).
+thread_local std::uintptr_t hooked_poll = 0;
+
+void on_spawn(std::uintptr_t task, void* data) noexcept {
+  auto* log = static_cast<hook_log*>(data);
+  std::lock_guard lock{log->mutex};
+  log->spawned.push_back(task);
+}
+void on_terminate(std::uintptr_t task, void* data) noexcept {
+  auto* log = static_cast<hook_log*>(data);
+  std::lock_guard lock{log->mutex};
+  log->terminated.push_back(task);
+}
+void before_poll(std::uintptr_t task, void* data) noexcept {
+  auto* log = static_cast<hook_log*>(data);
+  if (hooked_poll != 0 || task == 0) log->unmatched.fetch_add(1);  // a poll inside a poll
+  hooked_poll = task;
+  log->before.fetch_add(1);
+}
+void after_poll(std::uintptr_t task, void* data) noexcept {
+  auto* log = static_cast<hook_log*>(data);
+  if (hooked_poll != task) log->unmatched.fetch_add(1);  // not the poll this thread began
+  hooked_poll = 0;
+  log->after.fetch_add(1);
+}
+
+corio::runtime_options hooked(unsigned workers, hook_log& log) {
+  return {.workers = workers,
+          .clock = corio::manual_clock,
+          .on_task_spawn = &on_spawn,
+          .on_task_terminate = &on_terminate,
+          .before_task_poll = &before_poll,
+          .after_task_poll = &after_poll,
+          .task_hook_data = &log};
+}
+
+corio::task<int> leaf(int i) {
+  co_await corio::yield();
+  co_return i;
+}
+
+corio::task<int> pair_of_leaves(int i) {
+  auto both = co_await corio::when_all(leaf(i), leaf(1));
+  co_return std::get<0>(both) + std::get<1>(both);
+}
+
+/// Spawns `n` tasks (each a when_all of two leaves), joins them, and sleeps a little: spawns,
+/// joins, yields, forks and timers, each a way to begin or end a poll.
+corio::task<long> hooked_work(int n) {
+  std::vector<corio::join_handle<int>> handles;
+  for (int i = 0; i < n; ++i) handles.push_back(corio::spawn(pair_of_leaves(i)));
+  long sum = 0;
+  for (auto& h : handles) sum += co_await h;
+  co_await corio::sleep_for(1ms);
+  const int joined_at_once = co_await corio::spawn(leaf(5));
+  co_return sum + joined_at_once;
+}
+
+std::vector<std::uintptr_t> sorted(std::vector<std::uintptr_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+corio::task<void> wait_forever(corio::event* e) { co_await e->wait(); }
+
+}  // namespace
+
+TEST_CASE("task hooks: one spawn and one terminate per spawned task, and balanced polls at least as many as the ticks") {
+  corio_test::hang_guard guard{"task hooks", 120s};
+  const int n = static_cast<int>(corio_test::scaled(500));
+  for (const unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    for (int round = 0; round < 3; ++round) {
+      hook_log log;
+      std::uint64_t ticks = 0;
+      {
+        corio::runtime rt{hooked(workers, log)};
+        const long sum = rt.block_on(hooked_work(n));
+        CHECK(sum == static_cast<long>(n) * (n - 1) / 2 + n + 5);
+        for (const auto& w : rt.stats().workers) ticks += w.polls;
+      }  // shut down: every poll has ended
+      std::lock_guard lock{log.mutex};
+      CHECK(log.spawned.size() == static_cast<std::size_t>(n) + 2);  // the tasks, the second spawn, block_on's root
+      CHECK(sorted(log.spawned) == sorted(log.terminated));  // each terminated once, same ids
+      CHECK(log.before.load() == log.after.load());
+      CHECK(log.unmatched.load() == 0);
+      CHECK(log.before.load() >= ticks);
+      CHECK(ticks >= static_cast<std::uint64_t>(3 * n));  // each spawned task and both leaves ran at least once
+    }
+  }
+}
+
+TEST_CASE("task hooks: a task the shutdown destroys is terminated once, and a runtime without hooks calls none") {
+  corio_test::hang_guard guard{"task hooks at shutdown", 120s};
+  hook_log log;
+  corio::event never;
+  {
+    corio::runtime rt{hooked(2, log)};
+    corio::runtime plain{{.workers = 2, .clock = corio::manual_clock}};
+    for (int i = 0; i < 10; ++i) rt.spawn(wait_forever(&never)).detach();
+    CHECK(plain.block_on(hooked_work(50)) == 50L * 49 / 2 + 50 + 5);  // calls nothing
+    CHECK(rt.shutdown(std::chrono::milliseconds{0}) <= 10);
+  }
+  std::lock_guard lock{log.mutex};
+  CHECK(log.spawned.size() == 10);
+  CHECK(sorted(log.spawned) == sorted(log.terminated));
+  CHECK(log.before.load() == log.after.load());
+  CHECK(log.unmatched.load() == 0);
 }
 
 TEST_SUITE_END();

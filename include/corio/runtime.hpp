@@ -119,8 +119,8 @@ struct runtime_options {
   /// threshold/2 (steady time, also under the manual clock): to on_stall when set, else one line on
   /// stderr (through fmt) with the worker, the frame and the time so far. Each stall also counts in
   /// worker_stats::stalls. A task that busy-loops or blocks its thread (a lock, a system call)
-  /// without co_await is what it finds; the workers pay nothing more than the per-poll stores
-  /// they make anyway (no clock read). 0 (or negative): off, and no watchdog thread starts.
+  /// without co_await is what it finds; the workers pay one relaxed store of the frame per poll,
+  /// next to the tick they count anyway, and no clock read (benchmarks/RESULTS.md). 0 (or negative): off, and no watchdog thread starts.
   /// Capped at one day. The environment variable CORIO_STALL_MS sets it where the program left
   /// it at its default of 100 ms. Tokio has no such detector (tokio-console's "lost waker" and
   /// busy-task lints come closest; Go's scheduler preempts instead).
@@ -129,6 +129,37 @@ struct runtime_options {
   /// call at a time; must not throw (an exception is caught and ignored) and should not block for
   /// long (the other workers are not looked at meanwhile).
   std::function<void(const stall_report&)> on_stall{};
+
+  // Task hooks (Tokio's on_task_spawn, on_task_terminate, on_before_task_poll and
+  // on_after_task_poll), for a program's own tracing. Each is called with an id (see below) and
+  // task_hook_data. Plain function pointers rather than std::function: an unset hook costs one
+  // load of a flag the worker keeps next to its queues and one never-taken branch, and a set one
+  // an indirect call with no wrapper to go through. docs/internals.md, "Polls", says exactly where
+  // polls begin and end.
+  /// Called when a task is spawned (corio::spawn, spawn_on, runtime::spawn, block_on's root
+  /// task), on the spawning thread (a worker, or the thread calling runtime::spawn), before the
+  /// task can run, with the address of the task's frame. Not for when_all's children, which are
+  /// part of the task that awaits them. A spawn that throws calls nothing.
+  task_hook on_task_spawn = nullptr;
+  /// Called once for every task on_task_spawn was called for: when it finishes (returns or
+  /// throws), on the worker that ran it, at its final suspend point, inside its last poll (before
+  /// that poll's after_task_poll) while its frame is alive; or, for a task that never finished,
+  /// when the runtime's shutdown destroys it, on the thread that shuts down. Same id as at spawn.
+  task_hook on_task_terminate = nullptr;
+  /// Called on the worker as a poll of a task begins: before the worker loop resumes it, and at
+  /// each hand-off by symmetric transfer to a task taken from the queues or to a joiner (after
+  /// the after_task_poll of the task that handed over), with the frame about to run: the task's
+  /// own frame, or that of a coroutine it awaits inline where it was suspended, or a when_all
+  /// child's frame. So an id is a frame, and equals the spawn id only while the task is suspended
+  /// in its own body.
+  task_hook before_task_poll = nullptr;
+  /// Called on the worker when that poll ends: the task suspended or finished and the thread goes
+  /// back to the worker loop or to the next task, with the same id as its before_task_poll. Every
+  /// before_task_poll is followed by exactly one after_task_poll on the same thread. The task may
+  /// already be running on another worker by then (a wake raced with its suspension).
+  task_hook after_task_poll = nullptr;
+  /// The `data` argument of every task hook; corio never reads it.
+  void* task_hook_data = nullptr;
 };
 
 /// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the

@@ -120,7 +120,7 @@ TEST_CASE("a task that busy-loops 600 ms against a 100 ms stall threshold is rep
   CHECK(reports[0].worker == worker);
   CHECK(reports[0].task != 0);
   CHECK(reports[0].running >= 100ms);
-  CHECK(reports[0].running <= 600ms);
+  CHECK(reports[0].running < 60s);  // a duration, not garbage (its upper end depends on the machine's load)
   CHECK(rt.stats().workers[worker].stalls == 1);
   CHECK(stalls_of(rt) == 1);
   // The next stall of the same worker is a new one.

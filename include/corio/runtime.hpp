@@ -121,7 +121,8 @@ struct runtime_options {
   /// worker_stats::stalls. A task that busy-loops or blocks its thread (a lock, a system call)
   /// without co_await is what it finds; the workers pay one relaxed store of the frame per poll,
   /// next to the tick they count anyway, and no clock read (benchmarks/RESULTS.md). 0 (or negative): off, and no watchdog thread starts.
-  /// Capped at one day. The environment variable CORIO_STALL_MS sets it where the program left
+  /// The time is wall time: a worker thread the OS leaves descheduled (an oversubscribed machine,
+  /// a sanitizer build) is reported as well. Capped at one day. The environment variable CORIO_STALL_MS sets it where the program left
   /// it at its default of 100 ms. Tokio has no such detector (tokio-console's "lost waker" and
   /// busy-task lints come closest; Go's scheduler preempts instead).
   std::chrono::milliseconds stall_threshold{100};

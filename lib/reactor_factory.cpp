@@ -113,19 +113,7 @@ void set_buffer_ring_config(const buffer_ring_config* config) noexcept {
 backend_choice choose_backend(io_backend requested) {
   backend_choice choice;
   io_backend b = requested;
-  if (b == io_backend::automatic) {
-    if (const char* env = std::getenv("CORIO_BACKEND"); env != nullptr && *env != '\0') {
-      const std::string_view value = env;
-      if (value == "asio") {
-        b = io_backend::asio;
-        choice.fallback_reason = "CORIO_BACKEND=asio";
-      } else if (value == "uring" || value == "io_uring") {
-        b = io_backend::uring;
-      } else if (value != "auto") {
-        throw std::invalid_argument(fmt::format("corio: CORIO_BACKEND={}: expected asio, uring or auto", value));
-      }
-    }
-  }
+  // CORIO_BACKEND was applied to `requested` already (apply_environment, lib/runtime.cpp).
 #if !CORIO_HAS_URING
   if (b == io_backend::uring) {
     throw std::invalid_argument("corio: io_uring was requested, but corio was built without it (io_backend option)");

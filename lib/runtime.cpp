@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <limits>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
@@ -60,39 +62,76 @@ gate_hold::~gate_hold() {
   pool.free.push_back(gate);
 }
 
+namespace {
+/// The value of environment variable `name` as a count in [0, max], or nullopt when it is unset or
+/// empty. Throws std::invalid_argument naming the variable and `unit` when it is not a decimal
+/// count in that range.
+std::optional<unsigned long long> env_count(const char* name, const char* unit, unsigned long long max) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(env, &end, 10);
+  // strtoull accepts a sign ("-1" wraps around): only digits are a count.
+  if (end == env || *end != '\0' || errno == ERANGE || value > max || *env < '0' || *env > '9') {
+    throw std::invalid_argument(fmt::format("corio: {} must be a count of {} from 0 to {}, got '{}'", name, unit, max, env));
+  }
+  return value;
+}
+}  // namespace
+
+bool apply_environment(runtime_options& options) {
+  // Every knob that overrides an option applies only where the program left it at its default.
+  if (options.workers == 0) {
+    if (auto n = env_count("CORIO_WORKERS", "worker threads", 4096)) options.workers = static_cast<unsigned>(*n);
+  }
+  bool backend_from_env = false;
+  if (options.backend == io_backend::automatic) {
+    if (const char* env = std::getenv("CORIO_BACKEND"); env != nullptr && *env != '\0') {
+      const std::string_view value = env;
+      if (value == "asio") {
+        options.backend = io_backend::asio;
+        backend_from_env = true;
+      } else if (value == "uring" || value == "io_uring") {
+        options.backend = io_backend::uring;
+      } else if (value != "auto") {
+        throw std::invalid_argument(fmt::format("corio: CORIO_BACKEND={}: expected asio, uring or auto", value));
+      }
+    }
+  }
+  if (options.sqpoll_idle <= std::chrono::milliseconds::zero()) {
+    options.sqpoll_idle = std::chrono::milliseconds::zero();
+    // Larger values than the cap are accepted and capped, as the option is.
+    if (auto ms = env_count("CORIO_SQPOLL_IDLE_MS", "ms", std::numeric_limits<long>::max())) {
+      options.sqpoll_idle = std::chrono::milliseconds(std::min<unsigned long long>(*ms, 60'000));
+    }
+  }
+  if (options.send_zc_threshold == 0) {
+    if (auto bytes = env_count("CORIO_SEND_ZC_THRESHOLD", "bytes", std::numeric_limits<long long>::max())) {
+      options.send_zc_threshold = static_cast<std::size_t>(*bytes);
+    }
+  }
+  constexpr auto a_day = std::chrono::milliseconds{std::chrono::hours{24}};
+  if (options.stall_threshold == runtime_options{}.stall_threshold) {
+    if (auto ms = env_count("CORIO_STALL_MS", "ms", a_day.count())) options.stall_threshold = std::chrono::milliseconds(*ms);
+  }
+  options.stall_threshold = std::clamp(options.stall_threshold, std::chrono::milliseconds::zero(), a_day);
+  return backend_from_env;
+}
+
 runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options)) {
+  const bool backend_from_env = apply_environment(options_);
   unsigned n = options_.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   options_.workers = n;
   if (options_.seed == 0) options_.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (options_.spin_limit == 0) options_.spin_limit = 1;
-  if (options_.sqpoll_idle <= std::chrono::milliseconds::zero()) {
-    options_.sqpoll_idle = std::chrono::milliseconds::zero();
-    if (const char* env = std::getenv("CORIO_SQPOLL_IDLE_MS"); env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long ms = std::strtol(env, &end, 10);
-      if (end == env || *end != '\0' || ms < 0) {
-        throw std::invalid_argument(fmt::format("corio: CORIO_SQPOLL_IDLE_MS must be a count of ms, got '{}'", env));
-      }
-      options_.sqpoll_idle = std::chrono::milliseconds(std::min<long>(ms, 60'000));
-    }
-  }
-  if (options_.send_zc_threshold == 0) {
-    if (const char* env = std::getenv("CORIO_SEND_ZC_THRESHOLD"); env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long long bytes = std::strtoll(env, &end, 10);
-      if (end == env || *end != '\0' || bytes < 0) {
-        throw std::invalid_argument(
-            fmt::format("corio: CORIO_SEND_ZC_THRESHOLD must be a count of bytes, got '{}'", env));
-      }
-      options_.send_zc_threshold = static_cast<std::size_t>(bytes);
-    }
-  }
   // The manual clock jumps once every worker has polled its reactor and found nothing: that needs
   // a submission to be issued when poll() returns, which a kernel poller does later, on its own.
   if (options_.clock == clock_source::manual) options_.sqpoll_idle = std::chrono::milliseconds::zero();
   manual_ = options_.clock == clock_source::manual;
   backend_ = choose_backend(options_.backend);
+  if (backend_from_env && backend_.fallback_reason.empty()) backend_.fallback_reason = "CORIO_BACKEND=asio";
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, options_.seed));
   idle_.reserve(n);
@@ -132,6 +171,75 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
     }
   }
 #endif  // elsewhere pin_workers is accepted and the workers run unpinned (documented)
+  if (options_.stall_threshold > std::chrono::milliseconds::zero()) {
+    try {
+      watchdog_ = std::thread(&runtime_impl::watch, this);
+    } catch (...) {
+      stop_and_destroy();
+      throw;
+    }
+  }
+}
+
+void runtime_impl::watch() noexcept {
+  // Per worker: the tick and the time of the first look that saw it with a poll in progress.
+  // The same tick with a poll in progress at a later look means the worker has not begun another
+  // poll nor returned to its loop since: one poll has run at least that long (docs/internals.md,
+  // "Polls"). Reported once per tick.
+  struct look {
+    std::uint64_t tick = ~std::uint64_t{0};
+    std::chrono::steady_clock::time_point since{};
+    bool reported = false;
+  };
+  std::vector<look> looks(workers_.size());
+  const auto threshold = options_.stall_threshold;
+  const auto period = std::max(threshold / 2, std::chrono::milliseconds{1});
+  std::unique_lock lock{watchdog_mutex_};
+  while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
+    lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      worker& w = *workers_[i];
+      look& l = looks[i];
+      void* frame = w.polling();
+      const std::uint64_t tick = w.tick();
+      if (frame == nullptr || tick != l.tick) {
+        l = look{frame == nullptr ? ~std::uint64_t{0} : tick, now, false};
+        continue;
+      }
+      if (l.reported || now - l.since < threshold) continue;
+      l.reported = true;
+      w.stalls.add();
+      report_stall(stall_report{static_cast<unsigned>(i), reinterpret_cast<std::uintptr_t>(frame),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since)});
+    }
+    lock.lock();
+  }
+}
+
+void runtime_impl::report_stall(const stall_report& r) noexcept {
+  if (options_.on_stall) {
+    try {
+      options_.on_stall(r);
+    } catch (...) {
+      fmt::print(stderr, "corio: the on_stall handler threw; ignored\n");
+    }
+    return;
+  }
+  fmt::print(stderr,
+             "corio: stall: worker {} has run one poll for at least {} ms (stall_threshold {} ms), coroutine frame "
+             "{:#x}; a task that blocks or loops without co_await holds this worker\n",
+             r.worker, r.running.count(), options_.stall_threshold.count(), r.task);
+}
+
+void runtime_impl::stop_watchdog() noexcept {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard lock{watchdog_mutex_};
+    watchdog_stop_ = true;
+  }
+  watchdog_cv_.notify_all();
+  watchdog_.join();
 }
 
 runtime_impl::~runtime_impl() { shutdown(clock::duration::zero()); }
@@ -326,6 +434,7 @@ std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
 }
 
 std::size_t runtime_impl::stop_and_destroy() noexcept {
+  stop_watchdog();  // it reads the workers' polls: gone before they stop
   shut_down_ = true;
   closing_.store(true, std::memory_order_seq_cst);
   stopping_.store(true, std::memory_order_seq_cst);
@@ -382,6 +491,7 @@ std::size_t runtime_impl::stop_and_destroy() noexcept {
   auto destroy_list = [&destroyed](promise_base* p) {
     while (p != nullptr) {
       promise_base* next = p->spawn_.next;
+      call_terminate_hook(*p);  // it never finished: this is its end
       if (join_handle_base* owner = std::exchange(p->spawn_.owner, nullptr)) {
         owner->promise_ = orphaned_promise();
       }
@@ -432,6 +542,7 @@ runtime_stats runtime_impl::stats() const {
                                      w->reactor_counts.multishot_arms.get(),
                                      w->reactor_counts.multishot_accepts.get(), w->reactor_counts.enters.get(),
                                      w->reactor_counts.msg_ring_wakes.get()});
+    s.workers.back().stalls = w->stalls.get();
     if (w->reactor_) {
       const provided_buffer_stats b = w->reactor_->buffer_stats();
       worker_stats& ws = s.workers.back();

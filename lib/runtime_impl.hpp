@@ -178,6 +178,16 @@ class runtime_impl {
   std::vector<worker*> idle_;
 
 
+  // The stall watchdog (runtime_options::stall_threshold): one thread, started last by the
+  // constructor when the threshold is above zero, ended first by stop_and_destroy.
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;  ///< under watchdog_mutex_
+  void watch() noexcept;
+  void report_stall(const stall_report& r) noexcept;
+  void stop_watchdog() noexcept;
+
   std::mutex start_mutex_;
   std::condition_variable start_cv_;
   unsigned started_ = 0;
@@ -189,6 +199,13 @@ class runtime_impl {
   static void blocking_drained(void* self) noexcept;
 };
 
+/// Applies the environment variables that override runtime options (README, "The environment"):
+/// CORIO_WORKERS, CORIO_BACKEND, CORIO_SQPOLL_IDLE_MS, CORIO_SEND_ZC_THRESHOLD, CORIO_STALL_MS, each only where
+/// `options` holds the option's default. Throws std::invalid_argument naming the variable for a
+/// malformed or out-of-range value. Returns true when CORIO_BACKEND chose Asio (the runtime's
+/// backend_fallback then says so). Defined in lib/runtime.cpp.
+bool apply_environment(runtime_options& options);
+
 /// The worker running on this thread, or null. Out of line on purpose (llvm #47179).
 worker* current_worker() noexcept;
 
@@ -197,6 +214,9 @@ void free_timeout_timer(timeout_timer* t) noexcept;
 
 /// True for an operation_cancelled: a task that ended because it was cancelled failed at nothing.
 bool is_cancellation(const std::exception_ptr& e) noexcept;
+
+/// runtime_options::on_task_terminate of `p`'s runtime, when set, for the spawned task `p`.
+[[gnu::noinline]] void call_terminate_hook(promise_base& p) noexcept;
 
 /// Destroys a spawned task's frame, first reporting an exception nobody observed.
 void destroy_spawned(promise_base& p) noexcept;

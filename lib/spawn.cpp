@@ -105,6 +105,11 @@ namespace {
   p.spawn_.state.store(bits, std::memory_order_relaxed);
 }
 
+/// runtime_options::on_task_spawn, when set, for the task of frame `self` (before it is queued).
+[[gnu::noinline]] void call_spawn_hook(const runtime_impl& rt, std::coroutine_handle<> self) noexcept {
+  if (task_hook hook = rt.options_.on_task_spawn) hook(reinterpret_cast<std::uintptr_t>(self.address()), rt.options_.task_hook_data);
+}
+
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
 /// runtime, bound tasks, and the errors (the frame is destroyed before an error leaves).
 [[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
@@ -122,6 +127,7 @@ namespace {
       throw std::out_of_range(fmt::format("corio::spawn_on: worker {} does not exist (the runtime has {})", bound,
                                           rt->workers_.size()));
     }
+    call_spawn_hook(*rt, self);  // the checks are passed: the task will run (or be destroyed at shutdown)
     if (w != nullptr && &w->runtime() == rt) {
       init_spawned(p, *rt, self, bound, w->index(), true);
       w->link(p);  // counts it (see worker::link)
@@ -146,7 +152,8 @@ namespace {
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
   worker* w = this_worker;
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
-  if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) &&
+  // (A runtime with task hooks takes the slow path, which calls them.)
+  if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) && !w->task_hooks_ &&
       !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
     init_spawned(p, w->runtime(), self, unbound_worker, w->index(), true);
     w->link(p);  // counts it (see worker::link)
@@ -185,7 +192,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
   if (remaining == done) {
     const std::uint32_t bound = g.parent_bound;
     const std::coroutine_handle<> parent = g.parent;
-    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return parent;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return on_runtime ? w->continue_poll(parent) : parent;
     if (w != nullptr) w->deliver_bound(bound, parent);
     else rt.workers_[bound]->post(parent);
   }
@@ -210,14 +217,14 @@ std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint3
   promise_base* first = w->schedule_children(last, n);
   first->spawn_.home = 1;  // the first child starts the run of inline children
   g.next = first->spawn_.next;
-  w->begin_task();
-  return first->spawn_.self;
+  return w->begin_task(first->spawn_.self);
 }
 
 namespace {
 /// finish_spawned() off its fast path.
 [[gnu::noinline]] std::coroutine_handle<> finish_spawned_slow(promise_base& p, worker* w) noexcept {
   runtime_impl& rt = *p.spawn_.runtime;
+  if (rt.options_.on_task_terminate != nullptr) [[unlikely]] call_terminate_hook(p);
   // The task's own children first: a cancelled task passes its stop on, then lets them go.
   stop_state& st = p.spawn_.stop;
   st.lazy_join_ = nullptr;
@@ -253,7 +260,9 @@ namespace {
   const std::uint32_t old = p.spawn_.state.fetch_add(observed - release, std::memory_order_acq_rel);
   if ((old & (state_joiner | state_join_cancel)) == state_joiner) {  // the joiner frees the frame
     const std::uint32_t bound = p.joiner_bound_;
-    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) return p.continuation_;
+    if (bound == unbound_worker || (w != nullptr && w->index() == bound)) {
+      return on_runtime ? w->continue_poll(p.continuation_) : p.continuation_;
+    }
     // The joiner must run on its own worker: hand it over instead of resuming it here.
     if (w != nullptr) w->deliver_bound(bound, p.continuation_);
     else rt.workers_[bound]->post(p.continuation_);
@@ -265,6 +274,14 @@ namespace {
 }
 }  // namespace
 
+void call_terminate_hook(promise_base& p) noexcept {
+  const runtime_options& o = p.spawn_.runtime->options_;
+  if (o.on_task_terminate != nullptr) {
+    o.on_task_terminate(reinterpret_cast<std::uintptr_t>(std::coroutine_handle<>(p.spawn_.self).address()),
+                        o.task_hook_data);
+  }
+}
+
 std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   if (p.spawn_.group != nullptr) return finish_grouped(p);
   worker* w = this_worker;
@@ -274,7 +291,8 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
   // that may run here, the registry and the state are released with plain stores and the joiner
   // resumes by symmetric transfer. (lazy_join_ keeps its stale value: the joiner frees the frame
   // next, and nothing reads it before.)
-  if (st.lazy_join_ != nullptr && !st.has_children() && w != nullptr &&
+  // (A runtime with hooks takes the slow path, which calls them.)
+  if (st.lazy_join_ != nullptr && !st.has_children() && w != nullptr && !w->any_hooks_ &&
       (p.joiner_bound_ == unbound_worker || p.joiner_bound_ == w->index())) [[likely]] {
     if (w->in_registry_slot(p)) {
       w->clear_registry_slot();  // its home is this worker, and it was never counted (worker::link)
@@ -288,7 +306,7 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept {
                           state_parented)) == (state_running | state_linked | state_joiner),
                  "lazy-join-pending");
     p.spawn_.state.store(seen - (state_running | state_linked), std::memory_order_release);
-    return p.continuation_;
+    return w->continue_poll_unhooked(p.continuation_);
   }
   return finish_spawned_slow(p, w);
 }

@@ -63,7 +63,10 @@ constexpr std::uint32_t maintenance_interval = 32;  // tasks between reactor/tim
 }  // namespace
 
 worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
-    : rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
+    : poll_hooks_(rt.options_.before_task_poll != nullptr || rt.options_.after_task_poll != nullptr),
+      task_hooks_(rt.options_.on_task_spawn != nullptr || rt.options_.on_task_terminate != nullptr),
+      any_hooks_(poll_hooks_ || task_hooks_),
+      rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {
   timing_ = rt.options_.timing_histograms;
 }
@@ -75,7 +78,7 @@ std::size_t poll_bucket(std::uint64_t ns) noexcept {
 }
 }  // namespace
 
-void worker::end_poll() noexcept {
+void worker::end_poll_timing() noexcept {
   if (poll_started_ == 0) return;
   const std::uint64_t ns = steady_ns() - poll_started_;
   poll_started_ = 0;
@@ -87,8 +90,32 @@ void worker::end_poll() noexcept {
 }
 
 void worker::poll_boundary() noexcept {
-  end_poll();
+  end_poll_timing();
   poll_started_ = steady_ns();
+}
+
+std::coroutine_handle<> worker::begin_task_hooked(std::coroutine_handle<> h) noexcept {
+  call_poll_hooks(h.address());
+  begin_poll(h.address());
+  budget_ = full_budget_;
+  if (timing_) [[unlikely]] poll_boundary();
+  return h;
+}
+
+std::coroutine_handle<> worker::continue_poll_hooked(std::coroutine_handle<> h) noexcept {
+  call_poll_hooks(h.address());
+  polling_.store(h.address(), std::memory_order_relaxed);
+  return h;
+}
+
+void worker::call_poll_hooks(void* next) noexcept {
+  const runtime_options& o = rt_.options_;
+  if (void* prev = polling_.load(std::memory_order_relaxed); prev != nullptr && o.after_task_poll != nullptr) {
+    o.after_task_poll(reinterpret_cast<std::uintptr_t>(prev), o.task_hook_data);
+  }
+  if (next != nullptr && o.before_task_poll != nullptr) {
+    o.before_task_poll(reinterpret_cast<std::uintptr_t>(next), o.task_hook_data);
+  }
 }
 
 void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound) noexcept {
@@ -200,7 +227,9 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
   // Maintenance (I/O, timers, the stop flag) is due: leave the rest to the loop.
   if (tick() - maintained_at_ >= maintenance_interval) return nullptr;
   (void)private_.pop_back();
-  count_tick();
+  void* frame = std::coroutine_handle<>(c->spawn_.self).address();
+  if (poll_hooks_) [[unlikely]] call_poll_hooks(frame);
+  begin_poll(frame);
   g.next = c->spawn_.next;
   c->spawn_.home = 1;  // inline: counted off by the run, not one by one
   return c;
@@ -295,8 +324,7 @@ std::coroutine_handle<> worker::next_direct() {
   // Maintenance is due: leave it to the loop (as the stop flag).
   if (tick() - maintained_at_ >= maintenance_interval || rt_.stopping_.load(std::memory_order_relaxed)) return {};
   std::coroutine_handle<> h = next_local();
-  if (h) begin_task();
-  return h;
+  return h ? begin_task(h) : h;
 }
 
 std::coroutine_handle<> worker::next_or_noop() noexcept {
@@ -318,8 +346,7 @@ inline std::coroutine_handle<> worker::yield_next(std::coroutine_handle<> h) {
   // run (the slot is empty), take the FIFO list's front after queueing h.
   --fairness_countdown_;
   lifo_runs_ = 0;
-  begin_task();
-  return fifo_.empty() ? h : fifo_.rotate(h);
+  return begin_task(fifo_.empty() ? h : fifo_.rotate(h));
 }
 
 void worker::stop_spinning() noexcept {
@@ -457,9 +484,9 @@ void worker::run() noexcept {
     if (spinning_) stop_spinning();  // found work: the last spinner to do so wakes another
     ran_since_park_ = true;
     ran_since_unpark_ = true;
-    begin_task();
+    begin_task(h);
     resume(h);  // may run several tasks: see next_direct()
-    if (timing_) [[unlikely]] end_poll();
+    end_poll();
     set_current_stop(nullptr);  // no task runs on this thread until the next resume
     if (tick() - maintained_at_ >= maintenance_interval) {  // keep I/O and timers flowing under load
       maintained_at_ = tick();

@@ -178,9 +178,52 @@ class worker {
   std::coroutine_handle<> next_direct();
   /// next_direct(), or the noop coroutine when it is null: what a parking awaiter transfers to.
   std::coroutine_handle<> next_or_noop() noexcept;
-  /// The per-task accounting of whoever resumes a task taken from the queues (the loop or
-  /// next_direct): the tick (which stats() reports as polls) and a full cooperation budget.
-  void begin_task() noexcept;
+  /// The per-task accounting of whoever resumes a task taken from the queues (the loop,
+  /// next_direct, yield_next, a when_all's fork): a new poll of `h` (begin_poll, and the poll
+  /// hooks when the runtime has them) and a full cooperation budget. Returns `h`, so that callers
+  /// end in a tail call (an unset hook then costs a flag test, no register saved around a call).
+  std::coroutine_handle<> begin_task(std::coroutine_handle<> h) noexcept;
+  /// begin_task() when the runtime has poll hooks.
+  [[gnu::noinline]] std::coroutine_handle<> begin_task_hooked(std::coroutine_handle<> h) noexcept;
+  /// A new poll of `frame` begins on this worker (docs/internals.md, "Polls"): the tick moves (which
+  /// stats() reports as polls) and the frame is published for the stall watchdog. Two relaxed
+  /// stores, no clock read. The caller calls the poll hooks first.
+  void begin_poll(void* frame) noexcept {
+    count_tick();
+    polling_.store(frame, std::memory_order_relaxed);
+  }
+  /// A finished task hands the thread to its joiner `h` (or a when_all's last child to its parent)
+  /// by symmetric transfer: the tick stays (the stall watchdog sees one poll), the frame running
+  /// is now h's, and the poll hooks see the joiner's own poll begin. Returns `h`.
+  std::coroutine_handle<> continue_poll(std::coroutine_handle<> h) noexcept {
+    if (poll_hooks_) [[unlikely]] return continue_poll_hooked(h);
+    polling_.store(h.address(), std::memory_order_relaxed);
+    return h;
+  }
+  [[gnu::noinline]] std::coroutine_handle<> continue_poll_hooked(std::coroutine_handle<> h) noexcept;
+  /// continue_poll() where the caller knows the runtime has no hooks (any_hooks_ is false).
+  std::coroutine_handle<> continue_poll_unhooked(std::coroutine_handle<> h) noexcept {
+    CORIO_ASSERT(!poll_hooks_, "hooks-called");
+    polling_.store(h.address(), std::memory_order_relaxed);
+    return h;
+  }
+  /// The worker loop got the thread back: no poll is in progress.
+  void end_poll() noexcept {
+    if (poll_hooks_) [[unlikely]] call_poll_hooks(nullptr);
+    if (timing_) [[unlikely]] end_poll_timing();
+    polling_.store(nullptr, std::memory_order_relaxed);
+  }
+  /// after_task_poll of the frame in polling_ (if any), then before_task_poll of `next` (if any).
+  [[gnu::noinline]] void call_poll_hooks(void* next) noexcept;
+  /// True when the runtime has a before_task_poll or an after_task_poll hook (set at construction).
+  const bool poll_hooks_;
+  /// True when the runtime has an on_task_spawn or an on_task_terminate hook (set at construction).
+  const bool task_hooks_;
+  /// poll_hooks_ || task_hooks_: one test for the paths that would check both (a joined task's finish).
+  const bool any_hooks_;
+  /// The frame of the poll in progress, null while the worker runs its loop (any thread, relaxed;
+  /// the stall watchdog).
+  void* polling() const noexcept { return polling_.load(std::memory_order_relaxed); }
   /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
   /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
   /// accounting done), or null when the loop must run (maintenance or a stop due). When nothing
@@ -266,13 +309,14 @@ class worker {
   counter poll_count, poll_sum_ns;
   /// Timing on: a poll starts (begin_task) and the previous one, if any, ends. Out of line.
   [[gnu::noinline]] void poll_boundary() noexcept;
-  /// Timing on: the loop got the thread back, the poll under way ends.
-  void end_poll() noexcept;
+  /// Timing on: the loop got the thread back, the poll under way ends (called by end_poll).
+  void end_poll_timing() noexcept;
   /// Steady-clock ns (since the epoch) at which the worker last woke up or started; 0 while it is
   /// parked. metrics() adds now minus this to busy_ns for the current awake stretch.
   std::atomic<std::uint64_t> awake_since_ns{0};
   /// Local queue depth for metrics(): the stealable queue's size (any thread).
   std::uint64_t stealable_depth() const noexcept { return ring_.size(); }
+  counter stalls;  ///< stalls the watchdog saw on this worker (written by the watchdog thread only)
   reactor_counters reactor_counts;  ///< what the reactor counts (reactor::set_counters)
 
   std::unique_ptr<reactor> reactor_;
@@ -310,6 +354,8 @@ class worker {
   /// Tasks resumed from the queues (stats().polls). Written by the owner only, with a relaxed
   /// load and store (no locked instruction); read by stats() from any thread.
   std::atomic<std::uint64_t> tick_{0};
+  /// The frame of the poll in progress (see begin_poll), null in the loop; owner writes, relaxed.
+  std::atomic<void*> polling_{nullptr};
   std::uint64_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
   void count_tick() noexcept { tick_.store(tick_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   std::uint32_t fairness_countdown_ = 61;  ///< tasks until the next fairness turn (every 61st)
@@ -343,10 +389,12 @@ class worker {
   std::vector<std::coroutine_handle<>> overflow_batch_;
 };
 
-inline void worker::begin_task() noexcept {
-  count_tick();
+inline std::coroutine_handle<> worker::begin_task(std::coroutine_handle<> h) noexcept {
+  if (poll_hooks_) [[unlikely]] return begin_task_hooked(h);
+  begin_poll(h.address());
   budget_ = full_budget_;
   if (timing_) [[unlikely]] poll_boundary();
+  return h;
 }
 
 }  // namespace corio::detail

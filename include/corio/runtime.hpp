@@ -32,9 +32,31 @@ enum class io_backend : std::uint8_t {
   asio,
 };
 
+/// One stall the stall detector saw (runtime_options::stall_threshold): a worker that has run one
+/// poll for longer than the threshold. Reported once per stall, from the runtime's watchdog thread.
+struct stall_report {
+  unsigned worker = 0;  ///< the number (0 .. workers-1) of the stalled worker
+  /// The address of the coroutine frame the worker resumed last: the task's own frame, or the
+  /// frame of a coroutine it awaits inline (the one that was suspended). An identity to compare
+  /// with the task hooks' ids, not a pointer to follow: the task may have moved on or ended since.
+  /// (The task's async stack is for the task dump, a later part of issue 20.)
+  std::uintptr_t task = 0;
+  /// How long the poll has run so far, at least: counted from the watchdog's first look that saw
+  /// it, so the poll may have started up to stall_threshold/2 earlier (ms).
+  std::chrono::milliseconds running{0};
+};
+
+/// A task hook (runtime_options::on_task_spawn and the others): called with the task's id, the
+/// address of a coroutine frame as an integer (see each hook for which frame), and
+/// runtime_options::task_hook_data. Must not throw (noexcept is part of the type) and should be
+/// short: it runs on the runtime's threads, inside the scheduling of tasks.
+using task_hook = void (*)(std::uintptr_t task, void* data) noexcept;
+
 /// How a runtime is built. Every field has a usable default.
 struct runtime_options {
-  /// Number of worker threads; 0 means std::thread::hardware_concurrency() (at least 1).
+  /// Number of worker threads; 0 means the environment variable CORIO_WORKERS when set (1 to 4096;
+  /// anything else makes the construction throw std::invalid_argument), else
+  /// std::thread::hardware_concurrency() (at least 1). README, "The environment".
   unsigned workers = 0;
   /// Capacity of each worker's run queue (rounded up to a power of two, at least 4). When it is
   /// full, half of it moves to the shared injection queue in one batch (Go: 256).
@@ -97,6 +119,54 @@ struct runtime_options {
   /// worker_metrics::poll_time (Tokio's poll-time histogram, enable_metrics_poll_time_histogram).
   /// Off by default: on, every poll pays a clock read (benchmarks/RESULTS.md, "Metrics").
   bool timing_histograms = false;
+  /// The stall detector: a worker that runs one poll (from the resume of a task until control
+  /// comes back to the worker loop or passes to the next task, docs/internals.md "Polls") for
+  /// longer than this is reported once per stall, by a watchdog thread that looks every
+  /// threshold/2 (steady time, also under the manual clock): to on_stall when set, else one line on
+  /// stderr (through fmt) with the worker, the frame and the time so far. Each stall also counts in
+  /// worker_stats::stalls. A task that busy-loops or blocks its thread (a lock, a system call)
+  /// without co_await is what it finds; the workers pay one relaxed store of the frame per poll,
+  /// next to the tick they count anyway, and no clock read (benchmarks/RESULTS.md). 0 (or negative): off, and no watchdog thread starts.
+  /// The time is wall time: a worker thread the OS leaves descheduled (an oversubscribed machine,
+  /// a sanitizer build) is reported as well. Capped at one day. The environment variable CORIO_STALL_MS sets it where the program left
+  /// it at its default of 100 ms. Tokio has no such detector (tokio-console's "lost waker" and
+  /// busy-task lints come closest; Go's scheduler preempts instead).
+  std::chrono::milliseconds stall_threshold{100};
+  /// Receives the stall detector's reports instead of stderr. Runs on the watchdog thread, one
+  /// call at a time; must not throw (an exception is caught and ignored) and should not block for
+  /// long (the other workers are not looked at meanwhile).
+  std::function<void(const stall_report&)> on_stall{};
+
+  // Task hooks (Tokio's on_task_spawn, on_task_terminate, on_before_task_poll and
+  // on_after_task_poll), for a program's own tracing. Each is called with an id (see below) and
+  // task_hook_data. Plain function pointers rather than std::function: an unset hook costs one
+  // load of a flag the worker keeps next to its queues and one never-taken branch, and a set one
+  // an indirect call with no wrapper to go through. docs/internals.md, "Polls", says exactly where
+  // polls begin and end.
+  /// Called when a task is spawned (corio::spawn, spawn_on, runtime::spawn, block_on's root
+  /// task), on the spawning thread (a worker, or the thread calling runtime::spawn), before the
+  /// task can run, with the address of the task's frame. Not for when_all's children, which are
+  /// part of the task that awaits them. A spawn that throws calls nothing.
+  task_hook on_task_spawn = nullptr;
+  /// Called once for every task on_task_spawn was called for: when it finishes (returns or
+  /// throws), on the worker that ran it, at its final suspend point, inside its last poll (before
+  /// that poll's after_task_poll) while its frame is alive; or, for a task that never finished,
+  /// when the runtime's shutdown destroys it, on the thread that shuts down. Same id as at spawn.
+  task_hook on_task_terminate = nullptr;
+  /// Called on the worker as a poll of a task begins: before the worker loop resumes it, and at
+  /// each hand-off by symmetric transfer to a task taken from the queues or to a joiner (after
+  /// the after_task_poll of the task that handed over), with the frame about to run: the task's
+  /// own frame, or that of a coroutine it awaits inline where it was suspended, or a when_all
+  /// child's frame. So an id is a frame, and equals the spawn id only while the task is suspended
+  /// in its own body.
+  task_hook before_task_poll = nullptr;
+  /// Called on the worker when that poll ends: the task suspended or finished and the thread goes
+  /// back to the worker loop or to the next task, with the same id as its before_task_poll. Every
+  /// before_task_poll is followed by exactly one after_task_poll on the same thread. The task may
+  /// already be running on another worker by then (a wake raced with its suspension).
+  task_hook after_task_poll = nullptr;
+  /// The `data` argument of every task hook; corio never reads it.
+  void* task_hook_data = nullptr;
 };
 
 /// Counters of a runtime's blocking pool (corio::spawn_blocking), a snapshot taken under the
@@ -157,6 +227,9 @@ struct worker_stats {
   std::uint64_t provided_enobufs = 0;    ///< receives that found the ring empty (ENOBUFS)
   std::uint64_t provided_grows = 0;      ///< times the ring was given more buffers
   std::uint64_t provided_fallbacks = 0;  ///< receives that went to a heap buffer as the ring stayed empty
+  /// Stalls the stall detector reported on this worker (runtime_options::stall_threshold; once per
+  /// stall). Written by the runtime's watchdog thread, not the worker.
+  std::uint64_t stalls = 0;
 };
 
 /// A snapshot of a runtime's counters.

@@ -11,7 +11,10 @@ void wake_parked(const wake_ticket& t) noexcept {
   if (w != nullptr && w->runtime().gate_.gate == t.gate) [[likely]] {
     // A worker of the task's runtime (which is therefore running, and the ticket's generation).
     if (t.wake_on != unbound_worker) w->deliver_bound(t.wake_on, t.task);
-    else w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
+    else {
+      w->local_schedules.add();  // metrics: a wake-up into the LIFO slot (spawns count in `spawns`)
+      w->schedule_local(t.task);  // runs next here (Go's ready() into runnext)
+    }
     return;
   }
   // Any other thread: only while the runtime has not stopped its workers (runtime_gate).

@@ -69,6 +69,12 @@ worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
       rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {
   timing_ = rt.options_.timing_histograms;
+  poll_slow_ = poll_hooks_ || timing_;
+}
+
+void worker::end_poll_slow() noexcept {
+  if (poll_hooks_) call_poll_hooks(nullptr);
+  if (timing_) end_poll_timing();
 }
 
 namespace {
@@ -95,7 +101,7 @@ void worker::poll_boundary() noexcept {
 }
 
 std::coroutine_handle<> worker::begin_task_hooked(std::coroutine_handle<> h) noexcept {
-  call_poll_hooks(h.address());
+  if (poll_hooks_) call_poll_hooks(h.address());
   begin_poll(h.address());
   budget_ = full_budget_;
   if (timing_) [[unlikely]] poll_boundary();

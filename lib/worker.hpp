@@ -71,7 +71,6 @@ class worker {
   /// to the private queue).
   void schedule_local(std::coroutine_handle<> h) {
     CORIO_ASSERT(this_worker == this, "worker-owner-only");
-    local_schedules.add();
     if (std::coroutine_handle<> displaced = std::exchange(lifo_, h)) push_displaced(displaced);
   }
   /// schedule_local() off its fast path: `displaced`, the slot's previous task, goes to the private
@@ -209,10 +208,11 @@ class worker {
   }
   /// The worker loop got the thread back: no poll is in progress.
   void end_poll() noexcept {
-    if (poll_hooks_) [[unlikely]] call_poll_hooks(nullptr);
-    if (timing_) [[unlikely]] end_poll_timing();
+    if (poll_slow_) [[unlikely]] end_poll_slow();
     polling_.store(nullptr, std::memory_order_relaxed);
   }
+  /// end_poll()'s work when the runtime has poll hooks or timing histograms (poll_slow_).
+  [[gnu::noinline]] void end_poll_slow() noexcept;
   /// after_task_poll of the frame in polling_ (if any), then before_task_poll of `next` (if any).
   [[gnu::noinline]] void call_poll_hooks(void* next) noexcept;
   /// True when the runtime has a before_task_poll or an after_task_poll hook (set at construction).
@@ -297,7 +297,7 @@ class worker {
   counter spawned, finished;
   // Metrics only (runtime::metrics(), corio/metrics.hpp); written by the owner, read by any thread.
   counter spawns;            ///< tasks spawned by tasks of this worker (link, when_all children), joined at once or not
-  counter local_schedules;   ///< schedule_local() calls: spawns and wake-ups into the LIFO slot
+  counter local_schedules;   ///< wake-ups into the LIFO slot (wake_parked; spawns count in `spawns`, off the spawn path)
   counter steal_operations;  ///< steals that took at least one task (`steals` counts the tasks)
   counter overflows;         ///< publish() found the stealable queue full and injected half of it
   counter unparks;           ///< returns from the reactor wait in park()
@@ -326,6 +326,7 @@ class worker {
   std::string reactor_fallback_;  ///< why this worker runs on Asio after its io_uring set-up failed
   std::uint32_t budget_ = 0;  ///< cooperation budget left for the task being run
   bool timing_ = false;       ///< runtime_options::timing_histograms
+  bool poll_slow_ = false;    ///< poll_hooks_ || timing_: begin_task and end_poll take their slow paths
   std::uint64_t poll_started_ = 0;  ///< timing on: steady ns at which the current poll began, 0 when none
   promise_base* registry_head_ = nullptr;     ///< the registry's list (see link); walk it only after flush_registry()
   std::atomic<promise_base*> registry_pending_{nullptr};  ///< the newest registered task, not in the list yet
@@ -390,10 +391,9 @@ class worker {
 };
 
 inline std::coroutine_handle<> worker::begin_task(std::coroutine_handle<> h) noexcept {
-  if (poll_hooks_) [[unlikely]] return begin_task_hooked(h);
+  if (poll_slow_) [[unlikely]] return begin_task_hooked(h);  // hooks or timing: one test for both
   begin_poll(h.address());
   budget_ = full_budget_;
-  if (timing_) [[unlikely]] poll_boundary();
   return h;
 }
 

@@ -39,8 +39,9 @@ struct worker_metrics {
   /// Wake-ups after which the worker found nothing to run and parked again (Tokio:
   /// worker_noop_count).
   std::uint64_t noop_unparks = 0;
-  /// Tasks scheduled into this worker's LIFO slot from one of its own tasks: spawns and wake-ups
-  /// (Tokio: worker_local_schedule_count).
+  /// Tasks woken into this worker's LIFO slot by one of its own tasks (Tokio's
+  /// worker_local_schedule_count counts spawns there too; corio counts those in `spawned` only, so
+  /// that a spawn pays one counter).
   std::uint64_t local_schedules = 0;
   /// Times this worker's stealable queue was full, so that half of it moved to the injection queue
   /// (Tokio: worker_overflow_count).

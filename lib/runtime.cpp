@@ -197,6 +197,7 @@ void runtime_impl::watch() noexcept {
   std::unique_lock lock{watchdog_mutex_};
   while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
     lock.unlock();
+    update_coarse_ms();
     const auto now = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       worker& w = *workers_[i];
@@ -210,8 +211,16 @@ void runtime_impl::watch() noexcept {
       if (l.reported || now - l.since < threshold) continue;
       l.reported = true;
       w.stalls.add();
-      report_stall(stall_report{static_cast<unsigned>(i), reinterpret_cast<std::uintptr_t>(frame),
-                                std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since)});
+      stall_report r;
+      r.worker = static_cast<unsigned>(i);
+      r.task = reinterpret_cast<std::uintptr_t>(frame);
+      r.running = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since);
+      try {
+        r.stack = stall_stack(w, frame, r.task_id, r.name);
+      } catch (...) {
+        // Out of memory: reported without its stack.
+      }
+      report_stall(r);
     }
     lock.lock();
   }
@@ -228,8 +237,8 @@ void runtime_impl::report_stall(const stall_report& r) noexcept {
   }
   fmt::print(stderr,
              "corio: stall: worker {} has run one poll for at least {} ms (stall_threshold {} ms), coroutine frame "
-             "{:#x}; a task that blocks or loops without co_await holds this worker\n",
-             r.worker, r.running.count(), options_.stall_threshold.count(), r.task);
+             "{:#x}; a task that blocks or loops without co_await holds this worker\n{}",
+             r.worker, r.running.count(), options_.stall_threshold.count(), r.task, r.stack);
 }
 
 void runtime_impl::stop_watchdog() noexcept {
@@ -420,6 +429,7 @@ std::size_t runtime_impl::shutdown(clock::duration grace) noexcept {
   // registry), then wait for the tasks to end, up to `grace`.
   closing_.store(true, std::memory_order_seq_cst);
   if (grace > clock::duration::zero()) {
+    stop_all_requests_.fetch_add(1, std::memory_order_seq_cst);
     stop_all_epoch_.fetch_add(1, std::memory_order_seq_cst);  // before the wakes: see worker::park
     for (auto& w : workers_) {
       if (w->reactor_) w->reactor_->wake();

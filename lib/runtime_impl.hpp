@@ -162,8 +162,18 @@ class runtime_impl {
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<bool> stopping_{false};  ///< the workers leave their loops
   std::atomic<bool> closing_{false};   ///< spawns are refused (set first by shutdown)
-  /// Bumped by shutdown: each worker then requests stop on every task of its registry.
+  /// Bumped to get every worker's attention at its next loop turn (worker::attend), after one of the
+  /// two counters below: shutdown (each worker then requests stop on every task of its registry)
+  /// and the task dump (each worker copies its registry for the dump).
   std::atomic<std::uint32_t> stop_all_epoch_{0};
+  std::atomic<std::uint32_t> stop_all_requests_{0};
+  std::atomic<std::uint32_t> dump_requests_{0};
+  /// runtime::dump_tasks() (lib/task_dump.cpp); one dump at a time (dump_mutex_).
+  std::string dump_tasks();
+  std::mutex dump_mutex_;
+  /// The stall report's text for the task whose poll of `frame` stalls worker `w`: its number,
+  /// name and async stack (lib/task_dump.cpp); `id`/`name` receive the task's.
+  std::string stall_stack(worker& w, void* frame, std::uint64_t& id, const char*& name);
   alignas(64) std::atomic<std::uint32_t> spinning_{0};
   alignas(64) std::atomic<std::uint32_t> idle_count_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};   ///< spawns from outside the workers

@@ -85,8 +85,12 @@ namespace {
 /// Writes the whole spawn state of a task about to be queued: running, held by a handle, in the
 /// registry of worker `home` (spawn_state's fields are not initialized before this).
 [[gnu::always_inline]] inline void init_spawned(promise_base& p, runtime_impl& rt, std::coroutine_handle<> self,
-                                               std::uint32_t bound, std::uint32_t home, bool on_worker) noexcept {
+                                               std::uint32_t bound, std::uint32_t home, worker* on_worker,
+                                               const char* name) noexcept {
   p.bound_ = bound;
+  p.spawn_.id = on_worker != nullptr ? on_worker->next_task_id() : next_foreign_task_id();
+  p.spawn_.name = name;
+  p.spawn_.spawned_ms = coarse_ms.load(std::memory_order_relaxed);
   p.spawn_.runtime = &rt;
   p.spawn_.group = nullptr;
   p.spawn_.self = self;
@@ -94,7 +98,11 @@ namespace {
   stop_state& st = p.spawn_.stop;
   // Linked under the spawning task (the thread's current stop state), which then owns the link;
   // a spawn from outside the runtime's workers has no spawner to link to.
-  stop_state* parent = on_worker ? current_stop() : nullptr;
+  stop_state* parent = on_worker != nullptr ? current_stop() : nullptr;
+  // The spawner: the task whose stop state is the thread's current one (0 inside a timeout's scope,
+  // whose state names no task, and inside a when_all child, whose number is 0).
+  promise_base* spawner = parent != nullptr ? parent->task_ : nullptr;
+  p.spawn_.parent_id = spawner != nullptr ? spawner->spawn_.id : 0;
   st.reset(&p, nullptr, parent);
   p.stop_ = &st;
   std::uint32_t bits = state_running | state_handle | state_linked;
@@ -113,7 +121,7 @@ namespace {
 /// Everything spawn_root() does off its fast path: spawns from outside the workers, onto another
 /// runtime, bound tasks, and the errors (the frame is destroyed before an error leaves).
 [[gnu::noinline]] void spawn_root_slow(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
-                                       std::uint32_t bound) {
+                                       std::uint32_t bound, const char* name) {
   try {
     worker* w = this_worker;
     if (rt == nullptr && w != nullptr) rt = &w->runtime();
@@ -129,7 +137,7 @@ namespace {
     }
     call_spawn_hook(*rt, self);  // the checks are passed: the task will run (or be destroyed at shutdown)
     if (w != nullptr && &w->runtime() == rt) {
-      init_spawned(p, *rt, self, bound, w->index(), true);
+      init_spawned(p, *rt, self, bound, w->index(), w, name);
       w->link(p);  // counts it (see worker::link)
       if (bound != unbound_worker) w->deliver_bound(bound, self);
       else w->schedule_local(self);
@@ -138,7 +146,7 @@ namespace {
     // From outside the workers: homes in turn, registered with one CAS (see runtime_impl.hpp).
     const std::uint64_t n = rt->foreign_spawned_.fetch_add(1, std::memory_order_relaxed);
     const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
-    init_spawned(p, *rt, self, bound, home, false);
+    init_spawned(p, *rt, self, bound, home, nullptr, name);
     rt->workers_[home]->adopt(p);
     if (bound != unbound_worker) rt->workers_[bound]->post(self);
     else rt->inject(self);  // publishes the frame: another worker may run it from here on
@@ -149,18 +157,19 @@ namespace {
 }
 }  // namespace
 
-void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound) {
+void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self, std::uint32_t bound,
+                const char* name) {
   worker* w = this_worker;
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
   // (A runtime with task hooks takes the slow path, which calls them.)
   if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) && !w->task_hooks_ &&
       !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
-    init_spawned(p, w->runtime(), self, unbound_worker, w->index(), true);
+    init_spawned(p, w->runtime(), self, unbound_worker, w->index(), w, name);
     w->link(p);  // counts it (see worker::link)
     w->schedule_local(self);  // runs next here, unless a thief takes the task it displaced
     return;
   }
-  spawn_root_slow(rt, p, self, bound);
+  spawn_root_slow(rt, p, self, bound, name);
 }
 
 /// finish_spawned() for a when_all child (see fork_group). An inline child hands the thread to

@@ -217,12 +217,14 @@ promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noe
   for (std::uint32_t i = n - 1; i > 0; --i) {  // children n-1 .. 1: the second ends on top
     promise_base* prev = p->spawn_.prev;      // read before the child can be stolen and run
     p->spawn_.runtime = &rt_;
+    p->spawn_.id = 0;  // a when_all child has no number of its own (the task dump)
     if (private_.full()) publish();
     private_.push_back(p->spawn_.self);
     p = prev;
   }
   if (n > 1 && rt_.someone_looking()) publish();
   p->spawn_.runtime = &rt_;  // the first child, run now
+  p->spawn_.id = 0;
   return p;
 }
 
@@ -391,6 +393,17 @@ std::coroutine_handle<> worker::find_work() {
   return {};
 }
 
+void worker::attend() noexcept {
+  if (const auto n = rt_.stop_all_requests_.load(std::memory_order_acquire); n != stop_requests_seen_) {
+    stop_requests_seen_ = n;
+    stop_registry();
+  }
+  if (const auto d = rt_.dump_requests_.load(std::memory_order_acquire); d != dump_seen_) {
+    dump_seen_ = d;
+    answer_dump(d);
+  }
+}
+
 void worker::park() {
   const bool was_spinning = spinning_;
   if (spinning_) {
@@ -450,12 +463,14 @@ void worker::park() {
   // Metrics: the previous wake-up was for nothing if no task ran since; the awake stretch ends.
   if (!std::exchange(ran_since_unpark_, false)) noop_unparks.add();
   const std::uint64_t slept_at = steady_ns();
+  update_coarse_ms();
   busy_ns.add(slept_at - std::min(slept_at, awake_since_ns.load(std::memory_order_relaxed)));
   awake_since_ns.store(0, std::memory_order_relaxed);
   frame_flush_remote();  // frames freed here for other workers go home before this one sleeps
   CORIO_ASSERT(!lifo_ && private_.empty() && fifo_.empty() && ring_.empty_owner(), "owner-parks-empty");
   reactor_->wait(timeout);
   awake_since_ns.store(steady_ns(), std::memory_order_relaxed);
+  update_coarse_ms();
   unparks.add();
   sleeping_.store(false, std::memory_order_relaxed);
   // Woken by a completion, a timer or the stop flag: leave the idle list ourselves. Otherwise a
@@ -483,7 +498,7 @@ void worker::run() noexcept {
   while (!rt_.stopping_.load(std::memory_order_acquire)) {
     if (const auto epoch = rt_.stop_all_epoch_.load(std::memory_order_acquire); epoch != stop_all_seen_) [[unlikely]] {
       stop_all_seen_ = epoch;
-      stop_registry();
+      attend();
     }
     std::coroutine_handle<> h = find_work();
     if (!h) continue;

@@ -43,6 +43,9 @@ class worker;
 #endif
 extern thread_local constinit worker* this_worker;
 
+/// A task number for a spawn from outside the workers (lib/task_dump.cpp).
+std::uint64_t next_foreign_task_id() noexcept;
+
 /// The steady clock's time in ns since its epoch (the workers' busy time, metrics()).
 std::uint64_t steady_ns() noexcept;
 
@@ -169,6 +172,27 @@ class worker {
   /// Requests stop on every unfinished task of this worker's registry (runtime shutdown).
   void stop_registry() noexcept;
   std::uint32_t stop_all_seen_ = 0;
+  /// runtime_impl::stop_all_epoch_ moved (attention: a shutdown's stop of every task, or a task
+  /// dump): does what was asked (owner only). Out of line.
+  [[gnu::noinline]] void attend() noexcept;
+  std::uint32_t stop_requests_seen_ = 0;  ///< runtime_impl::stop_all_requests_ acted on
+  std::uint32_t dump_seen_ = 0;           ///< runtime_impl::dump_requests_ answered
+
+  /// The task dump (lib/task_dump.cpp): copies this worker's registry into dump_snapshot_ and
+  /// publishes `request` in dump_answered_ (owner only; the dumping thread waits for it).
+  void answer_dump(std::uint32_t request) noexcept;
+  std::mutex dump_mutex_;                        ///< guards dump_snapshot_
+  std::vector<promise_base*> dump_snapshot_;     ///< the registry at the last answered dump
+  std::atomic<std::uint32_t> dump_answered_{0};  ///< the last dump request answered (release)
+
+  /// The next task number for a spawn on this worker: from a block of 1024 taken from the process's
+  /// counter, so that spawns on different workers share no cache line (Go's per-P goid cache).
+  std::uint64_t next_task_id() noexcept {
+    if (next_task_id_ == task_id_end_) [[unlikely]] refill_task_ids();
+    return next_task_id_++;
+  }
+  [[gnu::noinline]] void refill_task_ids() noexcept;
+  std::uint64_t next_task_id_ = 0, task_id_end_ = 0;
 
   /// The next local task to resume by symmetric transfer when the running task finished or
   /// parked with nothing to hand over, so that a chain of short tasks does not go back through the

@@ -69,7 +69,20 @@ bool parse_seconds(std::string_view text, corio::clock::duration& out) {
 
 corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
 
-corio::task<int> serve(std::string address, server_limits limits) {
+/// SIGQUIT prints the task dump to stderr (every task, what it waits for, its async stack), as a
+/// Go program prints its goroutines; the server goes on.
+corio::task<void> dump_on_sigquit(const corio::runtime* rt) {
+  for (;;) {
+    const int signal = co_await corio::signal({SIGQUIT});
+    (void)signal;
+    const std::string dump = rt->dump_tasks();
+    fmt::print(stderr, "http_hello: SIGQUIT: task dump\n{}", dump);
+    std::fflush(stderr);
+  }
+}
+
+corio::task<int> serve(std::string address, server_limits limits, const corio::runtime* rt) {
+  auto dumper = corio::spawn(dump_on_sigquit(rt), "SIGQUIT task dump");
   auto listener = corio::net::tcp_listener::bind(address);
   fmt::print("listening on {}\n", listener.local_endpoint().to_string());
   std::fflush(stdout);
@@ -88,6 +101,12 @@ corio::task<int> serve(std::string address, server_limits limits) {
   listener = corio::net::tcp_listener{};  // closed: new connections are refused
   connections.cancel();                   // each connection ends at its next read
   co_await connections.join();
+  dumper.cancel();
+  try {
+    co_await dumper;
+  } catch (const corio::operation_cancelled&) {
+    // The dump loop ends when cancelled.
+  }
   fmt::print(stderr, "http_hello: stopped\n");
   co_return status;
 }
@@ -129,7 +148,7 @@ int main(int argc, char** argv) {
     const corio::runtime_stats stats = rt.stats();
     fmt::print(stderr, "http_hello: {} workers on {} ({}){}{}\n", rt.workers(), stats.backend, stats.backend_features,
                stats.backend_fallback.empty() ? "" : "; fallback: ", stats.backend_fallback);
-    return rt.block_on(serve(address, opt.limits));
+    return rt.block_on(serve(address, opt.limits, &rt));
   } catch (const std::exception& e) {
     fmt::print(stderr, "http_hello: {}\n", e.what());
     return 1;

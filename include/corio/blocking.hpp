@@ -116,6 +116,7 @@ struct blocking_result<void> {
 template <class F>
 class blocking_operation : blocking_wait {
  public:
+  static constexpr wait_kind corio_wait = wait_kind::blocking;  ///< for the task dump
   /// What fn returns; an rvalue reference is returned as the value it refers to (moved from).
   using result_type = std::conditional_t<std::is_rvalue_reference_v<std::invoke_result_t<F&>>,
                                          std::remove_cvref_t<std::invoke_result_t<F&>>, std::invoke_result_t<F&>>;

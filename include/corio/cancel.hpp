@@ -72,6 +72,9 @@ class timeout_operation : scope_forwarder {
   static constexpr bool is_io = std::is_base_of_v<io_operation, std::remove_cvref_t<inner_t>>;
 
  public:
+  /// The task dump sees through the scope to the awaited operation (or task).
+  static constexpr wait_kind corio_wait = wait_kind_of<inner_t>();
+  std::uintptr_t corio_wait_object() const noexcept { return wait_object_of(inner_); }
   using result_type = std::conditional_t<!Optional, value_t,
                                          std::conditional_t<std::is_void_v<value_t>, bool, std::optional<value_t>>>;
 

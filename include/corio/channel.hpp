@@ -263,6 +263,9 @@ class [[nodiscard("co_await it")]] send_operation : channel_wait<T, Timed> {
   using base = channel_wait<T, Timed>;
 
  public:
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::channel_send;  ///< for the task dump
+  /// The channel's shared state, for the task dump.
+  std::uintptr_t corio_wait_object() const noexcept { return reinterpret_cast<std::uintptr_t>(this->ch_); }
   send_operation(channel_state<T>* ch, T value, clock::duration timeout = {}) noexcept(std::is_nothrow_move_constructible_v<T>)
       : base(ch), value_(std::move(value)), timeout_(timeout) {}
 
@@ -300,6 +303,9 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
   using base = channel_wait<T, Timed>;
 
  public:
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::channel_recv;  ///< for the task dump
+  /// The channel's shared state, for the task dump.
+  std::uintptr_t corio_wait_object() const noexcept { return reinterpret_cast<std::uintptr_t>(this->ch_); }
   explicit recv_operation(channel_state<T>* ch, clock::duration timeout = {}) noexcept : base(ch), timeout_(timeout) {}
 
   bool await_ready() {

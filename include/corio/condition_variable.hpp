@@ -40,6 +40,7 @@ class condition_variable {
   /// The awaiter behind wait(): queue, release the mutex, park. Not for direct use.
   class [[nodiscard("co_await it")]] park_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
     park_operation(condition_variable& cv, mutex& m) noexcept : cv_(cv), mutex_(m) {}
     bool await_ready() const noexcept { return false; }
     template <class Promise>

@@ -19,6 +19,7 @@ class event {
 
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
     explicit wait_operation(event& e) noexcept : event_(e) {}
     bool await_ready() const noexcept { return event_.is_set(); }
     template <class Promise>

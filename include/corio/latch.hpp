@@ -20,6 +20,7 @@ class latch {
 
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
     explicit wait_operation(latch& l) noexcept : latch_(l) {}
     bool await_ready() const noexcept { return latch_.try_wait(); }
     template <class Promise>

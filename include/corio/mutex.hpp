@@ -58,6 +58,7 @@ class mutex {
   /// The awaiter of lock(): completes holding the mutex.
   class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::mutex;  ///< for the task dump
     /// `cancellable`: false for a condition variable taking its mutex back after a wait.
     explicit lock_operation(mutex& m, bool cancellable = true) noexcept : mutex_(m), cancellable_(cancellable) {}
     bool await_ready() noexcept { return mutex_.try_lock(); }

@@ -39,11 +39,18 @@ struct stall_report {
   /// The address of the coroutine frame the worker resumed last: the task's own frame, or the
   /// frame of a coroutine it awaits inline (the one that was suspended). An identity to compare
   /// with the task hooks' ids, not a pointer to follow: the task may have moved on or ended since.
-  /// (The task's async stack is for the task dump, a later part of issue 20.)
   std::uintptr_t task = 0;
   /// How long the poll has run so far, at least: counted from the watchdog's first look that saw
   /// it, so the poll may have started up to stall_threshold/2 earlier (ms).
   std::chrono::milliseconds running{0};
+  /// The stalled task's number (as in the task dump; 0 when the frame is not a spawned corio
+  /// task's, or the poll ended before the watchdog read it) and its name from spawn (or null).
+  std::uint64_t task_id = 0;
+  const char* name = nullptr;
+  /// The task as the task dump shows it: its header line and its async stack, innermost first,
+  /// each frame's function and the file:line of its last co_await (runtime::dump_tasks). Empty
+  /// when the frame could not be read as a corio task's.
+  std::string stack;
 };
 
 /// A task hook (runtime_options::on_task_spawn and the others): called with the task's id, the
@@ -271,18 +278,19 @@ class runtime {
   runtime& operator=(const runtime&) = delete;
 
   /// Spawns `t` on this runtime from any thread (a worker's local queue when called from one of its
-  /// workers, the injection queue otherwise). Throws like corio::spawn.
+  /// workers, the injection queue otherwise). Throws like corio::spawn; `name` as there (kept as a
+  /// pointer: a string that outlives the task, or null).
   template <class T>
-  join_handle<T> spawn(task<T> t) {
+  join_handle<T> spawn(task<T> t, const char* name = nullptr) {
     if (!t.valid()) throw std::invalid_argument("corio::runtime::spawn: empty task");
-    return join_handle<T>::spawn_on(impl_.get(), std::move(t));
+    return join_handle<T>::spawn_on(impl_.get(), std::move(t), detail::unbound_worker, name);
   }
 
   /// As corio::spawn_on, from any thread: `t` runs only on worker number `worker`.
   template <class T>
-  join_handle<T> spawn_on(unsigned worker, task<T> t) {
+  join_handle<T> spawn_on(unsigned worker, task<T> t, const char* name = nullptr) {
     if (!t.valid()) throw std::invalid_argument("corio::runtime::spawn_on: empty task");
-    return join_handle<T>::spawn_on(impl_.get(), std::move(t), worker);
+    return join_handle<T>::spawn_on(impl_.get(), std::move(t), worker, name);
   }
 
   /// Runs `t` on this runtime and blocks the calling thread until it finishes; returns its result
@@ -290,6 +298,24 @@ class runtime {
   /// block a worker): throws std::logic_error there.
   template <class T>
   T block_on(task<T> t);
+
+  /// Every live spawned task of this runtime as text, Go's goroutine dump for corio: per task its
+  /// number, its name (spawn's), its state (running on worker N; queued; or parked, with what it
+  /// waits for in words: `recv on channel 0x…`, `recv fd 7`, `sleep until +1.200s`, `join task 12`,
+  /// a lock, and for how long), its age, its worker, the task that spawned it, and its async stack:
+  /// the coroutines it is suspended in, innermost first, each with its function and the file:line
+  /// of its co_await. Tasks that only ever were awaited appear in their awaiter's stack; a
+  /// when_all's children are not listed (their parent shows "when_all").
+  ///
+  /// Nothing is paused and nothing re-polled: each worker copies its own registry at its next loop
+  /// turn (woken if it sleeps), frames freed meanwhile are kept until the dump ends, and a task's
+  /// record is read with atomic loads (docs/internals.md, "The task dump"). A worker that does not
+  /// answer within 300 ms (a poll that runs long) is named instead of its tasks. Blocks the caller
+  /// for that long at most; callable from any thread, a task of this runtime included (its own
+  /// worker answers at once); one dump at a time per runtime. Times are to the coarse clock's
+  /// resolution (ms, refreshed when workers park and wake and by the stall watchdog). Throws
+  /// std::bad_alloc only.
+  std::string dump_tasks() const;
 
   /// How long the destructor and shutdown() let tasks end after requesting their stop.
   static constexpr clock::duration default_shutdown_grace = std::chrono::seconds{1};

@@ -106,6 +106,9 @@ class [[nodiscard("co_await it")]] select_operation {
 
  public:
   using result_type = std::variant<typename select_case_traits<Cases>::result...>;
+  static constexpr wait_kind corio_wait = wait_kind::select;  ///< for the task dump
+  /// The number of cases, for the task dump.
+  std::uintptr_t corio_wait_object() const noexcept { return n; }
 
   explicit select_operation(Cases... cases) : cases_(std::move(cases)...) {}
   select_operation(const select_operation&) = delete;

@@ -23,6 +23,7 @@ class semaphore {
 
   class [[nodiscard("co_await it")]] acquire_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::semaphore;  ///< for the task dump
     /// `n` >= 0 units (acquire() checks it).
     acquire_operation(semaphore& s, std::int64_t n) noexcept : sem_(s), units_(n) {}
     bool await_ready() noexcept { return sem_.try_take(units_); }

@@ -22,6 +22,7 @@ class shared_mutex {
 
   class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::mutex;  ///< for the task dump
     lock_operation(shared_mutex& m, bool shared) noexcept : mutex_(m), shared_(shared) {}
     bool await_ready() noexcept { return shared_ ? mutex_.try_lock_shared() : mutex_.try_lock(); }
     template <class Promise>

@@ -59,6 +59,7 @@ class signal_set {
 /// with ENOTSUP (Asio's signal_set emulates SIGINT/SIGTERM there; a later release may use it).
 class signal_operation : public detail::io_operation {
  public:
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::signal;  ///< for the task dump
   /// Validates `signals` (each in 1..64, not SIGKILL or SIGSTOP, at least one: else
   /// std::system_error EINVAL), installs the handlers and registers the wait. Throws
   /// std::system_error for a failing sigaction or eventfd (EMFILE, ...), ENOSPC for too many waits.

@@ -19,9 +19,10 @@ namespace detail {
 /// thread that is not one of rt's workers. Throws std::logic_error when there is no runtime (spawn
 /// outside a runtime), std::runtime_error when the runtime is shutting down and std::out_of_range
 /// for a worker `bound` the runtime does not have; the frame is then destroyed (its arguments
-/// freed) before the exception leaves, so that callers need no handler of their own.
+/// freed) before the exception leaves, so that callers need no handler of their own. `name` (may be
+/// null) is kept for the task dump. Gives the task its number (spawn_state::id).
 void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
-                std::uint32_t bound = unbound_worker);
+                std::uint32_t bound = unbound_worker, const char* name = nullptr);
 
 
 /// The canceller of a parked join, in the join awaiter: `request_stop` on the joiner's stop state
@@ -155,7 +156,12 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
   class operation : detail::join_canceller {
    public:
     static constexpr bool corio_checks_lazy_join = true;  ///< join_park does (see stop_aware)
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::join;  ///< for the task dump
     explicit operation(join_handle& h) noexcept : handle_(h) {}
+    /// The joined task's number (read while the handle keeps its frame alive).
+    std::uintptr_t corio_wait_object() const noexcept {
+      return static_cast<std::uintptr_t>(handle_.promise_->spawn_.id);
+    }
     operation(const operation&) = delete;
     operation& operator=(const operation&) = delete;
     // No disarm in a destructor: a join still armed when its frame is destroyed is one the
@@ -244,9 +250,13 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 
  private:
   template <class U>
+  friend join_handle<U> spawn(task<U> t, const char* name);
+  template <class U>
   friend join_handle<U> spawn(task<U> t);
   template <class U>
   friend join_handle<U> spawn_on(unsigned worker, task<U> t);
+  template <class U>
+  friend join_handle<U> spawn_on(unsigned worker, task<U> t, const char* name);
   friend class runtime;
   using promise_type = detail::promise<T>;
 
@@ -255,9 +265,10 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     return std::coroutine_handle<promise_type>::from_promise(*static_cast<promise_type*>(promise_));
   }
 
-  static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t, std::uint32_t bound = detail::unbound_worker) {
+  static join_handle spawn_on(detail::runtime_impl* rt, task<T>&& t, std::uint32_t bound = detail::unbound_worker,
+                              const char* name = nullptr) {
     auto h = t.release();
-    detail::spawn_root(rt, h.promise(), h, bound);  // destroys the frame if it throws
+    detail::spawn_root(rt, h.promise(), h, bound, name);  // destroys the frame if it throws
     return join_handle{h.promise()};
   }
 };
@@ -267,6 +278,16 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
 /// from a task; from any other thread use `runtime::spawn`. Throws std::logic_error outside a
 /// runtime, std::runtime_error while the runtime shuts down, std::invalid_argument for an empty
 /// task. Thread-safe.
+///
+/// The second form names the task: `name` appears in the task dump and the stall report
+/// (runtime::dump_tasks; Tokio's task::Builder::name). It is kept as a pointer, not copied: a string
+/// literal, or another string that outlives the task; null is no name. Every spawned task also gets
+/// a number, unique in the process and increasing per worker (Go's goroutine ids).
+template <class T>
+join_handle<T> spawn(task<T> t, const char* name) {
+  if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
+  return join_handle<T>::spawn_on(nullptr, std::move(t), detail::unbound_worker, name);  // null: the caller's runtime
+}
 template <class T>
 join_handle<T> spawn(task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
@@ -279,6 +300,12 @@ join_handle<T> spawn(task<T> t) {
 /// must stay on one thread (thread-affine libraries, thread-local caches). Tasks it spawns are not
 /// bound. Throws std::out_of_range for a worker number the runtime does not have, otherwise like
 /// spawn(). Thread-safe.
+/// The second form names the task, as spawn() does.
+template <class T>
+join_handle<T> spawn_on(unsigned worker, task<T> t, const char* name) {
+  if (!t.valid()) throw std::invalid_argument("corio::spawn_on: empty task");
+  return join_handle<T>::spawn_on(nullptr, std::move(t), worker, name);
+}
 template <class T>
 join_handle<T> spawn_on(unsigned worker, task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn_on: empty task");

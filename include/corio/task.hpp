@@ -11,6 +11,7 @@
 
 #include "corio/detail/frame_allocator.hpp"
 #include "corio/detail/stop_state.hpp"
+#include "corio/detail/task_trace.hpp"
 #include "corio/detail/transfer.hpp"
 
 namespace corio {
@@ -132,6 +133,11 @@ struct spawn_state {
   promise_base* next;                        ///< also link a when_all's children, in order
   deferred_handle self;                      ///< the frame, for destroy() from the registry
   stop_state stop;                           ///< the task's stop state (stop_state.hpp)
+  // For the task dump (runtime::dump_tasks) and the stall report:
+  std::uint64_t id;        ///< the task's number, unique in the process, from 1 (see worker::next_task_id)
+  std::uint64_t parent_id; ///< the number of the task that spawned it, 0 for a spawn from outside a task
+  const char* name;        ///< the name given at spawn, or null; static storage (see corio::spawn)
+  std::uint32_t spawned_ms;///< coarse_ms at the spawn (task_trace.hpp)
 };
 
 /// Runs when a spawned task reaches its final suspend point (a when_all child: see fork_group):
@@ -147,7 +153,13 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
 class promise_base {
  public:
   static void* operator new(std::size_t bytes) { return frame_allocate(bytes); }
+  /// While a task dump reads frames, frees are deferred until it ends (docs/internals.md, "The task
+  /// dump"): one relaxed load per free otherwise.
   static void operator delete(void* frame, std::size_t bytes) noexcept {
+    if (frame_free_deferred.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+      defer_frame_free(frame, bytes);
+      return;
+    }
     frame_deallocate(frame, bytes);
   }
 
@@ -164,8 +176,19 @@ class promise_base {
   /// Every co_await in a task goes through stop_aware (below): the awaiter is unchanged, but
   /// resuming sets the thread's current stop state back to this task's, and a task suspending
   /// with a join parked on it arms the joiner's canceller first (see join_park).
+  /// `where` is the source location of the co_await (the compiler evaluates the default argument
+  /// at the call it makes for the co_await expression), kept for the task dump.
   template <class A>
-  auto await_transform(A&& awaitable);
+  auto await_transform(A&& awaitable, std::source_location where = std::source_location::current());
+
+  /// Records what this coroutine suspends on (stop_aware, before the awaiter's own await_suspend
+  /// publishes the task; the object word and, in await_transform, the location are stored before):
+  /// relaxed stores, then the wait_info with release, so that a dump that reads the wait_info
+  /// (acquire) reads a location and an object written with it.
+  void note_suspend(const wait_info* info) noexcept {
+    wait_since_ms_.store(coarse_ms.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    wait_.store(info, std::memory_order_release);
+  }
 
   struct final_awaiter {
     bool await_ready() const noexcept { return false; }
@@ -202,6 +225,15 @@ class promise_base {
   /// when awaited, a scope's inside timeout(); null when awaited by a foreign coroutine.
   stop_state* stop_;
 
+  // The task dump's record of this coroutine (task_trace.hpp). trace_tag_ and wait_ are written
+  // when the frame is created (two words); the others only when it first suspends, before wait_.
+  std::uint32_t trace_tag_ = task_trace_tag;
+  deferred_atomic<std::uint32_t> wait_since_ms_;    ///< coarse_ms when it suspended
+  std::atomic<const wait_info*> wait_{nullptr};     ///< what it waits for; null: never suspended,
+                                                    ///< or resumed from a task it awaited
+  deferred_atomic<std::uintptr_t> where_;           ///< location_word() of its co_await
+  deferred_atomic<std::uintptr_t> wait_object_;     ///< the awaiter's object word (wait_kind)
+
   template <class A>
   static decltype(auto) get_awaiter(A&& a) {
     if constexpr (requires { std::forward<A>(a).operator co_await(); }) {
@@ -231,24 +263,35 @@ struct stop_aware {
   Awaiter inner;
   promise_base* promise;
 
+  static constexpr bool clears_wait = wait_kind_of<Awaiter>() == wait_kind::child;
+
   bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
   template <class Promise>
   decltype(auto) await_suspend(std::coroutine_handle<Promise> h) noexcept(noexcept(inner.await_suspend(h))) {
     if constexpr (!fork_awaiter<Awaiter> && !lazy_join_checking_awaiter<Awaiter>) {
       if (stop_state* s = promise->stop_; s != nullptr && s->lazy_join_ != nullptr) [[unlikely]] arm_lazy_join(*s);
     }
+    if constexpr (has_wait_object<Awaiter>) {
+      promise->wait_object_.store(inner.corio_wait_object(), std::memory_order_relaxed);
+    }
+    promise->note_suspend(&wait_info_of<Awaiter>);
     return inner.await_suspend(h);
   }
   /// (An awaiter that changes the promise's stop state while suspended, timeout's scope, sets
   /// the thread's current one itself when it restores it.)
   decltype(auto) await_resume() noexcept(noexcept(inner.await_resume())) {
     set_current_stop(promise->stop_);
+    // The awaited task's frame is freed once its result is taken: the dump must not reach it.
+    if constexpr (clears_wait) promise->wait_.store(nullptr, std::memory_order_relaxed);
     return inner.await_resume();
   }
 };
 
 template <class A>
-auto promise_base::await_transform(A&& awaitable) {
+auto promise_base::await_transform(A&& awaitable, std::source_location where) {
+  // Before the awaiter is built: its construction may start work (a child task is created
+  // in the co_await expression before this call; nothing here runs it).
+  where_.store(location_word(where), std::memory_order_relaxed);
   return stop_aware<decltype(get_awaiter(std::forward<A>(awaitable)))>{get_awaiter(std::forward<A>(awaitable)), this};
 }
 
@@ -363,7 +406,12 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
   class operation {
    public:
     static constexpr bool corio_fork = true;  ///< runs the task; the task's own waits are waits
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::child;  ///< the dump follows it
     explicit operation(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    /// The awaited task's promise (the next frame of the async stack).
+    std::uintptr_t corio_wait_object() const noexcept {
+      return reinterpret_cast<std::uintptr_t>(static_cast<detail::promise_base*>(&handle_.promise()));
+    }
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {

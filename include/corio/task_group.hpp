@@ -214,14 +214,15 @@ class task_group {
 
   /// Spawns `t` into the group (on the calling task's runtime, as corio::spawn). Its result is
   /// dropped; its exception goes to join() (fail-fast) or to on_failure (supervise). Throws like
-  /// corio::spawn, and std::logic_error after join() returned.
+  /// corio::spawn, and std::logic_error after join() returned. `name` names the child in the task
+  /// dump, as corio::spawn's (a string that outlives the child, or null).
   template <class T>
-  void spawn(task<T> t) {
+  void spawn(task<T> t, const char* name = nullptr) {
     if (joined_) throw std::logic_error("corio::task_group::spawn: the group was joined already");
     if (!t.valid()) throw std::invalid_argument("corio::task_group::spawn: empty task");
     state_->pending.add(1);
     try {
-      corio::spawn(detail::group_child<T>(std::move(t), state_)).detach();  // the group is the parent
+      corio::spawn(detail::group_child<T>(std::move(t), state_), name).detach();  // the group is the parent
     } catch (...) {
       state_->pending.done();
       throw;

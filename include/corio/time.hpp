@@ -87,6 +87,11 @@ clock::time_point runtime_now() noexcept;
 /// it sleeps (or before), it throws operation_cancelled and its timer is removed.
 class sleep_operation {
  public:
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::sleep;  ///< for the task dump
+  /// The deadline in ns of corio::clock's epoch, for the task dump.
+  std::uintptr_t corio_wait_object() const noexcept {
+    return static_cast<std::uintptr_t>(deadline_.time_since_epoch().count());
+  }
   explicit sleep_operation(clock::time_point deadline) noexcept : deadline_(deadline) {}
   sleep_operation(const sleep_operation&) = delete;
   sleep_operation& operator=(const sleep_operation&) = delete;

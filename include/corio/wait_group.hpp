@@ -21,6 +21,7 @@ class wait_group {
 
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
+    static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
     /// `cancellable`: false for a wait that must outlast the task's cancellation (task_group's
     /// join waiting for cancelled children).
     explicit wait_operation(wait_group& g, bool cancellable = true) noexcept : group_(g), cancellable_(cancellable) {}

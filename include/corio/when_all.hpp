@@ -227,6 +227,7 @@ template <class... Ts>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : detail::when_all_base {
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
   explicit when_all_tuple(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
     std::apply([](const auto&... t) { (detail::check_valid(t), ...); }, tasks_);
   }
@@ -274,6 +275,7 @@ template <class T, std::size_t N>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : detail::when_all_base {
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
   explicit when_all_array(std::array<task<T>, N>&& tasks) : tasks_(std::move(tasks)) {
     for (const auto& t : tasks_) detail::check_valid(t);
   }
@@ -312,6 +314,7 @@ template <class T>
 class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : detail::when_all_base {
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
   explicit when_all_vector(std::vector<task<T>>&& tasks) : tasks_(std::move(tasks)) {
     if (tasks_.size() > std::numeric_limits<std::uint32_t>::max()) {
       throw std::length_error("corio::when_all: more than 2^32-1 tasks");

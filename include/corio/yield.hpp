@@ -3,6 +3,7 @@
 
 #include <coroutine>
 
+#include "corio/detail/task_trace.hpp"
 #include "corio/detail/transfer.hpp"
 
 namespace corio {
@@ -29,6 +30,7 @@ std::coroutine_handle<> yield_next(std::coroutine_handle<> h) noexcept;
 /// when there is none) instead of returning to the worker loop.
 class yield_operation {
  public:
+  static constexpr detail::wait_kind corio_wait = detail::wait_kind::yield;  ///< for the task dump
   bool await_ready() const noexcept { return false; }
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) const noexcept {
     return detail::transfer(detail::yield_next(h));  // publishes h: touch nothing after this (llvm #56301)

@@ -177,7 +177,7 @@ inline corio::task<int> accept_loop(corio::net::tcp_listener* listener, corio::t
     corio::net::tcp_stream s = co_await listener->accept(ec);
     if (!ec) {
       ++report->accepted;
-      connections->spawn(guarded_connection(std::move(s), limits));
+      connections->spawn(guarded_connection(std::move(s), limits), "http connection");
       continue;
     }
     if (ec == std::errc::operation_canceled) co_return 0;  // shutting down

@@ -196,6 +196,11 @@ void submit_io(io_request& request);
 /// them; a request whose cancellation was asked for ends cancelled instead of being retried.
 class io_operation {
  public:
+  static constexpr wait_kind corio_wait = wait_kind::io;  ///< for the task dump (task_trace.hpp)
+  /// The operation and its descriptor, for the task dump: opcode << 32 | fd.
+  std::uintptr_t corio_wait_object() const noexcept {
+    return (static_cast<std::uintptr_t>(request_.opcode) << 32) | static_cast<std::uint32_t>(request_.fd);
+  }
   io_operation(const io_operation&) = delete;
   io_operation& operator=(const io_operation&) = delete;
   /// A frame destroyed while the operation waits (runtime shutdown, after the reactor reaped it)

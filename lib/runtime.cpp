@@ -706,6 +706,9 @@ runtime_stats runtime::stats() const { return impl_->stats(); }
 
 runtime_metrics runtime::metrics() const { return impl_->metrics(); }
 
+// TEMPORARY stub until issue 20's task dump is merged from main.
+std::string runtime::dump_tasks() const { return "corio task dump: placeholder (stub)\n"; }
+
 const char* runtime::backend() const noexcept {
   // Written by each worker before the constructor returned (worker_started), read-only since.
   const char* name = impl_->backend_.backend == io_backend::asio ? "asio" : "io_uring";

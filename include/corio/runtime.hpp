@@ -346,6 +346,10 @@ class runtime {
   /// with to_text, to_json or to_prometheus. Throws std::bad_alloc only.
   [[nodiscard]] runtime_metrics metrics() const;
 
+  /// TEMPORARY stub (issue 20's task dump is being written on main): returns a fixed placeholder.
+  /// Every live task with its async stack, as text, once the real one is merged.
+  [[nodiscard]] std::string dump_tasks() const;
+
   /// The reactor the workers run on: "io_uring" or "asio" (see io_backend). Thread-safe.
   [[nodiscard]] const char* backend() const noexcept;
 

@@ -207,8 +207,12 @@ decltype(auto) run(const options& opts, F&& make_body,
 ///     }
 ///
 /// The body is a `corio::task<void>` function of its own (a static function at namespace scope,
-/// so no captures); doctest's CHECK and REQUIRE work in it, on a worker thread. Works inside
-/// TEST_SUITE and TEST_SUITE_BEGIN like TEST_CASE. Tokio's `#[tokio::test(start_paused = true)]`.
+/// so no captures); doctest's CHECK and REQUIRE work in it, on a worker thread (a failed REQUIRE
+/// ends the body by its exception). SUBCASE does not (doctest runs subcases on the test's own
+/// thread). INFO and CAPTURE must not live across a co_await: doctest keeps them on a per-thread
+/// stack that their destructor pops, and after a co_await the task may run on another worker, or
+/// other tasks on the same one. Works inside TEST_SUITE and
+/// TEST_SUITE_BEGIN like TEST_CASE. Tokio's `#[tokio::test(start_paused = true)]`.
 #define CORIO_TEST_CASE(name) CORIO_TEST_CASE_WITH(name, ::corio::testing::options{})
 
 /// As CORIO_TEST_CASE, with the options given after the name: any expression of type

@@ -1,6 +1,6 @@
 // Suite "samples": the http_hello connection handler, end to end over loopback on corio.
 #include <corio/corio.hpp>
-#include <doctest/doctest.h>
+#include <corio/testing.hpp>
 
 #include <array>
 #include <chrono>
@@ -489,10 +489,9 @@ TEST_CASE("http_hello closes a keep-alive connection idle for the keep-alive tim
   CHECK(e.after >= 60s);  // the keep-alive timeout, not the header timeout, counted from the last answer
 }
 
-TEST_CASE("http_hello answers a head sent slowly that is complete within the header timeout") {
-  corio_test::hang_guard guard{"slow heads", 120s};
-  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
-  CHECK(rt.block_on(slow_heads()) == repeat(ok_response, 2));
+CORIO_TEST_CASE("http_hello answers a head sent slowly that is complete within the header timeout") {
+  const std::string got = co_await slow_heads();
+  CHECK(got == repeat(ok_response, 2));
 }
 
 TEST_CASE("http_hello's timeouts never cut an answer the client is slow to read") {
@@ -520,10 +519,9 @@ TEST_CASE("http_hello closes a connection whose request body stops coming for th
   }
 }
 
-TEST_CASE("http_hello lets go of a connection whose client keeps it open after a Connection: close answer") {
-  corio_test::hang_guard guard{"a lingering client", 120s};
-  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
-  const linger_result r = rt.block_on(close_answer_then_hold());
+CORIO_TEST_CASE(
+    "http_hello lets go of a connection whose client keeps it open after a Connection: close answer") {
+  const linger_result r = co_await close_answer_then_hold();
   CHECK(r.got ==
         "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
         "Hello, World!");

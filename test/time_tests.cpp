@@ -1,6 +1,6 @@
 // Suite "time": sleep_for / sleep_until.
 #include <corio/corio.hpp>
-#include <doctest/doctest.h>
+#include <corio/testing.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -84,42 +84,9 @@ corio::task<void> wake_and_record(corio::clock::time_point deadline, int rank, o
   log->order.push_back(rank);
 }
 
-corio::task<void> deadline_order(int n, std::uint64_t seed, order_log* log) {
-  std::vector<int> ranks(static_cast<std::size_t>(n));
-  std::iota(ranks.begin(), ranks.end(), 0);
-  std::shuffle(ranks.begin(), ranks.end(), std::mt19937_64{seed});
-  const auto base = corio::now();
-  std::vector<corio::join_handle<void>> hs;
-  for (int rank : ranks) hs.push_back(corio::spawn(wake_and_record(base + 1ms + rank * 7us, rank, log)));
-  for (auto& h : hs) co_await h;
-}
-
-corio::task<std::vector<corio::clock::duration>> ticker(corio::clock::duration period) {
-  const auto start = corio::now();
-  corio::interval tick{period};
-  std::vector<corio::clock::duration> at;
-  for (int i = 0; i < 3; ++i) {
-    co_await tick.next();
-    at.push_back(corio::now() - start);
-  }
-  co_await corio::sleep_for(3 * period + period / 2);  // a slow receiver: misses ticks 4 and 5
-  for (int i = 0; i < 2; ++i) {
-    co_await tick.next();
-    at.push_back(corio::now() - start);
-  }
-  co_return at;
-}
-
 corio::task<void> sleep_hours(int hours, bool* done) {
   co_await corio::sleep_for(std::chrono::hours{hours});
   *done = true;
-}
-
-corio::task<int> zero_and_past_sleeps() {
-  co_await corio::sleep_for(0ms);
-  co_await corio::sleep_for(-5ms);
-  co_await corio::sleep_until(corio::clock::now() - 1s);
-  co_return 1;
 }
 
 // --- huge and negative durations ------------------------------------------------------------------
@@ -155,14 +122,6 @@ corio::task<void> endless_sleep(int kind) {
   }
 }
 
-corio::task<int> negative_sleeps() {
-  co_await corio::sleep_for(-thousand_years);
-  co_await corio::sleep_for(std::chrono::nanoseconds::min());
-  co_await corio::sleep_for(std::chrono::duration<double>{-1e30});
-  co_await corio::sleep_until(corio::clock::time_point::min());
-  co_return 1;
-}
-
 corio::task<void> yield_a_few() {
   for (int i = 0; i < 4; ++i) co_await corio::yield();
 }
@@ -186,11 +145,15 @@ TEST_CASE("sleeps never complete early, on any worker") {
   }
 }
 
-TEST_CASE("on one worker sleeps complete in deadline order (manual clock)") {
-  const auto seed = corio_test::test_seed();
-  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
+CORIO_TEST_CASE("on one worker sleeps complete in deadline order (manual clock)") {
+  std::vector<int> ranks(500);
+  std::iota(ranks.begin(), ranks.end(), 0);
+  std::shuffle(ranks.begin(), ranks.end(), std::mt19937_64{corio_test::test_seed()});
   order_log log;
-  rt.block_on(deadline_order(500, seed, &log));
+  const auto base = corio::now();
+  std::vector<corio::join_handle<void>> hs;
+  for (int rank : ranks) hs.push_back(corio::spawn(wake_and_record(base + 1ms + rank * 7us, rank, &log)));
+  for (auto& h : hs) co_await h;
   REQUIRE(log.order.size() == 500);
   CHECK(std::is_sorted(log.order.begin(), log.order.end()));
 }
@@ -233,18 +196,26 @@ TEST_CASE("manual time stands still until advance(), and jumps to the next timer
   CHECK_THROWS_AS(steady.advance(1s), std::logic_error);
 }
 
-TEST_CASE("an interval ticks on its grid and skips the ticks a slow receiver missed") {
-  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
-  const auto at = rt.block_on(ticker(10ms));
+CORIO_TEST_CASE("an interval ticks on its grid and skips the ticks a slow receiver missed") {
+  const auto start = corio::now();
+  corio::interval tick{10ms};
+  std::vector<corio::clock::duration> at;
+  for (int i = 0; i < 5; ++i) {
+    if (i == 3) co_await corio::sleep_for(35ms);  // a slow receiver: misses ticks 4 and 5
+    co_await tick.next();
+    at.push_back(corio::now() - start);
+  }
   // 10, 20, 30; then a 35 ms sleep ends at 65: ticks 40, 50 and 60 were missed, one fires at once
   // (at 65) and the next stays on the grid (70).
   const std::vector<corio::clock::duration> expected{10ms, 20ms, 30ms, 65ms, 70ms};
   CHECK(at == expected);
 }
 
-TEST_CASE("zero, negative and past sleeps complete at once") {
-  corio::runtime rt{{.workers = 1}};
-  CHECK(rt.block_on(zero_and_past_sleeps()) == 1);
+CORIO_TEST_CASE_WITH("zero, negative and past sleeps complete at once",
+                     {.clock = corio::clock_source::steady}) {
+  co_await corio::sleep_for(0ms);
+  co_await corio::sleep_for(-5ms);
+  co_await corio::sleep_until(corio::clock::now() - 1s);
 }
 
 TEST_CASE("to_clock_duration rounds up and saturates; deadline_after saturates at the clock's ends") {
@@ -303,12 +274,13 @@ TEST_CASE("a sleep for nanoseconds::max() or a thousand years waits until cancel
   }
 }
 
-TEST_CASE("negative durations, however large, are already due: the sleeps end at once and time stays") {
-  corio_test::hang_guard guard{"negative sleeps", 120s};
-  corio::runtime rt{{.workers = 1, .clock = corio::manual_clock}};
-  const auto before = rt.now();
-  CHECK(rt.block_on(negative_sleeps()) == 1);
-  CHECK(rt.now() == before);  // no timer was waited for: an idle runtime would have jumped to it
+CORIO_TEST_CASE("negative durations, however large, are already due: the sleeps end at once and time stays") {
+  const auto before = corio::now();
+  co_await corio::sleep_for(-thousand_years);
+  co_await corio::sleep_for(std::chrono::nanoseconds::min());
+  co_await corio::sleep_for(std::chrono::duration<double>{-1e30});
+  co_await corio::sleep_until(corio::clock::time_point::min());
+  CHECK(corio::now() == before);  // no timer was waited for: an idle runtime would have jumped to it
 }
 
 TEST_CASE("advance by nanoseconds::max() moves time to its end, never back; a saturated deadline stays unreached") {

@@ -31,7 +31,8 @@ void worker::insert_registered(promise_base& p) noexcept {
 void worker::push_remote_finished(promise_base& p) noexcept {
   promise_base* head = remote_finished_.load(std::memory_order_relaxed);
   do {
-    p.spawn_.remote_next = head;
+    // An atomic store (a plain move): the stall report may read the word as `group` meanwhile.
+    std::atomic_ref<promise_base*>{p.spawn_.remote_next}.store(head, std::memory_order_relaxed);
   } while (!remote_finished_.compare_exchange_weak(head, &p, std::memory_order_seq_cst,
                                                    std::memory_order_relaxed));
   // The frame is freed, and its parameters' destructors run (a socket closed, a lock released),
@@ -88,7 +89,7 @@ namespace {
                                                std::uint32_t bound, std::uint32_t home, worker* on_worker,
                                                const char* name) noexcept {
   p.bound_ = bound;
-  p.spawn_.id = on_worker != nullptr ? on_worker->next_task_id() : next_foreign_task_id();
+  p.spawn_.id.store(0, std::memory_order_relaxed);  // numbered when first shown or when it first spawns (spawn_state::id)
   p.spawn_.name = name;
   p.spawn_.spawned_ms = coarse_ms.load(std::memory_order_relaxed);
   p.spawn_.runtime = &rt;
@@ -101,8 +102,12 @@ namespace {
   stop_state* parent = on_worker != nullptr ? current_stop() : nullptr;
   // The spawner: the task whose stop state is the thread's current one (0 inside a timeout's scope,
   // whose state names no task, and inside a when_all child, whose number is 0).
-  promise_base* spawner = parent != nullptr ? parent->task_ : nullptr;
-  p.spawn_.parent_id = spawner != nullptr ? spawner->spawn_.id : 0;
+  std::uint64_t spawner_id = 0;
+  if (promise_base* spawner = parent != nullptr ? parent->task_ : nullptr) {
+    spawner_id = spawner->spawn_.id.load(std::memory_order_relaxed);
+    if (spawner_id == 0) [[unlikely]] spawner_id = task_id(*spawner);
+  }
+  p.spawn_.parent_id = spawner_id;
   st.reset(&p, nullptr, parent);
   p.stop_ = &st;
   std::uint32_t bits = state_running | state_handle | state_linked;

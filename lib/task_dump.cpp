@@ -24,15 +24,16 @@ const std::chrono::steady_clock::time_point coarse_origin = std::chrono::steady_
 std::mutex deferred_mutex;
 std::vector<std::pair<void*, std::size_t>> deferred_frames;
 
-/// The process's task numbers; workers take them in blocks (worker::next_task_id).
+/// The process's task numbers (task_id).
 std::atomic<std::uint64_t> task_id_source{1};
-constexpr std::uint64_t task_id_block = 1024;
 }  // namespace
 
 void update_coarse_ms() noexcept {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - coarse_origin);
-  // +1: 0 means "never written" (task_trace.hpp).
-  coarse_ms.store(static_cast<std::uint32_t>(ms.count()) + 1, std::memory_order_relaxed);
+  // +1: 0 means "never written" (task_trace.hpp). Stored only when it moved: every suspension reads
+  // the word, so parks and wakes on other workers must not keep taking its cache line away.
+  const auto value = static_cast<std::uint32_t>(ms.count()) + 1;
+  if (coarse_ms.load(std::memory_order_relaxed) != value) coarse_ms.store(value, std::memory_order_relaxed);
 }
 
 void defer_frame_free(void* frame, std::size_t bytes) noexcept {
@@ -74,11 +75,12 @@ struct frame_reading {
 };
 }  // namespace
 
-std::uint64_t next_foreign_task_id() noexcept { return task_id_source.fetch_add(1, std::memory_order_relaxed); }
-
-void worker::refill_task_ids() noexcept {
-  next_task_id_ = task_id_source.fetch_add(task_id_block, std::memory_order_relaxed);
-  task_id_end_ = next_task_id_ + task_id_block;
+std::uint64_t task_id(promise_base& p) noexcept {
+  std::uint64_t id = p.spawn_.id.load(std::memory_order_relaxed);
+  if (id != 0) return id;
+  const std::uint64_t fresh = task_id_source.fetch_add(1, std::memory_order_relaxed);
+  return p.spawn_.id.compare_exchange_strong(id, fresh, std::memory_order_relaxed, std::memory_order_relaxed) ? fresh
+                                                                                                            : id;
 }
 
 void worker::answer_dump(std::uint32_t request) noexcept {
@@ -147,7 +149,7 @@ std::string seconds(std::int64_t ms) {
 std::string describe_wait(const wait_info& info, std::uintptr_t object, const runtime_impl& rt) {
   switch (info.kind) {
     case wait_kind::child: return "awaits a task";
-    case wait_kind::join: return fmt::format("join task {}", object);
+    case wait_kind::join: return fmt::format("join task {}", task_id(*reinterpret_cast<promise_base*>(object)));
     case wait_kind::when_all: return "when_all";
     case wait_kind::channel_recv: return fmt::format("recv on channel {:#x}", object);
     case wait_kind::channel_send: return fmt::format("send on channel {:#x}", object);
@@ -203,7 +205,7 @@ std::vector<promise_base*> chain_of(promise_base* root) {
   std::vector<promise_base*> chain;
   for (promise_base* p = root; p != nullptr && chain.size() < 64;) {
     if (std::find(chain.begin(), chain.end(), p) != chain.end()) break;
-    if (p->trace_tag_ != task_trace_tag) break;
+    if (p->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) break;
     chain.push_back(p);
     const wait_info* info = p->wait_.load(std::memory_order_acquire);
     if (info == nullptr || info->kind != wait_kind::child) break;
@@ -213,8 +215,10 @@ std::vector<promise_base*> chain_of(promise_base* root) {
 }
 
 /// Appends one task's block to `out`: its header line, its async stack innermost first, its spawner.
+/// `spawned` false: `root` is the top of a chain that is not a spawned task's (a when_all child, a
+/// coroutine whose awaiter is not a corio task), which has no number, name or spawn time.
 void append_task(std::string& out, promise_base& root, const runtime_impl& rt, const polls& running,
-                 std::uint32_t now_ms, int home) {
+                 std::uint32_t now_ms, int home, bool spawned = true) {
   const std::vector<promise_base*> chain = chain_of(&root);
   int on = -1;
   for (promise_base* p : chain) {
@@ -235,10 +239,14 @@ void append_task(std::string& out, promise_base& root, const runtime_impl& rt, c
       state += fmt::format(", parked {}", seconds(static_cast<std::int64_t>(now_ms - since)));
     }
   }
-  fmt::format_to(std::back_inserter(out), "task {}", root.spawn_.id);
-  if (root.spawn_.name != nullptr) fmt::format_to(std::back_inserter(out), " \"{}\"", root.spawn_.name);
+  if (spawned) {
+    fmt::format_to(std::back_inserter(out), "task {}", task_id(root));
+    if (root.spawn_.name != nullptr) fmt::format_to(std::back_inserter(out), " \"{}\"", root.spawn_.name);
+  } else {
+    out += root.spawn_.runtime != nullptr ? "a when_all child" : "a coroutine";
+  }
   fmt::format_to(std::back_inserter(out), " [{}", state);
-  if (root.spawn_.spawned_ms != 0 && now_ms >= root.spawn_.spawned_ms) {
+  if (spawned && root.spawn_.spawned_ms != 0 && now_ms >= root.spawn_.spawned_ms) {
     fmt::format_to(std::back_inserter(out), ", age {}", seconds(static_cast<std::int64_t>(now_ms - root.spawn_.spawned_ms)));
   }
   fmt::format_to(std::back_inserter(out), ", worker {}]:\n", on >= 0 ? on : home);
@@ -252,7 +260,7 @@ void append_task(std::string& out, promise_base& root, const runtime_impl& rt, c
     append_frame(out, p.where_.load(std::memory_order_relaxed),
                  it == chain.rbegin() && on >= 0 ? " (last co_await; running now)" : "");
   }
-  if (root.spawn_.parent_id != 0) fmt::format_to(std::back_inserter(out), "created by task {}\n", root.spawn_.parent_id);
+  if (spawned && root.spawn_.parent_id != 0) fmt::format_to(std::back_inserter(out), "created by task {}\n", root.spawn_.parent_id);
   out += '\n';
 }
 
@@ -327,22 +335,26 @@ std::string runtime_impl::stall_stack(worker& w, void* frame, std::uint64_t& id,
   // The poll may have ended between the watchdog's look and the flag above: then no stack.
   if (w.polling() != frame) return {};
   promise_base* p = promise_at(frame);
-  if (p == nullptr || p->trace_tag_ != task_trace_tag) return {};
+  if (p == nullptr || p->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) return {};
   // Up from the polled frame to the spawned task it belongs to (a child's continuation is the
   // coroutine awaiting it); then the whole chain down from there, which the task may have
   // extended below the polled frame since.
   for (int depth = 0; depth < 64 && p->spawn_.runtime == nullptr; ++depth) {
     promise_base* up = promise_at(p->continuation_.address());
-    if (up == nullptr || up->trace_tag_ != task_trace_tag) break;
+    if (up == nullptr || up->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) break;
     p = up;
   }
   std::string out;
-  if (p->spawn_.runtime != nullptr && p->spawn_.group == nullptr) {
-    id = p->spawn_.id;
+  // (`group` shares its word with remote_next, which the task's finish may write meanwhile.)
+  const bool spawned = p->spawn_.runtime != nullptr &&
+                       std::atomic_ref<fork_group*>{p->spawn_.group}.load(std::memory_order_relaxed) == nullptr;
+  if (spawned) {
+    id = task_id(*p);
     name = p->spawn_.name;
   }
   polls running = read_polls(*this);
-  append_task(out, *p, *this, running, coarse_ms.load(std::memory_order_relaxed), static_cast<int>(w.index()));
+  append_task(out, *p, *this, running, coarse_ms.load(std::memory_order_relaxed), static_cast<int>(w.index()),
+              spawned);
   return out;
 }
 

@@ -110,7 +110,7 @@ std::coroutine_handle<> worker::begin_task_hooked(std::coroutine_handle<> h) noe
 
 std::coroutine_handle<> worker::continue_poll_hooked(std::coroutine_handle<> h) noexcept {
   call_poll_hooks(h.address());
-  polling_.store(h.address(), std::memory_order_relaxed);
+  polling_.store(h.address(), std::memory_order_release);
   return h;
 }
 
@@ -217,14 +217,14 @@ promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noe
   for (std::uint32_t i = n - 1; i > 0; --i) {  // children n-1 .. 1: the second ends on top
     promise_base* prev = p->spawn_.prev;      // read before the child can be stolen and run
     p->spawn_.runtime = &rt_;
-    p->spawn_.id = 0;  // a when_all child has no number of its own (the task dump)
+    p->spawn_.id.store(0, std::memory_order_relaxed);  // numbered if it spawns (spawn_state::id)
     if (private_.full()) publish();
     private_.push_back(p->spawn_.self);
     p = prev;
   }
   if (n > 1 && rt_.someone_looking()) publish();
   p->spawn_.runtime = &rt_;  // the first child, run now
-  p->spawn_.id = 0;
+  p->spawn_.id.store(0, std::memory_order_relaxed);
   return p;
 }
 

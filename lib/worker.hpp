@@ -43,8 +43,10 @@ class worker;
 #endif
 extern thread_local constinit worker* this_worker;
 
-/// A task number for a spawn from outside the workers (lib/task_dump.cpp).
-std::uint64_t next_foreign_task_id() noexcept;
+/// The number of the spawned task `p` (spawn_state::id), given now if it has none: the process's
+/// next, set with a compare-exchange (the task's own thread and a dump may race to give it).
+/// Any thread. Defined in lib/task_dump.cpp.
+[[gnu::noinline]] std::uint64_t task_id(promise_base& p) noexcept;
 
 /// The steady clock's time in ns since its epoch (the workers' busy time, metrics()).
 std::uint64_t steady_ns() noexcept;
@@ -185,14 +187,6 @@ class worker {
   std::vector<promise_base*> dump_snapshot_;     ///< the registry at the last answered dump
   std::atomic<std::uint32_t> dump_answered_{0};  ///< the last dump request answered (release)
 
-  /// The next task number for a spawn on this worker: from a block of 1024 taken from the process's
-  /// counter, so that spawns on different workers share no cache line (Go's per-P goid cache).
-  std::uint64_t next_task_id() noexcept {
-    if (next_task_id_ == task_id_end_) [[unlikely]] refill_task_ids();
-    return next_task_id_++;
-  }
-  [[gnu::noinline]] void refill_task_ids() noexcept;
-  std::uint64_t next_task_id_ = 0, task_id_end_ = 0;
 
   /// The next local task to resume by symmetric transfer when the running task finished or
   /// parked with nothing to hand over, so that a chain of short tasks does not go back through the
@@ -209,25 +203,25 @@ class worker {
   /// begin_task() when the runtime has poll hooks.
   [[gnu::noinline]] std::coroutine_handle<> begin_task_hooked(std::coroutine_handle<> h) noexcept;
   /// A new poll of `frame` begins on this worker (docs/internals.md, "Polls"): the tick moves (which
-  /// stats() reports as polls) and the frame is published for the stall watchdog. Two relaxed
-  /// stores, no clock read. The caller calls the poll hooks first.
+  /// stats() reports as polls) and the frame is published for the stall watchdog. A relaxed
+  /// store and a release one, no clock read. The caller calls the poll hooks first.
   void begin_poll(void* frame) noexcept {
     count_tick();
-    polling_.store(frame, std::memory_order_relaxed);
+    polling_.store(frame, std::memory_order_release);
   }
   /// A finished task hands the thread to its joiner `h` (or a when_all's last child to its parent)
   /// by symmetric transfer: the tick stays (the stall watchdog sees one poll), the frame running
   /// is now h's, and the poll hooks see the joiner's own poll begin. Returns `h`.
   std::coroutine_handle<> continue_poll(std::coroutine_handle<> h) noexcept {
     if (poll_hooks_) [[unlikely]] return continue_poll_hooked(h);
-    polling_.store(h.address(), std::memory_order_relaxed);
+    polling_.store(h.address(), std::memory_order_release);
     return h;
   }
   [[gnu::noinline]] std::coroutine_handle<> continue_poll_hooked(std::coroutine_handle<> h) noexcept;
   /// continue_poll() where the caller knows the runtime has no hooks (any_hooks_ is false).
   std::coroutine_handle<> continue_poll_unhooked(std::coroutine_handle<> h) noexcept {
     CORIO_ASSERT(!poll_hooks_, "hooks-called");
-    polling_.store(h.address(), std::memory_order_relaxed);
+    polling_.store(h.address(), std::memory_order_release);
     return h;
   }
   /// The worker loop got the thread back: no poll is in progress.
@@ -247,7 +241,7 @@ class worker {
   const bool any_hooks_;
   /// The frame of the poll in progress, null while the worker runs its loop (any thread, relaxed;
   /// the stall watchdog).
-  void* polling() const noexcept { return polling_.load(std::memory_order_relaxed); }
+  void* polling() const noexcept { return polling_.load(std::memory_order_acquire); }
   /// corio::yield() of the running task `h`: queues `h` at the back of the FIFO list and returns
   /// the task to resume next by symmetric transfer, exactly the one the loop would take (with its
   /// accounting done), or null when the loop must run (maintenance or a stop due). When nothing
@@ -379,7 +373,9 @@ class worker {
   /// Tasks resumed from the queues (stats().polls). Written by the owner only, with a relaxed
   /// load and store (no locked instruction); read by stats() from any thread.
   std::atomic<std::uint64_t> tick_{0};
-  /// The frame of the poll in progress (see begin_poll), null in the loop; owner writes, relaxed.
+  /// The frame of the poll in progress (see begin_poll), null in the loop; owner writes with release
+  /// (a plain move on x86-64), so that the stall watchdog, which loads it with acquire, may read
+  /// the frame it names.
   std::atomic<void*> polling_{nullptr};
   std::uint64_t maintained_at_ = 0;  ///< tick_ at the last maintenance (every maintenance_interval)
   void count_tick() noexcept { tick_.store(tick_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }

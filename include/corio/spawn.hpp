@@ -158,10 +158,9 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     static constexpr bool corio_checks_lazy_join = true;  ///< join_park does (see stop_aware)
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::join;  ///< for the task dump
     explicit operation(join_handle& h) noexcept : handle_(h) {}
-    /// The joined task's number (read while the handle keeps its frame alive).
-    std::uintptr_t corio_wait_object() const noexcept {
-      return static_cast<std::uintptr_t>(handle_.promise_->spawn_.id);
-    }
+    /// The joined task's promise: the dump reads its number while the joiner waits, when the
+    /// handle keeps the frame alive.
+    std::uintptr_t corio_wait_object() const noexcept { return reinterpret_cast<std::uintptr_t>(handle_.promise_); }
     operation(const operation&) = delete;
     operation& operator=(const operation&) = delete;
     // No disarm in a destructor: a join still armed when its frame is destroyed is one the

@@ -134,7 +134,10 @@ struct spawn_state {
   deferred_handle self;                      ///< the frame, for destroy() from the registry
   stop_state stop;                           ///< the task's stop state (stop_state.hpp)
   // For the task dump (runtime::dump_tasks) and the stall report:
-  std::uint64_t id;        ///< the task's number, unique in the process, from 1 (see worker::next_task_id)
+  /// The task's number, unique in the process, from 1; 0 until it is given: when the task first
+  /// spawns a task (which records it as its spawner), or when a dump or a stall report first shows
+  /// it (task_id(), lib/task_dump.cpp), so that a spawn only writes a 0.
+  deferred_atomic<std::uint64_t> id;
   std::uint64_t parent_id; ///< the number of the task that spawned it, 0 for a spawn from outside a task
   const char* name;        ///< the name given at spawn, or null; static storage (see corio::spawn)
   std::uint32_t spawned_ms;///< coarse_ms at the spawn (task_trace.hpp)
@@ -152,6 +155,14 @@ std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
 /// the spawn state. Not for direct use.
 class promise_base {
  public:
+  /// Atomic stores (plain moves on x86-64 and AArch64): the stall watchdog may read them from
+  /// another thread without a happens-before edge to the frame's creation.
+  promise_base() noexcept {
+    trace_tag_.store(task_trace_tag, std::memory_order_relaxed);
+    wait_.store(nullptr, std::memory_order_relaxed);
+  }
+  promise_base(const promise_base&) = delete;
+  promise_base& operator=(const promise_base&) = delete;
   static void* operator new(std::size_t bytes) { return frame_allocate(bytes); }
   /// While a task dump reads frames, frees are deferred until it ends (docs/internals.md, "The task
   /// dump"): one relaxed load per free otherwise.
@@ -227,9 +238,9 @@ class promise_base {
 
   // The task dump's record of this coroutine (task_trace.hpp). trace_tag_ and wait_ are written
   // when the frame is created (two words); the others only when it first suspends, before wait_.
-  std::uint32_t trace_tag_ = task_trace_tag;
+  deferred_atomic<std::uint32_t> trace_tag_;
   deferred_atomic<std::uint32_t> wait_since_ms_;    ///< coarse_ms when it suspended
-  std::atomic<const wait_info*> wait_{nullptr};     ///< what it waits for; null: never suspended,
+  deferred_atomic<const wait_info*> wait_;          ///< what it waits for; null: never suspended,
                                                     ///< or resumed from a task it awaited
   deferred_atomic<std::uintptr_t> where_;           ///< location_word() of its co_await
   deferred_atomic<std::uintptr_t> wait_object_;     ///< the awaiter's object word (wait_kind)

@@ -89,7 +89,7 @@ namespace {
                                                std::uint32_t bound, std::uint32_t home, worker* on_worker,
                                                const char* name) noexcept {
   p.bound_ = bound;
-  p.spawn_.id.store(0, std::memory_order_relaxed);  // numbered when first shown or when it first spawns (spawn_state::id)
+  p.spawn_.id.store(on_worker != nullptr ? on_worker->next_task_id() : next_foreign_task_id(), std::memory_order_relaxed);
   p.spawn_.name = name;
   p.spawn_.spawned_ms = coarse_ms.load(std::memory_order_relaxed);
   p.spawn_.runtime = &rt;
@@ -102,12 +102,8 @@ namespace {
   stop_state* parent = on_worker != nullptr ? current_stop() : nullptr;
   // The spawner: the task whose stop state is the thread's current one (0 inside a timeout's scope,
   // whose state names no task, and inside a when_all child, whose number is 0).
-  std::uint64_t spawner_id = 0;
-  if (promise_base* spawner = parent != nullptr ? parent->task_ : nullptr) {
-    spawner_id = spawner->spawn_.id.load(std::memory_order_relaxed);
-    if (spawner_id == 0) [[unlikely]] spawner_id = task_id(*spawner);
-  }
-  p.spawn_.parent_id = spawner_id;
+  promise_base* spawner = parent != nullptr ? parent->task_ : nullptr;
+  p.spawn_.parent_id = spawner != nullptr ? spawner->spawn_.id.load(std::memory_order_relaxed) : 0;
   st.reset(&p, nullptr, parent);
   p.stop_ = &st;
   std::uint32_t bits = state_running | state_handle | state_linked;

@@ -14,18 +14,22 @@
 
 namespace corio::detail {
 
-std::atomic<std::uint32_t> coarse_ms{0};
+// Read on every suspension and every frame free by every worker: a cache line of their own, which
+// nothing written often shares (coarse_ms moves at most once a millisecond).
+alignas(64) std::atomic<std::uint32_t> coarse_ms{0};
 std::atomic<std::uint32_t> frame_free_deferred{0};
 
 namespace {
 const std::chrono::steady_clock::time_point coarse_origin = std::chrono::steady_clock::now();
 
 /// Frames freed while a dump read frames (defer_frame_free), under deferred_mutex.
-std::mutex deferred_mutex;
+alignas(64) std::mutex deferred_mutex;
 std::vector<std::pair<void*, std::size_t>> deferred_frames;
 
 /// The process's task numbers (task_id).
-std::atomic<std::uint64_t> task_id_source{1};
+alignas(64) std::atomic<std::uint64_t> task_id_source{1};
+/// Numbers a worker takes at once from task_id_source (worker::next_task_id).
+constexpr std::uint64_t task_id_block = 256;
 }  // namespace
 
 void update_coarse_ms() noexcept {
@@ -75,10 +79,17 @@ struct frame_reading {
 };
 }  // namespace
 
+std::uint64_t next_foreign_task_id() noexcept { return task_id_source.fetch_add(1, std::memory_order_relaxed); }
+
+void worker::refill_task_ids() noexcept {
+  next_task_id_ = task_id_source.fetch_add(task_id_block, std::memory_order_relaxed);
+  task_id_end_ = next_task_id_ + task_id_block;
+}
+
 std::uint64_t task_id(promise_base& p) noexcept {
   std::uint64_t id = p.spawn_.id.load(std::memory_order_relaxed);
   if (id != 0) return id;
-  const std::uint64_t fresh = task_id_source.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t fresh = next_foreign_task_id();
   return p.spawn_.id.compare_exchange_strong(id, fresh, std::memory_order_relaxed, std::memory_order_relaxed) ? fresh
                                                                                                             : id;
 }

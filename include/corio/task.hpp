@@ -134,9 +134,8 @@ struct spawn_state {
   deferred_handle self;                      ///< the frame, for destroy() from the registry
   stop_state stop;                           ///< the task's stop state (stop_state.hpp)
   // For the task dump (runtime::dump_tasks) and the stall report:
-  /// The task's number, unique in the process, from 1; 0 until it is given: when the task first
-  /// spawns a task (which records it as its spawner), or when a dump or a stall report first shows
-  /// it (task_id(), lib/task_dump.cpp), so that a spawn only writes a 0.
+  /// The task's number, unique in the process, from 1, given at spawn (worker::next_task_id); a
+  /// when_all child's is 0 until a dump or stall report shows it (task_id(), lib/task_dump.cpp).
   deferred_atomic<std::uint64_t> id;
   std::uint64_t parent_id; ///< the number of the task that spawned it, 0 for a spawn from outside a task
   const char* name;        ///< the name given at spawn, or null; static storage (see corio::spawn)

@@ -70,8 +70,9 @@ bool parse_seconds(std::string_view text, corio::clock::duration& out) {
 corio::task<int> wait_for_signal() { co_return co_await corio::signal({SIGINT, SIGTERM}); }
 
 /// SIGQUIT prints the task dump to stderr (every task, what it waits for, its async stack), as a
-/// Go program prints its goroutines; the server goes on.
+/// Go program prints its goroutines; the server goes on. (Windows has no SIGQUIT: no dump there.)
 corio::task<void> dump_on_sigquit(const corio::runtime* rt) {
+#if defined(SIGQUIT)
   for (;;) {
     const int signal = co_await corio::signal({SIGQUIT});
     (void)signal;
@@ -79,6 +80,10 @@ corio::task<void> dump_on_sigquit(const corio::runtime* rt) {
     fmt::print(stderr, "http_hello: SIGQUIT: task dump\n{}", dump);
     std::fflush(stderr);
   }
+#else
+  (void)rt;
+  co_return;
+#endif
 }
 
 corio::task<int> serve(std::string address, server_limits limits, const corio::runtime* rt) {

@@ -1,6 +1,8 @@
-// lib/metrics.cpp - runtime_metrics rendered as text, JSON and the Prometheus exposition format
-// (the snapshot itself: runtime_impl::metrics() in lib/runtime.cpp).
+// lib/metrics.cpp - the runtime's metrics snapshot (runtime_impl::metrics) and runtime_metrics
+// rendered as text, JSON and the Prometheus exposition format.
 #include "corio/metrics.hpp"
+
+#include "runtime_impl.hpp"
 
 #include <fmt/format.h>
 
@@ -238,3 +240,75 @@ std::string to_prometheus(const runtime_metrics& m) {
 }
 
 }  // namespace corio
+
+namespace corio::detail {
+
+runtime_metrics runtime_impl::metrics() const {
+  runtime_metrics m;
+  m.timing_histograms = options_.timing_histograms;
+  m.tasks_alive = live_tasks();
+  m.tasks_spawned = foreign_spawned_.load(std::memory_order_relaxed);
+  m.injection_queue_depth = injection_size_.load(std::memory_order_relaxed);
+  const std::uint64_t now = steady_ns();
+  m.workers.reserve(workers_.size());
+  for (const auto& w : workers_) {
+    add_backend_name(m.backend, w->reactor_name_);
+    m.tasks_spawned += w->spawns.get();
+    worker_metrics& x = m.workers.emplace_back();
+    x.index = w->index();
+    x.polls = w->tick();
+    x.steal_operations = w->steal_operations.get();
+    x.tasks_stolen = w->steals.get();
+    x.injections = w->injections.get();
+    x.parks = w->parks.get();
+    x.unparks = w->unparks.get();
+    x.noop_unparks = w->noop_unparks.get();
+    x.local_schedules = w->local_schedules.get();
+    x.overflows = w->overflows.get();
+    x.budget_yields = w->budget_yields.get();
+    // The current awake stretch too, read after the total: a park in between moves the stretch
+    // into a total already read and clears its start, so it is missed once, never counted twice.
+    x.busy_ns = w->busy_ns.get();
+    const std::uint64_t awake_since = w->awake_since_ns.load(std::memory_order_acquire);
+    if (awake_since != 0 && now > awake_since) x.busy_ns += now - awake_since;
+    x.local_queue_depth = w->stealable_depth();
+    x.spawned = w->spawns.get();
+    x.wakes_sent = w->wakes.get();
+    x.timers_fired = w->timers_fired.get();
+    x.timers_pending = w->timers_pending.get();
+    x.io_submitted = w->io_submitted.get();
+    x.io_completed = w->io_completed.get();
+    const reactor_counters& r = w->reactor_counts;
+    x.uring_enters = r.enters.get();
+    x.multishot_accept_arms = r.multishot_arms.get();
+    x.multishot_accepts = r.multishot_accepts.get();
+    x.multishot_recv_arms = r.multishot_recv_arms.get();
+    x.multishot_recvs = r.multishot_recvs.get();
+    x.msg_ring_wakes = r.msg_ring_wakes.get();
+    x.send_zc = r.send_zc.get();
+    x.linked_timeouts = r.linked_timeouts.get();
+    x.linked_timeouts_fired = r.linked_timeouts_fired.get();
+    // The buckets before the count (end_poll adds them the other way round): a poll being
+    // recorded may be in the count and not in its bucket yet, never the other way round.
+    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
+    x.poll_time.sum_ns = w->poll_sum_ns.get();
+    x.poll_time.count = w->poll_count.get();
+    if (w->reactor_) {
+      x.cq_overflows = w->reactor_->cq_overflows();
+      const provided_buffer_stats b = w->reactor_->buffer_stats();
+      x.provided_buffers = b.buffers;
+      x.provided_in_use = b.in_use;
+      x.provided_enobufs = b.enobufs;
+      x.provided_grows = b.grows;
+      x.provided_fallbacks = b.fallbacks;
+    }
+  }
+  const blocking_pool_stats b = blocking_.stats();
+  m.blocking_threads = b.threads;
+  m.blocking_idle_threads = b.idle_threads;
+  m.blocking_queued = b.queued;
+  m.blocking_jobs = b.jobs_run;
+  return m;
+}
+
+}  // namespace corio::detail

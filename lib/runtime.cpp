@@ -181,76 +181,6 @@ runtime_impl::runtime_impl(runtime_options options) : options_(std::move(options
   }
 }
 
-void runtime_impl::watch() noexcept {
-  // Per worker: the tick and the time of the first look that saw it with a poll in progress.
-  // The same tick with a poll in progress at a later look means the worker has not begun another
-  // poll nor returned to its loop since: one poll has run at least that long (docs/internals.md,
-  // "Polls"). Reported once per tick.
-  struct look {
-    std::uint64_t tick = ~std::uint64_t{0};
-    std::chrono::steady_clock::time_point since{};
-    bool reported = false;
-  };
-  std::vector<look> looks(workers_.size());
-  const auto threshold = options_.stall_threshold;
-  const auto period = std::max(threshold / 2, std::chrono::milliseconds{1});
-  std::unique_lock lock{watchdog_mutex_};
-  while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
-    lock.unlock();
-    update_coarse_ms();
-    const auto now = std::chrono::steady_clock::now();
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      worker& w = *workers_[i];
-      look& l = looks[i];
-      void* frame = w.polling();
-      const std::uint64_t tick = w.tick();
-      if (frame == nullptr || tick != l.tick) {
-        l = look{frame == nullptr ? ~std::uint64_t{0} : tick, now, false};
-        continue;
-      }
-      if (l.reported || now - l.since < threshold) continue;
-      l.reported = true;
-      w.stalls.add();
-      stall_report r;
-      r.worker = static_cast<unsigned>(i);
-      r.task = reinterpret_cast<std::uintptr_t>(frame);
-      r.running = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since);
-      try {
-        r.stack = stall_stack(w, frame, r.task_id, r.name);
-      } catch (...) {
-        // Out of memory: reported without its stack.
-      }
-      report_stall(r);
-    }
-    lock.lock();
-  }
-}
-
-void runtime_impl::report_stall(const stall_report& r) noexcept {
-  if (options_.on_stall) {
-    try {
-      options_.on_stall(r);
-    } catch (...) {
-      fmt::print(stderr, "corio: the on_stall handler threw; ignored\n");
-    }
-    return;
-  }
-  fmt::print(stderr,
-             "corio: stall: worker {} has run one poll for at least {} ms (stall_threshold {} ms), coroutine frame "
-             "{:#x}; a task that blocks or loops without co_await holds this worker\n{}",
-             r.worker, r.running.count(), options_.stall_threshold.count(), r.task, r.stack);
-}
-
-void runtime_impl::stop_watchdog() noexcept {
-  if (!watchdog_.joinable()) return;
-  {
-    std::lock_guard lock{watchdog_mutex_};
-    watchdog_stop_ = true;
-  }
-  watchdog_cv_.notify_all();
-  watchdog_.join();
-}
-
 runtime_impl::~runtime_impl() { shutdown(clock::duration::zero()); }
 
 void runtime_impl::worker_started(std::exception_ptr error) noexcept {
@@ -539,12 +469,8 @@ runtime_stats runtime_impl::stats() const {
   s.live_tasks = live_tasks();
   s.backend_fallback = backend_.fallback_reason;
   for (const auto& w : workers_) {
-    if (s.backend.empty()) {
-      s.backend = w->reactor_name_;
-      s.backend_features = w->reactor_features_;
-    } else if (s.backend != w->reactor_name_ && s.backend.find('+') == std::string::npos) {
-      s.backend += "+" + w->reactor_name_;  // a worker fell back on its own
-    }
+    if (s.backend.empty()) s.backend_features = w->reactor_features_;
+    add_backend_name(s.backend, w->reactor_name_);
     if (s.backend_fallback.empty()) s.backend_fallback = w->reactor_fallback_;
     s.workers.push_back(worker_stats{w->tick(), w->steals.get(), w->injections.get(), w->parks.get(),
                                      w->wakes.get(), w->io_submitted.get(), w->io_completed.get(),
@@ -570,75 +496,6 @@ runtime_stats runtime_impl::stats() const {
   }
   s.blocking = blocking_.stats();
   return s;
-}
-
-runtime_metrics runtime_impl::metrics() const {
-  runtime_metrics m;
-  m.timing_histograms = options_.timing_histograms;
-  m.tasks_alive = live_tasks();
-  m.tasks_spawned = foreign_spawned_.load(std::memory_order_relaxed);
-  m.injection_queue_depth = injection_size_.load(std::memory_order_relaxed);
-  const std::uint64_t now = steady_ns();
-  m.workers.reserve(workers_.size());
-  for (const auto& w : workers_) {
-    if (m.backend.empty()) m.backend = w->reactor_name_;
-    else if (m.backend != w->reactor_name_ && m.backend.find('+') == std::string::npos) m.backend += "+" + w->reactor_name_;
-    m.tasks_spawned += w->spawns.get();
-    worker_metrics& x = m.workers.emplace_back();
-    x.index = w->index();
-    x.polls = w->tick();
-    x.steal_operations = w->steal_operations.get();
-    x.tasks_stolen = w->steals.get();
-    x.injections = w->injections.get();
-    x.parks = w->parks.get();
-    x.unparks = w->unparks.get();
-    x.noop_unparks = w->noop_unparks.get();
-    x.local_schedules = w->local_schedules.get();
-    x.overflows = w->overflows.get();
-    x.budget_yields = w->budget_yields.get();
-    // The current awake stretch too, read after the total: a park in between moves the stretch
-    // into a total already read and clears its start, so it is missed once, never counted twice.
-    x.busy_ns = w->busy_ns.get();
-    const std::uint64_t awake_since = w->awake_since_ns.load(std::memory_order_acquire);
-    if (awake_since != 0 && now > awake_since) x.busy_ns += now - awake_since;
-    x.local_queue_depth = w->stealable_depth();
-    x.spawned = w->spawns.get();
-    x.wakes_sent = w->wakes.get();
-    x.timers_fired = w->timers_fired.get();
-    x.timers_pending = w->timers_pending.get();
-    x.io_submitted = w->io_submitted.get();
-    x.io_completed = w->io_completed.get();
-    const reactor_counters& r = w->reactor_counts;
-    x.uring_enters = r.enters.get();
-    x.multishot_accept_arms = r.multishot_arms.get();
-    x.multishot_accepts = r.multishot_accepts.get();
-    x.multishot_recv_arms = r.multishot_recv_arms.get();
-    x.multishot_recvs = r.multishot_recvs.get();
-    x.msg_ring_wakes = r.msg_ring_wakes.get();
-    x.send_zc = r.send_zc.get();
-    x.linked_timeouts = r.linked_timeouts.get();
-    x.linked_timeouts_fired = r.linked_timeouts_fired.get();
-    // The buckets before the count (end_poll adds them the other way round): a poll being
-    // recorded may be in the count and not in its bucket yet, never the other way round.
-    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
-    x.poll_time.sum_ns = w->poll_sum_ns.get();
-    x.poll_time.count = w->poll_count.get();
-    if (w->reactor_) {
-      x.cq_overflows = w->reactor_->cq_overflows();
-      const provided_buffer_stats b = w->reactor_->buffer_stats();
-      x.provided_buffers = b.buffers;
-      x.provided_in_use = b.in_use;
-      x.provided_enobufs = b.enobufs;
-      x.provided_grows = b.grows;
-      x.provided_fallbacks = b.fallbacks;
-    }
-  }
-  const blocking_pool_stats b = blocking_.stats();
-  m.blocking_threads = b.threads;
-  m.blocking_idle_threads = b.idle_threads;
-  m.blocking_queued = b.queued;
-  m.blocking_jobs = b.jobs_run;
-  return m;
 }
 
 clock::time_point runtime_now() noexcept {

@@ -24,6 +24,13 @@
 
 namespace corio::detail {
 
+/// Adds worker reactor `name` to `backend`, the reactor name stats() and metrics() report: the
+/// first worker's, then "+other" once when a worker fell back to another reactor on its own.
+inline void add_backend_name(std::string& backend, const std::string& name) {
+  if (backend.empty()) backend = name;
+  else if (backend != name && backend.find('+') == std::string::npos) backend += "+" + name;
+}
+
 /// See corio/detail/park.hpp. Wakers from threads that are not the runtime's workers enter() it
 /// (one increment, one load) and leave() after their inject or post; the runtime, stopping,
 /// close()s it before it tears anything down: from then on enter() fails, and close() waits for

@@ -1,6 +1,6 @@
-// lib/task_dump.cpp - the task dump (runtime::dump_tasks) and the stall report's async stack: how
-// the workers hand their registries over, how frames stay readable while the dump reads them, and
-// how a task's record (corio/detail/task_trace.hpp) is put into words. docs/internals.md, "The task
+// lib/task_dump.cpp - the task dump (runtime::dump_tasks) and the stall watchdog with its report's
+// async stack: how the workers hand their registries over, how frames stay readable while the dump
+// reads them, and how a task's record (corio/detail/task_trace.hpp) is put into words. docs/internals.md, "The task
 // dump", says why this is safe while tasks run and migrate.
 #include "runtime_impl.hpp"
 
@@ -147,6 +147,7 @@ const char* io_name(std::uint32_t op) {
   static constexpr const char* names[] = {"accept", "connect", "recv", "send",    "read",   "poll",
                                           "recvmsg", "sendmsg", "read", "write", "fsync", "open",
                                           "statx",   "close",   "splice"};
+  static_assert(std::size(names) == io_opcode_count, "one name per io_opcode, in its order");
   return op < std::size(names) ? names[op] : "I/O";
 }
 
@@ -367,6 +368,78 @@ std::string runtime_impl::stall_stack(worker& w, void* frame, std::uint64_t& id,
   append_task(out, *p, *this, running, coarse_ms.load(std::memory_order_relaxed), static_cast<int>(w.index()),
               spawned);
   return out;
+}
+
+// --- The stall watchdog (runtime_options::stall_threshold; docs/internals.md, "Polls") -----------
+
+void runtime_impl::watch() noexcept {
+  // Per worker: the tick and the time of the first look that saw it with a poll in progress.
+  // The same tick with a poll in progress at a later look means the worker has not begun another
+  // poll nor returned to its loop since: one poll has run at least that long (docs/internals.md,
+  // "Polls"). Reported once per tick.
+  struct look {
+    std::uint64_t tick = ~std::uint64_t{0};
+    std::chrono::steady_clock::time_point since{};
+    bool reported = false;
+  };
+  std::vector<look> looks(workers_.size());
+  const auto threshold = options_.stall_threshold;
+  const auto period = std::max(threshold / 2, std::chrono::milliseconds{1});
+  std::unique_lock lock{watchdog_mutex_};
+  while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
+    lock.unlock();
+    update_coarse_ms();
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      worker& w = *workers_[i];
+      look& l = looks[i];
+      void* frame = w.polling();
+      const std::uint64_t tick = w.tick();
+      if (frame == nullptr || tick != l.tick) {
+        l = look{frame == nullptr ? ~std::uint64_t{0} : tick, now, false};
+        continue;
+      }
+      if (l.reported || now - l.since < threshold) continue;
+      l.reported = true;
+      w.stalls.add();
+      stall_report r;
+      r.worker = static_cast<unsigned>(i);
+      r.task = reinterpret_cast<std::uintptr_t>(frame);
+      r.running = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.since);
+      try {
+        r.stack = stall_stack(w, frame, r.task_id, r.name);
+      } catch (...) {
+        // Out of memory: reported without its stack.
+      }
+      report_stall(r);
+    }
+    lock.lock();
+  }
+}
+
+void runtime_impl::report_stall(const stall_report& r) noexcept {
+  if (options_.on_stall) {
+    try {
+      options_.on_stall(r);
+    } catch (...) {
+      fmt::print(stderr, "corio: the on_stall handler threw; ignored\n");
+    }
+    return;
+  }
+  fmt::print(stderr,
+             "corio: stall: worker {} has run one poll for at least {} ms (stall_threshold {} ms), coroutine frame "
+             "{:#x}; a task that blocks or loops without co_await holds this worker\n{}",
+             r.worker, r.running.count(), options_.stall_threshold.count(), r.task, r.stack);
+}
+
+void runtime_impl::stop_watchdog() noexcept {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard lock{watchdog_mutex_};
+    watchdog_stop_ = true;
+  }
+  watchdog_cv_.notify_all();
+  watchdog_.join();
 }
 
 }  // namespace corio::detail

@@ -39,9 +39,7 @@ corio::runtime_options options(unsigned workers) {
 }
 
 std::uint64_t submitted(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.io_submitted;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::io_submitted);
 }
 
 /// Yields until `pred` holds (inside a task; the manual clock never moves).

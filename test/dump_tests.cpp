@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "waiting_support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -82,11 +83,6 @@ corio::task<void> outer(corio::channel<int> ch) {
   line_outer = __LINE__ + 1;
   const int v = co_await middle(ch);
   (void)v;
-}
-
-template <class T>
-corio::task<T> join(corio::join_handle<T> h) {
-  co_return co_await h;
 }
 
 /// "dump_tests.cpp:N" for the line recorded in `line`.
@@ -266,7 +262,7 @@ TEST_CASE("dumps taken while tasks spawn, migrate and finish on 4 workers read n
   }
   stop = true;
   std::uint64_t total = 0;
-  for (auto& h : churners) total += rt.block_on(join(std::move(h)));
+  for (auto& h : churners) total += rt.block_on(corio_test::joined(std::move(h)));
   CHECK(total % 120 == 0);  // every round of 16 children returned 0..15: nothing lost
   CHECK(dumps > 0);
 }
@@ -296,7 +292,7 @@ TEST_CASE("a task that busy-loops 300 ms is reported once by the stall detector,
                        reports.push_back(r);
                      }}};
   auto h = rt.spawn(busy_outer(300ms), "busy");
-  rt.block_on(join(std::move(h)));
+  rt.block_on(corio_test::joined(std::move(h)));
   std::lock_guard lock{mutex};
   REQUIRE(reports.size() == 1);
   INFO(reports[0].stack);

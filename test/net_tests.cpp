@@ -529,9 +529,7 @@ TEST_CASE("reads after the end of a stream keep returning 0 instead of waiting")
 namespace {
 
 std::uint64_t multishot_accepts(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.multishot_accepts;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::multishot_accepts);
 }
 
 /// Accepts until `next` reaches `total` (each call claims one), reads the client's 4-byte id from

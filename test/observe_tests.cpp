@@ -101,9 +101,7 @@ std::size_t threads_of_this_process() {
 }
 
 std::uint64_t stalls_of(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.stalls;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::stalls);
 }
 
 }  // namespace

@@ -671,9 +671,7 @@ corio::task<long> ping_pong_across_workers(long rounds) {
 }
 
 std::uint64_t msg_ring_wakes(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.msg_ring_wakes;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::msg_ring_wakes);
 }
 
 }  // namespace

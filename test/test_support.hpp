@@ -52,6 +52,15 @@ inline std::uint64_t test_seed() {
   return seed;
 }
 
+/// The sum over a runtime's workers of one per-worker counter of its stats(), e.g.
+/// `worker_sum(rt, &corio::worker_stats::io_submitted)`.
+template <class Runtime, class Field>
+std::uint64_t worker_sum(const Runtime& rt, Field field) {
+  std::uint64_t n = 0;
+  for (const auto& w : rt.stats().workers) n += w.*field;
+  return n;
+}
+
 /// Open descriptors of this process (entries of /proc/self/fd, minus the one used to list it).
 inline std::size_t open_descriptors() {
   std::size_t n = 0;

@@ -168,9 +168,7 @@ corio::task<void> recv_forever(udp_socket* s, int* outcome) {
 }
 
 std::uint64_t submitted(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.io_submitted;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::io_submitted);
 }
 
 corio::task<std::string> cancelled_then_used(corio::runtime* rt, udp_socket* s, int* outcome) {

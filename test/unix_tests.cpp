@@ -190,9 +190,7 @@ corio::task<void> accept_forever(unix_listener* l, int* outcome) {
 }
 
 std::uint64_t submitted(const corio::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) n += w.io_submitted;
-  return n;
+  return corio_test::worker_sum(rt, &corio::worker_stats::io_submitted);
 }
 
 corio::task<bool> cancelled_accept_then_used(corio::runtime* rt, unix_listener* l, unix_endpoint where,

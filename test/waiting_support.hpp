@@ -19,6 +19,12 @@ enum waiter_state : int {
   cancelled = 3,  ///< its wait ended with operation_cancelled
 };
 
+/// Joins `h` and returns its result (rethrows its exception): a join_handle for block_on.
+template <class T>
+corio::task<T> joined(corio::join_handle<T> h) {
+  co_return co_await h;
+}
+
 /// Sleeps for `h`: under the manual clock, a way to wait until every worker was idle.
 inline corio::task<void> sleep_hours_probe(std::chrono::hours h) { co_await corio::sleep_for(h); }
 

@@ -285,6 +285,8 @@ polls read_polls(const runtime_impl& rt) {
 }  // namespace
 
 std::string runtime_impl::dump_tasks() {
+  // Stopped workers answer nothing: say so rather than wait for them.
+  if (stopping_.load(std::memory_order_acquire)) return "corio task dump: the runtime is shut down; no task runs\n";
   std::lock_guard one{dump_mutex_};
   update_coarse_ms();
   frame_reading reading;

@@ -231,6 +231,14 @@ TEST_CASE("a dump taken from a task of the runtime lists the task that takes it 
   ch.close();
 }
 
+TEST_CASE("a dump after shutdown says the runtime is shut down, at once") {
+  corio_test::hang_guard guard{"dump after shutdown", 120s};
+  corio::runtime rt{{.workers = 2}};
+  rt.shutdown(0s);
+  const std::string dump = rt.dump_tasks();
+  CHECK(dump == "corio task dump: the runtime is shut down; no task runs\n");
+}
+
 TEST_CASE("dumps taken while tasks spawn, migrate and finish on 4 workers read no freed frame") {
   corio_test::hang_guard guard{"dump under churn", 120s};
   corio::runtime rt{{.workers = 4}};

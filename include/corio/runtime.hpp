@@ -313,8 +313,8 @@ class runtime {
   /// answer within 300 ms (a poll that runs long) is named instead of its tasks. Blocks the caller
   /// for that long at most; callable from any thread, a task of this runtime included (its own
   /// worker answers at once); one dump at a time per runtime. Times are to the coarse clock's
-  /// resolution (ms, refreshed when workers park and wake and by the stall watchdog). Throws
-  /// std::bad_alloc only.
+  /// resolution (ms, refreshed when workers park and wake and by the stall watchdog). After
+  /// shutdown() it returns at once, saying the runtime is shut down. Throws std::bad_alloc only.
   std::string dump_tasks() const;
 
   /// How long the destructor and shutdown() let tasks end after requesting their stop.

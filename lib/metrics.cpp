@@ -138,6 +138,20 @@ void append_label_escaped(std::string& out, std::string_view s) {
   }
 }
 
+/// One per-worker histogram (runtime_options::timing_histograms): its field, its name (JSON and
+/// text; Prometheus: corio_worker_<name>_seconds) and its help text.
+struct histogram_field {
+  duration_histogram worker_metrics::* field;
+  std::string_view name;
+  std::string_view help;
+};
+
+constexpr std::array histogram_fields{
+    histogram_field{&worker_metrics::poll_time, "poll_time", "Time of each poll"},
+    histogram_field{&worker_metrics::schedule_latency, "schedule_latency",
+                    "Time from a task's queueing to the start of its poll"},
+};
+
 /// The `# HELP` and `# TYPE` lines of a family; returns its sample name.
 std::string prometheus_family(std::string& out, std::string_view prefix, std::string_view name, kind type,
                               std::string_view help) {
@@ -163,8 +177,11 @@ std::string to_text(const runtime_metrics& m) {
       if (f.type == kind::seconds) fmt::format_to(it, " {}={:.3f}s", f.name, seconds(v));
       else fmt::format_to(it, " {}={}", f.name, v);
     }
-    if (m.timing_histograms && w.poll_time.count != 0) {
-      fmt::format_to(it, " poll_time(count={}, mean={}ns)", w.poll_time.count, w.poll_time.sum_ns / w.poll_time.count);
+    if (m.timing_histograms) {
+      for (const histogram_field& h : histogram_fields) {
+        const duration_histogram& d = w.*h.field;
+        if (d.count != 0) fmt::format_to(it, " {}(count={}, mean={}ns)", h.name, d.count, d.sum_ns / d.count);
+      }
     }
     out += '\n';
   }
@@ -187,12 +204,14 @@ std::string to_json(const runtime_metrics& m) {
     }
     if (m.timing_histograms) {
       // Buckets as duration_histogram's: per bucket, not cumulative; upper bounds 128 << i ns.
-      fmt::format_to(it, ",\"poll_time\":{{\"count\":{},\"sum_ns\":{},\"buckets\":[", w.poll_time.count,
-                     w.poll_time.sum_ns);
-      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
-        fmt::format_to(it, "{}{}", b == 0 ? "" : ",", w.poll_time.counts[b]);
+      for (const histogram_field& h : histogram_fields) {
+        const duration_histogram& d = w.*h.field;
+        fmt::format_to(it, ",\"{}\":{{\"count\":{},\"sum_ns\":{},\"buckets\":[", h.name, d.count, d.sum_ns);
+        for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+          fmt::format_to(it, "{}{}", b == 0 ? "" : ",", d.counts[b]);
+        }
+        out += "]}";
       }
-      out += "]}";
     }
     out += '}';
   }
@@ -220,20 +239,23 @@ std::string to_prometheus(const runtime_metrics& m) {
     }
   }
   if (m.timing_histograms) {
-    out += "# HELP corio_worker_poll_time_seconds Time of each poll (runtime_options::timing_histograms).\n"
-           "# TYPE corio_worker_poll_time_seconds histogram\n";
-    for (const worker_metrics& w : m.workers) {
-      std::uint64_t cumulative = 0;
-      for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
-        cumulative += w.poll_time.counts[b];
-        fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"{}\"}} {}\n", w.index,
-                       seconds(duration_histogram::upper_bound_ns(b)), cumulative);
+    for (const histogram_field& h : histogram_fields) {
+      fmt::format_to(it, "# HELP corio_worker_{0}_seconds {1} (runtime_options::timing_histograms).\n"
+                         "# TYPE corio_worker_{0}_seconds histogram\n", h.name, h.help);
+      for (const worker_metrics& w : m.workers) {
+        const duration_histogram& d = w.*h.field;
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+          cumulative += d.counts[b];
+          fmt::format_to(it, "corio_worker_{}_seconds_bucket{{worker=\"{}\",le=\"{}\"}} {}\n", h.name, w.index,
+                         seconds(duration_histogram::upper_bound_ns(b)), cumulative);
+        }
+        fmt::format_to(it, "corio_worker_{}_seconds_bucket{{worker=\"{}\",le=\"+Inf\"}} {}\n", h.name, w.index,
+                       std::max(cumulative, d.count));
+        fmt::format_to(it, "corio_worker_{}_seconds_sum{{worker=\"{}\"}} {}\n", h.name, w.index, seconds(d.sum_ns));
+        fmt::format_to(it, "corio_worker_{}_seconds_count{{worker=\"{}\"}} {}\n", h.name, w.index,
+                       std::max(cumulative, d.count));
       }
-      fmt::format_to(it, "corio_worker_poll_time_seconds_bucket{{worker=\"{}\",le=\"+Inf\"}} {}\n", w.index,
-                     std::max(cumulative, w.poll_time.count));
-      fmt::format_to(it, "corio_worker_poll_time_seconds_sum{{worker=\"{}\"}} {}\n", w.index, seconds(w.poll_time.sum_ns));
-      fmt::format_to(it, "corio_worker_poll_time_seconds_count{{worker=\"{}\"}} {}\n", w.index,
-                     std::max(cumulative, w.poll_time.count));
     }
   }
   return out;
@@ -293,6 +315,11 @@ runtime_metrics runtime_impl::metrics() const {
     for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
     x.poll_time.sum_ns = w->poll_sum_ns.get();
     x.poll_time.count = w->poll_count.get();
+    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
+      x.schedule_latency.counts[b] = w->schedule_buckets[b].get();
+    }
+    x.schedule_latency.sum_ns = w->schedule_sum_ns.get();
+    x.schedule_latency.count = w->schedule_count.get();
     if (w->reactor_) {
       x.cq_overflows = w->reactor_->cq_overflows();
       const provided_buffer_stats b = w->reactor_->buffer_stats();

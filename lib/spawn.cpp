@@ -140,6 +140,7 @@ namespace {
     if (w != nullptr && &w->runtime() == rt) {
       init_spawned(p, *rt, self, bound, w->index(), w, name);
       w->link(p);  // counts it (see worker::link)
+      if (w->timing_) stamp_ready(self);
       if (bound != unbound_worker) w->deliver_bound(bound, self);
       else w->schedule_local(self);
       return;
@@ -149,6 +150,7 @@ namespace {
     const auto home = bound != unbound_worker ? bound : static_cast<std::uint32_t>(n % rt->workers_.size());
     init_spawned(p, *rt, self, bound, home, nullptr, name);
     rt->workers_[home]->adopt(p);
+    if (rt->options_.timing_histograms && bound == unbound_worker) stamp_ready(self);  // (post() stamps)
     if (bound != unbound_worker) rt->workers_[bound]->post(self);
     else rt->inject(self);  // publishes the frame: another worker may run it from here on
   } catch (...) {
@@ -162,8 +164,9 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
                 const char* name) {
   worker* w = this_worker;
   // The fast path: an unbound spawn from a task onto its own runtime (Go's `go`, tokio::spawn).
-  // (A runtime with task hooks takes the slow path, which calls them.)
-  if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) && !w->task_hooks_ &&
+  // (A runtime with task hooks or timing histograms takes the slow path, which calls the hooks and
+  // stamps the task ready.)
+  if (w != nullptr && bound == unbound_worker && (rt == nullptr || rt == &w->runtime()) && !w->spawn_slow_ &&
       !w->runtime().closing_.load(std::memory_order_relaxed)) [[likely]] {
     init_spawned(p, w->runtime(), self, unbound_worker, w->index(), w, name);
     w->link(p);  // counts it (see worker::link)

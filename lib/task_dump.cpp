@@ -217,7 +217,7 @@ std::vector<promise_base*> chain_of(promise_base* root) {
   std::vector<promise_base*> chain;
   for (promise_base* p = root; p != nullptr && chain.size() < 64;) {
     if (std::find(chain.begin(), chain.end(), p) != chain.end()) break;
-    if (p->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) break;
+    if (!p->has_trace_tag()) break;
     chain.push_back(p);
     const wait_info* info = p->wait_.load(std::memory_order_acquire);
     if (info == nullptr || info->kind != wait_kind::child) break;
@@ -349,13 +349,13 @@ std::string runtime_impl::stall_stack(worker& w, void* frame, std::uint64_t& id,
   // The poll may have ended between the watchdog's look and the flag above: then no stack.
   if (w.polling() != frame) return {};
   promise_base* p = promise_at(frame);
-  if (p == nullptr || p->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) return {};
+  if (p == nullptr || !p->has_trace_tag()) return {};
   // Up from the polled frame to the spawned task it belongs to (a child's continuation is the
   // coroutine awaiting it); then the whole chain down from there, which the task may have
   // extended below the polled frame since.
   for (int depth = 0; depth < 64 && p->spawn_.runtime == nullptr; ++depth) {
     promise_base* up = promise_at(p->continuation_.address());
-    if (up == nullptr || up->trace_tag_.load(std::memory_order_relaxed) != task_trace_tag) break;
+    if (up == nullptr || !up->has_trace_tag()) break;
     p = up;
   }
   std::string out;

@@ -66,6 +66,7 @@ worker::worker(runtime_impl& rt, unsigned index, std::uint64_t seed)
     : poll_hooks_(rt.options_.before_task_poll != nullptr || rt.options_.after_task_poll != nullptr),
       task_hooks_(rt.options_.on_task_spawn != nullptr || rt.options_.on_task_terminate != nullptr),
       any_hooks_(poll_hooks_ || task_hooks_),
+      spawn_slow_(task_hooks_ || rt.options_.timing_histograms),
       rt_(rt), index_(index), ring_(rt.options_.queue_capacity), private_(rt.options_.queue_capacity),
       random_state_((seed + 0x9E3779B97F4A7C15ull * (index + 1)) | 1), full_budget_(rt.options_.budget) {
   timing_ = rt.options_.timing_histograms;
@@ -100,11 +101,38 @@ void worker::poll_boundary() noexcept {
   poll_started_ = steady_ns();
 }
 
+void stamp_ready(std::coroutine_handle<> h) noexcept {
+  promise_base& p = std::coroutine_handle<promise_base>::from_address(h.address()).promise();
+  if (!p.has_trace_tag()) return;  // another kind of coroutine: not measured
+  // 32 bits of 64 ns units: latencies up to 4.5 minutes, then they wrap. Never 0 (0: not stamped).
+  const auto stamp = static_cast<std::uint32_t>(steady_ns() >> 6) | 1u;
+  p.trace_word_.store(task_trace_tag | (std::uint64_t{stamp} << 32), std::memory_order_relaxed);
+}
+
+void worker::record_schedule_latency(void* frame) noexcept {
+  promise_base& p = std::coroutine_handle<promise_base>::from_address(frame).promise();
+  const std::uint64_t word = p.trace_word_.load(std::memory_order_relaxed);
+  const auto stamp = static_cast<std::uint32_t>(word >> 32);
+  if (static_cast<std::uint32_t>(word) != task_trace_tag || stamp == 0) return;
+  p.trace_word_.store(task_trace_tag, std::memory_order_relaxed);
+  // Modulo 2^32 units, as the stamp was taken. The stamp's low bit is forced to 1, so it may be
+  // one unit ahead of a poll that starts within the same 64 ns: that one reads as 0.
+  std::uint32_t units = static_cast<std::uint32_t>(poll_started_ >> 6) - stamp;
+  if (units == UINT32_MAX) units = 0;
+  const std::uint64_t ns = std::uint64_t{units} << 6;
+  schedule_count.add();  // the count before the bucket, as end_poll_timing
+  schedule_sum_ns.add(ns);
+  if (const std::size_t b = poll_bucket(ns); b < schedule_buckets.size()) schedule_buckets[b].add();
+}
+
 std::coroutine_handle<> worker::begin_task_hooked(std::coroutine_handle<> h) noexcept {
   if (poll_hooks_) call_poll_hooks(h.address());
   begin_poll(h.address());
   budget_ = full_budget_;
-  if (timing_) [[unlikely]] poll_boundary();
+  if (timing_) [[unlikely]] {
+    poll_boundary();
+    record_schedule_latency(h.address());
+  }
   return h;
 }
 
@@ -135,6 +163,7 @@ void worker::on_ready(void* self, std::coroutine_handle<> h, std::uint32_t bound
 
 void worker::deliver_bound(std::uint32_t bound, std::coroutine_handle<> h) {
   if (bound == index_) {
+    if (timing_) [[unlikely]] stamp_ready(h);
     fifo_.push_back(h);
     return;
   }
@@ -142,6 +171,7 @@ void worker::deliver_bound(std::uint32_t bound, std::coroutine_handle<> h) {
 }
 
 void worker::post(std::coroutine_handle<> h) {
+  if (timing_) [[unlikely]] stamp_ready(h);  // (timing_ is the runtime's option: any thread reads it)
   bool first;
   {
     std::lock_guard lock{inbox_mutex_};
@@ -206,6 +236,14 @@ void worker::publish() {
   if (pushed) rt_.wakep(false);
 }
 
+namespace {
+/// Timing on: stamps the `count` children of a when_all that end at `last` ready (before they are
+/// queued; the one the caller runs at once is not queued).
+[[gnu::noinline]] void stamp_children(promise_base* last, std::uint32_t count) noexcept {
+  for (promise_base* p = last; count > 0; --count, p = p->spawn_.prev) stamp_ready(p->spawn_.self);
+}
+}  // namespace
+
 promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noexcept {
   CORIO_ASSERT(this_worker == this, "worker-owner-only");
   // Whatever held the LIFO slot is older than the children: it goes behind them.
@@ -213,6 +251,7 @@ promise_base* worker::schedule_children(promise_base* last, std::uint32_t n) noe
     if (private_.full()) publish();
     private_.push_back(std::exchange(lifo_, {}));
   }
+  if (timing_) [[unlikely]] stamp_children(last, n - 1);
   promise_base* p = last;
   for (std::uint32_t i = n - 1; i > 0; --i) {  // children n-1 .. 1: the second ends on top
     promise_base* prev = p->spawn_.prev;      // read before the child can be stolen and run
@@ -245,6 +284,7 @@ promise_base* worker::claim_child(fork_group& g) noexcept {
 
 void worker::schedule_back(std::coroutine_handle<> h) {
   CORIO_ASSERT(owner_or_stopped(), "worker-owner-only");
+  if (timing_) [[unlikely]] stamp_ready(h);
   fifo_.push_back(h);
 }
 

@@ -62,6 +62,12 @@ worker& require_worker(const char* what);
 /// (coroutine bodies catch into their promise). Defined in lib/worker.cpp.
 void resume(std::coroutine_handle<> h) noexcept;
 
+/// runtime_options::timing_histograms is on and `h` is about to be queued: stamps its frame with
+/// the steady time, for the schedule-latency histogram (worker::record_schedule_latency). Only a
+/// corio task's frame (promise_base::has_trace_tag) is stamped; any thread, before the queue
+/// publishes `h`.
+void stamp_ready(std::coroutine_handle<> h) noexcept;
+
 class worker {
  public:
   worker(runtime_impl& rt, unsigned index, std::uint64_t seed);
@@ -234,6 +240,9 @@ class worker {
   const bool task_hooks_;
   /// poll_hooks_ || task_hooks_: one test for the paths that would check both (a joined task's finish).
   const bool any_hooks_;
+  /// task_hooks_ || runtime_options::timing_histograms: spawn_root() takes its slow path, which
+  /// calls the spawn hook and stamps the new task ready (stamp_ready). One test on the fast path.
+  const bool spawn_slow_;
   /// The frame of the poll in progress, null while the worker runs its loop (any thread, relaxed;
   /// the stall watchdog).
   void* polling() const noexcept { return polling_.load(std::memory_order_acquire); }
@@ -324,6 +333,13 @@ class worker {
   [[gnu::noinline]] void poll_boundary() noexcept;
   /// Timing on: the loop got the thread back, the poll under way ends (called by end_poll).
   void end_poll_timing() noexcept;
+  /// Schedule latencies (runtime_options::timing_histograms): from the moment a task was queued
+  /// (stamp_ready) to the start of its poll; buckets as duration_histogram's.
+  std::array<counter, 24> schedule_buckets;
+  counter schedule_count, schedule_sum_ns;
+  /// Timing on: the poll of `frame` starts at poll_started_; if the frame was stamped ready,
+  /// records the latency and clears the stamp.
+  void record_schedule_latency(void* frame) noexcept;
   /// Steady-clock ns (since the epoch) at which the worker last woke up or started; 0 while it is
   /// parked. metrics() adds now minus this to busy_ns for the current awake stretch.
   std::atomic<std::uint64_t> awake_since_ns{0};

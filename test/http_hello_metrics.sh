@@ -55,17 +55,19 @@ for f in families.values():
     need(f.documentation != "", "HELP of " + f.name)
     for s in f.samples:
         need(s.value >= 0, "non-negative " + s.name)
-# The poll-time histogram: cumulative buckets per worker, +Inf equal to the count, polls recorded.
-hist = families["corio_worker_poll_time_seconds"]
-need(hist.type == "histogram", "poll time is a histogram")
-for worker in ("0", "1"):
-    buckets = [s for s in hist.samples if s.name.endswith("_bucket") and s.labels["worker"] == worker]
-    need(len(buckets) == 25 and buckets[-1].labels["le"] == "+Inf", "25 buckets ending in +Inf")
-    values = [s.value for s in buckets]
-    need(values == sorted(values), "cumulative buckets")
-    count = [s.value for s in hist.samples if s.name.endswith("_count") and s.labels["worker"] == worker]
-    need(count == [values[-1]], "+Inf bucket equals the count")
-need(sum(s.value for s in hist.samples if s.name.endswith("_count")) >= 6, "polls were timed")
+# The poll-time and schedule-latency histograms: cumulative buckets per worker, +Inf equal to the
+# count, polls and queued tasks recorded (the connections' tasks were spawned and woken by reads).
+for family in ("corio_worker_poll_time_seconds", "corio_worker_schedule_latency_seconds"):
+    hist = families[family]
+    need(hist.type == "histogram", family + " is a histogram")
+    for worker in ("0", "1"):
+        buckets = [s for s in hist.samples if s.name.endswith("_bucket") and s.labels["worker"] == worker]
+        need(len(buckets) == 25 and buckets[-1].labels["le"] == "+Inf", "25 buckets ending in +Inf")
+        values = [s.value for s in buckets]
+        need(values == sorted(values), "cumulative buckets")
+        count = [s.value for s in hist.samples if s.name.endswith("_count") and s.labels["worker"] == worker]
+        need(count == [values[-1]], "+Inf bucket equals the count")
+    need(sum(s.value for s in hist.samples if s.name.endswith("_count")) >= 6, family + " recorded")
 print("parsed %d families from /metrics" % len(families))
 PY
 # The JSON rendering: one object, one entry per worker with the same counters.
@@ -78,9 +80,10 @@ assert [w["index"] for w in m["workers"]] == [0, 1], m
 assert sum(w["polls"] for w in m["workers"]) >= 6, m
 assert m["tasks_alive"] >= 2 and m["tasks_spawned"] >= 7, m
 assert m["timing_histograms"] is True, m
-assert all(isinstance(v, int) and v >= 0 for w in m["workers"] for k, v in w.items() if k != "poll_time"), m
-assert all(len(w["poll_time"]["buckets"]) == 24 and w["poll_time"]["count"] >= sum(w["poll_time"]["buckets"])
-           for w in m["workers"]), m
+hists = ("poll_time", "schedule_latency")
+assert all(isinstance(v, int) and v >= 0 for w in m["workers"] for k, v in w.items() if k not in hists), m
+assert all(len(w[h]["buckets"]) == 24 and w[h]["count"] >= sum(w[h]["buckets"])
+           for w in m["workers"] for h in hists), m
 print("parsed /metrics.json: %d workers" % len(m["workers"]))
 PY
 echo "http_hello on port $port serves valid Prometheus text at /metrics"

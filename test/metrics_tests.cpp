@@ -266,6 +266,92 @@ TEST_CASE("with timing_histograms every poll lands in the poll-time histogram; w
 }
 
 namespace {
+corio::task<void> set_event_later(corio::event* ev) {
+  ev->set();
+  co_return;
+}
+
+corio::task<int> one() { co_return 1; }
+
+/// Spawns `n` tasks and joins them; then parks on an event that a plain thread sets (a wake from
+/// outside the workers), on an event a task sets (a wake on a worker), and on a sleep (a timer);
+/// then spawns a task and busy-waits `busy` on the steady clock before joining it, so that the
+/// task waits at least that long in the queue. Returns the sum of the tasks' results.
+corio::task<long> queue_in_every_way(long n, std::chrono::milliseconds busy) {
+  long sum = 0;
+  for (long i = 0; i < n; ++i) {
+    corio::join_handle<int> h = corio::spawn(one());
+    const int v = co_await h;
+    sum += v;
+  }
+  corio::event from_thread;
+  std::thread t{[&from_thread] { from_thread.set(); }};
+  co_await from_thread.wait();
+  t.join();
+  corio::event from_task;
+  corio::join_handle<void> setter = corio::spawn(set_event_later(&from_task));
+  co_await from_task.wait();
+  co_await setter;
+  co_await corio::sleep_for(5ms);
+  corio::join_handle<int> late = corio::spawn(one());
+  const auto until = std::chrono::steady_clock::now() + busy;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  const int last = co_await late;
+  co_return sum + last;
+}
+}  // namespace
+
+TEST_CASE("with timing_histograms every queued task's wait lands in the schedule-latency histogram") {
+  corio_test::hang_guard guard{"schedule-latency histograms", 120s};
+  constexpr long spawns = 300;
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    for (bool timing : {false, true}) {
+      CAPTURE(timing);
+      corio::runtime rt{{.workers = workers, .clock = corio::manual_clock, .timing_histograms = timing}};
+      CHECK(rt.block_on(queue_in_every_way(spawns, 20ms)) == spawns + 1);
+      for (int i = 0; i < 10'000 && rt.metrics().tasks_alive != 0; ++i) std::this_thread::sleep_for(1ms);
+      const corio::runtime_metrics m = rt.metrics();
+      std::uint64_t count = 0;
+      std::uint64_t in_buckets = 0;
+      std::uint64_t at_least_16ms = 0;  // buckets 18 and up: (16.8 ms, 33.6 ms] and beyond
+      std::uint64_t sum = 0;
+      for (const corio::worker_metrics& w : m.workers) {
+        count += w.schedule_latency.count;
+        sum += w.schedule_latency.sum_ns;
+        for (std::size_t b = 0; b < corio::duration_histogram::buckets; ++b) {
+          in_buckets += w.schedule_latency.counts[b];
+          if (b >= 18) at_least_16ms += w.schedule_latency.counts[b];
+        }
+      }
+      const std::string prom = corio::to_prometheus(m);
+      if (timing) {
+        // Each spawned task's first poll starts from a queue, and so do the wakes and the timer.
+        CHECK(count >= static_cast<std::uint64_t>(spawns) + 5);
+        CHECK(count <= m.total(&corio::worker_metrics::polls));
+        CHECK(in_buckets == count);  // nothing waits 1.07 s; the workers are idle, nothing is mid-record
+        // The last task waited in the queue for the whole busy loop (unless another worker stole it
+        // at once: then it did not wait, and that is the only other way).
+        if (workers == 1) {
+          CHECK(at_least_16ms >= 1);
+          CHECK(sum >= std::uint64_t{20'000'000});
+        }
+        CHECK(prom.find("# TYPE corio_worker_schedule_latency_seconds histogram\n") != std::string::npos);
+        CHECK(prom.find("corio_worker_schedule_latency_seconds_bucket{worker=\"0\",le=\"+Inf\"} ") !=
+              std::string::npos);
+        CHECK(corio::to_json(m).find("\"schedule_latency\":{\"count\":") != std::string::npos);
+        CHECK(corio::to_text(m).find("schedule_latency(count=") != std::string::npos);
+      } else {
+        CHECK(count == 0);
+        CHECK(sum == 0);
+        CHECK(prom.find("schedule_latency") == std::string::npos);
+      }
+    }
+  }
+}
+
+namespace {
 corio::task<void> wait_for(corio::event* ev) { co_await ev->wait(); }
 
 corio::task<void> wake_a_parked_task() {

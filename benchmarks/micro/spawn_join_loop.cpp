@@ -3,8 +3,8 @@
 // Benchmark's own loop around it:
 //   CORIO_BACKEND=asio valgrind --tool=callgrind <build>/benchmarks/micro/spawn_join_loop 40000 0
 //   taskset -c 1 <build>/benchmarks/micro/spawn_join_loop 50000000 0
-// Arguments: the number of iterations, and the mode (0 spawn + join, 1 channel, 2 yield). One
-// worker. The per-iteration cost is the difference of two runs (40,000 and 20,000 iterations).
+// Arguments: the number of iterations, the mode (0 spawn + join, 1 channel, 2 yield), and 1 to
+// turn runtime_options::timing_histograms on (default 0). One worker. The per-iteration cost is the difference of two runs (40,000 and 20,000 iterations).
 #include <corio/corio.hpp>
 
 #include <cstdlib>
@@ -35,7 +35,8 @@ corio::task<void> yields(long n) {
 int main(int argc, char** argv) {
   const long n = argc > 1 ? std::atol(argv[1]) : 1'000'000;
   const int mode = argc > 2 ? std::atoi(argv[2]) : 0;
-  corio::runtime rt{{.workers = 1}};
+  const bool timing = argc > 3 && std::atoi(argv[3]) == 1;
+  corio::runtime rt{{.workers = 1, .timing_histograms = timing}};
   if (mode == 0) rt.block_on(spawn_join(n));
   else if (mode == 1) rt.block_on(channel_round(n));
   else rt.block_on(yields(n));

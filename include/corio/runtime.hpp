@@ -123,8 +123,10 @@ struct runtime_options {
   clock::duration blocking_keep_alive = std::chrono::seconds{10};
   /// Time each poll (a task's run from its resumption until it suspends or finishes and hands the
   /// worker on) with two steady-clock reads, into a histogram with logarithmic buckets per worker:
-  /// worker_metrics::poll_time (Tokio's poll-time histogram, enable_metrics_poll_time_histogram).
-  /// Off by default: on, every poll pays a clock read (benchmarks/RESULTS.md, "Metrics").
+  /// worker_metrics::poll_time (Tokio's poll-time histogram, enable_metrics_poll_time_histogram);
+  /// and the time each queued task waits from its queueing to the start of its poll, into
+  /// worker_metrics::schedule_latency (Go's scheduler latency). Off by default: on, every poll pays
+  /// a clock read and every queueing another (benchmarks/RESULTS.md, "Metrics" and "Issue 20").
   bool timing_histograms = false;
   /// The stall detector: a worker that runs one poll (from the resume of a task until control
   /// comes back to the worker loop or passes to the next task, docs/internals.md "Polls") for

@@ -157,11 +157,24 @@ class promise_base {
   /// Atomic stores (plain moves on x86-64 and AArch64): the stall watchdog may read them from
   /// another thread without a happens-before edge to the frame's creation.
   promise_base() noexcept {
-    trace_tag_.store(task_trace_tag, std::memory_order_relaxed);
+    trace_word_.store(task_trace_tag, std::memory_order_relaxed);
     wait_.store(nullptr, std::memory_order_relaxed);
   }
   promise_base(const promise_base&) = delete;
   promise_base& operator=(const promise_base&) = delete;
+  /// The task's tag and, while runtime_options::timing_histograms is on, when it last became ready
+  /// to run: the low 32 bits are task_trace_tag, so that the stall report and the schedule-latency
+  /// histogram tell a corio task's frame from another coroutine's (the watchdog may read it from
+  /// another thread); the high 32 bits are 0, or the steady time in units of 64 ns at which the
+  /// task was queued (worker.cpp, stamp_ready), cleared when a worker starts its poll. The first
+  /// member, so that it lies 16 bytes into every coroutine frame (after the resume and destroy
+  /// pointers on GCC and Clang), where any frame has 8 bytes to read.
+  deferred_atomic<std::uint64_t> trace_word_;
+  /// True when this promise carries task_trace_tag (see trace_word_); any thread.
+  bool has_trace_tag() const noexcept {
+    return static_cast<std::uint32_t>(trace_word_.load(std::memory_order_relaxed)) == task_trace_tag;
+  }
+
   static void* operator new(std::size_t bytes) { return frame_allocate(bytes); }
   /// While a task dump reads frames, frees are deferred until it ends (docs/internals.md, "The task
   /// dump"): one relaxed load per free otherwise.
@@ -235,14 +248,14 @@ class promise_base {
   /// when awaited, a scope's inside timeout(); null when awaited by a foreign coroutine.
   stop_state* stop_;
 
-  // The task dump's record of this coroutine (task_trace.hpp). trace_tag_ and wait_ are written
-  // when the frame is created (two words); the others only when it first suspends, before wait_.
-  deferred_atomic<std::uint32_t> trace_tag_;
-  deferred_atomic<std::uint32_t> wait_since_ms_;    ///< coarse_ms when it suspended
+  // The task dump's record of this coroutine (task_trace.hpp). trace_word_ (above) and wait_ are
+  // written when the frame is created (two words); the others only when it first suspends, before
+  // wait_.
   deferred_atomic<const wait_info*> wait_;          ///< what it waits for; null: never suspended,
                                                     ///< or resumed from a task it awaited
   deferred_atomic<std::uintptr_t> where_;           ///< location_word() of its co_await
   deferred_atomic<std::uintptr_t> wait_object_;     ///< the awaiter's object word (wait_kind)
+  deferred_atomic<std::uint32_t> wait_since_ms_;    ///< coarse_ms when it suspended
 
   template <class A>
   static decltype(auto) get_awaiter(A&& a) {

@@ -112,8 +112,9 @@ extern std::atomic<std::uint32_t> frame_free_deferred;
 /// Keeps `frame` of `bytes` bytes until the dump that is reading frames ends (then frees it).
 void defer_frame_free(void* frame, std::size_t bytes) noexcept;
 
-/// The tag every corio task's promise carries (promise_base::trace_tag_), so that the stall report
-/// can tell a task's frame from another coroutine's before it reads more of it.
+/// The tag every corio task's promise carries (the low half of promise_base::trace_word_), so
+/// that the stall report can tell a task's frame from another coroutine's before it reads more
+/// of it.
 inline constexpr std::uint32_t task_trace_tag = 0x636f7269;  // "cori"
 
 }  // namespace corio::detail

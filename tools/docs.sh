@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the API reference from the comments of the public headers (include/corio, without
+# detail/) with Doxygen, into build-docs/html, and compiles every example of the user guide
+# (docs/guide/examples/*.cpp). Fails (exit 1) on any Doxygen warning, an undocumented public name
+# included, and on an example that does not compile. Usage: tools/docs.sh [OUTPUT_DIR]
+# Installs Debian's doxygen when it is missing (tools/deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-build-docs}"
+bash tools/deps.sh doxygen
+
+rm -rf "$out"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+# Every header's opening comment ("// corio/x.hpp - what it holds", possibly continued on the
+# next "//" lines) becomes its \file documentation, so that Doxygen documents (and checks) the
+# macros and namespace-level names of each header.
+headers=$(cd include && find corio -name '*.hpp' -not -path 'corio/detail/*' | sort)
+{
+  for h in $headers; do
+    first=$(head -n 1 "include/$h")
+    case "$first" in
+      "// $h - "*) ;;
+      *) echo "tools/docs.sh: include/$h does not start with \"// $h - what it holds\"" >&2; exit 1 ;;
+    esac
+    echo "/// \\file $h"
+    awk 'NR == 1 { sub(/^\/\/ [^ ]+ - /, ""); print "/// " $0; next } /^\/\// { sub(/^\/\/ ?/, ""); print "/// " $0; next } { exit }' "include/$h"
+    echo
+  done
+} > "$out/headers.dox"
+
+version=$(sed -n "s/^  version: '\([^']*\)',$/\1/p" meson.build | head -n 1)
+status=0
+CORIO_VERSION="$version" CORIO_DOCS_OUT="$out" doxygen docs/Doxyfile || status=$?
+if [ -s "$out/warnings.log" ] || [ "$status" -ne 0 ]; then
+  cat "$out/warnings.log" >&2
+  echo "tools/docs.sh: doxygen reported $(wc -l < "$out/warnings.log") warning(s) (exit status $status)" >&2
+  exit 1
+fi
+echo "API reference: $out/html/index.html"

@@ -40,6 +40,26 @@ if [ -s "$out/warnings.log" ] || [ "$status" -ne 0 ]; then
 fi
 echo "API reference: $out/html/index.html"
 
+# Every C++ block of the guide must be an excerpt, line for line, of one of its examples, which are
+# built and run below: so each sample the guide shows compiles as shown.
+python3 - docs/guide <<'PY'
+import pathlib, re, sys
+guide = pathlib.Path(sys.argv[1])
+examples = [p.read_text().split("\n") for p in sorted((guide / "examples").glob("*.cpp"))]
+def excerpt(block):
+    n = len(block)
+    return any(lines[i:i + n] == block for lines in examples for i in range(len(lines) - n + 1))
+bad = 0
+for md in sorted(guide.glob("*.md")):
+    for m in re.finditer(r"^```cpp\n(.*?)^```$", md.read_text(), re.S | re.M):
+        block = m.group(1).rstrip("\n").split("\n")
+        if not excerpt(block):
+            line = md.read_text()[: m.start()].count("\n") + 1
+            print(f"{md}:{line}: this C++ block is not an excerpt of docs/guide/examples/*.cpp", file=sys.stderr)
+            bad += 1
+sys.exit(1 if bad else 0)
+PY
+
 # The guide's examples: docs/guide/examples is a Meson project using corio as a subproject, as
 # docs/guide/01-getting-started.md tells a new user to set one up; each example is built (g++,
 # C++20, warnings as errors) and run.

@@ -235,8 +235,9 @@ class close_operation : public file_operation {
 /// runs file operations to completion once started (regular files are not interruptible), so
 /// a stop that comes later usually finds the operation done and its result is returned.
 ///
-/// Under the Asio reactor each operation is the blocking system call, run on the worker for now
-/// (lib/asio_reactor.cpp: file_operation); the blocking pool takes them over (issue 18).
+/// Under the Asio reactor each operation is the blocking system call, run as a job on the
+/// runtime's blocking pool (lib/asio_reactor.cpp), as tokio::fs does, so a slow disk never stalls
+/// a worker.
 ///
 /// Thread-safety: the operations only read the descriptor, so many tasks may read_at and
 /// write_at one file at once (the order of concurrent read()/write() calls at the file position

@@ -39,11 +39,13 @@ class buffer_lease {
  public:
   /// An empty lease (what a read at the end of the stream yields).
   buffer_lease() noexcept = default;
+  /// Takes over `other`'s buffer; `other` is left empty.
   buffer_lease(buffer_lease&& other) noexcept
       : ring_(std::exchange(other.ring_, nullptr)),
         data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)),
         id_(other.id_) {}
+  /// Releases the buffer held (see release()), then takes over `other`'s; `other` is left empty.
   buffer_lease& operator=(buffer_lease&& other) noexcept {
     if (this != &other) {
       release();

@@ -348,7 +348,9 @@ class stop_link {
  public:
   /// The std::stop_callback's callable: requests stop on the task's state (null: no task).
   struct requester {
+    /// The task's stop state the callback requests stop on; null outside a task.
     detail::stop_state* state;
+    /// Requests stop on `state` (nothing when null). Called by std::stop_callback, from any thread.
     void operator()() const noexcept {
       if (state != nullptr) state->request_stop();
     }

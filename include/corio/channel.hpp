@@ -40,8 +40,11 @@ enum class channel_status : std::uint8_t {
 /// was not delivered (never destroyed silently). Converts to true when delivered.
 template <class T>
 struct send_result {
+  /// How the operation ended.
   channel_status status = channel_status::delivered;
+  /// The value when it was not delivered (it is handed back, never destroyed); empty when delivered.
   std::optional<T> value{};
+  /// True when the value was delivered.
   explicit operator bool() const noexcept { return status == channel_status::delivered; }
 };
 
@@ -49,8 +52,11 @@ struct send_result {
 /// true when a value was taken.
 template <class T>
 struct recv_result {
+  /// How the operation ended.
   channel_status status = channel_status::delivered;
+  /// The value taken, when status is channel_status::delivered; empty otherwise.
   std::optional<T> value{};
+  /// True when a value was taken.
   explicit operator bool() const noexcept { return status == channel_status::delivered; }
 };
 
@@ -343,15 +349,18 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
 /// channel is closed; its result is the std::optional<T> a recv() would give.
 template <class T>
 struct recv_case {
+  /// The channel's shared state (kept alive by the channel handle the case came from).
   detail::channel_state<T>* channel;
 };
 
 /// A send case of corio::select: ready when `*value` can be handed over or the channel is closed.
 /// The value stays the caller's: it is moved from only if this case wins and delivers it, so a
-/// losing case never loses it. Its result is channel_status::delivered or ::closed.
+/// losing case never loses it. Its result is channel_status::delivered or channel_status::closed.
 template <class T>
 struct send_case {
+  /// The channel's shared state (kept alive by the channel handle the case came from).
   detail::channel_state<T>* channel;
+  /// The caller's value: moved from only when this case wins.
   T* value;
 };
 
@@ -378,10 +387,14 @@ class channel {
  public:
   /// A channel holding up to `capacity` values (0: rendezvous). Throws std::bad_alloc.
   explicit channel(std::size_t capacity = 0) : state_(new detail::channel_state<T>(capacity)) {}
+  /// Another handle to the same channel (a reference count; no values are copied). Thread-safe.
   channel(const channel& other) noexcept : state_(other.state_) {
     if (state_ != nullptr) state_->refs.fetch_add(1, std::memory_order_relaxed);
   }
+  /// Takes over `other`'s reference; `other` is left empty (its operations throw std::logic_error).
   channel(channel&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  /// Makes this handle refer to `other`'s channel, dropping its own reference (the channel's state is
+  /// freed with its last handle; values still buffered are destroyed with it).
   channel& operator=(channel other) noexcept {
     std::swap(state_, other.state_);
     return *this;

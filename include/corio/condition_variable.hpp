@@ -41,13 +41,19 @@ class condition_variable {
   class [[nodiscard("co_await it")]] park_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
+    /// Made by wait(); `m` is the mutex the waiting task holds.
     park_operation(condition_variable& cv, mutex& m) noexcept : cv_(cv), mutex_(m) {}
+    /// Always false: a wait always parks (the awaiter protocol).
     bool await_ready() const noexcept { return false; }
+    /// Queues the task on the condition variable and releases the mutex in one step under the
+    /// condition variable's lock (so no notify is lost), then parks it.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, cv_.lock_, cv_.queue_);
       return next(h, !cv_.enqueue_and_unlock(node_, mutex_));
     }
+    /// Returns once notified, the mutex not yet taken back (wait() does that). Throws
+    /// operation_cancelled when the task's stop ended the wait.
     void await_resume() { settle("corio::condition_variable::wait: cancelled"); }
 
    private:

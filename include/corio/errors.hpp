@@ -40,6 +40,7 @@ class operation_cancelled : public std::system_error {
 /// code() is ECANCELED as for every cancellation, timeout_code() is ETIMEDOUT.
 class timed_out : public operation_cancelled {
  public:
+  /// A timeout with the message `what`, attributed to no stop state.
   explicit timed_out(const char* what = "corio: timed out") : operation_cancelled(what) {}
   /// Attributed to `cancelled_by` (see operation_cancelled::cancelled_by).
   timed_out(const char* what, const void* cancelled_by) : operation_cancelled(what, cancelled_by) {}

@@ -13,15 +13,20 @@ namespace corio {
 /// from a task.
 class event {
  public:
+  /// An event, set when `initially_set` (then waits complete at once until reset()).
   explicit event(bool initially_set = false) noexcept : set_(initially_set) {}
   event(const event&) = delete;
   event& operator=(const event&) = delete;
 
+  /// The awaiter of wait(): completes once the event is set.
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
+    /// Made by wait().
     explicit wait_operation(event& e) noexcept : event_(e) {}
+    /// True while the event is set: the task goes on without parking.
     bool await_ready() const noexcept { return event_.is_set(); }
+    /// Parks the task until set() (or returns to it at once when the event was set meanwhile).
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, event_.lock_, event_.queue_);

@@ -79,7 +79,10 @@ class file_operation : public corio::detail::io_operation {
 /// them after the submission returned).
 class open_operation : public file_operation {
  public:
+  /// Made by file::open(); `ec` null: the throwing form.
   open_operation(const std::filesystem::path& path, int flags, unsigned mode, std::error_code* ec);
+  /// Returns the open file. Throws std::system_error naming the path (or operation_cancelled); in
+  /// the error_code form, sets it and returns a closed file.
   file await_resume();
 
  private:
@@ -91,6 +94,8 @@ class open_operation : public file_operation {
 /// error reported through the error_code form.
 class transfer_operation : public file_operation {
  public:
+  /// Made by the read and write members of fs::file: `length` bytes at `buffer`, at `offset` (-1:
+  /// the file position); `ec` null: the throwing form.
   transfer_operation(const file& f, bool write, std::byte* buffer, std::size_t length, std::int64_t offset,
                      std::error_code* ec) noexcept;
   /// A read of a regular file first tries preadv2(RWF_NOWAIT) on the calling thread: data in
@@ -114,6 +119,8 @@ class transfer_operation : public file_operation {
     if (io_operation::await_suspend(h)) return std::noop_coroutine();  // h published: touch nothing
     return h;
   }
+  /// Returns the bytes transferred (0 at end of file). Throws std::system_error naming the path
+  /// (or operation_cancelled); in the error_code form, sets it and returns 0.
   std::size_t await_resume() {
     const auto n = finish_named();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
@@ -131,9 +138,14 @@ class transfer_operation : public file_operation {
 /// Short writes are resubmitted by the reactor without resuming the task.
 class write_all_operation : public file_operation {
  public:
+  /// Made by file::write_all and write_all_at (`offset` -1: the file position); `ec` null: the
+  /// throwing form.
   write_all_operation(const file& f, std::span<const std::byte> data, std::int64_t offset,
                       std::error_code* ec) noexcept;
+  /// True when there is nothing to write, or the constructor already failed: no suspension.
   bool await_ready() const noexcept { return request_.result < 0 || request_.length == 0; }
+  /// Returns the bytes written: all of them, or, in the error_code form, those before the error.
+  /// Throws std::system_error naming the path, or operation_cancelled.
   std::size_t await_resume() {
     finish_named();
     return request_.transferred;
@@ -146,8 +158,12 @@ class write_all_operation : public file_operation {
 /// Awaiter of fs::file::size: the size in bytes (STATX_SIZE; fstat where there is no statx).
 class size_operation : public file_operation {
  public:
+  /// Made by file::size(); `ec` null: the throwing form.
   size_operation(const file& f, std::error_code* ec) noexcept;
+  /// True when the size is known at once (no statx here) or the constructor failed.
   bool await_ready() const noexcept { return request_.result < 0 || ready_; }
+  /// Returns the size in bytes. Throws std::system_error naming the path; in the error_code form,
+  /// sets it and returns 0.
   std::uint64_t await_resume();
 
  private:
@@ -159,18 +175,22 @@ class size_operation : public file_operation {
 /// Awaiter of fs::file::sync and datasync.
 class sync_operation : public file_operation {
  public:
+  /// Made by file::sync() (`data_only` false: fsync) and datasync() (true: fdatasync).
   sync_operation(const file& f, bool data_only, std::error_code* ec) noexcept;
+  /// Returns once the data is on the device. Throws std::system_error naming the path.
   void await_resume() { finish_named(); }
 };
 
 /// Awaiter of fs::file::close: not cancellable (a close always happens; see file::close).
 class close_operation : public file_operation {
  public:
+  /// Made by file::close(), which hands over its descriptor `fd`; `path` for the messages.
   close_operation(int fd, std::string path, std::error_code* ec) noexcept;
   close_operation(const close_operation&) = delete;
   close_operation& operator=(const close_operation&) = delete;
   /// An awaiter never awaited closes its descriptor synchronously (the file let go of it).
   ~close_operation();
+  /// True when there is no descriptor to close: nothing to wait for.
   bool await_ready() const noexcept { return request_.fd < 0; }
   /// Submits without arming the task's stop: the descriptor is closed whatever happens.
   template <class Promise>
@@ -186,6 +206,8 @@ class close_operation : public file_operation {
     }
     return true;
   }
+  /// Returns once the descriptor is closed. Throws std::system_error naming the path when close(2)
+  /// reported an error (the descriptor is closed all the same).
   void await_resume();
 
  private:
@@ -213,8 +235,9 @@ class close_operation : public file_operation {
 /// runs file operations to completion once started (regular files are not interruptible), so
 /// a stop that comes later usually finds the operation done and its result is returned.
 ///
-/// Under the Asio reactor each operation is the blocking system call, run on the worker for now
-/// (lib/asio_reactor.cpp: file_operation); the blocking pool takes them over (issue 18).
+/// Under the Asio reactor each operation is the blocking system call, run as a job on the
+/// runtime's blocking pool (lib/asio_reactor.cpp), as tokio::fs does, so a slow disk never stalls
+/// a worker.
 ///
 /// Thread-safety: the operations only read the descriptor, so many tasks may read_at and
 /// write_at one file at once (the order of concurrent read()/write() calls at the file position
@@ -224,6 +247,7 @@ class file {
  public:
   /// A closed file.
   file() noexcept = default;
+  /// Takes over `other`'s descriptor; `other` is left closed.
   file(file&& other) noexcept = default;
   /// Closes the file held (synchronously, if owned), then takes `other`'s.
   file& operator=(file&& other) noexcept;

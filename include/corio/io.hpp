@@ -72,8 +72,11 @@ inline std::error_code make_error_code(stream_errc e) noexcept {
 
 }  // namespace corio
 
+// Not corio's API: std's trait, which Doxygen cannot place; hidden from the reference.
+/// \cond
 template <>
 struct std::is_error_code_enum<corio::stream_errc> : std::true_type {};
+/// \endcond
 
 namespace corio {
 
@@ -386,8 +389,8 @@ class buffered_reader {
   /// True when the reader owns its stream.
   static constexpr bool owns_stream = !std::is_reference_v<Stream>;
 
-  /// Borrows `stream` (an lvalue, buffered_reader<S&>) or takes it over (an rvalue,
-  /// buffered_reader<S>). Throws std::invalid_argument when buffer_size or max_size is 0;
+  /// Borrows `stream` (an lvalue, `buffered_reader<S&>`) or takes it over (an rvalue,
+  /// `buffered_reader<S>`). Throws std::invalid_argument when buffer_size or max_size is 0;
   /// std::bad_alloc when the buffer cannot be allocated.
   explicit buffered_reader(typename detail::stream_slot<Stream>::argument stream,
                            buffered_reader_options options = {})
@@ -395,7 +398,9 @@ class buffered_reader {
         buffer_(checked_size(options)),
         max_size_(options.max_size) {}
 
+  /// Moves the reader: its stream (or the reference to it) and its buffered bytes.
   buffered_reader(buffered_reader&&) noexcept = default;
+  /// Move assignment: drops this reader's buffered bytes and takes the other's.
   buffered_reader& operator=(buffered_reader&&) noexcept = default;
 
   /// The underlying stream. Reading from it directly skips the buffered bytes.
@@ -416,6 +421,7 @@ class buffered_reader {
   /// is at least as large as the buffer, straight from the stream into `out`); yields the count, 0
   /// at end of stream or for an empty `out`. Errors: see the class.
   [[nodiscard]] task<std::size_t> read_some(std::span<std::byte> out) { return read_some_impl(out, nullptr); }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   [[nodiscard]] task<std::size_t> read_some(std::span<std::byte> out, std::error_code& ec) {
     return read_some_impl(out, &ec);
   }
@@ -426,6 +432,8 @@ class buffered_reader {
   [[nodiscard]] task<std::size_t> read_exact(std::span<std::byte> out) {
     return detail::read_exact_loop(this, out, nullptr, "corio::buffered_reader::read_exact");
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields the bytes read before the error.
   [[nodiscard]] task<std::size_t> read_exact(std::span<std::byte> out, std::error_code& ec) {
     return detail::read_exact_loop(this, out, &ec, "corio::buffered_reader::read_exact");
   }
@@ -442,12 +450,16 @@ class buffered_reader {
   [[nodiscard]] task<std::string> read_until(std::string_view delimiter) {
     return read_until_impl(std::string{delimiter}, nullptr);
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields an empty string on error.
   [[nodiscard]] task<std::string> read_until(std::string_view delimiter, std::error_code& ec) {
     return read_until_impl(std::string{delimiter}, &ec);
   }
+  /// As read_until(std::string_view), with a one-byte delimiter.
   [[nodiscard]] task<std::string> read_until(char delimiter) {
     return read_until_impl(std::string(1, delimiter), nullptr);
   }
+  /// As read_until(std::string_view, std::error_code&), with a one-byte delimiter.
   [[nodiscard]] task<std::string> read_until(char delimiter, std::error_code& ec) {
     return read_until_impl(std::string(1, delimiter), &ec);
   }
@@ -467,6 +479,8 @@ class buffered_reader {
   /// the reader. Fewer than `n` bytes only at end of stream. Throws std::system_error with
   /// std::errc::message_size when n > max_size. Go's bufio.Reader.Peek.
   [[nodiscard]] task<std::span<const std::byte>> peek(std::size_t n) { return peek_impl(n, nullptr); }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields an empty view on error.
   [[nodiscard]] task<std::span<const std::byte>> peek(std::size_t n, std::error_code& ec) {
     return peek_impl(n, &ec);
   }
@@ -595,6 +609,7 @@ class buffered_reader {
 /// `buffered_reader r{s}` borrows an lvalue stream, `buffered_reader r{std::move(s)}` owns it.
 template <class S>
 buffered_reader(S&&) -> buffered_reader<S>;
+/// The same, with options.
 template <class S>
 buffered_reader(S&&, buffered_reader_options) -> buffered_reader<S>;
 
@@ -623,17 +638,21 @@ template <class Stream>
 requires writable_stream<std::remove_reference_t<Stream>>
 class buffered_writer {
  public:
+  /// The stream type, without the reference.
   using stream_type = std::remove_reference_t<Stream>;
+  /// True when the writer owns its stream.
   static constexpr bool owns_stream = !std::is_reference_v<Stream>;
 
-  /// Borrows `stream` (an lvalue, buffered_writer<S&>) or takes it over (an rvalue,
-  /// buffered_writer<S>). Throws std::invalid_argument when buffer_size is 0.
+  /// Borrows `stream` (an lvalue, `buffered_writer<S&>`) or takes it over (an rvalue,
+  /// `buffered_writer<S>`). Throws std::invalid_argument when buffer_size is 0.
   explicit buffered_writer(typename detail::stream_slot<Stream>::argument stream,
                            buffered_writer_options options = {})
       : stream_(static_cast<typename detail::stream_slot<Stream>::argument>(stream)),
         buffer_(checked_size(options)) {}
 
+  /// Moves the writer: its stream (or the reference to it) and its buffered bytes.
   buffered_writer(buffered_writer&&) noexcept = default;
+  /// Move assignment: drops this writer's unflushed bytes (no I/O) and takes the other's.
   buffered_writer& operator=(buffered_writer&&) noexcept = default;
 
   /// The underlying stream. Writing to it directly overtakes the buffered bytes.
@@ -648,12 +667,15 @@ class buffered_writer {
   /// straight to the stream. Yields data.size(). In the error_code form, yields the bytes
   /// accepted (buffered or written) before the error.
   [[nodiscard]] task<std::size_t> write(std::span<const std::byte> data) { return write_impl(data, nullptr); }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   [[nodiscard]] task<std::size_t> write(std::span<const std::byte> data, std::error_code& ec) {
     return write_impl(data, &ec);
   }
+  /// As write(std::span<const std::byte>), for text.
   [[nodiscard]] task<std::size_t> write(std::string_view text) {
     return write_impl(std::as_bytes(std::span{text.data(), text.size()}), nullptr);
   }
+  /// As write(std::span<const std::byte>, std::error_code&), for text.
   [[nodiscard]] task<std::size_t> write(std::string_view text, std::error_code& ec) {
     return write_impl(std::as_bytes(std::span{text.data(), text.size()}), &ec);
   }
@@ -661,6 +683,7 @@ class buffered_writer {
   [[nodiscard]] task<std::size_t> write_some(std::span<const std::byte> data) {
     return write_impl(data, nullptr);
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   [[nodiscard]] task<std::size_t> write_some(std::span<const std::byte> data, std::error_code& ec) {
     return write_impl(data, &ec);
   }
@@ -668,6 +691,7 @@ class buffered_writer {
   /// Writes every buffered byte to the stream. Bytes not written because of an error stay
   /// buffered. Go's Writer.Flush, Tokio's AsyncWriteExt::flush.
   [[nodiscard]] task<void> flush() { return flush_impl(nullptr); }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   [[nodiscard]] task<void> flush(std::error_code& ec) { return flush_impl(&ec); }
 
  private:
@@ -730,6 +754,7 @@ class buffered_writer {
 /// `buffered_writer w{s}` borrows an lvalue stream, `buffered_writer w{std::move(s)}` owns it.
 template <class S>
 buffered_writer(S&&) -> buffered_writer<S>;
+/// The same, with options.
 template <class S>
 buffered_writer(S&&, buffered_writer_options) -> buffered_writer<S>;
 

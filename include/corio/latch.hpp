@@ -18,11 +18,15 @@ class latch {
   latch(const latch&) = delete;
   latch& operator=(const latch&) = delete;
 
+  /// The awaiter of wait(): completes once the count reached zero.
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
+    /// Made by wait().
     explicit wait_operation(latch& l) noexcept : latch_(l) {}
+    /// True when the count is zero already: the task goes on without parking.
     bool await_ready() const noexcept { return latch_.try_wait(); }
+    /// Parks the task until the count reaches zero.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, latch_.lock_, latch_.queue_);

@@ -16,8 +16,11 @@ class mutex;
 class mutex_guard {
  public:
   mutex_guard() noexcept = default;
+  /// Adopts `m`, which the caller holds: the guard unlocks it.
   explicit mutex_guard(mutex& m) noexcept : mutex_(&m) {}
+  /// Takes over `other`'s lock; `other` holds nothing after.
   mutex_guard(mutex_guard&& other) noexcept : mutex_(std::exchange(other.mutex_, nullptr)) {}
+  /// Unlocks the mutex held, if any, then takes over `other`'s lock.
   mutex_guard& operator=(mutex_guard&& other) noexcept {
     if (this != &other) {
       unlock();
@@ -61,7 +64,10 @@ class mutex {
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::mutex;  ///< for the task dump
     /// `cancellable`: false for a condition variable taking its mutex back after a wait.
     explicit lock_operation(mutex& m, bool cancellable = true) noexcept : mutex_(m), cancellable_(cancellable) {}
+    /// Tries the lock (one compare-and-swap): true when the task got it without parking.
     bool await_ready() noexcept { return mutex_.try_lock(); }
+    /// Queues the task (FIFO) and parks it until an unlock hands it the mutex; returns to it at
+    /// once when the mutex was unlocked meanwhile.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, mutex_.lock_, mutex_.queue_, 1, cancellable_);
@@ -71,7 +77,9 @@ class mutex {
     void await_resume() { settle("corio::mutex::lock: cancelled"); }
 
    protected:
+    /// The mutex being locked.
     mutex& mutex_;
+    /// False: the wait ignores the task's stop (a condition variable taking its mutex back).
     bool cancellable_;
   };
 
@@ -79,6 +87,8 @@ class mutex {
   class [[nodiscard("co_await it")]] scoped_lock_operation : public lock_operation {
    public:
     using lock_operation::lock_operation;
+    /// Returns a guard holding the mutex. Throws operation_cancelled when the task's stop ended
+    /// the wait (the mutex is not held).
     mutex_guard await_resume() {
       lock_operation::await_resume();
       return mutex_guard{mutex_};

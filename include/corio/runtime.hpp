@@ -46,6 +46,7 @@ struct stall_report {
   /// The stalled task's number (as in the task dump; 0 when the frame is not a spawned corio
   /// task's, or the poll ended before the watchdog read it) and its name from spawn (or null).
   std::uint64_t task_id = 0;
+  /// The name given at spawn (a pointer kept as given: a string literal), or null.
   const char* name = nullptr;
   /// The task as the task dump shows it: its header line and its async stack, innermost first,
   /// each frame's function and the file:line of its last co_await (runtime::dump_tasks). Empty
@@ -253,6 +254,7 @@ struct runtime_stats {
   /// lock: while tasks spawn and finish it may count a finishing task still, but never fewer
   /// than the tasks alive throughout the call (runtime::shutdown waits for it to reach 0).
   std::uint64_t live_tasks = 0;
+  /// One entry per worker, in worker order (see worker_stats).
   std::vector<worker_stats> workers;
   /// The blocking pool (spawn_blocking).
   blocking_pool_stats blocking;
@@ -274,6 +276,8 @@ struct runtime_stats {
 /// runtime's own workers.
 class runtime {
  public:
+  /// Starts `options.workers` worker threads, each with its reactor (see the class). Throws
+  /// std::system_error or std::invalid_argument as the class says.
   explicit runtime(runtime_options options = {});
   ~runtime();
   runtime(const runtime&) = delete;

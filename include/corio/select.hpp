@@ -20,6 +20,7 @@ namespace corio {
 /// The timeout case of corio::select: fires `duration` after the select starts waiting, if no
 /// other case fired first. Its result is corio::timed_out_t.
 struct after_case {
+  /// How long the select waits for another case (ns; saturated, as every corio duration).
   clock::duration duration;
 };
 
@@ -352,7 +353,7 @@ class [[nodiscard("co_await it")]] select_operation {
 /// Waits on several channel operations at once and runs exactly one (Go's select):
 /// `co_await corio::select(a.recv_case(), b.send_case(v), corio::after(5ms))`. Cases: a
 /// channel's recv_case() (result std::optional<T>, empty once closed and drained), send_case(v)
-/// (result channel_status::delivered or ::closed; `v` is moved from only if that case wins), at
+/// (result channel_status::delivered or channel_status::closed; `v` is moved from only if that case wins), at
 /// most one corio::after(d) (result timed_out_t) and at most one corio::default_case() (result
 /// default_t: taken, without waiting, when no other case is ready at that instant).
 ///

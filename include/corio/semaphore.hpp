@@ -21,12 +21,15 @@ class semaphore {
   semaphore(const semaphore&) = delete;
   semaphore& operator=(const semaphore&) = delete;
 
+  /// The awaiter of acquire(): completes holding the units asked for.
   class [[nodiscard("co_await it")]] acquire_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::semaphore;  ///< for the task dump
     /// `n` >= 0 units (acquire() checks it).
     acquire_operation(semaphore& s, std::int64_t n) noexcept : sem_(s), units_(n) {}
+    /// Takes the units at once when available and nobody is queued: true, no suspension.
     bool await_ready() noexcept { return sem_.try_take(units_); }
+    /// Queues the task (FIFO) and parks it until a release() hands it its units.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, sem_.lock_, sem_.queue_, units_);

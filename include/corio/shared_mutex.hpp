@@ -20,11 +20,17 @@ class shared_mutex {
   shared_mutex(const shared_mutex&) = delete;
   shared_mutex& operator=(const shared_mutex&) = delete;
 
+  /// The awaiter of lock() (`shared` false) and lock_shared() (`shared` true): completes holding
+  /// the lock.
   class [[nodiscard("co_await it")]] lock_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::mutex;  ///< for the task dump
+    /// Made by lock() and lock_shared().
     lock_operation(shared_mutex& m, bool shared) noexcept : mutex_(m), shared_(shared) {}
+    /// Tries the lock: true when the task got it without parking.
     bool await_ready() noexcept { return shared_ ? mutex_.try_lock_shared() : mutex_.try_lock(); }
+    /// Queues the task (one FIFO queue for readers and writers) and parks it until the lock is
+    /// handed to it.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, mutex_.lock_, mutex_.queue_, shared_ ? 0u : 1u);  // amount 1: a writer

@@ -145,8 +145,11 @@ class join_handle_base {
 template <class T>
 class [[nodiscard("co_await the handle, or call detach()")]] join_handle : public detail::join_handle_base {
  public:
+  /// An empty handle (not valid(); awaiting it throws std::logic_error).
   join_handle() noexcept = default;
+  /// Takes over the other handle's task; the other is left empty.
   join_handle(join_handle&&) noexcept = default;
+  /// Takes over the other handle's task; the task this handle held, if any, is detached.
   join_handle& operator=(join_handle&&) noexcept = default;
   ~join_handle() = default;
 
@@ -157,6 +160,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
    public:
     static constexpr bool corio_checks_lazy_join = true;  ///< join_park does (see stop_aware)
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::join;  ///< for the task dump
+    /// Made by `co_await handle`.
     explicit operation(join_handle& h) noexcept : handle_(h) {}
     /// The joined task's promise: the dump reads its number while the joiner waits, when the
     /// handle keeps the frame alive.
@@ -171,6 +175,8 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       ready_ = (handle_.promise_->spawn_.state.load(std::memory_order_acquire) & detail::state_running) == 0;
       return ready_ && detail::coop_spend();
     }
+    /// Parks the joiner until the task finishes (or yields once when the task finished but the
+    /// worker's cooperation budget is spent).
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> joiner) noexcept {
       if (ready_) {  // finished, but out of budget: requeue behind the runnable tasks
@@ -185,6 +191,8 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
       // this worker's own queues) and returns what to run next: touch nothing of either frame after.
       return detail::transfer(detail::join_park(p, joiner, *this));
     }
+    /// Returns the task's result or rethrows its exception, and releases the task; throws
+    /// operation_cancelled when the joiner's stop ended the wait (the handle stays valid).
     T await_resume() {
       detail::promise_base& p = *handle_.promise_;
       // The usual ends of a join: the task finished, no canceller was ever armed for this join, its
@@ -242,6 +250,7 @@ class [[nodiscard("co_await the handle, or call detach()")]] join_handle : publi
     if (!valid()) throw_empty();
     return operation{*this};
   }
+  /// As the lvalue form: `co_await corio::spawn(t)` joins at once.
   operation operator co_await() && {
     if (!valid()) throw_empty();
     return operation{*this};
@@ -287,6 +296,7 @@ join_handle<T> spawn(task<T> t, const char* name) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
   return join_handle<T>::spawn_on(nullptr, std::move(t), detail::unbound_worker, name);  // null: the caller's runtime
 }
+/// Spawns `t` on the caller's runtime with no name; otherwise as the named form above.
 template <class T>
 join_handle<T> spawn(task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn: empty task");
@@ -305,6 +315,7 @@ join_handle<T> spawn_on(unsigned worker, task<T> t, const char* name) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn_on: empty task");
   return join_handle<T>::spawn_on(nullptr, std::move(t), worker, name);
 }
+/// spawn_on with no name; otherwise as the named form above.
 template <class T>
 join_handle<T> spawn_on(unsigned worker, task<T> t) {
   if (!t.valid()) throw std::invalid_argument("corio::spawn_on: empty task");

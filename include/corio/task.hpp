@@ -402,12 +402,19 @@ class promise<void> final : public promise_base {
 template <class T = void>
 class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] task {
  public:
+  /// The coroutine promise the compiler uses for a coroutine returning task<T> (corio's own).
   using promise_type = detail::promise<T>;
+  /// The result type: what `co_await task` yields.
   using value_type = T;
 
+  /// An empty task (not valid()).
   task() noexcept = default;
+  /// Takes ownership of the coroutine `h` (what the promise's get_return_object does).
   explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+  /// Takes over `other`'s coroutine; `other` is left empty.
   task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+  /// Destroys the coroutine held (a task never started, with its arguments), then takes over
+  /// `other`'s.
   task& operator=(task&& other) noexcept {
     if (this != &other) {
       if (handle_) handle_.destroy();
@@ -430,12 +437,15 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
    public:
     static constexpr bool corio_fork = true;  ///< runs the task; the task's own waits are waits
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::child;  ///< the dump follows it
+    /// Made by `co_await task`.
     explicit operation(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
     /// The awaited task's promise (the next frame of the async stack).
     std::uintptr_t corio_wait_object() const noexcept {
       return reinterpret_cast<std::uintptr_t>(static_cast<detail::promise_base*>(&handle_.promise()));
     }
+    /// Always false: the task starts only when awaited.
     bool await_ready() const noexcept { return false; }
+    /// Starts the task by symmetric transfer, under the awaiting task's stop state and binding.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting) noexcept {
       handle_.promise().continuation_ = awaiting;
@@ -443,13 +453,17 @@ class [[nodiscard("co_await the task or spawn it; otherwise it never runs")]] ta
       handle_.promise().stop_ = detail::stop_of(awaiting);       // and run under its stop state
       return detail::transfer(handle_);
     }
+    /// Returns the task's result, or rethrows the exception it ended with.
     T await_resume() { return handle_.promise().take_result(); }
 
    private:
     std::coroutine_handle<promise_type> handle_;
   };
 
+  /// `co_await task`: runs the task to its end inside the awaiting one and yields its result
+  /// (rethrows its exception). A task runs once: awaiting it twice is undefined.
   operation operator co_await() & noexcept { return operation{handle_}; }
+  /// As the lvalue form, for `co_await f()`.
   operation operator co_await() && noexcept { return operation{handle_}; }
 
   /// The coroutine, still owned by the task (null when empty); used by when_all. Not for general

@@ -92,10 +92,14 @@ class sleep_operation {
   std::uintptr_t corio_wait_object() const noexcept {
     return static_cast<std::uintptr_t>(deadline_.time_since_epoch().count());
   }
+  /// Made by sleep_until(), sleep_for() and interval::next(): wakes at `deadline`.
   explicit sleep_operation(clock::time_point deadline) noexcept : deadline_(deadline) {}
   sleep_operation(const sleep_operation&) = delete;
   sleep_operation& operator=(const sleep_operation&) = delete;
+  /// True when the deadline has passed already (and the cooperation budget is not spent): no
+  /// suspension, no timer.
   bool await_ready() const noexcept;
+  /// Arms a timer in the worker's wheel and parks the task until the deadline, or until its stop.
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
     detail::prepare_park(park_, h, detail::binding_of(h), nullptr, detail::stop_of(h));
@@ -168,6 +172,7 @@ class interval {
     return sleep_operation{deadline};
   }
 
+  /// The period between ticks (ns).
   [[nodiscard]] clock::duration period() const noexcept { return period_; }
 
  private:

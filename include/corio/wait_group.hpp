@@ -19,13 +19,16 @@ class wait_group {
   wait_group(const wait_group&) = delete;
   wait_group& operator=(const wait_group&) = delete;
 
+  /// The awaiter of wait(): completes once the counter is zero.
   class [[nodiscard("co_await it")]] wait_operation : detail::sync_operation {
    public:
     static constexpr detail::wait_kind corio_wait = detail::wait_kind::condition;  ///< for the task dump
     /// `cancellable`: false for a wait that must outlast the task's cancellation (task_group's
     /// join waiting for cancelled children).
     explicit wait_operation(wait_group& g, bool cancellable = true) noexcept : group_(g), cancellable_(cancellable) {}
+    /// True when the counter is zero already: no suspension.
     bool await_ready() const noexcept { return group_.count() == 0; }
+    /// Parks the task until done() takes the counter to zero.
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
       prepare(h, group_.lock_, group_.queue_, 1, cancellable_);

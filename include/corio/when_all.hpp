@@ -228,11 +228,15 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  /// Made by when_all(tasks...). Throws std::logic_error for an empty task.
   explicit when_all_tuple(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
     std::apply([](const auto&... t) { (detail::check_valid(t), ...); }, tasks_);
   }
+  /// Moves the tasks, before the awaiter is awaited.
   when_all_tuple(when_all_tuple&&) noexcept = default;
 
+  /// Throws std::logic_error when awaited twice or after a move; true (no suspension) when there is
+  /// no task.
   bool await_ready() {
     check_first_await();
     if constexpr (sizeof...(Ts) == 0) {
@@ -242,12 +246,16 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
       return false;
     }
   }
+  /// Starts the first task at once by symmetric transfer and queues the others where idle workers
+  /// can steal them; the last to finish resumes the awaiter.
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
     detail::promise_base* last = nullptr;
     std::apply([&](auto&... t) { (detail::link_child(t, group_, last), ...); }, tasks_);
     return start(last, sizeof...(Ts), parent);
   }
+  /// Returns every result, in argument order, once all the tasks ended; when some threw, the
+  /// first exception in argument order is rethrown (after every task ended).
   std::tuple<detail::when_all_value<Ts>...> await_resume() {
     settle();
     try {
@@ -276,11 +284,15 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  /// Made by when_all(std::array). Throws std::logic_error for an empty task.
   explicit when_all_array(std::array<task<T>, N>&& tasks) : tasks_(std::move(tasks)) {
     for (const auto& t : tasks_) detail::check_valid(t);
   }
+  /// Moves the tasks, before the awaiter is awaited.
   when_all_array(when_all_array&&) noexcept = default;
 
+  /// Throws std::logic_error when awaited twice or after a move; true (no suspension) when there is
+  /// no task.
   bool await_ready() {
     check_first_await();
     if constexpr (N == 0) {
@@ -290,12 +302,16 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
       return false;
     }
   }
+  /// Starts the first task at once by symmetric transfer and queues the others where idle workers
+  /// can steal them; the last to finish resumes the awaiter.
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
     detail::promise_base* last = nullptr;
     for (auto& t : tasks_) detail::link_child(t, group_, last);
     return start(last, N, parent);
   }
+  /// Returns every result, in order, once all the tasks ended; rethrows the first exception, in
+  /// order, when some threw.
   std::array<detail::when_all_value<T>, N> await_resume() {
     settle();
     rethrow_first_of(tasks_);
@@ -315,24 +331,33 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  /// Made by when_all(std::vector). Throws std::length_error past 2^32-1 tasks, std::logic_error
+  /// for an empty task.
   explicit when_all_vector(std::vector<task<T>>&& tasks) : tasks_(std::move(tasks)) {
     if (tasks_.size() > std::numeric_limits<std::uint32_t>::max()) {
       throw std::length_error("corio::when_all: more than 2^32-1 tasks");
     }
     for (const auto& t : tasks_) detail::check_valid(t);
   }
+  /// Moves the tasks, before the awaiter is awaited.
   when_all_vector(when_all_vector&&) noexcept = default;
 
+  /// Throws std::logic_error when awaited twice or after a move; true (no suspension) when there is
+  /// no task.
   bool await_ready() {
     check_first_await();
     return tasks_.empty();
   }
+  /// Starts the first task at once by symmetric transfer and queues the others where idle workers
+  /// can steal them; the last to finish resumes the awaiter.
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> parent) {
     detail::promise_base* last = nullptr;
     for (auto& t : tasks_) detail::link_child(t, group_, last);
     return start(last, tasks_.size(), parent);
   }
+  /// Returns the results in order (nothing for `void` tasks) once all the tasks ended; rethrows
+  /// the first exception, in order, when some threw.
   auto await_resume() {
     settle();
     rethrow_first_of(tasks_);
@@ -379,11 +404,16 @@ when_all_tuple<Ts...> when_all(task<Ts>... tasks) {
   return when_all_tuple<Ts...>{std::move(tasks)...};
 }
 
+/// when_all over a std::array of tasks of one type: `co_await` yields a std::array of the results
+/// in order (std::monostate for `void`), with no allocation. Otherwise as the variadic form above.
 template <class T, std::size_t N>
 when_all_array<T, N> when_all(std::array<task<T>, N>&& tasks) {
   return when_all_array<T, N>{std::move(tasks)};
 }
 
+/// when_all over a std::vector of tasks of one type (at most 2^32-1): `co_await` yields a
+/// std::vector of the results in order, or nothing for `void` tasks. Otherwise as the variadic
+/// form above.
 template <class T>
 when_all_vector<T> when_all(std::vector<task<T>>&& tasks) {
   return when_all_vector<T>{std::move(tasks)};

@@ -31,10 +31,13 @@ std::coroutine_handle<> yield_next(std::coroutine_handle<> h) noexcept;
 class yield_operation {
  public:
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::yield;  ///< for the task dump
+  /// Always false: a yield always suspends.
   bool await_ready() const noexcept { return false; }
+  /// Requeues the task behind the runnable ones and hands the thread to the next of them.
   std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) const noexcept {
     return detail::transfer(detail::yield_next(h));  // publishes h: touch nothing after this (llvm #56301)
   }
+  /// Returns when the task's turn comes again. Never throws.
   void await_resume() const noexcept {}
 };
 

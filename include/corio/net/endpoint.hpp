@@ -31,7 +31,9 @@ class endpoint {
 
   /// The port in host byte order; 0 for an unspecified endpoint.
   [[nodiscard]] std::uint16_t port() const noexcept;
+  /// True for an IPv4 endpoint (AF_INET).
   [[nodiscard]] bool is_v4() const noexcept;
+  /// True for an IPv6 endpoint (AF_INET6).
   [[nodiscard]] bool is_v6() const noexcept;
   /// The address alone: "127.0.0.1", "::1".
   [[nodiscard]] std::string address_string() const;
@@ -40,8 +42,11 @@ class endpoint {
 
   /// The native sockaddr and its size in bytes, for system calls.
   [[nodiscard]] const void* data() const noexcept { return storage_.data(); }
+  /// The native sockaddr, writable, for a system call that fills it (then call resize()).
   [[nodiscard]] void* data() noexcept { return storage_.data(); }
+  /// The size in bytes of the native sockaddr; 0 for an unspecified endpoint.
   [[nodiscard]] std::uint32_t size() const noexcept { return size_; }
+  /// The most bytes data() holds (a sockaddr_storage: 128).
   [[nodiscard]] static constexpr std::uint32_t capacity() noexcept { return 128; }
   /// Sets the size after a system call filled data(); must not exceed capacity().
   void resize(std::uint32_t size) noexcept { size_ = size; }

@@ -93,7 +93,9 @@ struct resolver_options {
 /// resolve() is an ordinary function that moves it into the coroutine, so g++ 12's bug with
 /// aggregates built inside a co_await expression (README, Compiler notes) does not reach it.
 struct resolve_options {
+  /// Which address families to return (default: both, IPv6 and IPv4).
   address_family family = address_family::any;
+  /// How to resolve: the implementation, DNS servers, timeout, tries (see resolver_options).
   resolver_options resolver{};
 };
 
@@ -161,5 +163,8 @@ bool has_cares() noexcept;
 
 }  // namespace corio::net
 
+// Not corio's API: std's trait, which Doxygen cannot place; hidden from the reference.
+/// \cond
 template <>
 struct std::is_error_code_enum<corio::net::resolve_error> : std::true_type {};
+/// \endcond

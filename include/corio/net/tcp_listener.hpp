@@ -21,10 +21,13 @@ namespace corio::net {
 /// plain accept request.
 class accept_operation : public detail::io_operation {
  public:
+  /// Made by tcp_listener::accept(); `ec` null: the throwing form.
   accept_operation(const detail::file_descriptor& socket, detail::accept_queue* queue, std::error_code* ec) noexcept;
   /// A frame destroyed while parked on the queue (shutdown) leaves it.
   ~accept_operation() { detail::abandon_accept(wait_); }
 
+  /// Takes a connection the listener's multishot accept queued (no suspension), parks on that
+  /// queue, or submits one accept request to the worker's reactor.
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
     if (queue_ != nullptr) {
@@ -45,6 +48,8 @@ class accept_operation : public detail::io_operation {
     if (queue_ != nullptr && detail::multishot_accept_here()) return false;
     return io_operation::link_deadline(d, deadline);
   }
+  /// Returns the accepted stream. Throws std::system_error (EMFILE, ENFILE, ECONNABORTED, ...) or
+  /// operation_cancelled; in the error_code form, sets it and returns an empty stream.
   tcp_stream await_resume();
 
  private:
@@ -72,7 +77,9 @@ class accept_operation : public detail::io_operation {
 /// Several tasks may accept on one listener at once.
 class tcp_listener {
  public:
+  /// A closed listener (bind() makes an open one).
   tcp_listener() noexcept = default;
+  /// Takes over `other`'s socket; `other` is left closed.
   tcp_listener(tcp_listener&&) noexcept = default;
   /// Closes this listener first (see close()), then takes `other`'s socket.
   tcp_listener& operator=(tcp_listener&& other) noexcept {
@@ -99,6 +106,8 @@ class tcp_listener {
   /// bind("localhost", "0"). Strings both, so that bind("localhost", 8080) cannot be taken for a
   /// backlog silently: that call is bind(local, backlog) and fails with EINVAL (no port).
   static tcp_listener bind(std::string_view host, std::string_view service, int backlog = 4096);
+  /// Creates, binds to the numeric endpoint `local` and listens (no name to resolve). Throws
+  /// std::system_error (EADDRINUSE, EACCES, EMFILE, ...).
   static tcp_listener bind(const endpoint& local, int backlog = 4096);
 
   /// Waits for the next connection; `co_await` yields the stream.
@@ -118,7 +127,9 @@ class tcp_listener {
     queue_.reset();  // before the descriptor: it shuts the socket down by its number
     socket_.reset();
   }
+  /// True until close() (or a move) closed the listener.
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
+  /// The descriptor, -1 when closed. Ownership stays with the listener.
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
 
  private:

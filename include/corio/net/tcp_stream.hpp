@@ -62,6 +62,7 @@ namespace corio::net {
 /// the bytes keep their order; otherwise it is one plain receive into `buffer`.
 class read_some_operation : public detail::io_operation {
  public:
+  /// Made by read_some() of tcp_stream and unix_stream; `ec` null: the throwing form.
   read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec,
                       const char* what = "corio::net::tcp_stream::read_some",
                       detail::recv_queue* queue = nullptr) noexcept;
@@ -73,6 +74,8 @@ class read_some_operation : public detail::io_operation {
     if (queue_ != nullptr) detail::abandon_recv(*queue_, state_);
   }
 
+  /// Copies bytes the stream's multishot receive already queued (no suspension), parks on that
+  /// queue, or submits one receive to the worker's reactor.
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
     if (queue_ != nullptr) {
@@ -99,6 +102,8 @@ class read_some_operation : public detail::io_operation {
     if (queue_ != nullptr && detail::multishot_recv_here()) return false;
     return io_operation::link_deadline(d, deadline);
   }
+  /// Returns the bytes read, 0 at end of stream. Throws std::system_error (ECONNRESET, ...) or
+  /// operation_cancelled; in the error_code form, sets it and returns 0.
   std::size_t await_resume() {
     if (queue_ != nullptr && state_ != detail::recv_state::none) take_queued();
     auto n = finish();
@@ -194,8 +199,11 @@ class read_lease_operation : public detail::io_operation {
 /// form) or returns the count sent. `what` starts the message of the std::system_error it throws.
 class write_some_operation : public detail::io_operation {
  public:
+  /// Made by write_some() of tcp_stream and unix_stream; `ec` null: the throwing form.
   write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
                        const char* what = "corio::net::tcp_stream::write_some") noexcept;
+  /// Returns the bytes sent. Throws std::system_error (EPIPE, ECONNRESET, ...) or
+  /// operation_cancelled; in the error_code form, sets it and returns 0.
   std::size_t await_resume() {
     auto n = finish();
     return n < 0 ? 0 : static_cast<std::size_t>(n);
@@ -210,9 +218,13 @@ class write_some_operation : public detail::io_operation {
 /// returns the count sent. A send that completed is never undone.
 class write_all_operation : public detail::io_operation {
  public:
+  /// Made by write_all() of tcp_stream and unix_stream; `ec` null: the throwing form.
   write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
                       const char* what = "corio::net::tcp_stream::write_all") noexcept;
+  /// True for empty data or an early failure: nothing to wait for.
   bool await_ready() const noexcept { return request_.result < 0 || request_.length == 0; }
+  /// Returns the bytes written (all of them, or in the error_code form those sent before the
+  /// error). Throws std::system_error or operation_cancelled.
   std::size_t await_resume() {
     finish();
     return request_.transferred;
@@ -249,6 +261,7 @@ class write_vectored_operation : public detail::io_operation {
   /// Buffers kept inside the awaiter; more are allocated.
   static constexpr std::size_t inline_vectors = 8;
 
+  /// Made by the vectored write_all() of tcp_stream and unix_stream; `ec` null: the throwing form.
   write_vectored_operation(const detail::file_descriptor& socket, std::span<const std::span<const std::byte>> buffers,
                            std::error_code* ec, const char* what = "corio::net::tcp_stream::write_all") noexcept;
   write_vectored_operation(const write_vectored_operation&) = delete;
@@ -256,6 +269,8 @@ class write_vectored_operation : public detail::io_operation {
 
   /// Ready at once after an early failure, or when there is nothing to send.
   bool await_ready() const noexcept { return request_.result < 0 || loaded_ == 0; }
+  /// Returns the bytes written: the total, or in the error_code form a prefix sent before the
+  /// error. Throws std::system_error or operation_cancelled.
   std::size_t await_resume() {
     finish();
     return request_.transferred;
@@ -290,6 +305,8 @@ class connect_operation : public detail::io_operation {
  public:
   /// `local` null or unspecified: no bind, the kernel picks the source address and port.
   connect_operation(const endpoint& remote, const endpoint* local, std::error_code* ec) noexcept;
+  /// Returns the connected stream. Throws std::system_error (ECONNREFUSED, ETIMEDOUT, ...) or
+  /// operation_cancelled; in the error_code form, sets it and returns an empty stream.
   tcp_stream await_resume();
 
  private:
@@ -318,9 +335,11 @@ enum class shutdown_type { receive, send, both };
 /// Buffers must stay alive until the co_await returns (they do, when they live in the task).
 class tcp_stream {
  public:
+  /// A closed stream (connect() or an accept makes an open one).
   tcp_stream() noexcept = default;
   /// Adopts a connected stream socket.
   explicit tcp_stream(detail::file_descriptor socket) noexcept : socket_(std::move(socket)) {}
+  /// Takes over the other stream's socket; the other is left closed.
   tcp_stream(tcp_stream&&) noexcept = default;
   /// Closes this stream first (see close()), then takes `other`'s socket.
   tcp_stream& operator=(tcp_stream&& other) noexcept {
@@ -409,12 +428,16 @@ class tcp_stream {
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer) {
     return read_some_operation{checked(), buffer, nullptr, "corio::net::tcp_stream::read_some", recv_.get()};
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields 0 on error.
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
     return read_some_operation{socket_, buffer, &ec, "corio::net::tcp_stream::read_some", recv_.get()};
   }
+  /// As read_some(std::span<std::byte>), into chars.
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer) {
     return read_some(std::as_writable_bytes(buffer));
   }
+  /// As read_some(std::span<std::byte>, std::error_code&), into chars.
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer, std::error_code& ec) noexcept {
     return read_some(std::as_writable_bytes(buffer), ec);
   }
@@ -449,6 +472,8 @@ class tcp_stream {
   [[nodiscard]] write_some_operation write_some(std::span<const std::byte> data) {
     return write_some_operation{checked(), data, nullptr};
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields 0 on error.
   [[nodiscard]] write_some_operation write_some(std::span<const std::byte> data, std::error_code& ec) noexcept {
     return write_some_operation{socket_, data, &ec};
   }
@@ -458,12 +483,16 @@ class tcp_stream {
   [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data) {
     return write_all_operation{checked(), data, nullptr};
   }
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
+  /// Yields the bytes written before the error.
   [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data, std::error_code& ec) noexcept {
     return write_all_operation{socket_, data, &ec};
   }
+  /// As write_all(std::span<const std::byte>), for text.
   [[nodiscard]] write_all_operation write_all(std::string_view data) {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}));
   }
+  /// As write_all(std::span<const std::byte>, std::error_code&), for text.
   [[nodiscard]] write_all_operation write_all(std::string_view data, std::error_code& ec) noexcept {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}), ec);
   }
@@ -483,6 +512,7 @@ class tcp_stream {
 
   /// Shuts down one or both directions (a FIN for `send`); does not close the descriptor.
   void shutdown(shutdown_type how = shutdown_type::both);
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   void shutdown(shutdown_type how, std::error_code& ec) noexcept;
 
   /// Closes the descriptor now (the destructor would otherwise). Idempotent: closing a closed stream
@@ -496,12 +526,15 @@ class tcp_stream {
 
   /// Turns Nagle's algorithm off (`true`) or on (TCP_NODELAY).
   void set_nodelay(bool on);
+  /// As the form above, reporting failure in `ec` (cleared on success) instead of throwing.
   void set_nodelay(bool on, std::error_code& ec) noexcept;
 
   /// The local and the peer's address. Throw std::system_error (EBADF on a closed stream).
   [[nodiscard]] endpoint local_endpoint() const;
+  /// The peer's address (see local_endpoint()); ENOTCONN when not connected.
   [[nodiscard]] endpoint remote_endpoint() const;
 
+  /// True until close() (or a move) closed the stream.
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
   /// The descriptor, -1 when closed. Ownership stays with the stream.
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }

@@ -39,8 +39,11 @@ struct udp_receive_result {
 /// size 0 with an unspecified sender.
 class udp_recv_operation : public detail::io_operation {
  public:
+  /// Made by udp_socket::recv_from() (`want_sender` true) and recv(); `ec` null: the throwing form.
   udp_recv_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, bool want_sender,
                      std::error_code* ec) noexcept;
+  /// Returns the datagram's size, sender and truncation. Throws std::system_error naming the
+  /// address (ECONNREFUSED on a connected socket, ...) or operation_cancelled.
   udp_receive_result await_resume();
 
  private:
@@ -52,7 +55,9 @@ class udp_recv_operation : public detail::io_operation {
 /// longer datagram is cut silently, as Go's UDPConn.Read and Tokio's UdpSocket::recv do).
 class udp_recv_size_operation : public udp_recv_operation {
  public:
+  /// The constructor of udp_recv_operation.
   using udp_recv_operation::udp_recv_operation;
+  /// Returns the datagram's size (at most the buffer's). Throws as udp_recv_operation does.
   std::size_t await_resume() { return udp_recv_operation::await_resume().size; }
 };
 
@@ -64,6 +69,9 @@ class udp_send_operation : public detail::io_operation {
   /// `destination` null: the connected peer.
   udp_send_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
                      const endpoint* destination, std::error_code* ec) noexcept;
+  /// Returns the bytes sent (the whole datagram). Throws std::system_error naming the address
+  /// (EMSGSIZE, ECONNREFUSED, ...) or operation_cancelled; in the error_code form, sets it and
+  /// returns 0.
   std::size_t await_resume();
 
  private:
@@ -98,10 +106,13 @@ class udp_send_operation : public detail::io_operation {
 /// socket never reports it.
 class udp_socket {
  public:
+  /// A closed socket (bind() makes an open one).
   udp_socket() noexcept = default;
   /// Adopts a UDP socket descriptor.
   explicit udp_socket(detail::file_descriptor socket) noexcept : socket_(std::move(socket)) {}
+  /// Takes over the other socket's descriptor; the other is left closed.
   udp_socket(udp_socket&&) noexcept = default;
+  /// Closes this socket's descriptor, then takes over the other's.
   udp_socket& operator=(udp_socket&&) noexcept = default;
   ~udp_socket() = default;
 
@@ -209,11 +220,13 @@ class udp_socket {
   /// Whether multicast datagrams this socket sends are looped back to the sending host's own
   /// members (IP_MULTICAST_LOOP or IPV6_MULTICAST_LOOP by the socket's family; on by default).
   void set_multicast_loop(bool on);
+  /// Whether multicast loop-back is on (see set_multicast_loop). Throws std::system_error.
   [[nodiscard]] bool multicast_loop() const;
   /// The hop limit of multicast datagrams this socket sends, 0-255 (IP_MULTICAST_TTL or
   /// IPV6_MULTICAST_HOPS by the socket's family; default 1: the local network). Throws
   /// std::system_error(EINVAL) for a value over 255.
   void set_multicast_ttl(unsigned hops);
+  /// The multicast hop limit (see set_multicast_ttl). Throws std::system_error.
   [[nodiscard]] unsigned multicast_ttl() const;
 
   /// The bound address, with the real port when bound to port 0. Throws std::system_error.
@@ -224,6 +237,7 @@ class udp_socket {
   /// Closes the descriptor now (the destructor would otherwise); idempotent. Must not be called
   /// while an operation on this socket is in flight.
   void close() noexcept { socket_.reset(); }
+  /// True until close() (or a move) closed the socket.
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
   /// The descriptor, -1 when closed. Ownership stays with the socket.
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }

@@ -49,7 +49,9 @@ class unix_endpoint {
 
   /// The path, or the abstract name without its leading NUL; empty when unnamed.
   [[nodiscard]] const std::string& path() const noexcept { return name_; }
+  /// True for a Linux abstract name (no file; printed "@name").
   [[nodiscard]] bool is_abstract() const noexcept { return abstract_; }
+  /// True for an unnamed endpoint (a connecting client's, a socket pair's).
   [[nodiscard]] bool is_unnamed() const noexcept { return name_.empty(); }
   /// The path; "@name" for an abstract name (as Go and ss(8) print it); "(unnamed)" when unnamed.
   [[nodiscard]] std::string to_string() const;
@@ -75,7 +77,11 @@ class unix_stream;
 /// file or directory").
 class unix_connect_operation : public detail::io_operation {
  public:
+  /// Made by unix_stream::connect(); `ec` null: the throwing form.
   unix_connect_operation(const unix_endpoint& remote, std::error_code* ec) noexcept;
+  /// Returns the connected stream. Throws std::system_error naming the path (ENOENT,
+  /// ECONNREFUSED, ...) or operation_cancelled; in the error_code form, sets it and returns an
+  /// empty stream.
   unix_stream await_resume();
 
  private:
@@ -88,7 +94,10 @@ class unix_connect_operation : public detail::io_operation {
 /// form). The peer is usually unnamed (see unix_stream::remote_endpoint()).
 class unix_accept_operation : public detail::io_operation {
  public:
+  /// Made by unix_listener::accept(); `ec` null: the throwing form.
   unix_accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept;
+  /// Returns the accepted stream. Throws std::system_error (EMFILE, ENFILE, ...) or
+  /// operation_cancelled; in the error_code form, sets it and returns an empty stream.
   unix_stream await_resume();
 };
 
@@ -104,10 +113,13 @@ class unix_accept_operation : public detail::io_operation {
 /// net.UnixConn, Tokio's tokio::net::UnixStream.
 class unix_stream {
  public:
+  /// A closed stream (connect(), accept() or pair() make open ones).
   unix_stream() noexcept = default;
   /// Adopts a connected Unix stream socket.
   explicit unix_stream(detail::file_descriptor socket) noexcept : socket_(std::move(socket)) {}
+  /// Takes over the other stream's descriptor; the other is left closed.
   unix_stream(unix_stream&&) noexcept = default;
+  /// Closes this stream's descriptor, then takes over the other's.
   unix_stream& operator=(unix_stream&&) noexcept = default;
   ~unix_stream() = default;
 
@@ -139,9 +151,11 @@ class unix_stream {
   [[nodiscard]] read_some_operation read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
     return read_some_operation{socket_, buffer, &ec, "corio::net::unix_stream::read_some"};
   }
+  /// As read_some(std::span<std::byte>), into chars.
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer) {
     return read_some(std::as_writable_bytes(buffer));
   }
+  /// As read_some(std::span<std::byte>, std::error_code&), into chars.
   [[nodiscard]] read_some_operation read_some(std::span<char> buffer, std::error_code& ec) noexcept {
     return read_some(std::as_writable_bytes(buffer), ec);
   }
@@ -169,9 +183,11 @@ class unix_stream {
   [[nodiscard]] write_all_operation write_all(std::span<const std::byte> data, std::error_code& ec) noexcept {
     return write_all_operation{socket_, data, &ec, "corio::net::unix_stream::write_all"};
   }
+  /// As write_all(std::span<const std::byte>), for text.
   [[nodiscard]] write_all_operation write_all(std::string_view data) {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}));
   }
+  /// As write_all(std::span<const std::byte>, std::error_code&), for text.
   [[nodiscard]] write_all_operation write_all(std::string_view data, std::error_code& ec) noexcept {
     return write_all(std::as_bytes(std::span{data.data(), data.size()}), ec);
   }
@@ -205,6 +221,7 @@ class unix_stream {
   /// accepted stream. Throws std::system_error (EBADF when closed, ENOTCONN).
   [[nodiscard]] unix_endpoint remote_endpoint() const;
 
+  /// True until close() (or a move) closed the stream.
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
   /// The descriptor, -1 when closed. Ownership stays with the stream.
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }
@@ -229,8 +246,11 @@ class unix_stream {
 /// name leaves no file.
 class unix_listener {
  public:
+  /// A closed listener (bind() makes an open one).
   unix_listener() noexcept = default;
+  /// Takes over the other listener's socket; the other is left closed.
   unix_listener(unix_listener&&) noexcept = default;
+  /// Closes this listener's socket (its file stays), then takes over the other's.
   unix_listener& operator=(unix_listener&&) noexcept = default;
   ~unix_listener() = default;
 
@@ -254,6 +274,7 @@ class unix_listener {
   /// Closes the socket now (the file stays, see above); idempotent. Must not be called while an
   /// accept is in flight.
   void close() noexcept { socket_.reset(); }
+  /// True until close() (or a move) closed the listener.
   [[nodiscard]] bool is_open() const noexcept { return socket_.valid(); }
   /// The descriptor, -1 when closed. Ownership stays with the listener.
   [[nodiscard]] int native_handle() const noexcept { return socket_.get(); }

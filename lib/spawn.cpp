@@ -182,6 +182,7 @@ void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
 /// it is bound). The parent owns the children's frames and reads their results, so nothing of `p`
 /// or the group is touched after the subtraction unless it reached zero.
 [[gnu::noinline]] static std::coroutine_handle<> finish_grouped(promise_base& p) noexcept {
+  p.wait_.store(&finished_wait_info, std::memory_order_release);  // the dump: finished, frame still held
   if (stop_state& st = p.spawn_.stop; st.has_children()) [[unlikely]] {
     if (st.stop_requested()) st.observe();
     st.release_children();

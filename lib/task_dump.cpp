@@ -182,22 +182,25 @@ std::string describe_wait(const wait_info& info, std::uintptr_t object, const ru
     case wait_kind::condition: return fmt::format("wait ({})", awaiter_name(info.signature));
     case wait_kind::signal: return "signal";
     case wait_kind::blocking: return "blocking pool job";
+    case wait_kind::finished: return "finished";
     case wait_kind::other: break;
   }
   return fmt::format("co_await {}", awaiter_name(info.signature));
 }
 
-/// The text of one frame's location: "  function\n      file:line\n".
-void append_frame(std::string& out, std::uintptr_t where, std::string_view note) {
+/// The text of one frame's location: "  function\n      file:line\n", each line after `indent`
+/// more spaces.
+void append_frame(std::string& out, std::uintptr_t where, std::string_view note, std::size_t indent = 0) {
+  const std::string pad(indent, ' ');
   if constexpr (source_location_is_word) {
     if (where != 0) {
       const auto loc = std::bit_cast<std::source_location>(where);
-      fmt::format_to(std::back_inserter(out), "  {}{}\n      {}:{}\n", function_name(loc.function_name()), note,
-                     loc.file_name(), loc.line());
+      fmt::format_to(std::back_inserter(out), "{}  {}{}\n{}      {}:{}\n", pad, function_name(loc.function_name()),
+                     note, pad, loc.file_name(), loc.line());
       return;
     }
   }
-  fmt::format_to(std::back_inserter(out), "  (no location){}\n", note);
+  fmt::format_to(std::back_inserter(out), "{}  (no location){}\n", pad, note);
 }
 
 /// What a dump knows of the workers' polls in progress: the promise each one polls.
@@ -226,31 +229,86 @@ std::vector<promise_base*> chain_of(promise_base* root) {
   return chain;
 }
 
-/// Appends one task's block to `out`: its header line, its async stack innermost first, its spawner.
-/// `spawned` false: `root` is the top of a chain that is not a spawned task's (a when_all child, a
-/// coroutine whose awaiter is not a corio task), which has no number, name or spawn time.
+/// The state of the chain `chain` (its root first) in words: running on a worker (`on`, else -1),
+/// queued, or what its innermost coroutine waits for and for how long.
+std::string chain_state(const std::vector<promise_base*>& chain, const runtime_impl& rt, const polls& running,
+                        std::uint32_t now_ms, int& on) {
+  on = -1;
+  for (promise_base* p : chain) {
+    if (on < 0) on = running.worker_of(p);
+  }
+  if (on >= 0) return fmt::format("running on worker {}", on);
+  promise_base& inner = *chain.back();
+  const wait_info* info = inner.wait_.load(std::memory_order_acquire);
+  if (info == nullptr) return chain.size() == 1 ? "queued, not started" : "queued";
+  if (info->kind == wait_kind::yield) return "queued (yield)";
+  std::string state = describe_wait(*info, inner.wait_object_.load(std::memory_order_relaxed), rt);
+  if (info->kind == wait_kind::finished) return state;
+  if (const std::uint32_t since = inner.wait_since_ms_.load(std::memory_order_relaxed); since != 0 && now_ms >= since) {
+    state += fmt::format(", parked {}", seconds(static_cast<std::int64_t>(now_ms - since)));
+  }
+  return state;
+}
+
+/// The frames of `chain`, innermost first, `indent` more spaces in; then, when the innermost
+/// coroutine awaits a when_all, its children (append_children).
+void append_frames(std::string& out, const std::vector<promise_base*>& chain, const runtime_impl& rt,
+                   const polls& running, std::uint32_t now_ms, int on, std::size_t indent, int depth);
+
+/// The children of the when_all of group `g`, in argument order, each with its state and its own
+/// async stack, `indent` more spaces in (nested when_alls below theirs, up to 8 levels; at most
+/// 1,000 children each). A child's frame lives until the awaiting task resumes, which clears the
+/// record that led here (stop_aware::clears_wait); a child that finished says so.
+void append_children(std::string& out, const fork_group& g, const runtime_impl& rt, const polls& running,
+                     std::uint32_t now_ms, std::size_t indent, int depth) {
+  std::vector<promise_base*> children;
+  // The prev links were written before last_child's release store, and do not change after it.
+  for (promise_base* c = g.last_child.load(std::memory_order_acquire); c != nullptr && children.size() < 1000;
+       c = c->spawn_.prev) {
+    if (!c->has_trace_tag()) break;
+    children.push_back(c);
+  }
+  std::reverse(children.begin(), children.end());
+  const std::string pad(indent, ' ');
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    const std::vector<promise_base*> chain = chain_of(children[i]);
+    int on = -1;
+    const std::string state = chain_state(chain, rt, running, now_ms, on);
+    const wait_info* info = chain.back()->wait_.load(std::memory_order_acquire);
+    const bool finished = on < 0 && info != nullptr && info->kind == wait_kind::finished;
+    fmt::format_to(std::back_inserter(out), "{}  when_all child {} of {} [{}]{}\n", pad, i + 1, children.size(), state,
+                   finished || depth >= 8 ? "" : ":");
+    if (!finished && depth < 8) append_frames(out, chain, rt, running, now_ms, on, indent + 2, depth + 1);
+  }
+}
+
+void append_frames(std::string& out, const std::vector<promise_base*>& chain, const runtime_impl& rt,
+                   const polls& running, std::uint32_t now_ms, int on, std::size_t indent, int depth) {
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    promise_base& p = **it;
+    const wait_info* i = p.wait_.load(std::memory_order_acquire);
+    if (i == nullptr) {
+      append_frame(out, 0, it == chain.rbegin() ? " (running, or not suspended yet)" : "", indent);
+      continue;
+    }
+    append_frame(out, p.where_.load(std::memory_order_relaxed),
+                 it == chain.rbegin() && on >= 0 ? " (last co_await; running now)" : "", indent);
+    if (it == chain.rbegin() && on < 0 && i->kind == wait_kind::when_all) {
+      const auto object = p.wait_object_.load(std::memory_order_relaxed);
+      if (object != 0) append_children(out, *reinterpret_cast<const fork_group*>(object), rt, running, now_ms, indent, depth);
+    }
+  }
+}
+
+/// Appends one task's block to `out`: its header line, its async stack innermost first (with the
+/// children of a when_all it awaits), its spawner. `spawned` false: `root` is the top of a chain
+/// that is not a spawned task's (a when_all child, a coroutine whose awaiter is not a corio task),
+/// which has no number, name or spawn time.
 void append_task(std::string& out, promise_base& root, const runtime_impl& rt, const polls& running,
                  std::uint32_t now_ms, int home, bool spawned = true) {
   const std::vector<promise_base*> chain = chain_of(&root);
   int on = -1;
-  for (promise_base* p : chain) {
-    if (on < 0) on = running.worker_of(p);
-  }
-  promise_base& inner = *chain.back();
-  const wait_info* info = inner.wait_.load(std::memory_order_acquire);
-  std::string state;
-  if (on >= 0) {
-    state = fmt::format("running on worker {}", on);
-  } else if (info == nullptr) {
-    state = chain.size() == 1 ? "queued, not started" : "queued";
-  } else if (info->kind == wait_kind::yield) {
-    state = "queued (yield)";
-  } else {
-    state = describe_wait(*info, inner.wait_object_.load(std::memory_order_relaxed), rt);
-    if (const std::uint32_t since = inner.wait_since_ms_.load(std::memory_order_relaxed); since != 0 && now_ms >= since) {
-      state += fmt::format(", parked {}", seconds(static_cast<std::int64_t>(now_ms - since)));
-    }
-  }
+  const std::string state = chain_state(chain, rt, running, now_ms, on);
   if (spawned) {
     fmt::format_to(std::back_inserter(out), "task {}", task_id(root));
     if (root.spawn_.name != nullptr) fmt::format_to(std::back_inserter(out), " \"{}\"", root.spawn_.name);
@@ -262,16 +320,7 @@ void append_task(std::string& out, promise_base& root, const runtime_impl& rt, c
     fmt::format_to(std::back_inserter(out), ", age {}", seconds(static_cast<std::int64_t>(now_ms - root.spawn_.spawned_ms)));
   }
   fmt::format_to(std::back_inserter(out), ", worker {}]:\n", on >= 0 ? on : home);
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-    promise_base& p = **it;
-    const wait_info* i = p.wait_.load(std::memory_order_acquire);
-    if (i == nullptr) {
-      append_frame(out, 0, it == chain.rbegin() ? " (running, or not suspended yet)" : "");
-      continue;
-    }
-    append_frame(out, p.where_.load(std::memory_order_relaxed),
-                 it == chain.rbegin() && on >= 0 ? " (last co_await; running now)" : "");
-  }
+  append_frames(out, chain, rt, running, now_ms, on, 0, 0);
   if (spawned && root.spawn_.parent_id != 0) fmt::format_to(std::back_inserter(out), "created by task {}\n", root.spawn_.parent_id);
   out += '\n';
 }

@@ -85,6 +85,28 @@ corio::task<void> outer(corio::channel<int> ch) {
   (void)v;
 }
 
+std::atomic<int> line_fork{0}, line_nested{0}, line_child_recv{0};
+
+corio::task<int> child_recv(corio::channel<int> ch) {
+  line_child_recv = __LINE__ + 1;
+  auto v = co_await ch.recv();
+  co_return v.value_or(0);
+}
+
+corio::task<int> child_done() { co_return 7; }
+
+corio::task<int> child_nested(corio::channel<int> ch) {
+  line_nested = __LINE__ + 1;
+  const auto r = co_await corio::when_all(child_recv(ch), child_recv(ch));
+  co_return std::get<0>(r) + std::get<1>(r);
+}
+
+corio::task<void> forks(corio::channel<int> ch) {
+  line_fork = __LINE__ + 1;
+  const auto r = co_await corio::when_all(child_recv(ch), child_done(), child_nested(ch));
+  (void)r;
+}
+
 /// "dump_tests.cpp:N" for the line recorded in `line`.
 std::string at(const std::atomic<int>& line) { return fmt::format("dump_tests.cpp:{}", line.load()); }
 
@@ -216,6 +238,48 @@ TEST_CASE("the task dump names each kind of wait and the file:line of every fram
   }
 }
 
+TEST_CASE("the task dump lists a when_all's children under the task that awaits it, nested ones deeper") {
+  corio_test::hang_guard guard{"when_all in the dump", 120s};
+  for (unsigned workers : {1u, 2u, 4u}) {
+    CAPTURE(workers);
+    corio::runtime rt{{.workers = workers, .clock = corio::manual_clock}};
+    corio::channel<int> ch;  // nobody sends until the end: the receiving children park
+    auto h = rt.spawn(forks(ch), "fork");
+    const std::string dump = dump_when_parked(rt, {"fork"});
+    INFO(dump);
+    const std::string fork = block_of(dump, "fork");
+    CHECK(fork.find("\"fork\" [when_all, parked") != std::string::npos);
+    const auto p_fork = fork.find(at(line_fork));
+    const auto p_c1 = fork.find("\n  when_all child 1 of 3 [recv on channel 0x");
+    const auto p_c2 = fork.find("\n  when_all child 2 of 3 [finished]\n");
+    const auto p_c3 = fork.find("\n  when_all child 3 of 3 [when_all");
+    const auto p_nested = fork.find(at(line_nested));
+    const auto p_n1 = fork.find("\n    when_all child 1 of 2 [recv on channel 0x");
+    const auto p_n2 = fork.find("\n    when_all child 2 of 2 [recv on channel 0x");
+    REQUIRE(p_fork != std::string::npos);
+    REQUIRE(p_c1 != std::string::npos);
+    REQUIRE(p_c2 != std::string::npos);
+    REQUIRE(p_c3 != std::string::npos);
+    REQUIRE(p_nested != std::string::npos);
+    REQUIRE(p_n1 != std::string::npos);
+    REQUIRE(p_n2 != std::string::npos);
+    // In order: the awaiting frame, then each child with its own stack (the receiving children's
+    // co_await line, four spaces in at the first level), the nested when_all's children deeper.
+    CHECK(p_fork < p_c1);
+    CHECK(p_c1 < p_c2);
+    CHECK(p_c2 < p_c3);
+    CHECK(p_c3 < p_nested);
+    CHECK(p_nested < p_n1);
+    CHECK(p_n1 < p_n2);
+    CHECK(fork.substr(p_c1, p_c2 - p_c1).find(at(line_child_recv)) != std::string::npos);
+    CHECK(fork.substr(p_n1).find(at(line_child_recv)) != std::string::npos);
+    // The children are not tasks of their own in the dump: one block, the spawned task's.
+    CHECK(dump.find("when_all child", dump.find("\n\n", dump.find("\"fork\" ["))) == std::string::npos);
+    ch.close();
+    rt.block_on(corio_test::joined(std::move(h)));
+  }
+}
+
 TEST_CASE("a dump taken from a task of the runtime lists the task that takes it as running") {
   corio_test::hang_guard guard{"dump from a task", 120s};
   corio::runtime rt{{.workers = 2, .clock = corio::manual_clock}};
@@ -260,8 +324,25 @@ TEST_CASE("dumps taken while tasks spawn, migrate and finish on 4 workers read n
     }
     co_return n;
   };
+  // And when_alls, whose children the dump lists while they run, finish and are freed.
+  auto fork_churn = [](std::atomic<bool>* stop) -> corio::task<std::uint64_t> {
+    std::uint64_t n = 0;
+    while (!stop->load()) {
+      std::vector<corio::task<int>> children;
+      for (int i = 0; i < 16; ++i) {
+        children.push_back([](int i) -> corio::task<int> {
+          co_await corio::yield();
+          co_return i;
+        }(i));
+      }
+      const std::vector<int> results = co_await corio::when_all(std::move(children));
+      for (int v : results) n += static_cast<std::uint64_t>(v);
+    }
+    co_return n;
+  };
   std::vector<corio::join_handle<std::uint64_t>> churners;
   for (int i = 0; i < 4; ++i) churners.push_back(rt.spawn(churn(&stop), "churn"));
+  for (int i = 0; i < 2; ++i) churners.push_back(rt.spawn(fork_churn(&stop), "fork churn"));
   std::size_t dumps = 0;
   for (int i = 0; i < static_cast<int>(corio_test::scaled(50)); ++i) {
     const std::string d = rt.dump_tasks();
@@ -271,7 +352,7 @@ TEST_CASE("dumps taken while tasks spawn, migrate and finish on 4 workers read n
   stop = true;
   std::uint64_t total = 0;
   for (auto& h : churners) total += rt.block_on(corio_test::joined(std::move(h)));
-  CHECK(total % 120 == 0);  // every round of 16 children returned 0..15: nothing lost
+  CHECK(total % 120 == 0);  // every round of 16 children or tasks returned 0..15: nothing lost
   CHECK(dumps > 0);
 }
 

@@ -76,6 +76,11 @@ struct fork_group {
   /// lazily: only once a child (or a task it awaits) parks in a real wait (see arm_lazy_join).
   stop_state* parent_stop = nullptr;
   stop_canceller* forwarder = nullptr;
+  /// The last child, for the task dump (the others through spawn_.prev): stored with release once
+  /// the children are linked, before any of them runs; null before (when_all_base's constructors
+  /// store it atomically: a dump may still read the word of a when_all the same frame awaited
+  /// before, in the same place).
+  deferred_atomic<promise_base*> last_child;
 };
 
 /// stop_state::lazy_join_ of a when_all child: not a join, but "arm the group's forwarder on the
@@ -177,9 +182,11 @@ class promise_base {
 
   static void* operator new(std::size_t bytes) { return frame_allocate(bytes); }
   /// While a task dump reads frames, frees are deferred until it ends (docs/internals.md, "The task
-  /// dump"): one relaxed load per free otherwise.
+  /// dump"): one acquire load per free otherwise.
   static void operator delete(void* frame, std::size_t bytes) noexcept {
-    if (frame_free_deferred.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    // Acquire (a plain load on x86-64): a free that finds the flag lowered comes after the reads of
+    // the dump that lowered it, so the frame's next life cannot race with them.
+    if (frame_free_deferred.load(std::memory_order_acquire) != 0) [[unlikely]] {
       defer_frame_free(frame, bytes);
       return;
     }
@@ -286,7 +293,10 @@ struct stop_aware {
   Awaiter inner;
   promise_base* promise;
 
-  static constexpr bool clears_wait = wait_kind_of<Awaiter>() == wait_kind::child;
+  /// Awaiting a task or a when_all: the awaited frames are freed once the results are taken, so
+  /// the record that leads the dump to them is cleared on resumption.
+  static constexpr bool clears_wait =
+      wait_kind_of<Awaiter>() == wait_kind::child || wait_kind_of<Awaiter>() == wait_kind::when_all;
 
   bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
   template <class Promise>
@@ -304,7 +314,7 @@ struct stop_aware {
   /// the thread's current one itself when it restores it.)
   decltype(auto) await_resume() noexcept(noexcept(inner.await_resume())) {
     set_current_stop(promise->stop_);
-    // The awaited task's frame is freed once its result is taken: the dump must not reach it.
+    // The awaited frames are freed once the results are taken: the dump must not reach them.
     if constexpr (clears_wait) promise->wait_.store(nullptr, std::memory_order_relaxed);
     return inner.await_resume();
   }

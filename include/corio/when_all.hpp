@@ -78,9 +78,11 @@ void forward_to_children(stop_canceller& c) noexcept;
 /// after it was moved from, throws std::logic_error (a moved-from vector form is simply empty).
 class when_all_base {
  public:
-  when_all_base() noexcept = default;
-  when_all_base(when_all_base&&) noexcept {}  // only before it is awaited: a fresh group
+  when_all_base() noexcept { group_.last_child.store(nullptr, std::memory_order_relaxed); }
+  when_all_base(when_all_base&&) noexcept : when_all_base() {}  // only before it is awaited: a fresh group
   when_all_base& operator=(when_all_base&&) = delete;
+  /// For the task dump: the group, whose children it lists under the awaiting task.
+  std::uintptr_t corio_wait_object() const noexcept { return reinterpret_cast<std::uintptr_t>(&group_); }
 
  protected:
   void check_first_await() {
@@ -89,6 +91,7 @@ class when_all_base {
   }
   template <class Promise>
   std::coroutine_handle<> start(promise_base* last, std::size_t n, std::coroutine_handle<Promise> parent) {
+    group_.last_child.store(last, std::memory_order_release);  // for the task dump
     // Cancelling the awaiting task cancels every child. The forwarder is armed on the parent's
     // stop state only when a child first parks in a real wait (arm_lazy_join): a fork-join tree
     // whose children never wait pays no atomic for it. Children of a parent cancelled already
@@ -228,6 +231,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_tuple : det
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  using detail::when_all_base::corio_wait_object;  ///< the group, for the task dump
   /// Made by when_all(tasks...). Throws std::logic_error for an empty task.
   explicit when_all_tuple(task<Ts>... tasks) : tasks_(std::move(tasks)...) {
     std::apply([](const auto&... t) { (detail::check_valid(t), ...); }, tasks_);
@@ -284,6 +288,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_array : det
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  using detail::when_all_base::corio_wait_object;  ///< the group, for the task dump
   /// Made by when_all(std::array). Throws std::logic_error for an empty task.
   explicit when_all_array(std::array<task<T>, N>&& tasks) : tasks_(std::move(tasks)) {
     for (const auto& t : tasks_) detail::check_valid(t);
@@ -331,6 +336,7 @@ class [[nodiscard("co_await it; the tasks run only then")]] when_all_vector : de
  public:
   static constexpr bool corio_fork = true;  ///< starts the children; their waits are waits
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::when_all;  ///< for the task dump
+  using detail::when_all_base::corio_wait_object;  ///< the group, for the task dump
   /// Made by when_all(std::vector). Throws std::length_error past 2^32-1 tasks, std::logic_error
   /// for an empty task.
   explicit when_all_vector(std::vector<task<T>>&& tasks) : tasks_(std::move(tasks)) {

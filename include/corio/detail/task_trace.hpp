@@ -28,7 +28,7 @@ enum class wait_kind : std::uint8_t {
   other,         ///< an awaiter that names no kind: the dump prints its type
   child,         ///< awaits another task inline (object: that task's promise_base*)
   join,          ///< awaits a spawned task's join_handle (object: the task's promise_base*)
-  when_all,      ///< awaits a when_all (object: the number of children)
+  when_all,      ///< awaits a when_all (object: the awaiter's fork_group*, whose children the dump lists)
   channel_recv,  ///< receives on a channel (object: the channel's shared state)
   channel_send,  ///< sends on a channel (object: the channel's shared state)
   select,        ///< a select over several channels (object: the number of cases)
@@ -40,6 +40,7 @@ enum class wait_kind : std::uint8_t {
   condition,     ///< a condition_variable, event, latch or wait_group (object: its address)
   signal,        ///< a corio::signal_set wait (no object)
   blocking,      ///< a job on the blocking pool (no object)
+  finished,      ///< a when_all child that has finished, its parent not resumed yet (no object)
 };
 
 /// Per awaiter type: its kind and its type's name (as the compiler spells a function's signature:
@@ -70,6 +71,9 @@ constexpr wait_kind wait_kind_of() noexcept {
 /// The wait_info of awaiter type `A` (one object per type).
 template <class A>
 inline constexpr wait_info wait_info_of{wait_kind_of<A>(), awaiter_signature<std::remove_cvref_t<A>>()};
+
+/// The record a when_all child leaves when it finishes (finish_grouped, lib/spawn.cpp).
+inline constexpr wait_info finished_wait_info{wait_kind::finished, nullptr};
 
 /// True when awaiter type `A` names an object word (corio_wait_object).
 template <class A>

@@ -46,7 +46,8 @@ std::unique_ptr<reactor> make_reactor(const backend_choice& choice, unsigned rin
 /// seccomp or `kernel.io_uring_disabled`), so that tests exercise the fallback to Asio on a
 /// machine that has io_uring. 0 (the default) restores normal set-up. No effect when io_uring was
 /// not built. Thread-safe.
-void set_uring_setup_failure(int error) noexcept;
+/// Exported (CORIO_API) for the test suite, which links a shared corio too.
+CORIO_API void set_uring_setup_failure(int error) noexcept;
 
 /// The provided buffer ring each io_uring worker sets up the first time one of its tasks asks for
 /// a buffer lease (corio::net::tcp_stream::read_lease; lib/uring_buffers.hpp): buffers put in the
@@ -62,6 +63,7 @@ buffer_ring_config current_buffer_ring_config() noexcept;
 
 /// Test hook: rings set up from now on use `config` (clamped to the bounds above); null restores
 /// the defaults. Rings already set up keep theirs. Thread-safe.
-void set_buffer_ring_config(const buffer_ring_config* config) noexcept;
+/// Exported (CORIO_API) for the test suite, which links a shared corio too.
+CORIO_API void set_buffer_ring_config(const buffer_ring_config* config) noexcept;
 
 }  // namespace corio::detail

@@ -17,13 +17,20 @@ namespace corio::detail {
 #else
 #define CORIO_EXTERNALLY_VISIBLE gnu::externally_visible
 #endif
+// A shared corio leaves it in the dynamic TLS model (corio/detail/config.hpp, CORIO_TLS_ASM).
+#if CORIO_TLS_ASM
 [[gnu::tls_model("initial-exec"), gnu::used, CORIO_EXTERNALLY_VISIBLE]] thread_local constinit stop_state*
     tls_current_stop = nullptr;
+#else
+[[gnu::used, CORIO_EXTERNALLY_VISIBLE]] thread_local constinit stop_state* tls_current_stop = nullptr;
+#endif
 #undef CORIO_EXTERNALLY_VISIBLE
 #else
 namespace {
 thread_local constinit stop_state* tls_current_stop = nullptr;
 }
+#endif
+#if !CORIO_TLS_ASM
 stop_state* current_stop() noexcept { return tls_current_stop; }
 void set_current_stop(stop_state* s) noexcept { tls_current_stop = s; }
 #endif

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-build-windows}"
 bash tools/deps.sh g++-mingw-w64-x86-64-posix file
-setup=(--cross-file cross/x86_64-w64-mingw32.ini -Dtests=disabled -Dbenchmarks=disabled --wrap-mode=nodownload)
+setup=(--cross-file cross/x86_64-w64-mingw32.ini -Dbuildtype=release -Dtests=disabled -Dbenchmarks=disabled --wrap-mode=nodownload)
 if [ -d "$dir" ]; then
   meson setup --reconfigure "$dir" "${setup[@]}" >/dev/null
 else

@@ -9,6 +9,10 @@
 // blocking system calls by handing the P to another thread (entersyscall / handoffp).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 #include <cstdint>
 #include <exception>
@@ -52,7 +56,7 @@ struct blocking_job {
 
 /// The untyped part of spawn_blocking's awaiter (what lib/blocking_pool.cpp implements): the job,
 /// its canceller and how to wake the task. Single use; lives in the awaiting task's frame.
-class blocking_wait : public blocking_job, stop_canceller {
+class CORIO_API blocking_wait : public blocking_job, stop_canceller {
  public:
   blocking_wait(const blocking_wait&) = delete;
   blocking_wait& operator=(const blocking_wait&) = delete;
@@ -153,9 +157,9 @@ class blocking_operation : blocking_wait {
 };
 
 /// True when the calling thread is a worker of some corio runtime. Defined in lib/blocking_pool.cpp.
-bool on_runtime_worker() noexcept;
+CORIO_API bool on_runtime_worker() noexcept;
 /// Throws the std::logic_error of spawn_blocking called off a runtime. Defined in lib/blocking_pool.cpp.
-[[noreturn]] void throw_not_on_runtime();
+[[noreturn]] CORIO_API void throw_not_on_runtime();
 
 }  // namespace detail
 

@@ -2,6 +2,10 @@
 // provided buffer ring (io_uring), or a heap buffer owned by the lease (Asio, or no ring).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,7 +18,7 @@ namespace detail {
 /// Gives buffer `id` back to the provided buffer ring `ring` (lib/uring_buffers.hpp): into the
 /// ring at once on its worker's thread, through the ring's return queue from any other thread.
 /// Any thread. Defined in lib/buffer_lease.cpp.
-void release_ring_buffer(void* ring, std::uint16_t id) noexcept;
+CORIO_API void release_ring_buffer(void* ring, std::uint16_t id) noexcept;
 }  // namespace detail
 
 /// The bytes one read received, in a buffer the read handed over instead of copying into the

@@ -8,6 +8,10 @@
 // at the next suspension point. Never both.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <chrono>
 #include <coroutine>
@@ -40,17 +44,17 @@ struct timeout_timer {
 
 /// Allocates a timer for `scope` and inserts it into the calling worker's wheel, due at `deadline`.
 /// Throws std::logic_error off a worker. Defined in lib/timers.cpp.
-timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline);
+CORIO_API timeout_timer* arm_timeout_timer(stop_state& scope, clock::time_point deadline);
 /// Lets go of a timer after the awaited operation ended, from any thread: removes and frees it on
 /// its own worker, or hands it to that worker to do so; waits for a firing in progress. Returns
 /// true when the timer fired (the scope's stop came from it). Defined in lib/timers.cpp.
-bool release_timeout_timer(timeout_timer* t) noexcept;
+CORIO_API bool release_timeout_timer(timeout_timer* t) noexcept;
 
 /// What a scope's outer stop state calls: passes the stop on to the scope.
 struct scope_forwarder : stop_canceller {
   stop_state* scope = nullptr;
 };
-void forward_stop(stop_canceller& c) noexcept;  // lib/stop_state.cpp
+CORIO_API void forward_stop(stop_canceller& c) noexcept;  // lib/stop_state.cpp
 
 template <class A>
 using awaiter_of_t = decltype(promise_base::get_awaiter(std::declval<A&>()));

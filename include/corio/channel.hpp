@@ -1,6 +1,10 @@
 // corio/channel.hpp - Go's channels for tasks: MPMC, buffered or rendezvous, closable.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -23,7 +27,7 @@ namespace corio {
 /// Thrown by `co_await ch.send(v)` when the channel is closed (before or while the send waits).
 /// The non-throwing forms (try_send, send_for, a select's send case) report
 /// channel_status::closed instead and hand the value back.
-class channel_closed : public std::logic_error {
+class CORIO_API channel_closed : public std::logic_error {
  public:
   channel_closed() : std::logic_error("corio::channel: send on a closed channel") {}
 };

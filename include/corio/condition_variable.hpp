@@ -1,6 +1,10 @@
 // corio/condition_variable.hpp - a condition variable for tasks holding a corio::mutex.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include "corio/detail/sync_operation.hpp"
 #include "corio/mutex.hpp"
 #include "corio/task.hpp"
@@ -14,7 +18,7 @@ namespace corio {
 /// the mutex back). The release and the queueing are one step under the condition variable's
 /// lock, so a notify that comes after the release is never lost. Notified tasks are woken in FIFO
 /// order. Thread-safe; wait only from a task, holding the guard's mutex.
-class condition_variable {
+class CORIO_API condition_variable {
  public:
   condition_variable() noexcept = default;
   condition_variable(const condition_variable&) = delete;

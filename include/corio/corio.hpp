@@ -1,6 +1,10 @@
 // corio/corio.hpp - the umbrella header: everything a program on corio needs.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include "corio/blocking.hpp"
 #include "corio/buffer_lease.hpp"
 #include "corio/cancel.hpp"

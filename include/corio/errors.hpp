@@ -1,6 +1,10 @@
 // corio/errors.hpp - the exceptions corio throws beyond std::system_error.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cerrno>
 #include <system_error>
 
@@ -16,7 +20,7 @@ namespace corio {
 /// It records which stop ended the operation (cancelled_by()): corio::timeout uses it to tell its
 /// own deadline from an outcome of the awaited operation that happens to be a cancellation (a
 /// joined task that ended cancelled, say), which it returns as it is.
-class operation_cancelled : public std::system_error {
+class CORIO_API operation_cancelled : public std::system_error {
  public:
   /// Attributed to the stop state of the task running on the calling thread (none off a task).
   explicit operation_cancelled(const char* what = "corio: operation cancelled")

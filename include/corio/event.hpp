@@ -1,6 +1,10 @@
 // corio/event.hpp - a manual-reset event that parks tasks.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 
 #include "corio/detail/sync_operation.hpp"
@@ -11,7 +15,7 @@ namespace corio {
 /// `co_await e.wait()` completes at once while the event is set and parks the task otherwise;
 /// set() wakes every waiter and lets later waits through until reset(). Thread-safe; wait only
 /// from a task.
-class event {
+class CORIO_API event {
  public:
   /// An event, set when `initially_set` (then waits complete at once until reset()).
   explicit event(bool initially_set = false) noexcept : set_(initially_set) {}

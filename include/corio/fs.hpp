@@ -1,6 +1,10 @@
 // corio/fs.hpp - files: open, read, write, size, sync and close through the worker's reactor.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -48,14 +52,14 @@ constexpr bool has(open_flags flags, open_flags bit) noexcept { return (flags & 
 
 /// The open(2) flags open_flags stands for, O_CLOEXEC included. Throws std::invalid_argument for
 /// a set without read or write, or with truncate but no write. Thread-safe.
-[[nodiscard]] int native_open_flags(open_flags flags);
+[[nodiscard]] CORIO_API int native_open_flags(open_flags flags);
 
 /// The largest byte count one read or write asks the kernel for (Linux's MAX_RW_COUNT): a larger
 /// buffer is read or written in part (read_some/write_some semantics; write_all loops).
 inline constexpr std::size_t max_transfer = 0x7ffff000;
 
 /// Base of the file awaiters: an I/O operation whose errors name the file's path. Not for users.
-class file_operation : public corio::detail::io_operation {
+class CORIO_API file_operation : public corio::detail::io_operation {
  protected:
   /// `verb` ("read", "write", ...) and `path` (owned by the file, or by the derived awaiter)
   /// make the message of a thrown error: "corio: read /tmp/x: Input/output error".
@@ -77,7 +81,7 @@ class file_operation : public corio::detail::io_operation {
 /// Awaiter of fs::file::open: yields the open file (a closed one after an error reported through
 /// the error_code form). Holds the path's bytes until the openat completes (io_uring may read
 /// them after the submission returned).
-class open_operation : public file_operation {
+class CORIO_API open_operation : public file_operation {
  public:
   /// Made by file::open(); `ec` null: the throwing form.
   open_operation(const std::filesystem::path& path, int flags, unsigned mode, std::error_code* ec);
@@ -92,7 +96,7 @@ class open_operation : public file_operation {
 /// Awaiter of a single read or write (read_at, write_at, read, write, read_some, write_some):
 /// yields the bytes transferred; 0 for a read at end of file, for an empty buffer, or after an
 /// error reported through the error_code form.
-class transfer_operation : public file_operation {
+class CORIO_API transfer_operation : public file_operation {
  public:
   /// Made by the read and write members of fs::file: `length` bytes at `buffer`, at `offset` (-1:
   /// the file position); `ec` null: the throwing form.
@@ -136,7 +140,7 @@ class transfer_operation : public file_operation {
 /// Awaiter of fs::file::write_all and write_all_at: yields the bytes written, all of `data`
 /// unless an error was reported through the error_code form (then the count before the error).
 /// Short writes are resubmitted by the reactor without resuming the task.
-class write_all_operation : public file_operation {
+class CORIO_API write_all_operation : public file_operation {
  public:
   /// Made by file::write_all and write_all_at (`offset` -1: the file position); `ec` null: the
   /// throwing form.
@@ -156,7 +160,7 @@ class write_all_operation : public file_operation {
 };
 
 /// Awaiter of fs::file::size: the size in bytes (STATX_SIZE; fstat where there is no statx).
-class size_operation : public file_operation {
+class CORIO_API size_operation : public file_operation {
  public:
   /// Made by file::size(); `ec` null: the throwing form.
   size_operation(const file& f, std::error_code* ec) noexcept;
@@ -173,7 +177,7 @@ class size_operation : public file_operation {
 };
 
 /// Awaiter of fs::file::sync and datasync.
-class sync_operation : public file_operation {
+class CORIO_API sync_operation : public file_operation {
  public:
   /// Made by file::sync() (`data_only` false: fsync) and datasync() (true: fdatasync).
   sync_operation(const file& f, bool data_only, std::error_code* ec) noexcept;
@@ -182,7 +186,7 @@ class sync_operation : public file_operation {
 };
 
 /// Awaiter of fs::file::close: not cancellable (a close always happens; see file::close).
-class close_operation : public file_operation {
+class CORIO_API close_operation : public file_operation {
  public:
   /// Made by file::close(), which hands over its descriptor `fd`; `path` for the messages.
   close_operation(int fd, std::string path, std::error_code* ec) noexcept;
@@ -243,7 +247,7 @@ class close_operation : public file_operation {
 /// write_at one file at once (the order of concurrent read()/write() calls at the file position
 /// is unspecified). Moving, closing or destroying the file while an operation on it is in flight
 /// is not allowed. Buffers must stay alive until the co_await returns.
-class file {
+class CORIO_API file {
  public:
   /// A closed file.
   file() noexcept = default;
@@ -412,11 +416,11 @@ class file {
 /// bytes. The size is only a first guess: a file that grows meanwhile is read to its end.
 /// Throws std::system_error naming the path (ENOENT for a missing file). Go's os.ReadFile,
 /// Tokio's tokio::fs::read.
-[[nodiscard]] task<std::string> read_file(std::filesystem::path path);
+[[nodiscard]] CORIO_API task<std::string> read_file(std::filesystem::path path);
 
 /// Writes `data` to the file at `path`, created (mode 0644 less the umask) or truncated, then
 /// closes it; yields nothing. `data` must stay alive until the co_await returns. Throws
 /// std::system_error naming the path. Go's os.WriteFile, Tokio's tokio::fs::write.
-[[nodiscard]] task<void> write_file(std::filesystem::path path, std::string_view data);
+[[nodiscard]] CORIO_API task<void> write_file(std::filesystem::path path, std::string_view data);
 
 }  // namespace corio::fs

@@ -6,6 +6,10 @@
 // BufReader/BufWriter and tokio::io::copy.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
@@ -60,7 +64,7 @@ class stream_category_impl final : public std::error_category {
 }  // namespace detail
 
 /// The category of stream_errc. One instance per program.
-inline const std::error_category& stream_category() noexcept {
+CORIO_API inline const std::error_category& stream_category() noexcept {
   static const detail::stream_category_impl category;
   return category;
 }

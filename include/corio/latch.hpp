@@ -1,6 +1,10 @@
 // corio/latch.hpp - a single-use countdown latch that parks tasks.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <cstdint>
 
@@ -11,7 +15,7 @@ namespace corio {
 /// std::latch for tasks: made with a count; count_down(n) lowers it; `co_await l.wait()` parks
 /// the task until it reaches zero (at once if it has). Single use: the count never goes back up.
 /// Counting down below zero throws std::logic_error. Thread-safe; wait only from a task.
-class latch {
+class CORIO_API latch {
  public:
   /// A latch at `count` (>= 0). Throws std::invalid_argument when `count` is negative.
   explicit latch(std::int64_t count);

@@ -2,6 +2,10 @@
 // and the Prometheus exposition format.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -124,18 +128,18 @@ struct runtime_metrics {
 
 /// `m` as lines of text for people: the global figures, then one line per worker with the counters
 /// that are not zero. Throws std::bad_alloc only.
-[[nodiscard]] std::string to_text(const runtime_metrics& m);
+[[nodiscard]] CORIO_API std::string to_text(const runtime_metrics& m);
 
 /// `m` as one JSON object: the global figures as members, and "workers", an array of one object
 /// per worker with every counter (the member names are the C++ field names). Throws std::bad_alloc
 /// only.
-[[nodiscard]] std::string to_json(const runtime_metrics& m);
+[[nodiscard]] CORIO_API std::string to_json(const runtime_metrics& m);
 
 /// `m` in the Prometheus text exposition format 0.0.4 (what an HTTP endpoint serves with
 /// `Content-Type: text/plain; version=0.0.4`): each family with `# HELP` and `# TYPE` lines, names
 /// prefixed `corio_`, counters ending in `_total`, per-worker families labelled `worker="N"`
 /// (e.g. `corio_worker_polls_total{worker="0"}`), snapshots as gauges. README.md, "Metrics", lists
 /// the families. Throws std::bad_alloc only.
-[[nodiscard]] std::string to_prometheus(const runtime_metrics& m);
+[[nodiscard]] CORIO_API std::string to_prometheus(const runtime_metrics& m);
 
 }  // namespace corio

@@ -1,6 +1,10 @@
 // corio/mutex.hpp - a mutex that parks tasks, not threads.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <cstdint>
 #include <utility>
@@ -51,7 +55,7 @@ class mutex_guard {
 /// recursive; unlocking a mutex the caller does not hold is undefined. Usable from any worker
 /// and any thread (lock only from a task). The shape of cppcoro's async_mutex and Go's
 /// sync.Mutex in starvation mode.
-class mutex {
+class CORIO_API mutex {
  public:
   mutex() noexcept = default;
   mutex(const mutex&) = delete;

@@ -1,6 +1,10 @@
 // corio/runtime.hpp - the M:N runtime: workers, run queues, reactors; block_on and run.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -274,7 +278,7 @@ struct runtime_stats {
 /// reactor and reaps its completion, and only then destroys the frames of tasks that never
 /// finished (their destructors run, closing what they hold). Spawning is thread-safe; shutdown() and the destructor must not be called from one of the
 /// runtime's own workers.
-class runtime {
+class CORIO_API runtime {
  public:
   /// Starts `options.workers` worker threads, each with its reactor (see the class). Throws
   /// std::system_error or std::invalid_argument as the class says.
@@ -388,16 +392,16 @@ class runtime {
 /// The number (0 .. workers-1) of the worker running the calling task, or std::nullopt on a thread
 /// that is not a worker. Tasks migrate between workers at suspension points unless bound with
 /// spawn_on, so the answer holds until the next co_await. Never throws; thread-safe.
-std::optional<unsigned> this_worker_index() noexcept;
+CORIO_API std::optional<unsigned> this_worker_index() noexcept;
 
 namespace detail {
 
 /// The calling worker's number when it belongs to `rt` (any runtime when null), else nullopt.
-std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept;
+CORIO_API std::optional<unsigned> current_worker_index(const runtime_impl* rt) noexcept;
 
 /// A one-shot flag a plain thread can block on and a task can raise (mutex and condition
 /// variable; the raiser touches nothing after the unlock, so the waiter may free it at once).
-class blocking_signal {
+class CORIO_API blocking_signal {
  public:
   blocking_signal();
   ~blocking_signal();
@@ -412,7 +416,7 @@ class blocking_signal {
 };
 
 /// Throws std::logic_error when the calling thread is a worker of `rt`.
-void check_not_on_worker(runtime_impl* rt);
+CORIO_API void check_not_on_worker(runtime_impl* rt);
 
 template <class T>
 struct block_on_result {

@@ -1,6 +1,10 @@
 // corio/select.hpp - Go's select over channel cases, a timeout case and a default case.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <algorithm>
 #include <array>
 #include <chrono>

@@ -1,6 +1,10 @@
 // corio/semaphore.hpp - a counting semaphore that parks tasks.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 
 #include "corio/detail/sync_operation.hpp"
@@ -14,7 +18,7 @@ namespace corio {
 /// behind it; when it is cancelled or times out, the ones behind it take what is available at once.
 /// The count never goes below zero and never exceeds what was released; it is at most INT64_MAX.
 /// Thread-safe; acquire only from a task.
-class semaphore {
+class CORIO_API semaphore {
  public:
   /// `initial` units available (>= 0). Throws std::invalid_argument when `initial` is negative.
   explicit semaphore(std::int64_t initial = 0);

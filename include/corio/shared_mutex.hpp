@@ -1,6 +1,10 @@
 // corio/shared_mutex.hpp - a readers-writer lock that parks tasks.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 
 #include "corio/detail/sync_operation.hpp"
@@ -14,7 +18,7 @@ namespace corio {
 /// to the next writer). A queued writer that is cancelled or times out hands the lock on as it
 /// leaves: readers queued behind it join the readers holding the lock at once. Thread-safe; the
 /// lock operations only from a task; unlocking a lock the caller does not hold is undefined.
-class shared_mutex {
+class CORIO_API shared_mutex {
  public:
   shared_mutex() noexcept = default;
   shared_mutex(const shared_mutex&) = delete;

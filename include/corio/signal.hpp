@@ -1,6 +1,10 @@
 // corio/signal.hpp - waiting for POSIX signals in a task: co_await corio::signal({SIGINT, SIGTERM}).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <concepts>
 #include <cstdint>
 
@@ -57,7 +61,7 @@ class signal_set {
 /// corio::operation_cancelled and loses no signal (one that arrived stays remembered).
 /// Must be awaited in a task on a runtime. Windows: not supported, throws std::system_error
 /// with ENOTSUP (Asio's signal_set emulates SIGINT/SIGTERM there; a later release may use it).
-class signal_operation : public detail::io_operation {
+class CORIO_API signal_operation : public detail::io_operation {
  public:
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::signal;  ///< for the task dump
   /// Validates `signals` (each in 1..64, not SIGKILL or SIGSTOP, at least one: else

@@ -1,6 +1,10 @@
 // corio/spawn.hpp - running a task independently: spawn() and join_handle<T>.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 #include <stdexcept>
 #include <utility>
@@ -21,9 +25,8 @@ namespace detail {
 /// for a worker `bound` the runtime does not have; the frame is then destroyed (its arguments
 /// freed) before the exception leaves, so that callers need no handler of their own. `name` (may be
 /// null) is kept for the task dump. Gives the task its number (spawn_state::id).
-void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
-                std::uint32_t bound = unbound_worker, const char* name = nullptr);
-
+CORIO_API void spawn_root(runtime_impl* rt, promise_base& p, std::coroutine_handle<> self,
+                          std::uint32_t bound = unbound_worker, const char* name = nullptr);
 
 /// The canceller of a parked join, in the join awaiter: `request_stop` on the joiner's stop state
 /// sets state_join_cancel on the joined task; when that finds the joiner parked and the task still
@@ -49,25 +52,26 @@ struct join_canceller : stop_canceller {
 /// own pending join is armed first, then this join's canceller, and the joiner bit is set with one
 /// atomic addition. Touches neither frame after the publishing step (llvm #56301). Defined in
 /// lib/spawn.cpp.
-std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner, join_canceller& c) noexcept;
+CORIO_API std::coroutine_handle<> join_park(promise_base& p, std::coroutine_handle<> joiner,
+                                            join_canceller& c) noexcept;
 
 /// After a join parked and was resumed, when it did not end the usual way (see
 /// join_handle::operation::await_resume): disarms its canceller, and throws operation_cancelled
 /// (after clearing the joiner bits, so that the handle can be joined again, and linking the task
 /// back under the joiner if the join had unlinked it) when the join was cancelled before the task
 /// finished. Defined in lib/spawn.cpp.
-void join_settle(join_canceller& c, promise_base& task);
+CORIO_API void join_settle(join_canceller& c, promise_base& task);
 
 /// What a join_handle points to once the runtime destroyed its task at shutdown: a marker address,
 /// never dereferenced, so that the handle stays one pointer wide (like Tokio's JoinHandle).
-inline promise_base* orphaned_promise() noexcept {
+CORIO_API inline promise_base* orphaned_promise() noexcept {
   static constinit char marker = 0;
   return reinterpret_cast<promise_base*>(&marker);
 }
 
 /// Untyped part of join_handle: reference-counting of the frame and the back-pointer that lets the
 /// runtime detach the handle from a frame it destroys at shutdown.
-class join_handle_base {
+class CORIO_API join_handle_base {
  public:
   join_handle_base(const join_handle_base&) = delete;
   join_handle_base& operator=(const join_handle_base&) = delete;

@@ -1,6 +1,10 @@
 // corio/task.hpp - the lazy coroutine task.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -85,7 +89,7 @@ struct fork_group {
 
 /// stop_state::lazy_join_ of a when_all child: not a join, but "arm the group's forwarder on the
 /// parent's stop state when this child first parks" (see arm_lazy_join).
-inline stop_canceller* group_marker() noexcept {
+CORIO_API inline stop_canceller* group_marker() noexcept {
   static constinit stop_canceller marker{};
   return &marker;
 }
@@ -153,7 +157,7 @@ struct spawn_state {
 /// unobserved exception to the runtime's handler and destroying the frame) it returns the next
 /// local task of the worker to resume instead (see next_after_park in transfer.hpp), or null to return to the
 /// worker loop. Defined in lib/spawn.cpp.
-std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
+CORIO_API std::coroutine_handle<> finish_spawned(promise_base& p) noexcept;
 
 /// State shared by every promise type: the frame allocator, the continuation, the exception, and
 /// the spawn state. Not for direct use.
@@ -282,7 +286,7 @@ class promise_base {
 /// and of every enclosing group up to a spawned task, and then, transitively, whatever is pending
 /// on the joiners above (so that a fork-join tree or a chain of spawn+join levels that never waits
 /// arms nothing). Never blocks; called on the thread running the task. Defined in lib/spawn.cpp.
-void arm_lazy_join(stop_state& s) noexcept;
+CORIO_API void arm_lazy_join(stop_state& s) noexcept;
 
 /// The wrapper await_transform puts around every awaiter in a task (see promise_base).
 /// `Awaiter` is a reference to an awaiter that lives in the co_await expression, or the awaiter

@@ -1,6 +1,10 @@
 // corio/task_group.hpp - structured concurrency: a nursery of child tasks, and when_any.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <algorithm>
 #include <array>
 #include <atomic>

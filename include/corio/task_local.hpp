@@ -1,6 +1,10 @@
 // corio/task_local.hpp - values bound to a task for a scope, that follow it across workers.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -22,12 +26,12 @@ struct task_local_binding {
 
 /// Binds `b` (key and value set) to the calling task's current stop state. Throws
 /// std::logic_error outside a task of a runtime. Thread running the task only.
-void bind_task_local(task_local_binding& b);
+CORIO_API void bind_task_local(task_local_binding& b);
 /// Ends the binding `b` (bind_task_local succeeded). Never throws.
-void unbind_task_local(task_local_binding& b) noexcept;
+CORIO_API void unbind_task_local(task_local_binding& b) noexcept;
 /// The value bound to `key` in the calling task (its innermost scope, then the task awaiting a
 /// when_all or when_any it is a child of, and so on up), or null.
-const void* find_task_local(const void* key) noexcept;
+CORIO_API const void* find_task_local(const void* key) noexcept;
 
 }  // namespace detail
 

@@ -9,6 +9,10 @@
 // test programs need doctest.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #ifndef DOCTEST_LIBRARY_INCLUDED
 #if __has_include(<doctest/doctest.h>)
 #include <doctest/doctest.h>

@@ -1,6 +1,10 @@
 // corio/time.hpp - time on a runtime: now(), sleep_for, sleep_until, interval, the manual clock.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <algorithm>
 #include <chrono>
 #include <coroutine>
@@ -73,7 +77,7 @@ inline constexpr clock_source manual_clock = clock_source::manual;
 namespace detail {
 
 /// The calling worker's runtime time; steady_clock::now() on other threads.
-clock::time_point runtime_now() noexcept;
+CORIO_API clock::time_point runtime_now() noexcept;
 
 }  // namespace detail
 
@@ -85,7 +89,7 @@ clock::time_point runtime_now() noexcept;
 /// The awaiter of sleep_for / sleep_until. Completes at once for a deadline already past (while
 /// the worker's cooperation budget lasts). Cancellable: when the task's stop is requested while
 /// it sleeps (or before), it throws operation_cancelled and its timer is removed.
-class sleep_operation {
+class CORIO_API sleep_operation {
  public:
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::sleep;  ///< for the task dump
   /// The deadline in ns of corio::clock's epoch, for the task dump.

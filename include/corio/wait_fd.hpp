@@ -1,6 +1,10 @@
 // corio/wait_fd.hpp - awaiting readiness of a descriptor that another library owns.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 #include <system_error>
 
@@ -18,7 +22,7 @@ enum class ready_events : std::uint32_t {
 namespace detail {
 
 /// Awaiter of wait_readable and wait_writable: io_opcode::poll.
-class ready_operation : public io_operation {
+class CORIO_API ready_operation : public io_operation {
  public:
   /// `write`: wait for POLLOUT, else POLLIN. A negative `fd` fails with EBADF when awaited.
   ready_operation(int fd, bool write, std::error_code* ec) noexcept;

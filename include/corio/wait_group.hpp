@@ -1,6 +1,10 @@
 // corio/wait_group.hpp - Go's sync.WaitGroup for tasks.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <cstdint>
 
@@ -13,7 +17,7 @@ namespace corio {
 /// the counter may go up again after a wait returned. A counter that would go negative throws
 /// std::logic_error (Go panics), one that would exceed INT64_MAX std::overflow_error. Thread-safe;
 /// wait only from a task.
-class wait_group {
+class CORIO_API wait_group {
  public:
   wait_group() noexcept = default;
   wait_group(const wait_group&) = delete;

@@ -1,6 +1,10 @@
 // corio/when_all.hpp - fork-join: run several tasks as independent tasks and wait for all of them.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -29,8 +33,8 @@ namespace detail {
 /// returns the first, for the caller to resume by symmetric transfer (see fork_group). Throws std::logic_error off a worker and
 /// std::runtime_error while the runtime shuts down; nothing is queued then. Defined in
 /// lib/spawn.cpp.
-std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint32_t n,
-                                   std::coroutine_handle<> parent, std::uint32_t parent_bound);
+CORIO_API std::coroutine_handle<> fork_start(fork_group& g, promise_base* last, std::uint32_t n,
+                                             std::coroutine_handle<> parent, std::uint32_t parent_bound);
 
 /// What a child's result becomes in a when_all result: `void` turns into std::monostate, so that a
 /// tuple or array can hold it.
@@ -71,7 +75,7 @@ void link_child(task<T>& t, fork_group& g, promise_base*& last) noexcept {
 struct children_forwarder : stop_canceller {
   promise_base* last = nullptr;  ///< the last child; the others through spawn_.prev
 };
-void forward_to_children(stop_canceller& c) noexcept;
+CORIO_API void forward_to_children(stop_canceller& c) noexcept;
 
 /// The part of every when_all awaiter that does not depend on the result types. Movable only
 /// before it is awaited (the group is then referred to by the children); awaiting it twice, or

@@ -1,6 +1,10 @@
 // corio/yield.hpp - letting other tasks run.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 
 #include "corio/detail/task_trace.hpp"
@@ -13,16 +17,16 @@ namespace detail {
 /// awaitable asking should suspend (and requeue, schedule_yield) even though it could complete at
 /// once. The worker refills the budget (runtime_options::budget, default 128) each time it takes a
 /// task from its queues. Tokio's coop budget; true off a worker. Defined in lib/worker.cpp.
-bool coop_spend() noexcept;
+CORIO_API bool coop_spend() noexcept;
 /// Queues `h` at the back of the calling worker's run queue (behind every task already runnable
 /// there, never in its LIFO slot). Defined in lib/worker.cpp. Must be called on a worker thread.
-void schedule_yield(std::coroutine_handle<> h) noexcept;
+CORIO_API void schedule_yield(std::coroutine_handle<> h) noexcept;
 /// schedule_yield(h), then what to resume next by symmetric transfer: the next task of the
 /// calling worker's local queues (h itself when nothing else is runnable there), with the worker
 /// loop's per-task accounting done, or std::noop_coroutine() (back to the loop: maintenance or a
 /// stop due). Defined in lib/worker.cpp. Must be called on a worker thread (works on the calling
 /// thread's worker only).
-std::coroutine_handle<> yield_next(std::coroutine_handle<> h) noexcept;
+CORIO_API std::coroutine_handle<> yield_next(std::coroutine_handle<> h) noexcept;
 }  // namespace detail
 
 /// The awaiter of corio::yield(): always suspends, requeues the task behind the tasks already

@@ -41,6 +41,7 @@ std::string describe(std::string_view host, const lookup_result& r);
 
 /// Tests only: a function the pool thread of a getaddrinfo resolve (and lookup_blocking) calls
 /// before getaddrinfo (null: none), to hold a call in flight while a test cancels it. Thread-safe.
-void set_getaddrinfo_hook(void (*hook)()) noexcept;
+/// Exported (CORIO_API) for the test suite, which links a shared corio too.
+CORIO_API void set_getaddrinfo_hook(void (*hook)()) noexcept;
 
 }  // namespace corio::detail

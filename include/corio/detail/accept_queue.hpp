@@ -3,6 +3,10 @@
 // listener, and the tasks waiting for one parked on it (see docs/internals.md, "Multishot accept").
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 #include <cstdint>
 #include <utility>
@@ -30,7 +34,7 @@ struct accept_wait {
 /// True when the calling worker's reactor serves accepts through a listener's multishot accept
 /// (start_accept then never submits the accept's own request). False off a worker. Defined in
 /// lib/net/accept_queue.cpp.
-bool multishot_accept_here() noexcept;
+CORIO_API bool multishot_accept_here() noexcept;
 
 /// How start_accept served an accept.
 enum class accept_start : std::uint8_t {
@@ -41,13 +45,13 @@ enum class accept_start : std::uint8_t {
 
 /// Creates the accept state of listening socket `fd` (not owned: the listener closes it after
 /// close_accept_queue). Throws std::bad_alloc.
-accept_queue* make_accept_queue(int fd, std::uint64_t generation);
+CORIO_API accept_queue* make_accept_queue(int fd, std::uint64_t generation);
 
 /// The listener lets go of its queue (close or destruction), before it closes `fd`: queued
 /// descriptors are closed, parked acceptors end with EBADF, an armed multishot is cancelled (and
 /// the socket shut down for reading, so that it stops listening at once although the ring still
 /// holds a reference to it). Any thread. Null: nothing.
-void close_accept_queue(accept_queue* q) noexcept;
+CORIO_API void close_accept_queue(accept_queue* q) noexcept;
 
 /// An accept on `q` by task `task` (bound to `bound`, stop state `stop` or null) running on a
 /// worker: takes a queued descriptor, or parks the task (arming the multishot on this worker's
@@ -55,15 +59,15 @@ void close_accept_queue(accept_queue* q) noexcept;
 /// gives ECANCELED and leaves queued descriptors alone. Nothing of the frame is touched after it
 /// returns `parked`. Throws std::logic_error off a worker, std::system_error when the ring cannot
 /// take the request.
-accept_start start_accept(accept_queue& q, accept_wait& w, std::coroutine_handle<> task, std::uint32_t bound,
-                          stop_state* stop);
+CORIO_API accept_start start_accept(accept_queue& q, accept_wait& w, std::coroutine_handle<> task,
+                                    std::uint32_t bound, stop_state* stop);
 
 /// After a parked accept resumed: disarms its canceller and returns the result (-ECANCELED when
 /// its stop ended the wait: a descriptor that arrives later stays queued for the next accept).
-int settle_accept(accept_wait& w) noexcept;
+CORIO_API int settle_accept(accept_wait& w) noexcept;
 
 /// A frame destroyed while its accept is parked (shutdown): takes the node off under the lock.
-void abandon_accept(accept_wait& w) noexcept;
+CORIO_API void abandon_accept(accept_wait& w) noexcept;
 
 /// Owns a listener's reference to its accept_queue: move-only; reset() (and destruction) is
 /// close_accept_queue. Not thread-safe (as the listener).
@@ -91,6 +95,6 @@ class accept_queue_handle {
 /// kernel's IORING_CQE_F_MORE, the request stays armed; otherwise the reactor took it off its
 /// in-flight list and its cancel inbox first). Owner thread of that reactor. During drain
 /// (`draining`) descriptors are queued and nobody is woken or re-armed.
-void multishot_accept_completed(io_request& r, int result, bool more, bool draining) noexcept;
+CORIO_API void multishot_accept_completed(io_request& r, int result, bool more, bool draining) noexcept;
 
 }  // namespace corio::detail

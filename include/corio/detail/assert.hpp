@@ -12,13 +12,17 @@
 // check names the rule it guards.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 namespace corio::detail {
 
 /// Reports a broken invariant (its name from docs/internals.md, the condition that failed, the
 /// file and line) on stderr and aborts. Never returns. Thread-safe. Defined in lib/assert.cpp; the
 /// library always has it, whatever NDEBUG was when it was built.
-[[noreturn]] void assertion_failed(const char* invariant, const char* condition, const char* file,
-                                   int line) noexcept;
+[[noreturn]] CORIO_API void assertion_failed(const char* invariant, const char* condition, const char* file,
+                                             int line) noexcept;
 
 }  // namespace corio::detail
 

@@ -1,6 +1,10 @@
 // corio/detail/file_descriptor.hpp - an owned POSIX descriptor.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 #include <utility>
 
@@ -10,12 +14,12 @@ namespace corio::detail {
 /// atomic counter, starting at 1). Reactors that keep per-descriptor state (the Asio reactor's
 /// per-worker socket table) tell a reused descriptor number from the socket they registered by
 /// it. Thread-safe. Defined in lib/net/tcp.cpp.
-std::uint64_t next_descriptor_generation() noexcept;
+CORIO_API std::uint64_t next_descriptor_generation() noexcept;
 
 /// Owns one descriptor and closes it exactly once: in the destructor, on reset(), or on
 /// move-assignment. A moved-from descriptor holds -1. Each descriptor it takes gets a fresh
 /// generation (see next_descriptor_generation). Not thread-safe.
-class file_descriptor {
+class CORIO_API file_descriptor {
  public:
   file_descriptor() noexcept = default;
   explicit file_descriptor(int fd) noexcept : fd_(fd), generation_(fd >= 0 ? next_descriptor_generation() : 0) {}

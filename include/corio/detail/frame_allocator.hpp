@@ -27,6 +27,10 @@
 // threads in batches, one synchronization per batch), and Go's per-P mcache and stack caches.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -109,7 +113,7 @@ static_assert(std::is_trivially_destructible_v<frame_cache>);
 /// symbol has a fixed assembler name so that this_thread_frame_cache() can address it from
 /// inline assembly.
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-extern thread_local constinit frame_cache tls_frame_cache __asm__("corio_tls_frame_cache");
+extern CORIO_API thread_local constinit frame_cache tls_frame_cache __asm__("corio_tls_frame_cache");
 #else
 extern thread_local constinit frame_cache tls_frame_cache;
 #endif
@@ -123,7 +127,7 @@ extern thread_local constinit frame_cache tls_frame_cache;
 /// address is one `asm volatile` pair of instructions the compiler can neither cache nor hoist
 /// (the initial-exec sequence: the variable's offset from the GOT, plus %fs:0); elsewhere it is an
 /// out-of-line call. Not for direct use.
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#if CORIO_TLS_ASM
 inline frame_cache& this_thread_frame_cache() noexcept {
   frame_cache* cache;
   __asm__ volatile(
@@ -133,7 +137,7 @@ inline frame_cache& this_thread_frame_cache() noexcept {
   return *cache;
 }
 #else
-frame_cache& this_thread_frame_cache() noexcept;
+CORIO_API frame_cache& this_thread_frame_cache() noexcept;
 #define CORIO_FRAME_CACHE_OUT_OF_LINE 1
 #endif
 
@@ -157,7 +161,7 @@ inline void frame_unpoison([[maybe_unused]] void* frame, [[maybe_unused]] std::s
 /// returned to this thread's home, and calls `::operator new` when that is not enough.
 /// Throws std::bad_alloc when memory is exhausted. Uses only the calling thread's cache and the
 /// home's atomic stack: thread-safe.
-void* frame_allocate_slow(std::size_t bytes);
+CORIO_API void* frame_allocate_slow(std::size_t bytes);
 
 /// Allocates `bytes` bytes for a coroutine frame, aligned like `::operator new` (16 bytes), from
 /// the calling thread's recycling cache: size classes of 64-byte steps up to 4 KiB blocks, each a
@@ -211,7 +215,7 @@ inline constexpr auto frame_class_limits = [] {
 
 /// frame_deallocate() for a frame of another home, of a full class list, or over
 /// frame_max_cached_bytes. Out of line, so that the local free path saves no registers.
-void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept;
+CORIO_API void frame_deallocate_slow(void* frame, std::size_t bytes) noexcept;
 
 /// Frees a frame of `bytes` bytes (the size given to frame_allocate; debug builds check it when
 /// the free leaves the local path) on any thread. On the frame's home thread it joins the
@@ -250,6 +254,6 @@ inline void frame_deallocate(void* frame, std::size_t bytes) noexcept {
 /// strand them until it exits); thread exit does it by itself. Cheap when nothing is pending (a
 /// call, one thread-local load and a test). Never throws; affects only the calling thread's batches.
 /// Idea: mimalloc's delayed frees and tcmalloc's transfer-cache flushes.
-void frame_flush_remote() noexcept;
+CORIO_API void frame_flush_remote() noexcept;
 
 }  // namespace corio::detail

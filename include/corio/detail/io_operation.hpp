@@ -1,6 +1,10 @@
 // corio/detail/io_operation.hpp - the seam between awaiters and the worker's reactor.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -175,7 +179,7 @@ inline const std::error_category& io_error_category() noexcept {
 /// Hands `request` to the calling worker's reactor. Submission is batched: the reactor pushes it to
 /// the kernel when the worker next polls (after the current task suspends). Throws std::logic_error
 /// when called off a worker thread, std::system_error when the reactor cannot take it.
-void submit_io(io_request& request);
+CORIO_API void submit_io(io_request& request);
 
 /// Base of the awaiters of I/O operations: suspends, submits, and turns the result into a value, a
 /// std::system_error, or an error_code (when constructed with one). Single use.
@@ -194,7 +198,7 @@ void submit_io(io_request& request);
 /// EINTR and EAGAIN: the reactor resubmits an accept, recv, send or read that completes with
 /// them (finish_request in lib/reactor.hpp), so they never reach the task; a connect reports
 /// them; a request whose cancellation was asked for ends cancelled instead of being retried.
-class io_operation {
+class CORIO_API io_operation {
  public:
   static constexpr wait_kind corio_wait = wait_kind::io;  ///< for the task dump (task_trace.hpp)
   /// The operation and its descriptor, for the task dump: opcode << 32 | fd.

@@ -13,6 +13,10 @@
 // loses leaves the task alone. This is Go's sudog and `selectDone` (runtime/chan.go, select.go).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -37,7 +41,7 @@ struct runtime_gate;
 /// and sync-primitive state). Spins with a pause instruction, and after 64 rounds yields the
 /// thread, so that a holder preempted on an oversubscribed machine gets to run. Not recursive.
 /// Thread-safe.
-class spin_lock {
+class CORIO_API spin_lock {
  public:
   void lock() noexcept {
     if (!locked_.exchange(true, std::memory_order_acquire)) [[likely]] return;
@@ -188,16 +192,16 @@ inline wake_ticket ticket_of(const park_state& s) noexcept { return {s.task, s.g
 /// it `closed` when asked); the claimed ones are pushed onto `chain` through wait_node::next (they
 /// are off the list) and the new head is returned, for wake_chain() after unlock. Defined in
 /// lib/sync.cpp.
-wait_node* claim_all(wait_list& list, wait_node* chain = nullptr, bool closed = false) noexcept;
+CORIO_API wait_node* claim_all(wait_list& list, wait_node* chain = nullptr, bool closed = false) noexcept;
 
 /// Pops and claims the first node of `list` (its lock held) that can still be claimed; null when
 /// none. The nodes it pops and cannot claim (ended by a timer or a canceller) stay off the list.
 /// Defined in lib/sync.cpp.
-wait_node* claim_first(wait_list& list) noexcept;
+CORIO_API wait_node* claim_first(wait_list& list) noexcept;
 
 /// Wakes every task of a chain built by claim_all (or the same way). Call after unlocking: each
 /// node lives in the frame being woken, so its `next` is read first. Defined in lib/sync.cpp.
-void wake_chain(wait_node* n) noexcept;
+CORIO_API void wake_chain(wait_node* n) noexcept;
 
 /// Resumes a claimed task: on its wake_on worker if it has one; otherwise next on the calling
 /// worker (its LIFO slot, Go's runnext) when the caller is a worker of the task's runtime, or
@@ -205,29 +209,29 @@ void wake_chain(wait_node* n) noexcept;
 /// the runtime's workers it goes through the runtime's gate: once the runtime has stopped its
 /// workers (shutdown), the wake is dropped (the runtime destroys the task's frame). Never touches
 /// the parked frame. Thread-safe. Defined in lib/park.cpp.
-void wake_parked(const wake_ticket& t) noexcept;
+CORIO_API void wake_parked(const wake_ticket& t) noexcept;
 /// As wake_parked, but on a worker of the task's runtime an unbound task goes to the back of the
 /// calling worker's FIFO list, as an I/O completion does (completion-on-owner), instead of running
 /// next: for a wait that an I/O completion ends (a multishot receive's reader). Defined in
 /// lib/park.cpp.
-void wake_parked_in_order(const wake_ticket& t) noexcept;
+CORIO_API void wake_parked_in_order(const wake_ticket& t) noexcept;
 
 /// Fills in the park_state of a task about to park: the handle, the calling worker's runtime,
 /// wake_on from the task's binding, the lock its list is guarded by, and its stop state (null:
 /// not cancellable). Throws std::logic_error off a worker. Defined in lib/park.cpp.
-void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
-                  stop_state* stop);
+CORIO_API void prepare_park(park_state& s, std::coroutine_handle<> task, std::uint32_t bound, spin_lock* lock,
+                            stop_state* stop);
 
 /// park_state's canceller (stop_canceller::cancel): claims the wait with `cancelled` (under the
 /// list's lock for a solo wait, whose peers claim with plain stores) and resumes the task on the
 /// worker where it parked. Defined in lib/park.cpp.
-void cancel_park(stop_canceller& c) noexcept;
+CORIO_API void cancel_park(stop_canceller& c) noexcept;
 
 /// arm_park() when the task's stop was requested already: claims `s` with `cancelled` (nobody
 /// else can see it yet). The task's children are told when the operation throws, after the
 /// list's lock is released (throw_cancelled): a child parked on the same lock is cancelled by
 /// taking that lock. Defined in lib/park.cpp.
-void refuse_park(park_state& s) noexcept;
+CORIO_API void refuse_park(park_state& s) noexcept;
 
 /// Arms the parking task's canceller, with its node(s) queued and the list lock(s) still held:
 /// one compare-and-swap (stop_state::arm). False when the task's stop was requested already: the
@@ -262,13 +266,13 @@ inline bool enqueue_parked(wait_list& list, wait_node& n) noexcept {
 /// Throws corio::operation_cancelled (with `what`) for the wait `s` that cancellation ended, after
 /// telling the task's children (stop_state::observe: the task saw its stop). Call it with no list
 /// lock held: cancelling a child parked on that lock takes it. Defined in lib/sync.cpp.
-[[noreturn]] void throw_cancelled(park_state& s, const char* what);
+[[noreturn]] CORIO_API void throw_cancelled(park_state& s, const char* what);
 
 /// A timeout for a parked operation, in the calling worker's wheel: when it fires first it claims
 /// `state` with park_state::timed_out and resumes the task on that worker; when a peer claimed
 /// first it does nothing. arm() sets state.wake_on to this worker, so that a peer's wake brings
 /// the task back here, where disarm() can cancel the timer. Both on a worker only.
-struct park_timer {
+struct CORIO_API park_timer {
   park_timer() noexcept = default;
   park_timer(const park_timer&) = delete;
   park_timer& operator=(const park_timer&) = delete;
@@ -284,6 +288,6 @@ struct park_timer {
 /// A uniformly distributed 32-bit number from the calling worker's generator (seeded from
 /// runtime_options::seed, so a fixed seed gives a fixed sequence per worker), or from a
 /// thread-local generator off the workers. For select's random choice. Thread-safe.
-std::uint32_t random_u32() noexcept;
+CORIO_API std::uint32_t random_u32() noexcept;
 
 }  // namespace corio::detail

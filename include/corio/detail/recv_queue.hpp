@@ -4,6 +4,10 @@
 // "Multishot receive").
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -38,7 +42,7 @@ struct recv_chunk {
 };
 
 /// Gives a chunk's buffer back (to its ring, or frees the heap buffer). Any thread.
-void release_chunk(recv_chunk& c) noexcept;
+CORIO_API void release_chunk(recv_chunk& c) noexcept;
 
 /// How start_recv served a read.
 enum class recv_start : std::uint8_t {
@@ -53,16 +57,16 @@ enum class recv_state : std::uint8_t { none, ready, parked };
 
 /// True when reads on the calling worker can use a recv_queue (io_uring with multishot receive
 /// and a provided buffer ring; false off a worker). Sets the worker's buffer ring up on first use.
-[[nodiscard]] bool multishot_recv_here() noexcept;
+[[nodiscard]] CORIO_API bool multishot_recv_here() noexcept;
 
 /// Creates the receive state of connected stream socket `fd` (not owned: the stream closes it
 /// after close_recv_queue). Throws std::bad_alloc.
-recv_queue* make_recv_queue(int fd, std::uint64_t generation);
+CORIO_API recv_queue* make_recv_queue(int fd, std::uint64_t generation);
 
 /// The stream lets go of its queue (close, destruction, move-assignment), before it closes `fd`:
 /// queued buffers go back, a parked reader ends with EBADF, an armed multishot is cancelled
 /// through its reactor's cancel inbox. Any thread. Null: nothing.
-void close_recv_queue(recv_queue* q) noexcept;
+CORIO_API void close_recv_queue(recv_queue* q) noexcept;
 
 /// A read on `q` by task `task` (bound to `bound`, stop state `stop` or null) on a worker: takes
 /// the next queued chunk, or parks the task (arming the multishot on this worker's ring when none
@@ -71,31 +75,32 @@ void close_recv_queue(recv_queue* q) noexcept;
 /// second read while one is parked (two concurrent reads of one stream) gives EBUSY. Nothing of
 /// the frame is touched after it returns `parked`. Throws std::logic_error off a worker,
 /// std::system_error when the ring cannot take the request.
-recv_start start_recv(recv_queue& q, std::coroutine_handle<> task, std::uint32_t bound, stop_state* stop);
+CORIO_API recv_start start_recv(recv_queue& q, std::coroutine_handle<> task, std::uint32_t bound,
+                                stop_state* stop);
 
 /// Ends a read that start_recv served (`state` ready) or parked (`state` parked; after it resumed:
 /// disarms its canceller and drops its reference): returns the chunk handed to it (result
 /// -ECANCELED when its stop ended the wait: data arriving later stays queued for the next read),
 /// which the caller now owns, and sets `*stop` to the stop state the read ran under. The reader's
 /// thread.
-recv_chunk finish_recv(recv_queue& q, recv_state state, stop_state** stop) noexcept;
+CORIO_API recv_chunk finish_recv(recv_queue& q, recv_state state, stop_state** stop) noexcept;
 
 /// Puts the unread rest of `c` back at the front of `q` (a read_some took only part of it). The
 /// stream's one reader only. Any thread.
-void unread_chunk(recv_queue& q, recv_chunk c) noexcept;
+CORIO_API void unread_chunk(recv_queue& q, recv_chunk c) noexcept;
 
 /// Copies queued bytes into `out` (after the `done` bytes already there) while it has room and
 /// chunks with bytes are queued, giving consumed buffers back; returns the new count. Stops at an
 /// end-of-stream or error chunk (left queued). The stream's one reader only. Any thread.
-std::size_t copy_queued(recv_queue& q, std::byte* out, std::size_t size, std::size_t done) noexcept;
+CORIO_API std::size_t copy_queued(recv_queue& q, std::byte* out, std::size_t size, std::size_t done) noexcept;
 
 /// A read's awaiter destroyed before finish_recv (its frame destroyed at shutdown, parked or
 /// woken): takes the node off under the lock and gives a chunk handed to it back.
-void abandon_recv(recv_queue& q, recv_state state) noexcept;
+CORIO_API void abandon_recv(recv_queue& q, recv_state state) noexcept;
 
 /// Owns a stream's reference to its recv_queue: move-only; reset() (and destruction) is
 /// close_recv_queue. Not thread-safe (as the stream).
-class recv_queue_handle {
+class CORIO_API recv_queue_handle {
  public:
   recv_queue_handle() noexcept = default;
   recv_queue_handle(recv_queue_handle&& other) noexcept : q_(std::exchange(other.q_, nullptr)) {}
@@ -123,6 +128,7 @@ class recv_queue_handle {
 /// (result > 0), the heap buffer of a fallback receive, the end of stream, or -errno. `refilled`:
 /// after ENOBUFS, the ring has buffers again. Owner thread of that reactor. During drain
 /// (`draining`) chunks are queued and nobody is woken or re-armed.
-void multishot_recv_completed(io_request& r, recv_chunk chunk, bool more, bool draining, bool refilled) noexcept;
+CORIO_API void multishot_recv_completed(io_request& r, recv_chunk chunk, bool more, bool draining,
+                                        bool refilled) noexcept;
 
 }  // namespace corio::detail

@@ -3,6 +3,10 @@
 // including all of corio/fs.hpp.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 #include <limits>
 #include <system_error>
@@ -31,17 +35,17 @@ namespace corio::detail {
 /// requested (a splice waiting on a socket is interrupted). Called from a task on a corio worker.
 /// Design: Linux splice(2) and io_uring_prep_splice(3), Go's io.Copy choosing splice for TCP
 /// (net/splice_linux.go), Tokio's tokio::io::copy.
-[[nodiscard]] task<std::uint64_t> splice_copy(int in, int out,
-                                              std::uint64_t limit = std::numeric_limits<std::uint64_t>::max(),
-                                              std::error_code* ec = nullptr);
+[[nodiscard]] CORIO_API task<std::uint64_t> splice_copy(
+    int in, int out, std::uint64_t limit = std::numeric_limits<std::uint64_t>::max(),
+    std::error_code* ec = nullptr);
 
 /// True when splice_copy can run on the calling thread: Linux, on a worker whose reactor is
 /// io_uring. False elsewhere (then splice_copy reports ENOTSUP without moving anything).
-[[nodiscard]] bool splice_available() noexcept;
+[[nodiscard]] CORIO_API bool splice_available() noexcept;
 
 /// Bytes splice_copy moved with splice(2) since the program started (not those of its read and
 /// write fallback): a counter for tests and diagnostics, to see that a copy took the fast path.
 /// Relaxed atomic; any thread.
-[[nodiscard]] std::uint64_t spliced_bytes() noexcept;
+[[nodiscard]] CORIO_API std::uint64_t spliced_bytes() noexcept;
 
 }  // namespace corio::detail

@@ -24,6 +24,10 @@
 // state_parented bit, cleared only by the parent.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <cstdint>
 #include <utility>
@@ -36,10 +40,10 @@ class promise_base;
 
 class stop_state;
 /// The stop state of the task running on this thread (defined at the end of this file).
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#if CORIO_TLS_ASM
 inline stop_state* current_stop() noexcept;
 #else
-stop_state* current_stop() noexcept;
+CORIO_API stop_state* current_stop() noexcept;
 #endif
 
 /// An atomic object that its constructor leaves unwritten: every access goes through
@@ -87,7 +91,7 @@ struct stop_canceller {
 /// A task's stop state (see the file comment). Thread-safe: request_stop() and stop_requested()
 /// from any thread; arm()/disarm() by the task's own operations; the children list by the thread
 /// running the task only.
-class stop_state {
+class CORIO_API stop_state {
  public:
   static constexpr std::uintptr_t requested_bit = 1;
   static constexpr std::uintptr_t busy_bit = 2;
@@ -257,7 +261,9 @@ class stop_state {
 };
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-extern thread_local constinit stop_state* tls_current_stop __asm__("corio_tls_current_stop");
+extern CORIO_API thread_local constinit stop_state* tls_current_stop __asm__("corio_tls_current_stop");
+#endif
+#if CORIO_TLS_ASM
 /// The stop state of the task running on this thread (null off tasks). Read through an asm
 /// initial-exec sequence so that a coroutine resumed on another thread never reuses a cached
 /// thread-local address (llvm #47179, as for the frame cache).
@@ -280,8 +286,8 @@ inline void set_current_stop(stop_state* s) noexcept {
       : "r"(s));
 }
 #else
-stop_state* current_stop() noexcept;            // lib/stop_state.cpp, out of line (llvm #47179)
-void set_current_stop(stop_state* s) noexcept;  // lib/stop_state.cpp
+CORIO_API stop_state* current_stop() noexcept;            // lib/stop_state.cpp, out of line (llvm #47179)
+CORIO_API void set_current_stop(stop_state* s) noexcept;  // lib/stop_state.cpp
 #endif
 
 }  // namespace corio::detail

@@ -1,6 +1,10 @@
 // corio/detail/sync_operation.hpp - the awaiter shape every task-parking sync primitive shares.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 
 #include "corio/detail/park.hpp"

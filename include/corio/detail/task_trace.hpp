@@ -13,6 +13,10 @@
 // model for what is printed; the recording idea is P2074's and folly's async stack traces).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <atomic>
 #include <bit>
 #include <cstdint>
@@ -106,15 +110,15 @@ inline std::uintptr_t location_word(const std::source_location& l) noexcept {
 /// The ms of the coarse clock (below) for the times the dump shows: a task's spawn and the start of
 /// its wait. Written by the workers when they park and wake and by the stall watchdog on each look
 /// (so to within stall_threshold/2 under load); 0 until a runtime first wrote it. Any thread.
-extern std::atomic<std::uint32_t> coarse_ms;
+extern CORIO_API std::atomic<std::uint32_t> coarse_ms;
 /// Sets coarse_ms from the steady clock (ms since the first call in the process). Any thread.
-void update_coarse_ms() noexcept;
+CORIO_API void update_coarse_ms() noexcept;
 
 /// Frames to be freed while a task dump or a stall report reads frames are kept until it ends
 /// (promise_base::operator delete; see docs/internals.md, "The task dump"). Non-zero while one reads.
-extern std::atomic<std::uint32_t> frame_free_deferred;
+extern CORIO_API std::atomic<std::uint32_t> frame_free_deferred;
 /// Keeps `frame` of `bytes` bytes until the dump that is reading frames ends (then frees it).
-void defer_frame_free(void* frame, std::size_t bytes) noexcept;
+CORIO_API void defer_frame_free(void* frame, std::size_t bytes) noexcept;
 
 /// The tag every corio task's promise carries (the low half of promise_base::trace_word_), so
 /// that the stall report can tell a task's frame from another coroutine's before it reads more

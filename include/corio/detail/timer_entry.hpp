@@ -1,6 +1,10 @@
 // corio/detail/timer_entry.hpp - the intrusive node of a worker's timer wheel (lib/timer_wheel.hpp).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstdint>
 
 namespace corio::detail {

@@ -1,6 +1,10 @@
 // corio/detail/transfer.hpp - symmetric transfer, with a trampoline where the compiler needs one.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <coroutine>
 
 /// CORIO_TRAMPOLINE: 1 when this file's awaiters hand the next coroutine to the trampoline, 0 when
@@ -29,14 +33,14 @@ namespace corio::detail {
 /// lib/worker.cpp, so that every file and the library share one slot per thread whatever mode each
 /// was built in, and because clang caches thread-local addresses across suspension points
 /// (llvm #47179, #49257, #63022): thread-locals are only ever reached through a call.
-void trampoline_push(std::coroutine_handle<> next) noexcept;
+CORIO_API void trampoline_push(std::coroutine_handle<> next) noexcept;
 
 /// What a corio awaitable whose task just parked (published itself to whoever wakes it) resumes
 /// next by symmetric transfer: the next task of the calling worker's local queues, so that a
 /// parked task does not cost a trip through the worker loop, or std::noop_coroutine() (back to
 /// the loop: maintenance due, nothing local, or not on a worker). Touches nothing of the parked
 /// task. Thread-safe (works on the calling thread's worker only). Defined in lib/worker.cpp.
-std::coroutine_handle<> next_after_park() noexcept;
+CORIO_API std::coroutine_handle<> next_after_park() noexcept;
 
 /// What an `await_suspend` returns to continue with `next` without growing the stack.
 ///

@@ -1,6 +1,10 @@
 // corio/net/endpoint.hpp - an IPv4 or IPv6 address and port.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -13,7 +17,7 @@ namespace corio::net {
 /// An IP address and a port: an IPv4 or IPv6 socket address, stored as the native sockaddr. A
 /// default-constructed endpoint is unspecified (family AF_UNSPEC, size 0). Value type; not
 /// thread-safe for concurrent mutation.
-class endpoint {
+class CORIO_API endpoint {
  public:
   endpoint() noexcept = default;
 
@@ -51,7 +55,7 @@ class endpoint {
   /// Sets the size after a system call filled data(); must not exceed capacity().
   void resize(std::uint32_t size) noexcept { size_ = size; }
 
-  friend bool operator==(const endpoint& a, const endpoint& b) noexcept;
+  friend CORIO_API bool operator==(const endpoint& a, const endpoint& b) noexcept;
 
  private:
   alignas(8) std::array<std::byte, 128> storage_{};  // sizeof(sockaddr_storage)

@@ -1,6 +1,10 @@
 // corio/net/resolve.hpp - names to endpoints: co_await corio::net::resolve(host, service).
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -35,7 +39,7 @@ enum class resolve_error {
 };
 
 /// The error category of resolve_error ("corio.resolve"). Thread-safe; a single static object.
-const std::error_category& resolve_category() noexcept;
+CORIO_API const std::error_category& resolve_category() noexcept;
 
 /// Makes `e` an error_code of resolve_category(), so `ec == resolve_error::host_not_found` works.
 inline std::error_code make_error_code(resolve_error e) noexcept {
@@ -103,14 +107,15 @@ struct resolve_options {
 
 namespace corio::detail {
 /// The coroutine behind every resolve(); `ec` null: throw. Defined in lib/net/resolve.cpp.
-task<std::vector<net::endpoint>> resolve_impl(std::string host, std::string service,
-                                              net::resolve_options options, std::error_code* ec);
+CORIO_API task<std::vector<net::endpoint>> resolve_impl(std::string host, std::string service,
+                                                        net::resolve_options options, std::error_code* ec);
 /// Resolves `service` to a port on the calling thread: a decimal number 0-65535, or a name from
 /// the services database (getservbyname_r, tcp; "http" and "https" are known without it). Returns
 /// false when it is neither. Defined in lib/net/resolve.cpp.
-bool service_port(std::string_view service, std::uint16_t& port) noexcept;
+CORIO_API bool service_port(std::string_view service, std::uint16_t& port) noexcept;
 /// Splits "host:port", "[v6]:port" into host and port text; false when there is no ":port".
-bool split_host_port(std::string_view text, std::string_view& host, std::string_view& port) noexcept;
+CORIO_API bool split_host_port(std::string_view text, std::string_view& host,
+                               std::string_view& port) noexcept;
 }  // namespace corio::detail
 
 namespace corio::net {
@@ -159,7 +164,7 @@ namespace corio::net {
 
 /// True when this corio was built with c-ares (CORIO_HAS_CARES), so resolver_backend::automatic
 /// uses it and resolver_options::servers work.
-bool has_cares() noexcept;
+CORIO_API bool has_cares() noexcept;
 
 }  // namespace corio::net
 

@@ -1,6 +1,10 @@
 // corio/net/tcp_listener.hpp - a listening TCP socket with awaitable accept.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <chrono>
 #include <cstdint>
 #include <string_view>
@@ -19,7 +23,7 @@ namespace corio::net {
 /// listener's accept queue (`queue`, null: none) on a worker whose reactor has multishot accept,
 /// it takes a queued connection or parks on the queue (detail::start_accept); otherwise it is one
 /// plain accept request.
-class accept_operation : public detail::io_operation {
+class CORIO_API accept_operation : public detail::io_operation {
  public:
   /// Made by tcp_listener::accept(); `ec` null: the throwing form.
   accept_operation(const detail::file_descriptor& socket, detail::accept_queue* queue, std::error_code* ec) noexcept;
@@ -75,7 +79,7 @@ class accept_operation : public detail::io_operation {
 /// connection stays in the backlog: back off (sleep) and retry, as samples/http_hello does.
 /// EINTR and EAGAIN are never reported: the accept is tried again.
 /// Several tasks may accept on one listener at once.
-class tcp_listener {
+class CORIO_API tcp_listener {
  public:
   /// A closed listener (bind() makes an open one).
   tcp_listener() noexcept = default;

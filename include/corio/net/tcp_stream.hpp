@@ -1,6 +1,10 @@
 // corio/net/tcp_stream.hpp - a connected TCP socket with awaitable reads and writes.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -40,10 +44,10 @@ struct connect_options {
 
 namespace corio::detail {
 /// The coroutines behind tcp_stream::connect(host, ...) (lib/net/tcp.cpp). `ec` null: throw.
-task<net::tcp_stream> connect_host(std::string host, std::string service, net::connect_options options,
-                                   std::error_code* ec);
-task<net::tcp_stream> connect_any(std::vector<net::endpoint> addresses, std::string host,
-                                  net::connect_options options, std::error_code* ec);
+CORIO_API task<net::tcp_stream> connect_host(std::string host, std::string service,
+                                             net::connect_options options, std::error_code* ec);
+CORIO_API task<net::tcp_stream> connect_any(std::vector<net::endpoint> addresses, std::string host,
+                                            net::connect_options options, std::error_code* ec);
 /// One buffer of a vectored send, laid out as POSIX's struct iovec (lib/net/tcp.cpp checks it),
 /// so that this header needs no system header.
 struct io_vector {
@@ -60,7 +64,7 @@ namespace corio::net {
 /// On a tcp_stream that read_lease gave a multishot receive (`queue` non-null), it copies from the
 /// bytes already received and queued, or parks until some arrive (detail::start_recv), so that
 /// the bytes keep their order; otherwise it is one plain receive into `buffer`.
-class read_some_operation : public detail::io_operation {
+class CORIO_API read_some_operation : public detail::io_operation {
  public:
   /// Made by read_some() of tcp_stream and unix_stream; `ec` null: the throwing form.
   read_some_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, std::error_code* ec,
@@ -134,7 +138,7 @@ class read_some_operation : public detail::io_operation {
 ///
 /// Cancellation and errors as read_some_operation; an allocation failure is ENOMEM. A buffer the
 /// task never took (its frame destroyed while the read was done) goes back to its ring.
-class read_lease_operation : public detail::io_operation {
+class CORIO_API read_lease_operation : public detail::io_operation {
  public:
   /// Bytes of the heap buffer a read uses where no ring buffer is available.
   static constexpr std::size_t heap_buffer_bytes = 16384;
@@ -197,7 +201,7 @@ class read_lease_operation : public detail::io_operation {
 /// (at least one for non-empty data; 0 for empty data). Cancelled while the send is in flight, it
 /// either sent nothing (operation_cancelled, or std::errc::operation_canceled in the error_code
 /// form) or returns the count sent. `what` starts the message of the std::system_error it throws.
-class write_some_operation : public detail::io_operation {
+class CORIO_API write_some_operation : public detail::io_operation {
  public:
   /// Made by write_some() of tcp_stream and unix_stream; `ec` null: the throwing form.
   write_some_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
@@ -216,7 +220,7 @@ class write_some_operation : public detail::io_operation {
 /// Either way, once any byte went out the stream holds a prefix of `data`: the throwing form
 /// throws operation_cancelled, the error_code form reports std::errc::operation_canceled and
 /// returns the count sent. A send that completed is never undone.
-class write_all_operation : public detail::io_operation {
+class CORIO_API write_all_operation : public detail::io_operation {
  public:
   /// Made by write_all() of tcp_stream and unix_stream; `ec` null: the throwing form.
   write_all_operation(const detail::file_descriptor& socket, std::span<const std::byte> data, std::error_code* ec,
@@ -254,7 +258,7 @@ class write_all_operation : public detail::io_operation {
 /// alive until the co_await returns; the free corio::write_all(stream, buffers) copies the span
 /// for you. Not copyable or movable (the request points into it). Design: writev(2)/sendmsg(2),
 /// Go's net.Buffers.WriteTo (one writev per call), Tokio's AsyncWrite::poll_write_vectored.
-class write_vectored_operation : public detail::io_operation {
+class CORIO_API write_vectored_operation : public detail::io_operation {
  public:
   /// Buffers per sendmsg: IOV_MAX on Linux (and the BSDs), the most one call accepts.
   static constexpr std::size_t max_vectors = 1024;
@@ -301,7 +305,7 @@ class write_vectored_operation : public detail::io_operation {
 /// Awaiter of tcp_stream::connect: the connected stream (empty after an error in the error_code
 /// form). The socket is opened (and bound, when a local endpoint is given) in the constructor; an
 /// error there is reported when the awaiter is awaited.
-class connect_operation : public detail::io_operation {
+class CORIO_API connect_operation : public detail::io_operation {
  public:
   /// `local` null or unspecified: no bind, the kernel picks the source address and port.
   connect_operation(const endpoint& remote, const endpoint* local, std::error_code* ec) noexcept;
@@ -333,7 +337,7 @@ enum class shutdown_type { receive, send, both };
 /// `co_await`ed inside a task on a runtime; each is one io_uring operation (IORING_OP_RECV,
 /// IORING_OP_SEND with MSG_NOSIGNAL), the data stays in the caller's buffer until it completes.
 /// Buffers must stay alive until the co_await returns (they do, when they live in the task).
-class tcp_stream {
+class CORIO_API tcp_stream {
  public:
   /// A closed stream (connect() or an accept makes an open one).
   tcp_stream() noexcept = default;

@@ -1,6 +1,10 @@
 // corio/net/udp.hpp - a UDP socket with awaitable datagram sends and receives.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <array>
 #include <cstddef>
 #include <span>
@@ -37,7 +41,7 @@ struct udp_receive_result {
 /// Awaiter of udp_socket::recv_from (and of recv, which yields only the size): one recvmsg.
 /// Yields a udp_receive_result; after an error reported through the error_code form, a result of
 /// size 0 with an unspecified sender.
-class udp_recv_operation : public detail::io_operation {
+class CORIO_API udp_recv_operation : public detail::io_operation {
  public:
   /// Made by udp_socket::recv_from() (`want_sender` true) and recv(); `ec` null: the throwing form.
   udp_recv_operation(const detail::file_descriptor& socket, std::span<std::byte> buffer, bool want_sender,
@@ -64,7 +68,7 @@ class udp_recv_size_operation : public udp_recv_operation {
 /// Awaiter of udp_socket::send and send_to: one sendmsg of one datagram; yields the bytes sent
 /// (all of `data`: a datagram is sent whole or not at all), 0 after an error reported through
 /// the error_code form.
-class udp_send_operation : public detail::io_operation {
+class CORIO_API udp_send_operation : public detail::io_operation {
  public:
   /// `destination` null: the connected peer.
   udp_send_operation(const detail::file_descriptor& socket, std::span<const std::byte> data,
@@ -104,7 +108,7 @@ class udp_send_operation : public detail::io_operation {
 /// gets an ICMP port unreachable and the next receive (or send) on the connected socket fails
 /// with ECONNREFUSED (Linux, as Go and Tokio report it); the socket stays usable. An unconnected
 /// socket never reports it.
-class udp_socket {
+class CORIO_API udp_socket {
  public:
   /// A closed socket (bind() makes an open one).
   udp_socket() noexcept = default;

@@ -1,6 +1,10 @@
 // corio/net/unix.hpp - Unix domain stream sockets: an address type, a listener and a stream.
 #pragma once
 
+// clang-format off: first of all, the C++20 check (one clear error) and CORIO_API.
+#include "corio/detail/config.hpp"
+// clang-format on
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -28,7 +32,7 @@ namespace corio::net {
 /// bound to it), or unnamed (a socket from unix_stream::pair(), a connecting client's side).
 /// Value type; not thread-safe for concurrent mutation. Design: Go's net.UnixAddr (an abstract
 /// name is written with a leading '@'), Rust's std::os::unix::net::SocketAddr.
-class unix_endpoint {
+class CORIO_API unix_endpoint {
  public:
   /// An unnamed endpoint.
   unix_endpoint() = default;
@@ -75,7 +79,7 @@ class unix_stream;
 /// form). The socket is opened in the constructor; an error there is reported when awaited. The
 /// throwing form's message names the path ("corio::net::unix_stream::connect /run/x.sock: No such
 /// file or directory").
-class unix_connect_operation : public detail::io_operation {
+class CORIO_API unix_connect_operation : public detail::io_operation {
  public:
   /// Made by unix_stream::connect(); `ec` null: the throwing form.
   unix_connect_operation(const unix_endpoint& remote, std::error_code* ec) noexcept;
@@ -92,7 +96,7 @@ class unix_connect_operation : public detail::io_operation {
 
 /// Awaiter of unix_listener::accept: the accepted stream (empty after an error in the error_code
 /// form). The peer is usually unnamed (see unix_stream::remote_endpoint()).
-class unix_accept_operation : public detail::io_operation {
+class CORIO_API unix_accept_operation : public detail::io_operation {
  public:
   /// Made by unix_listener::accept(); `ec` null: the throwing form.
   unix_accept_operation(const detail::file_descriptor& socket, std::error_code* ec) noexcept;
@@ -111,7 +115,7 @@ class unix_accept_operation : public detail::io_operation {
 /// task may read while another writes; two concurrent reads (or writes) are not supported. A
 /// stream in the sense of corio/io.hpp (read_some, write_some, native_handle). Design: Go's
 /// net.UnixConn, Tokio's tokio::net::UnixStream.
-class unix_stream {
+class CORIO_API unix_stream {
  public:
   /// A closed stream (connect(), accept() or pair() make open ones).
   unix_stream() noexcept = default;
@@ -244,7 +248,7 @@ class unix_stream {
 /// (std::filesystem::remove). Closing the listener does not remove the file either (Tokio does
 /// not; Go's UnixListener does by default): the program that made it removes it. An abstract
 /// name leaves no file.
-class unix_listener {
+class CORIO_API unix_listener {
  public:
   /// A closed listener (bind() makes an open one).
   unix_listener() noexcept = default;

@@ -72,6 +72,20 @@ int to_result(const asio::error_code& ec, std::size_t n) noexcept {
 
 /// The address family of a socket, for the generic protocol Asio assigns it with.
 int socket_family(int fd, int& error) noexcept {
+#if defined(_WIN32)
+  // Not getsockname(): Winsock fails it with WSAEINVAL on a socket that is not bound yet, which a
+  // socket about to connect is (every connect failed with EINVAL). The protocol information
+  // names the family of any socket.
+  WSAPROTOCOL_INFOW info{};
+  int length = sizeof info;
+  if (::getsockopt(static_cast<SOCKET>(fd), SOL_SOCKET, SO_PROTOCOL_INFOW, reinterpret_cast<char*>(&info),
+                   &length) != 0) {
+    error = socket_error();
+    return -1;
+  }
+  error = 0;
+  return info.iAddressFamily;
+#else
   sockaddr_storage address{};
   socket_length_t length = sizeof address;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
@@ -80,6 +94,7 @@ int socket_family(int fd, int& error) noexcept {
   }
   error = 0;
   return address.ss_family;
+#endif
 }
 
 }  // namespace
@@ -296,7 +311,6 @@ struct asio_reactor::state {
     wait_ready(e, r, write, [this, &r, write] { finish(r, write ? POLLOUT : POLLIN); });
   }
 
-#if !defined(_WIN32)
   /// Runs `attempt` (a non-blocking system call: >= 0 on success, -1 with errno set) until it
   /// succeeds or fails with an error other than EAGAIN, and finishes r with that (posted, never
   /// inside submit()); on EAGAIN waits for readiness (`write`: writable) and tries again. Safe
@@ -332,6 +346,7 @@ struct asio_reactor::state {
     wait_ready(*e, r, write, [this, &r, write, attempt] { react(r, write, attempt); });
   }
 
+#if !defined(_WIN32)
   /// recvmsg() or sendmsg() (io_opcode::recvmsg, sendmsg), reactively.
   void transfer_message(io_request& r) {
     if (r.opcode == io_opcode::sendmsg) {
@@ -431,23 +446,28 @@ struct asio_reactor::state {
   }
 
 #if defined(_WIN32)
-  /// Windows (IOCP): Asio's own accept (AcceptEx); the accepted socket is released to corio.
-  void accept(acceptor& listener, io_request& r) {
-    listener.async_accept(
-        asio::bind_cancellation_slot(slot_for(r), [this, &r](const asio::error_code& ec, stream_socket peer) {
-          if (ec) {
-            finish(r, to_result(ec, 0));
-            return;
-          }
-          asio::error_code release_error;
-          const auto handle = peer.release(release_error);
-          if (release_error) {
-            finish(r, to_result(release_error, 0));
-            return;
-          }
-          r.address_length = 0;  // the peer is available from remote_endpoint()
-          finish(r, static_cast<int>(handle));
-        }));
+  /// Windows: accept() reactively, as accept4() on POSIX (the listener is non-blocking; Asio's
+  /// readiness wait runs on its select reactor thread). Not Asio's async_accept (AcceptEx): the
+  /// socket it accepts is tied to this worker's completion port and must be released to corio
+  /// with NtSetInformationFile(FileReplaceCompletionInformation), which Wine 8 does not implement
+  /// (every accept failed with EIO there: test/wine_repro/accept_release.cpp); a socket from
+  /// accept() belongs to no completion port until a worker registers it, as a connected one does.
+  void accept(acceptor&, io_request& r) {
+    react(r, false, [&r] {
+      auto length = static_cast<socket_length_t>(r.address_length);
+      const SOCKET s = ::accept(static_cast<SOCKET>(r.fd), static_cast<sockaddr*>(r.address), &length);
+      if (s == INVALID_SOCKET) {
+        errno = socket_error();
+        return -1L;
+      }
+      if (s > static_cast<SOCKET>(0x7fffffff)) {  // corio keeps sockets as int descriptors
+        ::closesocket(s);
+        errno = EMFILE;
+        return -1L;
+      }
+      r.address_length = static_cast<std::uint32_t>(length);
+      return static_cast<long>(s);
+    });
   }
 #endif
 };

@@ -18,6 +18,11 @@
 #include <string>
 #include <string_view>
 
+#if defined(_WIN32)
+// Two kernel32 functions, declared here rather than through windows.h and its macros.
+extern "C" __declspec(dllimport) void* __stdcall GetCurrentProcess();
+extern "C" __declspec(dllimport) int __stdcall GetProcessHandleCount(void* process, unsigned long* count);
+#endif
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -61,11 +66,18 @@ std::uint64_t worker_sum(const Runtime& rt, Field field) {
   return n;
 }
 
-/// Open descriptors of this process (entries of /proc/self/fd, minus the one used to list it).
+/// Open descriptors of this process (entries of /proc/self/fd, minus the one used to list it); on
+/// Windows its open handles (sockets included).
 inline std::size_t open_descriptors() {
+#if defined(_WIN32)
+  unsigned long handles = 0;
+  (void)::GetProcessHandleCount(::GetCurrentProcess(), &handles);
+  return handles;
+#else
   std::size_t n = 0;
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
   return n - 1;
+#endif
 }
 
 /// A hang guard: aborts the process, naming `what`, if it is still alive after `limit`. For tests
@@ -122,17 +134,22 @@ class scoped_env {
  public:
   scoped_env(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) ::setenv(name, value, 1);
-    else ::unsetenv(name);
+    set(name, value);
   }
   scoped_env(const scoped_env&) = delete;
   scoped_env& operator=(const scoped_env&) = delete;
-  ~scoped_env() {
-    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
-    else ::unsetenv(name_.c_str());
-  }
+  ~scoped_env() { set(name_.c_str(), old_ ? old_->c_str() : nullptr); }
 
  private:
+  static void set(const char* name, const char* value) {
+#if defined(_WIN32)
+    ::_putenv_s(name, value != nullptr ? value : "");  // an empty value removes the variable
+#else
+    if (value != nullptr) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+#endif
+  }
+
   std::string name_;
   std::optional<std::string> old_;
 };
@@ -173,9 +190,18 @@ inline parcel make_parcel(int id) { return parcel{id, std::string(40, static_cas
 struct temp_dir {
   std::filesystem::path path;
   temp_dir() {
+#if defined(_WIN32)
+    std::random_device random;
+    for (int attempt = 0; attempt < 100 && path.empty(); ++attempt) {
+      auto candidate = std::filesystem::temp_directory_path() / fmt::format("corio_test_{:08x}", random());
+      if (std::filesystem::create_directory(candidate)) path = candidate;
+    }
+    REQUIRE(!path.empty());
+#else
     std::string pattern = (std::filesystem::temp_directory_path() / "corio_test_XXXXXX").string();
     REQUIRE(::mkdtemp(pattern.data()) != nullptr);
     path = pattern;
+#endif
   }
   ~temp_dir() {
     std::error_code ec;

@@ -1,9 +1,14 @@
 // Suite "net", UDP part: corio::net::udp_socket on loopback (127.0.0.1 and ::1), on either
 // reactor (the suite also runs with CORIO_BACKEND=asio).
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#endif
 
 #include <array>
 #include <corio/corio.hpp>
@@ -238,7 +243,8 @@ corio::task<multicast_outcome> multicast_on_loopback() {
   // Send through the loopback interface (the container's default route does not carry multicast).
   in_addr loopback{};
   ::inet_pton(AF_INET, "127.0.0.1", &loopback);
-  REQUIRE(::setsockopt(sender.native_handle(), IPPROTO_IP, IP_MULTICAST_IF, &loopback, sizeof loopback) == 0);
+  REQUIRE(::setsockopt(sender.native_handle(), IPPROTO_IP, IP_MULTICAST_IF, reinterpret_cast<const char*>(&loopback),
+                       sizeof loopback) == 0);
   sender.set_multicast_loop(true);
   const endpoint group = endpoint::parse("239.255.12.34:" + std::to_string(member.local_endpoint().port()));
   (void)co_await sender.send_to(std::string_view{"to the group"}, group);

@@ -19,8 +19,10 @@
 
 #include "test_support.hpp"
 
+#if !defined(_WIN32)
 #include <signal.h>
 #include <unistd.h>
+#endif
 
 using namespace std::chrono_literals;
 using corio_test::counted;
@@ -287,19 +289,28 @@ corio::task<void> sleep_beats_read() {
 
 // when_any: a channel receive wins over a signal wait, which is withdrawn; a later wait for the
 // same signal gets it.
+#if defined(_WIN32)
+constexpr int test_signal = SIGTERM;  // Windows has SIGINT and SIGTERM only (corio/signal.hpp)
+#else
+constexpr int test_signal = SIGUSR2;
+#endif
 corio::task<int> raise_later(int sig) {
   co_await corio::sleep_for(1ms);
+#if defined(_WIN32)
+  std::raise(sig);
+#else
   ::kill(::getpid(), sig);
+#endif
   co_return sig;
 }
 corio::task<void> receive_beats_signal() {
   corio::channel<int> ch{1};
   co_await ch.send(1);
-  auto r = co_await corio::when_any(corio::signal({SIGUSR2}), ch.recv());
+  auto r = co_await corio::when_any(corio::signal({test_signal}), ch.recv());
   CHECK(r.index() == 1);
-  auto [sig, raised] = co_await corio::when_all(corio::signal({SIGUSR2}), raise_later(SIGUSR2));
-  CHECK(sig == SIGUSR2);
-  CHECK(raised == SIGUSR2);
+  auto [sig, raised] = co_await corio::when_all(corio::signal({test_signal}), raise_later(test_signal));
+  CHECK(sig == test_signal);
+  CHECK(raised == test_signal);
 }
 
 // An awaitable kept in a variable is awaited in place (by reference): it must outlive the

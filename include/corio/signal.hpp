@@ -59,13 +59,25 @@ class signal_set {
 /// repeated; at most 64 may be in progress at once (std::system_error ENOSPC beyond that).
 /// Cancellable like every I/O operation (detail::io_operation): a cancelled wait throws
 /// corio::operation_cancelled and loses no signal (one that arrived stays remembered).
-/// Must be awaited in a task on a runtime. Windows: not supported, throws std::system_error
-/// with ENOTSUP (Asio's signal_set emulates SIGINT/SIGTERM there; a later release may use it).
+/// Must be awaited in a task on a runtime.
+///
+/// Windows: SIGINT and SIGTERM only; any other number throws std::system_error ENOTSUP ("not
+/// supported on this platform"). The first wait installs a console control handler
+/// (SetConsoleCtrlHandler) that delivers SIGINT for CTRL_C_EVENT and SIGTERM for CTRL_BREAK_EVENT,
+/// CTRL_CLOSE_EVENT and CTRL_SHUTDOWN_EVENT (Go's os/signal maps them the same way), and C runtime
+/// signal() handlers, so that raise(SIGINT) and raise(SIGTERM) are delivered too. Asio's
+/// signal_set uses the C runtime alone, whose console handler turns only CTRL_C_EVENT into a
+/// signal (CTRL_BREAK_EVENT becomes SIGBREAK, a close or a shutdown none). An event is handled only
+/// once some wait asked for its signal; until then Windows' default applies (the process ends).
+/// After a close or shutdown event the handler does not return (Windows would end the process at
+/// once): the program has Windows' grace time (5 s for a close) to finish and exit. Each wait has
+/// a loopback UDP socket connected to itself in place of the eventfd: the handler sends it a
+/// datagram, which the task receives through its worker's reactor (IOCP).
 class CORIO_API signal_operation : public detail::io_operation {
  public:
   static constexpr detail::wait_kind corio_wait = detail::wait_kind::signal;  ///< for the task dump
   /// Validates `signals` (each in 1..64, not SIGKILL or SIGSTOP, at least one: else
-  /// std::system_error EINVAL), installs the handlers and registers the wait. Throws
+  /// std::system_error EINVAL; on Windows ENOTSUP for a number other than SIGINT and SIGTERM), installs the handlers and registers the wait. Throws
   /// std::system_error for a failing sigaction or eventfd (EMFILE, ...), ENOSPC for too many waits.
   explicit signal_operation(signal_set signals);
   ~signal_operation();
@@ -81,12 +93,28 @@ class CORIO_API signal_operation : public detail::io_operation {
  private:
   void unregister() noexcept;
 
-  detail::file_descriptor event_;  ///< what the wait reads (eventfd, or a pipe's read end)
-  int write_end_ = -1;             ///< a pipe's write end off Linux (the eventfd itself on Linux)
+  detail::file_descriptor event_;  ///< what the wait reads (eventfd, a pipe's read end, a UDP socket)
+  int write_end_ = -1;             ///< a pipe's write end (the eventfd or socket itself on Linux and Windows)
   std::uint64_t counter_ = 0;      ///< read buffer
   int slot_ = -1;                  ///< the registration in the handler's table
   int ready_signal_ = 0;
 };
+
+#if defined(_WIN32)
+namespace detail {
+/// Windows: the signal corio::signal delivers for console control event `event` (CTRL_C_EVENT:
+/// SIGINT; CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_SHUTDOWN_EVENT: SIGTERM), 0 for the others.
+CORIO_API int signal_of_console_event(unsigned long event) noexcept;
+/// Windows: what the console control handler does for `event` before it returns, callable from
+/// any thread (the tests raise events this way where no console exists, as under Wine in CI):
+/// delivers its signal to the waits and returns true, or false when no wait ever asked for that
+/// signal (the event is then left to the next handler).
+CORIO_API bool deliver_console_event(unsigned long event) noexcept;
+/// Windows: the handler corio::signal registers with SetConsoleCtrlHandler (a PHANDLER_ROUTINE:
+/// returns TRUE when it handled `event`). Blocks forever after a close or shutdown event.
+int __stdcall console_control_handler(unsigned long event) noexcept;
+}  // namespace detail
+#endif
 
 /// Waits until one of `signals` arrives; `co_await` yields its number. For example
 /// `int s = co_await corio::signal({SIGINT, SIGTERM});`. See signal_operation for the mechanism,

@@ -24,7 +24,7 @@ mkdir -p "$dir/debian-headers"
 for h in asio asio.hpp fmt doctest; do ln -sfn "/usr/include/$h" "$dir/debian-headers/$h"; done
 printf "[built-in options]\ncpp_args = ['-idirafter', '%s']\n" "$PWD/$dir/debian-headers" >"$dir/debian-headers.ini"
 setup=(--cross-file cross/x86_64-w64-mingw32.ini --cross-file "$dir/debian-headers.ini" -Dbuildtype=release
-       -Dbenchmarks=disabled -Dstress_scale=10 --wrap-mode=nodownload)
+       -Dtests=auto -Dbenchmarks=disabled -Dstress_scale=10 --wrap-mode=nodownload)
 if [ -f "$dir/build.ninja" ]; then
   meson setup --reconfigure "$dir" "${setup[@]}" >/dev/null
 else

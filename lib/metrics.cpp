@@ -310,16 +310,10 @@ runtime_metrics runtime_impl::metrics() const {
     x.send_zc = r.send_zc.get();
     x.linked_timeouts = r.linked_timeouts.get();
     x.linked_timeouts_fired = r.linked_timeouts_fired.get();
-    // The buckets before the count (end_poll adds them the other way round): a poll being
-    // recorded may be in the count and not in its bucket yet, never the other way round.
-    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) x.poll_time.counts[b] = w->poll_buckets[b].get();
-    x.poll_time.sum_ns = w->poll_sum_ns.get();
-    x.poll_time.count = w->poll_count.get();
-    for (std::size_t b = 0; b < duration_histogram::buckets; ++b) {
-      x.schedule_latency.counts[b] = w->schedule_buckets[b].get();
-    }
-    x.schedule_latency.sum_ns = w->schedule_sum_ns.get();
-    x.schedule_latency.count = w->schedule_count.get();
+    // Buckets before the count (timing_histogram::read): a duration being recorded may be in the
+    // count and not in its bucket yet, never the other way round.
+    x.poll_time = w->poll_time.read();
+    x.schedule_latency = w->schedule_latency.read();
     if (w->reactor_) {
       x.cq_overflows = w->reactor_->cq_overflows();
       const provided_buffer_stats b = w->reactor_->buffer_stats();

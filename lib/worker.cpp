@@ -78,22 +78,11 @@ void worker::end_poll_slow() noexcept {
   if (timing_) end_poll_timing();
 }
 
-namespace {
-/// The duration_histogram bucket of `ns`, or 24 (none) beyond the last bound.
-std::size_t poll_bucket(std::uint64_t ns) noexcept {
-  return ns <= 128 ? 0 : static_cast<std::size_t>(std::bit_width((ns - 1) >> 7));
-}
-}  // namespace
-
 void worker::end_poll_timing() noexcept {
   if (poll_started_ == 0) return;
   const std::uint64_t ns = steady_ns() - poll_started_;
   poll_started_ = 0;
-  // The count before the bucket (metrics() reads them the other way round): a reader never sees
-  // a bucket ahead of the count, so Prometheus' +Inf bucket stays the largest.
-  poll_count.add();
-  poll_sum_ns.add(ns);
-  if (const std::size_t b = poll_bucket(ns); b < poll_buckets.size()) poll_buckets[b].add();
+  poll_time.record(ns);
 }
 
 void worker::poll_boundary() noexcept {
@@ -119,10 +108,7 @@ void worker::record_schedule_latency(void* frame) noexcept {
   // one unit ahead of a poll that starts within the same 64 ns: that one reads as 0.
   std::uint32_t units = static_cast<std::uint32_t>(poll_started_ >> 6) - stamp;
   if (units == UINT32_MAX) units = 0;
-  const std::uint64_t ns = std::uint64_t{units} << 6;
-  schedule_count.add();  // the count before the bucket, as end_poll_timing
-  schedule_sum_ns.add(ns);
-  if (const std::size_t b = poll_bucket(ns); b < schedule_buckets.size()) schedule_buckets[b].add();
+  schedule_latency.record(std::uint64_t{units} << 6);
 }
 
 std::coroutine_handle<> worker::begin_task_hooked(std::coroutine_handle<> h) noexcept {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <bit>
 #include <coroutine>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "corio/cancel.hpp"
 #include "corio/detail/assert.hpp"
 #include "corio/detail/park.hpp"
+#include "corio/metrics.hpp"
 #include "corio/time.hpp"
 #include "reactor.hpp"
 #include "run_queue.hpp"
@@ -67,6 +69,31 @@ void resume(std::coroutine_handle<> h) noexcept;
 /// corio task's frame (promise_base::has_trace_tag) is stamped; any thread, before the queue
 /// publishes `h`.
 void stamp_ready(std::coroutine_handle<> h) noexcept;
+
+/// A worker's histogram of durations (runtime_options::timing_histograms), written by its owner
+/// only and read by metrics() from any thread: buckets as corio::duration_histogram's.
+struct timing_histogram {
+  std::array<counter, duration_histogram::buckets> buckets;
+  counter count, sum_ns;
+  /// Adds one duration of `ns` ns. The count before the bucket (read() reads them the other way
+  /// round): a reader never sees a bucket ahead of the count, so Prometheus' +Inf bucket stays the
+  /// largest.
+  void record(std::uint64_t ns) noexcept {
+    count.add();
+    sum_ns.add(ns);
+    // Bucket i holds (128 << (i-1), 128 << i] ns; beyond the last, only count and sum.
+    const std::size_t b = ns <= 128 ? 0 : static_cast<std::size_t>(std::bit_width((ns - 1) >> 7));
+    if (b < buckets.size()) buckets[b].add();
+  }
+  /// The figures so far, buckets first (see record()).
+  duration_histogram read() const noexcept {
+    duration_histogram h;
+    for (std::size_t b = 0; b < buckets.size(); ++b) h.counts[b] = buckets[b].get();
+    h.sum_ns = sum_ns.get();
+    h.count = count.get();
+    return h;
+  }
+};
 
 class worker {
  public:
@@ -326,17 +353,15 @@ class worker {
   counter noop_unparks;      ///< unparks after which nothing ran before the next park
   counter busy_ns;           ///< steady-clock ns awake, accumulated at each park
   counter timers_pending;    ///< the wheel's size, stored after each insert, removal and firing
-  /// Poll times (runtime_options::timing_histograms): buckets as duration_histogram's.
-  std::array<counter, 24> poll_buckets;
-  counter poll_count, poll_sum_ns;
+  /// Poll times (runtime_options::timing_histograms).
+  timing_histogram poll_time;
   /// Timing on: a poll starts (begin_task) and the previous one, if any, ends. Out of line.
   [[gnu::noinline]] void poll_boundary() noexcept;
   /// Timing on: the loop got the thread back, the poll under way ends (called by end_poll).
   void end_poll_timing() noexcept;
   /// Schedule latencies (runtime_options::timing_histograms): from the moment a task was queued
-  /// (stamp_ready) to the start of its poll; buckets as duration_histogram's.
-  std::array<counter, 24> schedule_buckets;
-  counter schedule_count, schedule_sum_ns;
+  /// (stamp_ready) to the start of its poll.
+  timing_histogram schedule_latency;
   /// Timing on: the poll of `frame` starts at poll_started_; if the frame was stamped ready,
   /// records the latency and clears the stamp.
   void record_schedule_latency(void* frame) noexcept;

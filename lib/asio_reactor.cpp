@@ -2,6 +2,7 @@
 // includes Asio.
 #include "asio_reactor.hpp"
 
+#include <asio/basic_datagram_socket.hpp>
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/basic_stream_socket.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -9,6 +10,7 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/error.hpp>
 #include <asio/executor_work_guard.hpp>
+#include <asio/generic/datagram_protocol.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -23,6 +25,12 @@
 #endif
 
 #include <atomic>
+#if defined(_WIN32)
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#endif
 #if !defined(_WIN32)
 #include <poll.h>
 #include <sys/socket.h>
@@ -38,7 +46,18 @@ namespace {
 
 using protocol = asio::generic::stream_protocol;
 using stream_socket = asio::basic_stream_socket<protocol, asio::io_context::executor_type>;
+#if defined(_WIN32)
+/// The Asio object a listener is registered as on Windows, where accept is a non-blocking accept()
+/// after a readiness wait (state::accept): a datagram socket object, because Asio's IOCP service
+/// waits for a stream-oriented socket's readability with a zero-byte overlapped WSARecv, which a
+/// listening socket never completes (under Wine it stays pending; Windows fails it with
+/// WSAENOTCONN), and for any other socket with select() on its reactor thread, which reports a
+/// listener readable when a connection is waiting. Asio takes the type from the protocol object
+/// and never checks it against the socket's.
+using acceptor = asio::basic_datagram_socket<asio::generic::datagram_protocol, asio::io_context::executor_type>;
+#else
 using acceptor = asio::basic_socket_acceptor<protocol, asio::io_context::executor_type>;
+#endif
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
 using stream_descriptor = asio::posix::basic_stream_descriptor<asio::io_context::executor_type>;
 #endif
@@ -124,7 +143,11 @@ struct asio_reactor::state {
 
   /// A request is done (result as to_result): the same steps as an io_uring completion.
   void finish(io_request& r, int result) noexcept {
+#if defined(_WIN32)
+    if (!service) in_flight.unlink(r);  // (the socket service's requests are in their worker's list)
+#else
     in_flight.unlink(r);
+#endif
     // A readiness wait on a descriptor corio does not own (generation 0, corio::wait_readable)
     // keeps its registration only while it waits: the owner may close the descriptor and open
     // another under the same number at any time, which the table could not tell apart.
@@ -140,8 +163,54 @@ struct asio_reactor::state {
           static_cast<asio::cancellation_signal*>(std::exchange(r.reactor_data, nullptr)));
       --signals_out;
     }
+#if defined(_WIN32)
+    if (service) {
+      hand_back(r, result);
+      return;
+    }
+#endif
     if (finish_request(r, result, draining, sink, *cancels)) ++finished;
   }
+
+#if defined(_WIN32)
+  // --- Windows: the process's socket service --------------------------------------------------
+  // A socket belongs to one I/O completion port for its whole life on Windows (giving it back
+  // needs FileReplaceCompletionInformation, which Wine 8 lacks: test/wine_repro), while a corio
+  // socket is used from any worker. So on Windows every socket operation runs on one state of its
+  // own (`service`: one io_context, one socket table) driven by a thread of its own, as Go's
+  // runtime keeps one completion port per process (runtime/netpoll_windows.go). A worker forwards
+  // a request to it (forward), the service starts it as a worker's reactor would (start), and its
+  // completion is handed back to the worker's io_context (hand_back), where finish() ends it as
+  // any completion. Cancellation is forwarded the same way (cancel_forwarded). The service owns
+  // the Asio object of each socket it served until corio closes that socket through it
+  // (close_registered_socket), so that no object outlives its socket and closes a reused number.
+
+  bool service = false;  ///< this state is the socket service's
+  /// Service only: the worker state each request it is running came from (also: which requests
+  /// are still running, so that a cancellation that comes after the completion does nothing).
+  std::unordered_map<io_request*, state*> owners;
+
+  /// Service: the request is done; the worker that forwarded it finishes it on its thread.
+  void hand_back(io_request& r, int result) noexcept {
+    const auto it = owners.find(&r);
+    if (it == owners.end()) return;  // (never: every request started here has its owner)
+    state* owner = it->second;
+    owners.erase(it);
+    try {
+      asio::post(owner->context, [owner, &r, result] { owner->finish(r, result); });
+    } catch (...) {
+      std::fprintf(stderr, "corio: out of memory handing a socket completion back to its worker\n");
+      std::abort();  // the waiting task would never be resumed
+    }
+  }
+#endif
+  /// Starts `request`'s Asio operation (its descriptor registered first), `length` bytes for a
+  /// recv, send or read. On Windows on the socket service only.
+  void start(io_request& request, std::size_t length);
+#if defined(_WIN32)
+  void forward(io_request& request, std::size_t length);
+#endif
+  void cancel_forwarded(io_request& request, bool drain) noexcept;
 
   /// The slot to bind r's Asio operation to: a pooled signal's when r is cancellable, an
   /// unconnected slot (per-operation cancellation off, nothing allocated) otherwise.
@@ -176,6 +245,10 @@ struct asio_reactor::state {
         cancel_file_operation(*r);
         continue;
       }
+#if defined(_WIN32)
+      cancel_forwarded(*r, false);  // the socket service runs it
+      continue;
+#endif
       // A request between two Asio operations (an accept about to retry, a completion posted)
       // has nothing to cancel now: its next step sees cancel_requested, or it completes.
       if (r->reactor_data != nullptr) {
@@ -198,11 +271,19 @@ struct asio_reactor::state {
   }
 
   static void release(table_entry& e) noexcept {
-    asio::error_code ignored;
     // release(), not close(): the descriptor belongs to a corio socket (or is already closed, and
     // its number may belong to another socket by now).
-    if (e.socket) (void)e.socket->release(ignored);
-    if (e.listener) (void)e.listener->release(ignored);
+    asio::error_code socket_kept, listener_kept;
+    if (e.socket) (void)e.socket->release(socket_kept);
+    if (e.listener) (void)e.listener->release(listener_kept);
+#if defined(_WIN32)
+    // Under Wine release() fails (no FileReplaceCompletionInformation) and the object keeps the
+    // number, which destroying it would close, whichever socket has it by now: keep such an object
+    // instead (only the socket service's table has entries on Windows, and its io_context is never
+    // destroyed). Only a socket closed behind corio's back (a released descriptor) gets here.
+    if (socket_kept) (void)e.socket.release();
+    if (listener_kept) (void)e.listener.release();
+#endif
     e.socket.reset();
     e.listener.reset();
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
@@ -226,15 +307,25 @@ struct asio_reactor::state {
     table_entry& e = table[index];
     // A readiness wait, recvmsg or sendmsg takes whatever this worker registered for the
     // descriptor (each can wait for readiness); the other kinds need their own Asio object.
+#if defined(_WIN32)
+    const bool any_kind = r.opcode == io_opcode::poll;  // (recvmsg and sendmsg: see want_listener)
+#else
     const bool any_kind =
         r.opcode == io_opcode::poll || r.opcode == io_opcode::recvmsg || r.opcode == io_opcode::sendmsg;
+#endif
     if (any_kind && r.generation != 0 && e.generation == r.generation &&
         (e.socket || e.listener || has_file(e))) {
       return &e;
     }
     // Otherwise a readiness wait registers the descriptor as a file (any descriptor can be
     // polled; on Windows only sockets exist to wait for), recvmsg and sendmsg as a socket.
+#if defined(_WIN32)
+    // (Datagram sockets too: their readiness must be waited for with select(), see `acceptor`.)
+    const bool want_listener =
+        r.opcode == io_opcode::accept || r.opcode == io_opcode::recvmsg || r.opcode == io_opcode::sendmsg;
+#else
     const bool want_listener = r.opcode == io_opcode::accept;
+#endif
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
     const bool want_file = r.opcode == io_opcode::read || r.opcode == io_opcode::poll;
 #else
@@ -260,7 +351,7 @@ struct asio_reactor::state {
       if (family < 0) return nullptr;
       if (want_listener) {
         e.listener = std::make_unique<acceptor>(context);
-        e.listener->assign(protocol{family, 0}, r.fd, ec);
+        e.listener->assign(acceptor::protocol_type{family, 0}, r.fd, ec);
         // accept4() below must see EAGAIN rather than block the worker.
         if (!ec) e.listener->non_blocking(true, ec);
       } else {
@@ -377,7 +468,55 @@ struct asio_reactor::state {
     });
   }
 #else
-  void transfer_message(io_request& r) { fail_later(r, ENOTSUP); }
+  /// Windows: recvfrom() or sendto() (io_opcode::recvmsg, sendmsg; r.address is a
+  /// socket_message), reactively; the socket was made non-blocking when it was registered.
+  void transfer_message(io_request& r) {
+    auto* m = static_cast<socket_message*>(r.address);
+    const auto length = static_cast<int>(std::min<std::size_t>(m->length, 0x7fffffff));
+    if (r.opcode == io_opcode::sendmsg) {
+      react(r, true, [&r, m, length] {
+        const int n = ::sendto(static_cast<SOCKET>(r.fd), static_cast<const char*>(m->buffer), length,
+                               static_cast<int>(r.flags), m->name, m->name == nullptr ? 0 : m->name_length);
+        if (n == SOCKET_ERROR) {
+          const int wsa = ::WSAGetLastError();
+          errno = errno_from_wsa(wsa);
+          if (m->name == nullptr && wsa != WSAEWOULDBLOCK) {
+            // No destination and no peer is EDESTADDRREQ on POSIX; Windows says WSAENOTCONN (or
+            // WSAEDESTADDRREQ) and Wine WSAEINVAL: ask whether the socket has a peer.
+            sockaddr_storage peer{};
+            int peer_length = sizeof peer;
+            if (::getpeername(static_cast<SOCKET>(r.fd), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0 &&
+                ::WSAGetLastError() == WSAENOTCONN) {
+              errno = EDESTADDRREQ;
+            }
+          }
+          return -1L;
+        }
+        return static_cast<long>(n);
+      });
+    } else {
+      react(r, false, [&r, m, length] {
+        int name_length = m->name_length;
+        const int n = ::recvfrom(static_cast<SOCKET>(r.fd), static_cast<char*>(m->buffer), length,
+                                 static_cast<int>(r.flags), m->name, m->name == nullptr ? nullptr : &name_length);
+        if (n == SOCKET_ERROR) {
+          const int wsa = ::WSAGetLastError();
+          if (wsa != WSAEMSGSIZE) {
+            // On a datagram socket WSAECONNRESET reports an ICMP port unreachable for an earlier
+            // send (recvfrom's documentation), which POSIX reports as ECONNREFUSED.
+            errno = wsa == WSAECONNRESET ? ECONNREFUSED : errno_from_wsa(wsa);
+            return -1L;
+          }
+          m->truncated = true;  // the buffer holds the datagram's first `length` bytes
+          m->name_length = name_length;
+          return static_cast<long>(length);
+        }
+        m->truncated = false;
+        m->name_length = name_length;
+        return static_cast<long>(n);
+      });
+    }
+  }
 #endif
 
   /// A file operation's job on the runtime's blocking pool; io_request::reactor_data points to it
@@ -504,6 +643,15 @@ void asio_reactor::submit(io_request& request) {
     s.file_operation(request);  // no descriptor to register (openat has none yet)
     return;
   }
+#if defined(_WIN32)
+  s.forward(request, length);
+#else
+  s.start(request, length);
+#endif
+}
+
+void asio_reactor::state::start(io_request& request, std::size_t length) {
+  state& s = *this;
   int error = 0;
   table_entry* e = s.entry_for(request, error);
   if (e == nullptr) {
@@ -568,6 +716,140 @@ void asio_reactor::submit(io_request& request) {
   }
 }
 
+#if defined(_WIN32)
+namespace {
+
+/// Windows: the process's socket service (see asio_reactor::state::hand_back): a state of its
+/// own, driven by a detached thread for the life of the process. Created at the first socket
+/// operation; never destroyed, so that the Asio objects in its table never close a socket corio
+/// did not ask it to close.
+struct socket_service {
+  asio_reactor::state engine{completion_sink{nullptr, nullptr}};
+  std::thread::id thread;
+  static inline std::atomic<socket_service*> instance{nullptr};
+
+  /// The service, started at the first call. Thread-safe. Throws std::system_error when its
+  /// thread cannot be started (a later call tries again).
+  static socket_service& get() {
+    static socket_service* const service = [] {
+      auto svc = std::make_unique<socket_service>();
+      svc->engine.service = true;
+      socket_service* p = svc.get();
+      std::thread t([p] {
+        for (;;) {
+          try {
+            p->engine.context.run();  // (the work guard keeps it running)
+            return;
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "corio: the socket service's handler threw: %s\n", e.what());
+          }
+        }
+      });
+      p->thread = t.get_id();
+      t.detach();
+      instance.store(svc.release(), std::memory_order_release);
+      return p;
+    }();
+    return *service;
+  }
+};
+
+}  // namespace
+
+void asio_reactor::state::forward(io_request& request, std::size_t length) {
+  socket_service* svc = nullptr;
+  try {
+    svc = &socket_service::get();
+  } catch (const std::system_error& e) {
+    fail_later(request, e.code().category() == std::generic_category() && e.code().value() > 0 ? e.code().value()
+                                                                                                : EAGAIN);
+    return;
+  }
+  io_request* r = &request;
+  state* owner = this;
+  asio::post(svc->engine.context, [svc, r, owner, length] {
+    state& engine = svc->engine;
+    try {
+      engine.owners.emplace(r, owner);
+    } catch (...) {
+      asio::post(owner->context, [owner, r] { owner->finish(*r, -ENOMEM); });
+      return;
+    }
+    try {
+      engine.start(*r, length);
+    } catch (...) {
+      engine.finish(*r, -ENOMEM);  // nothing was started (registration or handler memory)
+    }
+  });
+}
+
+void asio_reactor::state::cancel_forwarded(io_request& request, bool drain) noexcept {
+  socket_service* svc = socket_service::instance.load(std::memory_order_acquire);
+  if (svc == nullptr) return;
+  io_request* r = &request;  // dereferenced by the service only while it still runs r
+  try {
+    asio::post(svc->engine.context, [svc, r, drain] {
+      state& engine = svc->engine;
+      if (engine.owners.find(r) == engine.owners.end()) return;  // completed already
+      if (r->reactor_data != nullptr) {
+        static_cast<asio::cancellation_signal*>(r->reactor_data)->emit(asio::cancellation_type::terminal);
+      } else if (drain && r->fd >= 0 && static_cast<std::size_t>(r->fd) < engine.table.size()) {
+        table_entry& e = engine.table[static_cast<std::size_t>(r->fd)];
+        asio::error_code ignored;
+        if (e.socket) e.socket->cancel(ignored);
+        if (e.listener) e.listener->cancel(ignored);
+      }
+    });
+  } catch (...) {
+    // No memory for the handler: the operation runs to its end, as one that cannot be cancelled.
+  }
+}
+
+int close_registered_socket(int fd) noexcept {
+  socket_service* svc = socket_service::instance.load(std::memory_order_acquire);
+  const auto close_here = [](socket_service* service, int number) noexcept {
+    if (service != nullptr && number >= 0 && static_cast<std::size_t>(number) < service->engine.table.size()) {
+      table_entry& e = service->engine.table[static_cast<std::size_t>(number)];
+      if (e.socket || e.listener) {
+        // The Asio object closes it: its operations end (operation_aborted), Asio forgets the
+        // socket, and no object is left to close the number once Winsock reuses it.
+        asio::error_code ec;
+        if (e.socket) e.socket->close(ec);
+        if (e.listener) e.listener->close(ec);
+        e.socket.reset();
+        e.listener.reset();
+        e.generation = 0;
+        e.foreign_waits = 0;
+        return ec ? -to_result(ec, 0) : 0;
+      }
+    }
+    return ::closesocket(static_cast<SOCKET>(number)) == 0 ? 0 : socket_error();
+  };
+  // Never registered anywhere (no service yet), or on the service's own thread: close it here.
+  if (svc == nullptr || std::this_thread::get_id() == svc->thread) return close_here(svc, fd);
+  struct closing {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    int error = 0;
+  } c;
+  try {
+    asio::post(svc->engine.context, [svc, fd, &c, close_here] {
+      const int error = close_here(svc, fd);
+      std::lock_guard lock(c.mutex);
+      c.error = error;
+      c.done = true;
+      c.done_cv.notify_one();
+    });
+  } catch (...) {
+    return ::closesocket(static_cast<SOCKET>(fd)) == 0 ? 0 : socket_error();  // no memory for the handler
+  }
+  std::unique_lock lock(c.mutex);
+  c.done_cv.wait(lock, [&c] { return c.done; });
+  return c.error;
+}
+#endif
+
 std::size_t asio_reactor::poll() {
   state& s = *state_;
   if (cancels_.pending()) [[unlikely]]
@@ -623,6 +905,9 @@ void asio_reactor::drain() noexcept {
     }
     for (io_request* r = s.in_flight.front(); r != nullptr; r = r->next) {
       if (is_file_operation(r->opcode)) continue;
+#if defined(_WIN32)
+      s.cancel_forwarded(*r, true);
+#else
       if (r->fd < 0 || static_cast<std::size_t>(r->fd) >= s.table.size()) continue;
       table_entry& e = s.table[static_cast<std::size_t>(r->fd)];
       asio::error_code ignored;
@@ -630,6 +915,7 @@ void asio_reactor::drain() noexcept {
       if (e.listener) e.listener->cancel(ignored);
 #if defined(ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
       if (e.file) e.file->cancel(ignored);
+#endif
 #endif
     }
     // Every cancelled operation completes with operation_aborted; bounded in case one does not.

@@ -32,6 +32,17 @@ namespace corio::detail {
 /// cancellers leave requests in cancels() and the owner emits cancellation_type::terminal on their
 /// signals at its next poll() or wait() (an accept waiting for readability cancels the wait).
 /// io_opcode::read uses a posix::stream_descriptor (not on Windows: ENOTSUP).
+///
+/// Windows differs: a socket belongs to one I/O completion port for its whole life (giving it
+/// back needs FileReplaceCompletionInformation, which Wine 8 lacks), so one process-wide socket
+/// service, with its own io_context, socket table and thread, runs every socket operation, as Go's
+/// runtime keeps one completion port per process (runtime/netpoll_windows.go). A worker forwards
+/// each socket request to it and gets the completion back as a handler posted to its own
+/// io_context; cancellation is forwarded the same way. corio closes a socket through the service
+/// (close_registered_socket), whose Asio object closes it, so no object outlives its socket. A
+/// listener and a datagram socket are waited for with select() (Asio's reactor thread), since
+/// Asio waits for a stream socket's readability with a zero-byte WSARecv that a listener never
+/// completes; UDP is recvfrom()/sendto() after such a wait.
 /// References: the Asio 1.22 reference (io_context, basic_stream_socket, basic_socket_acceptor,
 /// generic::stream_protocol), epoll(7) on descriptors in several epoll sets.
 class asio_reactor final : public reactor {

@@ -83,9 +83,24 @@ inline void init_sockets() noexcept {
   (void)started;
 }
 
-inline int close_socket(int fd) noexcept {
-  return ::closesocket(static_cast<SOCKET>(fd)) == 0 ? 0 : socket_error();
-}
+/// Closes socket `fd` through the process's socket service, whose Asio object for it (if any)
+/// must close it rather than outlive it (lib/asio_reactor.cpp, "the process's socket service").
+/// Returns 0 or the errno value. Any thread; blocks until the service has closed it.
+int close_registered_socket(int fd) noexcept;
+
+inline int close_socket(int fd) noexcept { return close_registered_socket(fd); }
+
+/// Windows, which has no msghdr: what io_request::address points to for io_opcode::recvmsg and
+/// sendmsg, one buffer and the peer's address. The Asio reactor does recvfrom() or sendto() with
+/// it on the non-blocking socket; a datagram longer than the buffer (WSAEMSGSIZE) completes with
+/// the buffer's size and `truncated` set, as MSG_TRUNC does on POSIX.
+struct socket_message {
+  void* buffer = nullptr;
+  std::size_t length = 0;      ///< bytes
+  sockaddr* name = nullptr;    ///< recv: where the sender goes; send: the destination; none: null
+  int name_length = 0;         ///< bytes: recv in/out, send in
+  bool truncated = false;      ///< recv: set when the datagram was cut
+};
 
 /// socket(2) as an int descriptor, or -1 with the error in socket_error().
 inline int open_socket(int family, int type, int protocol) noexcept {

@@ -46,6 +46,25 @@ message& prepare_message(detail::message_storage& storage, void* buffer, std::si
 message& message_in(detail::message_storage& storage) noexcept {
   return *std::launder(reinterpret_cast<message*>(storage.bytes.data()));
 }
+#else
+// Windows: a socket_message (lib/net/socket_api.hpp) in the storage.
+using message = detail::socket_message;
+static_assert(sizeof(message) <= sizeof(detail::message_storage::bytes));
+static_assert(alignof(message) <= alignof(detail::message_storage));
+
+message& prepare_message(detail::message_storage& storage, void* buffer, std::size_t length, void* name,
+                         std::uint32_t name_length) noexcept {
+  auto* m = new (storage.bytes.data()) message{};
+  m->buffer = buffer;
+  m->length = length;
+  m->name = static_cast<sockaddr*>(name);
+  m->name_length = name == nullptr ? 0 : static_cast<int>(name_length);
+  return *m;
+}
+
+message& message_in(detail::message_storage& storage) noexcept {
+  return *std::launder(reinterpret_cast<message*>(storage.bytes.data()));
+}
 #endif
 
 /// "from 127.0.0.1:9" (the connected peer), else "on 127.0.0.1:5000" (the local address), for
@@ -92,16 +111,14 @@ udp_recv_operation::udp_recv_operation(const detail::file_descriptor& socket, st
   request_.opcode = detail::io_opcode::recvmsg;
   request_.fd = socket.get();
   request_.generation = socket.generation();
-#if defined(_WIN32)
-  (void)buffer;
-  (void)want_sender;
-  fail_early(ENOTSUP);  // the Asio reactor has no recvmsg on Windows yet
-#else
   message& m = prepare_message(message_, buffer.data(), buffer.size(), want_sender ? sender_.data() : nullptr,
                                endpoint::capacity());
+#if defined(_WIN32)
+  request_.address = &m;
+#else
   request_.address = &m.header;
-  if (request_.fd < 0) fail_early(EBADF);
 #endif
+  if (request_.fd < 0) fail_early(EBADF);
 }
 
 udp_receive_result udp_recv_operation::await_resume() {
@@ -114,8 +131,14 @@ udp_receive_result udp_recv_operation::await_resume() {
   }
   if (n < 0) return r;
   r.size = static_cast<std::size_t>(n);
-#if !defined(_WIN32)
   const message& m = message_in(message_);
+#if defined(_WIN32)
+  r.truncated = m.truncated;
+  if (m.name != nullptr) {
+    sender_.resize(static_cast<std::uint32_t>(m.name_length));
+    r.sender = sender_;
+  }
+#else
   r.truncated = (m.header.msg_flags & MSG_TRUNC) != 0;
   if (m.header.msg_name != nullptr) {
     sender_.resize(static_cast<std::uint32_t>(m.header.msg_namelen));
@@ -133,20 +156,19 @@ udp_send_operation::udp_send_operation(const detail::file_descriptor& socket, st
   request_.fd = socket.get();
   request_.generation = socket.generation();
   if (destination != nullptr) destination_ = *destination;
-#if defined(_WIN32)
-  (void)data;
-  fail_early(ENOTSUP);  // the Asio reactor has no sendmsg on Windows yet
-#else
   // sendmsg only reads the buffer.
   message& m = prepare_message(message_, const_cast<std::byte*>(data.data()), data.size(),
                                destination != nullptr ? destination_.data() : nullptr, destination_.size());
+#if defined(_WIN32)
+  request_.address = &m;
+#else
   request_.address = &m.header;
+#endif
   if (request_.fd < 0) {
     fail_early(EBADF);
   } else if (destination != nullptr && !destination_.is_v4() && !destination_.is_v6()) {
     fail_early(EAFNOSUPPORT);  // an unspecified endpoint: the kernel would take it for no address
   }
-#endif
 }
 
 std::size_t udp_send_operation::await_resume() {

@@ -16,6 +16,26 @@
 #include <mutex>
 #include <new>
 
+#if defined(_WIN32) && defined(__GNUC__) && !defined(__clang__)
+// mingw-w64 GCC (emulated TLS, winpthreads): a thread's thread_local storage is freed by
+// emutls's thread-exit destructor, and thread_local objects are destroyed by libstdc++'s, each a
+// pthread key destructor, which winpthreads runs in the order the keys were created. emutls
+// creates its key at the first thread_local access, normally before libstdc++ creates its own at
+// the first thread_local with a destructor, so destructors then run on freed storage (GCC PR
+// 80816): this file's cache_reaper saw an empty cache and lost a thread's frames, and doctest's
+// thread_local stream crashed worker threads at exit. Registering one (empty) thread-exit
+// destructor before any thread_local is touched creates libstdc++'s key first, so that every
+// thread_local destructor of the process runs while its storage is still there.
+extern "C" int __cxa_thread_atexit(void (*destructor)(void*), void* object, void* dso_handle) noexcept;
+
+namespace {
+void nothing_at_thread_exit(void*) noexcept {}
+[[gnu::constructor(101)]] void create_thread_exit_key_before_emutls() noexcept {
+  (void)__cxa_thread_atexit(&nothing_at_thread_exit, nullptr, nullptr);
+}
+}  // namespace
+#endif
+
 namespace corio::detail {
 
 thread_local constinit frame_cache tls_frame_cache{};

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
-#include <latch>
+
 #include <mutex>
 #include <random>
 #include <set>
@@ -87,8 +87,8 @@ TEST_CASE("frames freed on another thread go back to their home thread after a f
   std::thread home([&] {
     small_first = allocate_n(frame_count, small_frame);
     large_first = allocate_n(frame_count / 2, large_frame);
-    std::latch flushed{1};
-    std::latch reallocated{1};
+    corio_test::thread_latch flushed{1};
+    corio_test::thread_latch reallocated{1};
     std::thread other([&] {
       free_all(small_first, small_frame);
       free_all(large_first, large_frame);
@@ -129,8 +129,8 @@ TEST_CASE("one thread returning frames of several homes gives each home exactly 
   frame_flush_remote();
   constexpr std::size_t homes = 11;  // more homes than batch slots: slots are shared and evicted
   std::vector<std::vector<void*>> first(homes), again(homes);
-  std::latch allocated{homes};
-  std::latch freed{1};
+  corio_test::thread_latch allocated{homes};
+  corio_test::thread_latch freed{1};
   std::vector<std::thread> threads;
   for (std::size_t h = 0; h < homes; ++h) {
     threads.emplace_back([&, h] {
@@ -161,8 +161,8 @@ TEST_CASE("frames outliving their thread can be freed later, before and after th
   frame_flush_remote();
 
   // A new thread (possibly reusing the exited thread's home) runs while the rest are freed here.
-  std::latch started{1};
-  std::latch freed{1};
+  corio_test::thread_latch started{1};
+  corio_test::thread_latch freed{1};
   bool distinct = false;
   std::thread later([&] {
     auto mine = allocate_n(frame_count, small_frame);

@@ -15,6 +15,11 @@
 
 #include "test_support.hpp"
 
+#if defined(_WIN32)
+#include <windows.h>
+#include <tlhelp32.h>
+#endif
+
 using namespace std::chrono_literals;
 using corio_test::scoped_env;
 
@@ -96,7 +101,18 @@ corio::task<void> short_pieces(int pieces) {
 
 std::size_t threads_of_this_process() {
   std::size_t n = 0;
+#if defined(_WIN32)
+  const HANDLE snapshot = ::CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+  REQUIRE(snapshot != INVALID_HANDLE_VALUE);
+  THREADENTRY32 entry{};
+  entry.dwSize = sizeof entry;
+  for (BOOL more = ::Thread32First(snapshot, &entry); more; more = ::Thread32Next(snapshot, &entry)) {
+    if (entry.th32OwnerProcessID == ::GetCurrentProcessId()) ++n;
+  }
+  ::CloseHandle(snapshot);
+#else
   for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator{"/proc/self/task"}) ++n;
+#endif
   return n;
 }
 

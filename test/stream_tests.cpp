@@ -70,7 +70,7 @@ struct memory_stream {
     ++reads;
     if (read_fail_at && pos >= *read_fail_at) {
       read_fail_at.reset();
-      const std::error_code code{ECONNRESET, std::system_category()};
+      const std::error_code code{ECONNRESET, corio::detail::io_error_category()};
       if (ec == nullptr) throw std::system_error(code, "memory_stream::read_some");
       *ec = code;
       co_return 0;
@@ -87,7 +87,7 @@ struct memory_stream {
     ++writes;
     if (write_fail_at && output.size() >= *write_fail_at) {
       write_fail_at.reset();
-      const std::error_code code{EPIPE, std::system_category()};
+      const std::error_code code{EPIPE, corio::detail::io_error_category()};
       if (ec == nullptr) throw std::system_error(code, "memory_stream::write_some");
       *ec = code;
       co_return 0;

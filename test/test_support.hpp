@@ -80,6 +80,28 @@ inline std::size_t open_descriptors() {
 #endif
 }
 
+/// std::latch's count_down() and wait(), on a mutex and a condition variable, for tests that
+/// coordinate plain threads: libstdc++ 12's std::latch (an atomic wait) never returned in a
+/// mingw-w64 build run under Wine, while mutexes and condition variables work there.
+class thread_latch {
+ public:
+  explicit thread_latch(std::ptrdiff_t count) : count_(count) {}
+  void count_down(std::ptrdiff_t n = 1) {
+    std::lock_guard lock{mutex_};
+    count_ -= n;
+    if (count_ <= 0) zero_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock{mutex_};
+    zero_.wait(lock, [this] { return count_ <= 0; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable zero_;
+  std::ptrdiff_t count_;
+};
+
 /// A hang guard: aborts the process, naming `what`, if it is still alive after `limit`. For tests
 /// whose failure mode is a wait that never ends (a lost wake-up, a lost readiness event); the
 /// limit is generous, never part of what the test checks.

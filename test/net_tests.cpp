@@ -1,11 +1,16 @@
 // Suite "net": endpoints, TCP listener and stream on the io_uring reactor.
 #include <corio/corio.hpp>
 #include <doctest/doctest.h>
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -24,6 +29,32 @@ using namespace std::chrono_literals;
 using corio::net::endpoint;
 using corio::net::tcp_listener;
 using corio::net::tcp_stream;
+
+
+// Plain sockets the tests open themselves (clients in a listener's backlog, a free port), the
+// same on POSIX and Winsock.
+namespace raw {
+#if defined(_WIN32)
+using length_t = int;
+inline int open_tcp() {
+  static const bool started = [] {
+    WSADATA data{};
+    return ::WSAStartup(MAKEWORD(2, 2), &data) == 0;
+  }();
+  REQUIRE(started);
+  return static_cast<int>(::socket(AF_INET, SOCK_STREAM, 0));
+}
+inline void close(int fd) { ::closesocket(static_cast<SOCKET>(fd)); }
+inline long recv(int fd, void* buf, std::size_t n) {
+  return ::recv(static_cast<SOCKET>(fd), static_cast<char*>(buf), static_cast<int>(n), 0);
+}
+#else
+using length_t = socklen_t;
+inline int open_tcp() { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
+inline void close(int fd) { ::close(fd); }
+inline long recv(int fd, void* buf, std::size_t n) { return ::recv(fd, buf, n, 0); }
+#endif
+}  // namespace raw
 
 namespace {
 
@@ -143,7 +174,7 @@ corio::task<int> moved_from_stream() {
 corio::task<void> reset_after_accept(tcp_listener* l) {
   tcp_stream s = co_await l->accept();
   const linger lg{1, 0};  // close with RST
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&lg), sizeof lg);
   s.close();
 }
 
@@ -175,7 +206,7 @@ corio::task<void> connect_and_park(endpoint ep) {
   (void)co_await s.read_some(buf);
 }
 
-corio::task<std::vector<std::error_code>> accept_codes(tcp_listener* l, int n, std::vector<tcp_stream>* kept) {
+[[maybe_unused]] corio::task<std::vector<std::error_code>> accept_codes(tcp_listener* l, int n, std::vector<tcp_stream>* kept) {
   std::vector<std::error_code> codes;
   for (int i = 0; i < n; ++i) {
     std::error_code ec;
@@ -220,21 +251,21 @@ corio::task<bound_connect> connect_from(tcp_listener* l, endpoint local, bool th
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed).
 std::uint16_t recently_free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = raw::open_tcp();
   REQUIRE(fd >= 0);
   const endpoint any = endpoint::parse("127.0.0.1:0");
   REQUIRE(::bind(fd, static_cast<const sockaddr*>(any.data()), any.size()) == 0);
   endpoint e;
-  socklen_t len = endpoint::capacity();
+  raw::length_t len = static_cast<raw::length_t>(endpoint::capacity());
   REQUIRE(::getsockname(fd, static_cast<sockaddr*>(e.data()), &len) == 0);
-  e.resize(len);
-  ::close(fd);
+  e.resize(static_cast<std::uint32_t>(len));
+  raw::close(fd);
   return e.port();
 }
 
 /// A blocking client connect (it completes from the listener's backlog without an accept).
 int raw_connect(const endpoint& ep) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = raw::open_tcp();
   REQUIRE(fd >= 0);
   REQUIRE(::connect(fd, static_cast<const sockaddr*>(ep.data()), ep.size()) == 0);
   return fd;
@@ -264,7 +295,7 @@ corio::task<std::int64_t> ends_of_stream_at_ten_seconds(int n) {
   const auto start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(corio::now().time_since_epoch()).count();
   auto l = tcp_listener::bind("127.0.0.1:0");
   const endpoint ep = l.local_endpoint();
-  auto far = corio::spawn(sleep_long());
+  auto distant = corio::spawn(sleep_long());
   std::vector<corio::join_handle<std::int64_t>> readers;
   for (int i = 0; i < n; ++i) {
     tcp_stream client = co_await tcp_stream::connect(ep);
@@ -277,9 +308,9 @@ corio::task<std::int64_t> ends_of_stream_at_ten_seconds(int n) {
     const std::int64_t t = co_await h;
     latest = std::max(latest, t);
   }
-  far.cancel();
+  distant.cancel();
   try {
-    co_await far;
+    co_await distant;
   } catch (const corio::operation_cancelled&) {
   }
   co_return latest - start_ms;
@@ -434,6 +465,7 @@ TEST_CASE("shutting down the runtime with connections suspended in reads closes 
   CHECK(corio_test::open_descriptors() == before);
 }
 
+#if !defined(_WIN32)  // by design: Windows has no descriptor limit (RLIMIT_NOFILE) to lower
 TEST_CASE("accept reports EMFILE as an error, and the connection waits in the backlog until a descriptor is free") {
   corio::runtime rt{{.workers = 1}};
   auto l = tcp_listener::bind("127.0.0.1:0");
@@ -466,8 +498,9 @@ TEST_CASE("accept reports EMFILE as an error, and the connection waits in the ba
   const auto second = rt.block_on(accept_codes(&l, static_cast<int>(4 - kept.size()), &kept));
   for (const auto& ec : second) CHECK_FALSE(ec);
   CHECK(kept.size() == 4);
-  for (int fd : clients) ::close(fd);
+  for (int fd : clients) raw::close(fd);
 }
+#endif
 
 TEST_CASE("IPv6 loopback carries an echo where the machine has it") {
   std::optional<tcp_listener> probe;
@@ -622,7 +655,7 @@ corio::task<std::vector<std::uint16_t>> accept_ports(tcp_listener* l, int n) {
 
 std::uint16_t local_port(int fd) {
   endpoint e;
-  socklen_t len = endpoint::capacity();
+  raw::length_t len = static_cast<raw::length_t>(endpoint::capacity());
   REQUIRE(::getsockname(fd, static_cast<sockaddr*>(e.data()), &len) == 0);
   e.resize(len);
   return e.port();
@@ -689,7 +722,7 @@ TEST_CASE("a cancelled accept leaves the connections that arrive after it for th
     std::sort(ports.begin(), ports.end());
     std::sort(expected.begin(), expected.end());
     CHECK(ports == expected);
-    for (int fd : clients) ::close(fd);
+    for (int fd : clients) raw::close(fd);
   }
 }
 
@@ -712,7 +745,7 @@ TEST_CASE("accepts cancelled while connections arrive lose none: each is accepte
     // Every connection not taken by the racing accepts is still there, exactly once.
     const auto rest = rt.block_on(accept_ports(&l, static_cast<int>(clients.size() - accepted)));
     CHECK(accepted + rest.size() == clients.size());
-    for (int fd : clients) ::close(fd);
+    for (int fd : clients) raw::close(fd);
   }
 }
 
@@ -738,8 +771,8 @@ TEST_CASE("an accept whose task was stopped before it waited takes no queued con
   std::sort(ports.begin(), ports.end());
   std::sort(expected.begin(), expected.end());
   CHECK(ports == expected);
-  for (int fd : clients) ::close(fd);
-  ::close(first);
+  for (int fd : clients) raw::close(fd);
+  raw::close(first);
 }
 
 TEST_CASE("closing a listener with queued connections closes them and leaks no descriptor") {
@@ -760,13 +793,13 @@ TEST_CASE("closing a listener with queued connections closes them and leaks no d
       // Every queued connection was closed: each client sees its end (EOF or a reset).
       for (std::size_t i = 1; i < clients.size(); ++i) {
         std::array<char, 8> buf{};
-        const auto n = ::recv(clients[i], buf.data(), buf.size(), 0);
+        const auto n = raw::recv(clients[i], buf.data(), buf.size());
         CHECK(n <= 0);
       }
       // The port is free again at once: nothing keeps the socket listening.
       CHECK_NOTHROW((void)tcp_listener::bind(ep));
     }
-    for (int fd : clients) ::close(fd);
+    for (int fd : clients) raw::close(fd);
     CHECK(corio_test::open_descriptors() == before);
   }
 }
@@ -789,7 +822,7 @@ TEST_CASE("a listener closed while the runtime has its multishot accept armed sh
     corio::runtime rt2{{.workers = 1}};
     CHECK(rt2.block_on(accept_ports(&l, 5)).size() == 5);
   }
-  for (int fd : clients) ::close(fd);
+  for (int fd : clients) raw::close(fd);
   CHECK(corio_test::open_descriptors() == before);
 }
 
@@ -933,6 +966,7 @@ TEST_CASE("a zero-copy write_all timed out against a peer that does not read lea
   }
 }
 
+#if !defined(_WIN32)  // by design: Unix socket pairs
 namespace {
 
 corio::task<void> write_unix(corio::net::unix_stream* s, const std::vector<std::byte>* data) {
@@ -969,3 +1003,4 @@ TEST_CASE("with send_zc_threshold set, a Unix stream (no zero copy) still sends 
     CHECK(r.mismatches == 0);
   }
 }
+#endif

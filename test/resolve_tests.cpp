@@ -1,12 +1,17 @@
 // Suite "net": corio::net::resolve (c-ares on the reactor and getaddrinfo on the blocking pool), connect
 // by name with Happy Eyeballs, bind by name. Names come only from localhost, /etc/hosts and a DNS
 // server in this file on 127.0.0.1: nothing is asked of the machine's resolver or the outside.
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <array>
 #include <atomic>
@@ -40,6 +45,34 @@ using corio::net::resolver_backend;
 
 namespace {
 
+// The DNS server's plain socket calls, the same on POSIX and Winsock.
+namespace raw {
+#if defined(_WIN32)
+using length_t = int;
+inline int open_udp() {
+  static const bool started = [] {
+    WSADATA data{};
+    return ::WSAStartup(MAKEWORD(2, 2), &data) == 0;
+  }();
+  REQUIRE(started);
+  return static_cast<int>(::socket(AF_INET, SOCK_DGRAM, 0));
+}
+inline void close(int fd) { ::closesocket(static_cast<SOCKET>(fd)); }
+inline bool readable_within_10ms(int fd) {
+  WSAPOLLFD p{static_cast<SOCKET>(fd), POLLIN, 0};
+  return ::WSAPoll(&p, 1, 10) > 0 && (p.revents & POLLIN) != 0;
+}
+#else
+using length_t = socklen_t;
+inline int open_udp() { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
+inline void close(int fd) { ::close(fd); }
+inline bool readable_within_10ms(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 10) > 0 && (p.revents & POLLIN) != 0;
+}
+#endif
+}  // namespace raw
+
 /// A DNS server for tests: UDP on 127.0.0.1, port chosen by the kernel, on a thread of its own.
 /// Names (lower case, no trailing dot): `a` maps to A records; "nosuch.test" is NXDOMAIN,
 /// "fail.test" SERVFAIL, "slow.test" is answered (127.0.0.9) after `slow_delay`, "silent.test"
@@ -54,13 +87,13 @@ class dns_server {
   corio::event silent_seen;  // set from the server thread (event::set is thread-safe)
 
   dns_server() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    fd_ = raw::open_udp();
     REQUIRE(fd_ >= 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    socklen_t len = sizeof sa;
+    raw::length_t len = sizeof sa;
     REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
     port_ = ntohs(sa.sin_port);
   }
@@ -69,7 +102,7 @@ class dns_server {
   ~dns_server() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
-    ::close(fd_);
+    raw::close(fd_);
   }
   void start() {
     thread_ = std::thread([this] { loop(); });
@@ -94,8 +127,7 @@ class dns_server {
   void loop() {
     std::vector<delayed> later;
     while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      (void)::poll(&p, 1, 10);
+      const bool readable = raw::readable_within_10ms(fd_);
       const auto t = std::chrono::steady_clock::now();
       for (auto it = later.begin(); it != later.end();) {
         if (it->due <= t) {
@@ -105,18 +137,20 @@ class dns_server {
           ++it;
         }
       }
-      if ((p.revents & POLLIN) == 0) continue;
+      if (!readable) continue;
       std::array<unsigned char, 512> buf{};
       sockaddr_in from{};
-      socklen_t len = sizeof from;
-      const ssize_t n = ::recvfrom(fd_, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
+      raw::length_t len = sizeof from;
+      const long n = ::recvfrom(fd_, reinterpret_cast<char*>(buf.data()), static_cast<int>(buf.size()), 0,
+                                reinterpret_cast<sockaddr*>(&from), &len);
       if (n < 12) continue;
       answer(std::vector<unsigned char>(buf.begin(), buf.begin() + n), from, later);
     }
   }
 
   void send(const std::vector<unsigned char>& packet, const sockaddr_in& to) {
-    (void)::sendto(fd_, packet.data(), packet.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    (void)::sendto(fd_, reinterpret_cast<const char*>(packet.data()), static_cast<int>(packet.size()), 0,
+                   reinterpret_cast<const sockaddr*>(&to), sizeof to);
   }
 
   void answer(std::vector<unsigned char> q, const sockaddr_in& from, std::vector<delayed>& later) {
@@ -699,6 +733,7 @@ TEST_SUITE("net") {
     CHECK(peer == good.local_endpoint().to_string());
   }
 
+#if !defined(_WIN32)  // Linux drops SYNs to a full accept queue (Windows refuses them); the manual clock
   TEST_CASE(
       "Happy Eyeballs starts the next address after the attempt delay and cancels the hanging attempt") {
     // The first address is a listener whose accept queue is full (backlog 0, one connection
@@ -733,6 +768,7 @@ TEST_SUITE("net") {
       }
     }
   }
+#endif
 
   TEST_CASE("connect by name through the test DNS server tries each A record") {
     if (!corio::net::has_cares()) return;

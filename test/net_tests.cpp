@@ -23,38 +23,13 @@
 #include <thread>
 #include <vector>
 
+#include "raw_sockets.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using corio::net::endpoint;
 using corio::net::tcp_listener;
 using corio::net::tcp_stream;
-
-
-// Plain sockets the tests open themselves (clients in a listener's backlog, a free port), the
-// same on POSIX and Winsock.
-namespace raw {
-#if defined(_WIN32)
-using length_t = int;
-inline int open_tcp() {
-  static const bool started = [] {
-    WSADATA data{};
-    return ::WSAStartup(MAKEWORD(2, 2), &data) == 0;
-  }();
-  REQUIRE(started);
-  return static_cast<int>(::socket(AF_INET, SOCK_STREAM, 0));
-}
-inline void close(int fd) { ::closesocket(static_cast<SOCKET>(fd)); }
-inline long recv(int fd, void* buf, std::size_t n) {
-  return ::recv(static_cast<SOCKET>(fd), static_cast<char*>(buf), static_cast<int>(n), 0);
-}
-#else
-using length_t = socklen_t;
-inline int open_tcp() { return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
-inline void close(int fd) { ::close(fd); }
-inline long recv(int fd, void* buf, std::size_t n) { return ::recv(fd, buf, n, 0); }
-#endif
-}  // namespace raw
 
 namespace {
 

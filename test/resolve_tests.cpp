@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "net/resolve_internal.hpp"
+#include "raw_sockets.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -44,34 +45,6 @@ using corio::net::resolve_options;
 using corio::net::resolver_backend;
 
 namespace {
-
-// The DNS server's plain socket calls, the same on POSIX and Winsock.
-namespace raw {
-#if defined(_WIN32)
-using length_t = int;
-inline int open_udp() {
-  static const bool started = [] {
-    WSADATA data{};
-    return ::WSAStartup(MAKEWORD(2, 2), &data) == 0;
-  }();
-  REQUIRE(started);
-  return static_cast<int>(::socket(AF_INET, SOCK_DGRAM, 0));
-}
-inline void close(int fd) { ::closesocket(static_cast<SOCKET>(fd)); }
-inline bool readable_within_10ms(int fd) {
-  WSAPOLLFD p{static_cast<SOCKET>(fd), POLLIN, 0};
-  return ::WSAPoll(&p, 1, 10) > 0 && (p.revents & POLLIN) != 0;
-}
-#else
-using length_t = socklen_t;
-inline int open_udp() { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
-inline void close(int fd) { ::close(fd); }
-inline bool readable_within_10ms(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 10) > 0 && (p.revents & POLLIN) != 0;
-}
-#endif
-}  // namespace raw
 
 /// A DNS server for tests: UDP on 127.0.0.1, port chosen by the kernel, on a thread of its own.
 /// Names (lower case, no trailing dot): `a` maps to A records; "nosuch.test" is NXDOMAIN,

@@ -25,6 +25,16 @@
 namespace corio {
 namespace detail {
 
+void spin_wait(unsigned& spins) noexcept {
+  if (spins++ < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+  } else {
+    std::this_thread::yield();
+  }
+}
+
 void spin_lock::lock_slow() noexcept {
   for (unsigned spins = 0;; ++spins) {
     if (!locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire)) return;

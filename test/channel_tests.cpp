@@ -879,4 +879,164 @@ CORIO_TEST_CASE(
   CHECK(corio::now() == before);  // no timer was waited for: an idle runtime would have jumped to it
 }
 
+// --- the fast path mixed with the slow one (issue 22) -------------------------------------------
+
+namespace {
+
+/// What a fast-path stress round's tasks report: every value a sender saw delivered, and every
+/// value each receiver got, in its order.
+struct fast_mix_log {
+  std::mutex mutex;
+  std::vector<std::uint64_t> delivered;
+  std::vector<std::vector<std::uint64_t>> received;
+};
+
+/// Sends (id << 32) | i for i in [0, count): mostly plain sends (the lock-free path when the
+/// buffer has room and nobody waits), now and then a select send racing another channel's
+/// receive, a try_send, or a yield. Ends early when cancelled or when the channel is closed.
+corio::task<void> fast_mix_producer(channel<std::uint64_t> ch, channel<std::uint64_t> side, std::uint32_t id,
+                                    int count, std::uint64_t seed, fast_mix_log* log) {
+  std::mt19937_64 rng{seed};
+  std::vector<std::uint64_t> mine;
+  try {
+    for (int i = 0; i < count; ++i) {
+      std::uint64_t v = (std::uint64_t{id} << 32) | static_cast<std::uint32_t>(i);
+      const auto pick = rng() % 16;
+      if (pick == 0) {
+        std::uint64_t offered = v;
+        auto r = co_await corio::select(ch.send_case(offered), side.recv_case());
+        if (r.index() == 0 && std::get<0>(r) == channel_status::delivered) {
+          mine.push_back(v);
+          continue;
+        }
+        if (r.index() == 0) break;  // closed
+        REQUIRE(offered == v);      // the losing send case kept the value
+        co_await ch.send(v);        // then a plain send of the same value
+      } else if (pick == 1) {
+        auto r = ch.try_send(v);
+        if (r.status == channel_status::closed) break;
+        if (r.status != channel_status::delivered) {
+          REQUIRE(r.value == v);
+          co_await ch.send(v);
+        }
+      } else {
+        if (pick == 2) co_await corio::yield();
+        co_await ch.send(v);
+      }
+      mine.push_back(v);
+    }
+  } catch (const corio::channel_closed&) {
+  } catch (const corio::operation_cancelled&) {
+  }
+  std::lock_guard lock{log->mutex};
+  log->delivered.insert(log->delivered.end(), mine.begin(), mine.end());
+}
+
+/// Receives until the channel is closed and drained: mostly plain receives, now and then a select
+/// over this channel and `side`, a try_recv, or a yield. Ends early when cancelled.
+corio::task<void> fast_mix_consumer(channel<std::uint64_t> ch, channel<std::uint64_t> side, std::uint64_t seed,
+                                    fast_mix_log* log) {
+  std::mt19937_64 rng{seed};
+  std::vector<std::uint64_t> mine;
+  try {
+    for (;;) {
+      std::optional<std::uint64_t> v;
+      const auto pick = rng() % 16;
+      if (pick == 0) {
+        auto r = co_await corio::select(ch.recv_case(), side.recv_case());
+        if (r.index() != 0) continue;  // (nobody sends on side)
+        v = std::get<0>(r);
+      } else if (pick == 1) {
+        auto r = ch.try_recv();
+        if (r.status == channel_status::would_block) {
+          co_await corio::yield();
+          continue;
+        }
+        v = r.value;
+      } else {
+        if (pick == 2) co_await corio::yield();
+        v = co_await ch.recv();
+      }
+      if (!v) break;
+      mine.push_back(*v);
+    }
+  } catch (const corio::operation_cancelled&) {
+  }
+  std::lock_guard lock{log->mutex};
+  log->received.push_back(std::move(mine));
+}
+
+corio::task<void> fast_mix_round(std::size_t capacity, int producers, int consumers, int per_producer,
+                                 bool cancel_some, std::uint64_t seed, fast_mix_log* log) {
+  channel<std::uint64_t> ch{capacity};
+  channel<std::uint64_t> side{0};  // never sent to: its cases only race the real ones
+  std::mt19937_64 rng{seed};
+  std::vector<corio::join_handle<void>> ps, cs;
+  for (int c = 0; c < consumers; ++c) cs.push_back(corio::spawn(fast_mix_consumer(ch, side, rng(), log)));
+  for (int p = 0; p < producers; ++p) {
+    ps.push_back(corio::spawn(fast_mix_producer(ch, side, static_cast<std::uint32_t>(p), per_producer, rng(), log)));
+  }
+  if (cancel_some) {
+    // One producer and (when another is left to drain) one consumer are cancelled mid-stream.
+    for (int i = 0; i < static_cast<int>(rng() % 64); ++i) co_await corio::yield();
+    ps[0].cancel();
+    if (consumers > 1) cs[0].cancel();
+  }
+  for (auto& p : ps) co_await p;
+  ch.close();
+  for (auto& c : cs) co_await c;
+  // What the cancelled consumer left behind is still in the channel: drain it.
+  std::vector<std::uint64_t> rest;
+  for (auto r = ch.try_recv(); r.status == channel_status::delivered; r = ch.try_recv()) rest.push_back(*r.value);
+  CHECK(ch.try_recv().status == channel_status::closed);
+  std::lock_guard lock{log->mutex};
+  log->received.push_back(std::move(rest));
+}
+
+}  // namespace
+
+TEST_CASE("fast-path sends and receives mixed with selects, closes and cancellations lose, duplicate and reorder nothing") {
+  corio_test::hang_guard guard{"channel fast path mix", std::chrono::seconds(300)};
+  const std::uint64_t seed = corio_test::test_seed();
+  std::mt19937_64 rng{seed};
+  for (const unsigned workers : {2u, 4u, 8u}) {
+    corio::runtime rt{{.workers = workers, .seed = seed | 1}};
+    const int rounds = static_cast<int>(scaled(12));
+    for (int round = 0; round < rounds; ++round) {
+      const std::size_t capacity = std::array<std::size_t, 5>{1, 2, 7, 64, 1024}[rng() % 5];
+      const int producers = 1 + static_cast<int>(rng() % 4);
+      const int consumers = 1 + static_cast<int>(rng() % 4);
+      const bool cancel_some = rng() % 3 == 0;
+      const int per_producer = static_cast<int>(scaled(5'000));
+      CAPTURE(workers);
+      CAPTURE(round);
+      CAPTURE(capacity);
+      CAPTURE(producers);
+      CAPTURE(consumers);
+      CAPTURE(cancel_some);
+      fast_mix_log log;
+      rt.block_on(fast_mix_round(capacity, producers, consumers, per_producer, cancel_some, rng(), &log));
+      std::vector<std::uint64_t> sent = log.delivered, got;
+      for (const auto& each : log.received) got.insert(got.end(), each.begin(), each.end());
+      std::sort(sent.begin(), sent.end());
+      std::sort(got.begin(), got.end());
+      CHECK(std::adjacent_find(got.begin(), got.end()) == got.end());  // nothing twice
+      CHECK(got == sent);  // everything a sender saw delivered was received, and nothing else
+      if (!cancel_some) CHECK(sent.size() == static_cast<std::size_t>(producers * per_producer));
+      // FIFO per producer, as each receiver saw it.
+      bool ordered = true;
+      for (const auto& each : log.received) {
+        std::vector<std::int64_t> last(static_cast<std::size_t>(producers), -1);
+        for (const std::uint64_t v : each) {
+          const auto p = static_cast<std::size_t>(v >> 32);
+          const auto i = static_cast<std::int64_t>(v & 0xffffffffu);
+          ordered = ordered && i > last[p];
+          last[p] = i;
+        }
+      }
+      CHECK(ordered);
+    }
+  }
+}
+
 TEST_SUITE_END();

@@ -129,7 +129,7 @@ class [[nodiscard("co_await it")]] select_operation {
 
   bool await_ready() {
     collect_locks();
-    lock_all();
+    lock_all(defaults == 0);
     // A random permutation of the cases (Fisher-Yates); the first ready channel case wins, and
     // await_suspend queues the cases in the same order.
     for (std::size_t i = 0; i < n; ++i) order_[i] = static_cast<std::uint8_t>(i);
@@ -229,14 +229,18 @@ class [[nodiscard("co_await it")]] select_operation {
     if (c == nullptr) return;
     locks_[locks_count_++] = c;
   }
-  void lock_all() noexcept {
+  /// Locks every channel in address order (channel_core::lock_slow). `may_park`: raise the wait
+  /// flags before the cases are tried, so that no fast-path operation can take a value from, or
+  /// put one into, a channel this select may park on without seeing the select's nodes.
+  void lock_all(bool may_park = false) noexcept {
+    const unsigned flags = may_park ? (channel_core::receive_flag | channel_core::send_flag) : channel_core::no_flags;
     for (std::size_t i = 0; i < locks_count_; ++i) {
       CORIO_ASSERT(i == 0 || std::less<>{}(locks_[i - 1], locks_[i]), "select-locks-ordered");
-      locks_[i]->lock.lock();
+      locks_[i]->lock_slow(flags);
     }
   }
   void unlock_all() noexcept {
-    for (std::size_t i = locks_count_; i > 0; --i) locks_[i - 1]->lock.unlock();
+    for (std::size_t i = locks_count_; i > 0; --i) locks_[i - 1]->unlock_slow();
   }
 
   /// Tries case `i` now (locks held); decides the select if it completes.

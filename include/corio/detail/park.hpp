@@ -59,6 +59,11 @@ class CORIO_API spin_lock {
   std::atomic<bool> locked_{false};
 };
 
+/// One round of waiting for another thread's next step (a value being written into a slot a
+/// moment ago claimed): a pause instruction for the first 64 rounds, then yielding the thread, as
+/// spin_lock does. `spins` counts the rounds (start it at 0). Thread-safe.
+CORIO_API void spin_wait(unsigned& spins) noexcept;
+
 /// Locks a spin_lock for a scope.
 class spin_guard {
  public:

@@ -263,21 +263,28 @@ class channel_state : public channel_core {
     if (capacity != 0) return send_buffered_locked(v, wake);
     return hand_over_locked(v, wake) ? channel_status::delivered : channel_status::would_block;
   }
+  /// send_locked for a channel known to be a rendezvous one (capacity 0). Under lock.
+  channel_status send_rendezvous_locked(T& v, wake_ticket& wake) {
+    if (closed) return channel_status::closed;
+    return hand_over_locked(v, wake) ? channel_status::delivered : channel_status::would_block;
+  }
+  /// recv_locked for a channel known to be a rendezvous one (capacity 0). Under lock.
+  channel_status recv_rendezvous_locked(std::optional<T>& out, wake_ticket& wake) {
+    while (wait_node* n = senders.front()) {
+      senders.remove(*n);
+      if (!n->owner->try_claim(n->case_index)) continue;
+      out.emplace(std::move(*static_cast<T*>(n->slot)));
+      wake = ticket_of(*n->owner);
+      return channel_status::delivered;
+    }
+    return closed ? channel_status::closed : channel_status::would_block;
+  }
 
   /// Receives now if it can: from the buffer (parked senders then refill it, in unlock_slow), or
   /// straight from a waiting sender (capacity 0). A sender woken is put in `wake`. Under lock_slow.
   channel_status recv_locked(std::optional<T>& out, wake_ticket& wake) {
-    if (capacity != 0) {
-      if (pop_locked(out)) return channel_status::delivered;
-    } else {
-      while (wait_node* n = senders.front()) {
-        senders.remove(*n);
-        if (!n->owner->try_claim(n->case_index)) continue;
-        out.emplace(std::move(*static_cast<T*>(n->slot)));
-        wake = ticket_of(*n->owner);
-        return channel_status::delivered;
-      }
-    }
+    if (capacity == 0) return recv_rendezvous_locked(out, wake);
+    if (pop_locked(out)) return channel_status::delivered;
     return closed ? channel_status::closed : channel_status::would_block;
   }
 
@@ -494,7 +501,7 @@ class channel_wait {
     const bool parked = enqueue_parked(list, node_);  // false: the task's stop came first
     // Publishes the node: touch nothing of this frame after (llvm #56301). A rendezvous channel
     // has nothing for unlock_slow() to do here (only close() claims onto `woken`).
-    if (ch_->capacity == 0) {
+    if (!ring_) {
       ch_->lock.unlock();
     } else {
       ch_->unlock_slow();
@@ -578,6 +585,7 @@ class channel_wait {
   channel_status status_ = channel_status::would_block;  ///< decided without parking, if not would_block
   bool yield_ = false;  ///< done at once, but the cooperation budget is spent: requeue first
   bool parked_ = false;  ///< the node was queued and settle() has not run
+  bool ring_ = false;    ///< a buffered channel: await_ready took ready_buffered()
 };
 
 /// The awaiter of channel::send and send_for.
@@ -597,11 +605,12 @@ class [[nodiscard("co_await it")]] send_operation : channel_wait<T, Timed> {
     if (this->ch_->capacity != 0) return ready_buffered();
     this->ch_->lock.lock();  // a rendezvous channel: no ring, no flags (lock_slow would do just this)
     wake_ticket w;
-    return this->template end_ready<true>(this->ch_->send_locked(value_, w), w, timeout_);
+    return this->template end_ready<true>(this->ch_->send_rendezvous_locked(value_, w), w, timeout_);
   }
   /// A buffered channel: the lock-free ring first, then the slow path. Out of line, so that a
   /// rendezvous channel's await_ready stays small enough to inline into the task.
   [[gnu::noinline]] bool ready_buffered() {
+    this->ring_ = true;
     if (this->ch_->try_push_fast(value_)) return this->end_fast();
     this->ch_->lock_slow(channel_core::send_flag);
     wake_ticket w;
@@ -645,10 +654,11 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
     if (this->ch_->capacity != 0) return ready_buffered();
     this->ch_->lock.lock();  // a rendezvous channel: no ring, no flags (lock_slow would do just this)
     wake_ticket w;
-    return this->template end_ready<true>(this->ch_->recv_locked(out_, w), w, timeout_);
+    return this->template end_ready<true>(this->ch_->recv_rendezvous_locked(out_, w), w, timeout_);
   }
   /// A buffered channel: the ring first, then the slow path (see send_operation::ready_buffered).
   [[gnu::noinline]] bool ready_buffered() {
+    this->ring_ = true;
     if (this->ch_->try_pop_fast(out_)) return this->end_fast();
     this->ch_->lock_slow(channel_core::receive_flag);
     wake_ticket w;

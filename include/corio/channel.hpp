@@ -170,8 +170,8 @@ class channel_core {
 /// (www.1024cores.net, "Bounded MPMC queue"). A send or receive
 /// first tries it without the lock (try_push_fast, try_pop_fast), which succeeds unless a flag is
 /// up: tasks parked on the side it would have to serve, the channel closed, or the ring full
-/// (send) or empty (receive). After it took effect, it reads the other position word: a wait flag
-/// up there means a task parked meanwhile, and kick() serves it. The invariants that keep Go's
+/// (send) or empty (receive). After it took effect, it reads `waiting` (the wait flags' mirror): a
+/// flag up there means a task parked meanwhile, and kick() serves it. The invariants that keep Go's
 /// semantics (docs/internals.md, "channels' fast path"):
 /// - a receiver parks only when no value is in the ring or being pushed (it waits out a push in
 ///   flight), a sender only when the ring is full and no slot is being freed;

@@ -585,7 +585,7 @@ class channel_wait {
   channel_status status_ = channel_status::would_block;  ///< decided without parking, if not would_block
   bool yield_ = false;  ///< done at once, but the cooperation budget is spent: requeue first
   bool parked_ = false;  ///< the node was queued and settle() has not run
-  bool ring_ = false;    ///< a buffered channel: await_ready took ready_buffered()
+  bool ring_ = false;    ///< a buffered channel: await_ready tried the ring
 };
 
 /// The awaiter of channel::send and send_for.
@@ -600,18 +600,23 @@ class [[nodiscard("co_await it")]] send_operation : channel_wait<T, Timed> {
   send_operation(channel_state<T>* ch, T value, clock::duration timeout = {}) noexcept(std::is_nothrow_move_constructible_v<T>)
       : base(ch), value_(std::move(value)), timeout_(timeout) {}
 
-  bool await_ready() {
+  /// Sends now if it can: a buffered channel's ring without the lock, else under it. Inlined
+  /// into the task (and so is stop_aware's, which calls it): the ring's fast path called out of
+  /// line cost a fifth of channel_throughput's time (benchmarks/RESULTS.md, issue 22).
+  [[gnu::always_inline]] bool await_ready() {
     if (this->ch_ == nullptr) throw std::logic_error("corio::channel: send on an empty (moved-from) channel");
-    if (this->ch_->capacity != 0) return ready_buffered();
+    if (this->ch_->capacity != 0) {
+      this->ring_ = true;
+      if (this->ch_->try_push_fast(value_)) return this->end_fast();
+      return ready_locked();
+    }
     this->ch_->lock.lock();  // a rendezvous channel: no ring, no flags (lock_slow would do just this)
     wake_ticket w;
     return this->template end_ready<true>(this->ch_->send_rendezvous_locked(value_, w), w, timeout_);
   }
-  /// A buffered channel: the lock-free ring first, then the slow path. Out of line, so that a
-  /// rendezvous channel's await_ready stays small enough to inline into the task.
-  [[gnu::noinline]] bool ready_buffered() {
-    this->ring_ = true;
-    if (this->ch_->try_push_fast(value_)) return this->end_fast();
+  /// A buffered channel whose ring said no (a flag up, or full): the slow path, under the lock.
+  /// Out of line: it is rare, and the task's body keeps only the fast path.
+  [[gnu::noinline]] bool ready_locked() {
     this->ch_->lock_slow(channel_core::send_flag);
     wake_ticket w;
     return this->template end_ready<false>(this->ch_->send_locked(value_, w), w, timeout_);
@@ -649,17 +654,20 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
   std::uintptr_t corio_wait_object() const noexcept { return reinterpret_cast<std::uintptr_t>(this->ch_); }
   explicit recv_operation(channel_state<T>* ch, clock::duration timeout = {}) noexcept : base(ch), timeout_(timeout) {}
 
-  bool await_ready() {
+  /// Receives now if it can (see send_operation::await_ready).
+  [[gnu::always_inline]] bool await_ready() {
     if (this->ch_ == nullptr) throw std::logic_error("corio::channel: recv on an empty (moved-from) channel");
-    if (this->ch_->capacity != 0) return ready_buffered();
+    if (this->ch_->capacity != 0) {
+      this->ring_ = true;
+      if (this->ch_->try_pop_fast(out_)) return this->end_fast();
+      return ready_locked();
+    }
     this->ch_->lock.lock();  // a rendezvous channel: no ring, no flags (lock_slow would do just this)
     wake_ticket w;
     return this->template end_ready<true>(this->ch_->recv_rendezvous_locked(out_, w), w, timeout_);
   }
-  /// A buffered channel: the ring first, then the slow path (see send_operation::ready_buffered).
-  [[gnu::noinline]] bool ready_buffered() {
-    this->ring_ = true;
-    if (this->ch_->try_pop_fast(out_)) return this->end_fast();
+  /// A buffered channel whose ring said no (a flag up, or empty): the slow path, under the lock.
+  [[gnu::noinline]] bool ready_locked() {
     this->ch_->lock_slow(channel_core::receive_flag);
     wake_ticket w;
     return this->template end_ready<false>(this->ch_->recv_locked(out_, w), w, timeout_);
@@ -675,14 +683,24 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
     if constexpr (Timed) {
       recv_result<T> r;
       r.status = s;
-      if (s == channel_status::delivered) r.value = std::move(out_);
+      if (s == channel_status::delivered) r.value = take();
       return r;
     } else {
-      return std::move(out_);
+      return take();
     }
   }
 
  private:
+  /// out_ moved out field by field, not copied whole: its value and its flag were just stored
+  /// apart (drain, emplace), and one wide load spanning both cannot be forwarded from the store
+  /// buffer. It would wait until every older store is written, the ring slot's turn among them,
+  /// whose cache line is still the peer's: that stall was a quarter of a fast receive's time
+  /// (benchmarks/RESULTS.md, issue 22).
+  std::optional<T> take() noexcept(std::is_nothrow_move_constructible_v<T>) {
+    if (!out_.has_value()) return std::nullopt;
+    return std::optional<T>{std::move(*out_)};
+  }
+
   std::optional<T> out_{};
   clock::duration timeout_;
 };

@@ -302,7 +302,9 @@ struct stop_aware {
   static constexpr bool clears_wait =
       wait_kind_of<Awaiter>() == wait_kind::child || wait_kind_of<Awaiter>() == wait_kind::when_all;
 
-  bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
+  /// Forced inline: an awaiter's fast path (a channel's ring) belongs in the task's body, and
+  /// GCC otherwise outlines this forwarder once the inner one grows.
+  [[gnu::always_inline]] bool await_ready() noexcept(noexcept(inner.await_ready())) { return inner.await_ready(); }
   template <class Promise>
   decltype(auto) await_suspend(std::coroutine_handle<Promise> h) noexcept(noexcept(inner.await_suspend(h))) {
     if constexpr (!fork_awaiter<Awaiter> && !lazy_join_checking_awaiter<Awaiter>) {

@@ -213,15 +213,15 @@ class channel_state : public channel_core {
 
   /// A send without the lock: true when `v` went into the ring (moved from), false when the slow
   /// path must decide (a flag up, or the ring full). Any thread.
-  bool try_push_fast(T& v) {
+  [[gnu::always_inline]] bool try_push_fast(T& v) {
     if (capacity == 0) return false;
     std::uint64_t e = enqueued.load(std::memory_order_relaxed);
     for (;;) {
       if ((e & ~position_mask) != 0) return false;
       slot& s = slots_[index(e)];
       const auto d = static_cast<std::int64_t>(s.turn.load(std::memory_order_acquire) - 2 * e);
-      if (d == 0) {
-        if (enqueued.compare_exchange_weak(e, e + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      if (d == 0) [[likely]] {
+        if (enqueued.compare_exchange_weak(e, e + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) [[likely]] {
           fill(s, e, v);
           if ((waiting.load(std::memory_order_seq_cst) & receive_flag) != 0) kick();
           return true;
@@ -235,15 +235,15 @@ class channel_state : public channel_core {
   }
   /// A receive without the lock: true with the value in `out`, false when the slow path must
   /// decide (a flag up, or nothing ready). Any thread.
-  bool try_pop_fast(std::optional<T>& out) {
+  [[gnu::always_inline]] bool try_pop_fast(std::optional<T>& out) {
     if (capacity == 0) return false;
     std::uint64_t d = dequeued.load(std::memory_order_relaxed);
     for (;;) {
       if ((d & ~position_mask) != 0) return false;
       slot& s = slots_[index(d)];
       const auto diff = static_cast<std::int64_t>(s.turn.load(std::memory_order_acquire) - (2 * d + 1));
-      if (diff == 0) {
-        if (dequeued.compare_exchange_weak(d, d + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      if (diff == 0) [[likely]] {
+        if (dequeued.compare_exchange_weak(d, d + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) [[likely]] {
           drain(s, d, out);
           if ((waiting.load(std::memory_order_seq_cst) & send_flag) != 0) kick();
           return true;
@@ -390,8 +390,8 @@ class channel_state : public channel_core {
       const std::uint64_t p = d & position_mask;
       slot& s = slots_[index(p)];
       const auto diff = static_cast<std::int64_t>(s.turn.load(std::memory_order_acquire) - (2 * p + 1));
-      if (diff == 0) {
-        if (dequeued.compare_exchange_weak(d, d + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      if (diff == 0) [[likely]] {
+        if (dequeued.compare_exchange_weak(d, d + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) [[likely]] {
           drain(s, p, out);
           return true;
         }

@@ -1,8 +1,9 @@
 // lib/asio_reactor.hpp - the portable reactor: one standalone-Asio io_context per worker.
 //
 // No Asio header is included here: the io_context, the socket table and every Asio type live in
-// asio_reactor.cpp (the only translation unit of corio that includes Asio), behind a pointer, so
-// that the rest of the library and everything that includes corio's headers compiles without it.
+// asio_reactor_state.hpp (included only by asio_reactor.cpp and, on Windows, asio_socket_service.cpp),
+// behind a pointer, so that the rest of the library and everything that includes corio's headers
+// compiles without it.
 #pragma once
 
 #include <memory>
@@ -64,7 +65,7 @@ class asio_reactor final : public reactor {
   [[nodiscard]] const char* name() const noexcept override { return "asio"; }
   [[nodiscard]] std::string features() const override;
 
-  struct state;  // asio_reactor.cpp
+  struct state;  // asio_reactor_state.hpp
 
  private:
   std::unique_ptr<state> state_;

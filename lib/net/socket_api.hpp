@@ -84,7 +84,7 @@ inline void init_sockets() noexcept {
 }
 
 /// Closes socket `fd` through the process's socket service, whose Asio object for it (if any)
-/// must close it rather than outlive it (lib/asio_reactor.cpp, "the process's socket service").
+/// must close it rather than outlive it (lib/asio_socket_service.cpp).
 /// Returns 0 or the errno value. Any thread; blocks until the service has closed it.
 int close_registered_socket(int fd) noexcept;
 

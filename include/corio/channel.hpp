@@ -602,7 +602,7 @@ class [[nodiscard("co_await it")]] send_operation : channel_wait<T, Timed> {
 
   /// Sends now if it can: a buffered channel's ring without the lock, else under it. Inlined
   /// into the task (and so is stop_aware's, which calls it): the ring's fast path called out of
-  /// line cost a fifth of channel_throughput's time (benchmarks/RESULTS.md, issue 22).
+  /// line cost a quarter of channel_throughput's time (benchmarks/RESULTS.md, issue 22).
   [[gnu::always_inline]] bool await_ready() {
     if (this->ch_ == nullptr) throw std::logic_error("corio::channel: send on an empty (moved-from) channel");
     if (this->ch_->capacity != 0) {
@@ -694,7 +694,7 @@ class [[nodiscard("co_await it")]] recv_operation : channel_wait<T, Timed> {
   /// out_ moved out field by field, not copied whole: its value and its flag were just stored
   /// apart (drain, emplace), and one wide load spanning both cannot be forwarded from the store
   /// buffer. It would wait until every older store is written, the ring slot's turn among them,
-  /// whose cache line is still the peer's: that stall was a quarter of a fast receive's time
+  /// whose cache line is still the peer's: that stall was a quarter of channel_throughput's time
   /// (benchmarks/RESULTS.md, issue 22).
   std::optional<T> take() noexcept(std::is_nothrow_move_constructible_v<T>) {
     if (!out_.has_value()) return std::nullopt;

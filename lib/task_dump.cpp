@@ -291,6 +291,12 @@ void append_frames(std::string& out, const std::vector<promise_base*>& chain, co
       append_frame(out, 0, it == chain.rbegin() ? " (running, or not suspended yet)" : "", indent);
       continue;
     }
+    if (i->kind == wait_kind::finished) {
+      // A when_all child that finished meanwhile (the caller saw it unfinished): where_ is
+      // written by a co_await only, and the child may have made none (never read it then).
+      append_frame(out, 0, " (finished)", indent);
+      continue;
+    }
     append_frame(out, p.where_.load(std::memory_order_relaxed),
                  it == chain.rbegin() && on >= 0 ? " (last co_await; running now)" : "", indent);
     if (it == chain.rbegin() && on < 0 && i->kind == wait_kind::when_all) {
